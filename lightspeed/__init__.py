@@ -1,0 +1,35 @@
+"""
+lightspeed: join Twisted event-loop kernels into one network.
+
+A session in any kernel posts to C{poe://otherbox/mysession/ping} the way it
+posts to a local session.
+"""
+
+from lightspeed.errors import (
+    AliasInUse,
+    BadSpecifier,
+    LightspeedError,
+    NoCurrentSession,
+    NoRoute,
+    NoSuchSession,
+)
+from lightspeed.kernel import Kernel
+from lightspeed.session import Event, Session
+from lightspeed.specifier import Specifier, coerce, parse
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Kernel",
+    "Session",
+    "Event",
+    "Specifier",
+    "parse",
+    "coerce",
+    "LightspeedError",
+    "BadSpecifier",
+    "NoSuchSession",
+    "NoCurrentSession",
+    "NoRoute",
+    "AliasInUse",
+]

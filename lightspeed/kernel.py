@@ -1,0 +1,670 @@
+# -*- test-case-name: lightspeed.test.test_kernel -*-
+"""
+The kernel: a registry of sessions and a FIFO event queue on a reactor.
+
+The queue is drained in batches: a burst of posts costs one reactor call,
+not one per event, and at most L{Kernel.batch} events run per reactor turn
+so that timers and I/O still get their turn.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import secrets
+import socket
+import sys
+from collections import deque
+from typing import Any, Callable, Deque, Dict, Iterable, List, Optional, Tuple
+
+from twisted.internet.defer import Deferred, ensureDeferred, fail, maybeDeferred
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.logger import Logger
+
+from lightspeed.errors import AliasInUse, BadSpecifier, NoCurrentSession, NoRoute, NoSuchSession
+from lightspeed.session import Back, Event, Session
+from lightspeed.specifier import SCHEME, Specifier, check_name, check_state, coerce, parse
+
+__all__ = ["Kernel", "default_kernel_name"]
+
+_process_counter = itertools.count(1)
+
+
+def default_kernel_name() -> str:
+    """
+    A kernel name unique in the network, as POE's kernel ID: the host name,
+    the process id, a per-process counter and a random suffix.
+    """
+    host = "".join(c for c in socket.gethostname() if c.isalnum() or c in "-._") or "host"
+    return f"{host}-{os.getpid()}-{next(_process_counter)}-{secrets.token_hex(3)}"
+
+
+def _global_reactor() -> IReactorTime:
+    from twisted.internet import reactor
+
+    return reactor  # type: ignore[return-value]
+
+
+# One queued event: (session, state, args, sender, caller_state, file, line)
+_Item = Tuple[Session, str, Tuple[Any, ...], Any, Optional[str], Optional[str], Optional[int]]
+
+
+class Kernel:
+    """
+    A POE kernel on the Twisted reactor.
+
+    :ivar name: this kernel's name, unique in the network.
+    :ivar batch: the most events run in one reactor turn.
+    """
+
+    is_lightspeed = False
+    batch = 1000
+    log = Logger()
+
+    def __init__(self, name: Optional[str] = None, reactor: Optional[IReactorTime] = None) -> None:
+        self.name: str = check_name(name, "kernel name") if name is not None else default_kernel_name()
+        self._reactor: IReactorTime = reactor if reactor is not None else _global_reactor()
+        self._queue: Deque[_Item] = deque()
+        self._drain_call: Optional[IDelayedCall] = None
+        self._sessions: Dict[int, Session] = {}
+        self._aliases: Dict[str, Session] = {}
+        self._session_ids = itertools.count(1)
+        self._alarm_ids = itertools.count(1)
+        self._alarms: Dict[int, Tuple[IDelayedCall, Tuple[Session, ...], str, Tuple[Any, ...]]] = {}
+        self._current: Optional[Session] = None
+        self._current_state: Optional[str] = None
+        #: Where messages for other kernels go; L{None} while not networked.
+        self.network: Any = None
+
+    # -- identity ----------------------------------------------------------
+
+    @property
+    def id(self) -> str:
+        """
+        The kernel's id as a sender: its name.
+        """
+        return self.name
+
+    @property
+    def reactor(self) -> IReactorTime:
+        return self._reactor
+
+    def __repr__(self) -> str:
+        return f"<Kernel {self.name!r}>"
+
+    # -- sessions ----------------------------------------------------------
+
+    def spawn(
+        self,
+        session: Optional[Session] = None,
+        *,
+        inline_states: Optional[Dict[str, Callable[[Event], Any]]] = None,
+        heap: Any = None,
+        args: Iterable[Any] = (),
+    ) -> Session:
+        """
+        Start a session in this kernel and run its C{_start} state at once
+        (synchronously, as POE does), with C{args} as the event's args.
+
+        :param session: a L{Session} (or subclass) instance; or leave it out
+            and give C{inline_states}, C{heap} and C{args}.
+        :returns: the running session.
+        """
+        if session is None:
+            session = Session(inline_states=inline_states, heap=heap, args=tuple(args))
+        elif inline_states is not None or heap is not None:
+            raise TypeError("give either a session or inline_states/heap, not both")
+        if session.kernel is not None:
+            raise ValueError(f"{session!r} is already running")
+        session.kernel = self
+        session.id = next(self._session_ids)
+        self._sessions[session.id] = session
+        session._holds += 1  # no garbage collection in the middle of _start
+        try:
+            handler = session._states.get("_start")
+            if handler is not None:
+                self._run(session, handler, "_start", session.args, self._sender(), self._current_state, *_caller(1))
+        finally:
+            session._holds -= 1
+        self._maybe_stop(session)
+        return session
+
+    def stop_session(self, session: Session) -> None:
+        """
+        Stop C{session} now: remove its aliases and timers, run C{_stop}.
+        Events still queued for it are logged as undeliverable.
+        """
+        if session.stopped or session.kernel is not self:
+            return
+        session.stopped = True
+        for alias in [a for a, s in self._aliases.items() if s is session]:
+            del self._aliases[alias]
+        for alarm_id in list(session._timers):
+            self._cancel_alarm(alarm_id)
+        handler = session._states.get("_stop")
+        try:
+            if handler is not None:
+                self._run(session, handler, "_stop", (), self, None, None, None)
+        finally:
+            del self._sessions[session.id]
+
+    def _maybe_stop(self, session: Session) -> None:
+        if (
+            session._pending == 0
+            and session._holds == 0
+            and not session._timers
+            and not session.stopped
+            and session not in self._aliases.values()
+        ):
+            self.stop_session(session)
+
+    @property
+    def sessions(self) -> List[Session]:
+        """
+        The running sessions, oldest first.
+        """
+        return list(self._sessions.values())
+
+    def resolve(self, name: Any) -> Optional[Session]:
+        """
+        Find a local session by alias, by id (an int or its decimal string)
+        or by the session object itself.  An alias wins over an id.
+
+        :returns: the session, or L{None}.
+        """
+        if isinstance(name, Session):
+            return name if name.kernel is self and not name.stopped else None
+        if isinstance(name, str):
+            session = self._aliases.get(name)
+            if session is not None or not name.isdigit():
+                return session
+            name = int(name)
+        if isinstance(name, int):
+            return self._sessions.get(name)
+        return None
+
+    # -- aliases -----------------------------------------------------------
+
+    def alias_set(self, alias: str, session: Optional[Session] = None) -> None:
+        """
+        Give C{session} (default: the current one) an alias.
+
+        :raises BadSpecifier: if the alias is malformed.
+        :raises AliasInUse: if another session holds it.
+        """
+        check_name(alias, "alias")
+        session = self._session_or_current(session)
+        holder = self._aliases.get(alias)
+        if holder is not None and holder is not session:
+            raise AliasInUse(f"alias {alias!r} is held by session {holder.id} of kernel {self.name!r}")
+        self._aliases[alias] = session
+
+    def alias_remove(self, alias: str, session: Optional[Session] = None) -> None:
+        """
+        Remove an alias of C{session} (default: the current one).  A session
+        left with no alias, event or timer stops.
+
+        :raises NoSuchSession: if C{session} does not hold C{alias}.
+        """
+        session = self._session_or_current(session)
+        if self._aliases.get(alias) is not session:
+            raise NoSuchSession(f"session {session.id} has no alias {alias!r}")
+        del self._aliases[alias]
+        if self._current is not session:
+            self._maybe_stop(session)
+
+    def alias_list(self, session: Optional[Session] = None) -> List[str]:
+        """
+        :returns: the aliases of C{session} (default: the current one), in
+            the order they were set.
+        """
+        session = self._session_or_current(session)
+        return [a for a, s in self._aliases.items() if s is session]
+
+    def _session_or_current(self, session: Optional[Session]) -> Session:
+        if session is not None:
+            return session
+        if self._current is None:
+            raise NoCurrentSession("no session is running; name one")
+        return self._current
+
+    # -- destinations ------------------------------------------------------
+
+    def destination(self, dest: Any, args: Tuple[Any, ...]) -> Tuple[Specifier, Tuple[Any, ...]]:
+        """
+        Turn the first arguments of C{post}/C{call} into a full specifier and
+        the remaining arguments.
+
+        Full forms (C{'poe://K/S/STATE'}, C{[K, S, STATE]}, a dict, a
+        L{Specifier} with a state) use no argument.  Session forms (an alias,
+        a session id, a L{Session} or sender, C{'poe://K/S/'}, a L{Specifier}
+        without a state) take the state from the first argument.
+
+        :raises BadSpecifier: if the destination or state is malformed or
+            missing.
+        """
+        if isinstance(dest, str) and dest.startswith(SCHEME):
+            spec = parse(dest)
+        elif isinstance(dest, (str, int)) and not isinstance(dest, bool):
+            spec = Specifier((self.name,), (check_name(str(dest), "session"),), None)
+        elif isinstance(dest, Session):
+            if dest.kernel is None:
+                raise BadSpecifier(f"{dest!r} is not running in a kernel")
+            spec = Specifier((dest.kernel.name,), (str(dest.id),), None)
+        elif isinstance(dest, Kernel):
+            raise BadSpecifier(
+                f"{dest!r} is a kernel, not a session: an event posted from outside any "
+                "session has the kernel as its sender and cannot be answered"
+            )
+        elif hasattr(dest, "specifier") and not isinstance(dest, (list, tuple, dict)):
+            spec = dest.specifier  # a remote sender
+        else:
+            spec = coerce(dest)
+        if spec.state is None:
+            if not args:
+                raise BadSpecifier(f"destination {str(spec)!r} names no state and no state follows it")
+            spec = spec.with_state(args[0])
+            args = args[1:]
+        return spec, args
+
+    def _targets(self, spec: Specifier) -> List[Session]:
+        """
+        The local sessions that C{spec} names, each once, in order.
+        """
+        if spec.all_kernels or self.name not in spec.kernels:
+            return []
+        if spec.all_sessions:
+            return list(dict.fromkeys(self._aliases.values()))
+        found: Dict[Session, None] = {}
+        for name in spec.sessions:
+            session = self.resolve(name)
+            if session is None:
+                self._undeliverable(spec, f"no session {name!r} in kernel {self.name!r}")
+            else:
+                found[session] = None
+        return list(found)
+
+    def _remote_kernels(self, spec: Specifier) -> Tuple[str, ...]:
+        if spec.all_kernels:
+            return spec.kernels
+        return tuple(k for k in spec.kernels if k != self.name)
+
+    def _undeliverable(self, spec: Any, reason: str, caller: Tuple[Any, ...] = (None, None)) -> None:
+        self.log.warn(
+            "undeliverable to {destination} from kernel {kernel} ({file}:{line}): {reason}",
+            destination=str(spec),
+            kernel=self.name,
+            file=caller[0],
+            line=caller[1],
+            reason=reason,
+        )
+
+    # -- post / call / yield -----------------------------------------------
+
+    def post(self, _dest: Any, *args: Any) -> None:
+        """
+        Post an event: asynchronous, FIFO across the kernel.
+
+        C{post('poe://K/S/state', *args)}, C{post(['K','S','state'], *args)},
+        C{post({'KERNEL':…}, *args)}, C{post(sender, 'state', *args)},
+        C{post(sender.id, 'state', *args)} and the local
+        C{post(alias_or_id, 'state', *args)} all work.
+
+        :raises BadSpecifier: if the destination is malformed.
+        """
+        frame = sys._getframe(1)
+        sender = self._current or self
+        cstate = self._current_state
+        cfile = frame.f_code.co_filename
+        cline = frame.f_lineno
+        if type(_dest) is str and not _dest.startswith(SCHEME) and args:
+            # Hot path: the POE-style local post(alias, state, *args).
+            session = self._aliases.get(_dest)
+            state = args[0]
+            if session is not None and type(state) is str and state and "/" not in state:
+                session._pending += 1
+                self._queue.append((session, state, args[1:], sender, cstate, cfile, cline))
+                if self._drain_call is None:
+                    self._drain_call = self._reactor.callLater(0, self._drain)
+                return
+        spec, args = self.destination(_dest, args)
+        self._post(spec, args, sender, cstate, cfile, cline)
+
+    def _post(self, spec: Specifier, args: Tuple[Any, ...], sender: Any,
+              cstate: Optional[str], cfile: Optional[str], cline: Optional[int]) -> None:
+        for session in self._targets(spec):
+            self._enqueue(session, spec.state, args, sender, cstate, cfile, cline)  # type: ignore[arg-type]
+        remote = self._remote_kernels(spec)
+        if remote:
+            self._send_remote(spec, remote, args, sender, cstate, cfile, cline)
+
+    def _send_remote(self, spec: Specifier, kernels: Tuple[str, ...], args: Tuple[Any, ...],
+                     sender: Any, cstate: Optional[str], cfile: Optional[str], cline: Optional[int],
+                     rsvp: Optional[Specifier] = None) -> None:
+        if self.network is None:
+            if not spec.all_kernels:
+                self._undeliverable(spec, f"no route to kernel(s) {', '.join(kernels)}", (cfile, cline))
+            return
+        self.network.send(spec, kernels, args, sender, cstate, cfile, cline, rsvp)
+
+    def _enqueue(self, session: Session, state: str, args: Tuple[Any, ...], sender: Any,
+                 cstate: Optional[str], cfile: Optional[str], cline: Optional[int]) -> None:
+        session._pending += 1
+        self._queue.append((session, state, args, sender, cstate, cfile, cline))
+        if self._drain_call is None:
+            self._drain_call = self._reactor.callLater(0, self._drain)
+
+    def yield_(self, _state: str, *args: Any) -> None:
+        """
+        Post C{_state} to the current session (POE's C{yield}).
+
+        :raises NoCurrentSession: outside of a handler.
+        """
+        session = self._session_or_current(None)
+        frame = sys._getframe(1)
+        self._enqueue(session, check_state(_state), args, session, self._current_state,
+                      frame.f_code.co_filename, frame.f_lineno)
+
+    def call(self, _dest: Any, *args: Any) -> Any:
+        """
+        Call a state synchronously and return the handler's value.
+
+        Local form, as POE: C{call(alias_or_id_or_session, 'state', *args)}.
+
+        Lightspeed form: C{call(full_destination, rsvp, *args)} or
+        C{call(sender, 'state', rsvp, *args)}: the handler's value (once a
+        returned Deferred or coroutine has finished) is posted to the RSVP
+        destination C{rsvp}.  A local target still runs at once and its value
+        is also returned when the destination names exactly one local
+        session; otherwise L{None} is returned.
+
+        An exception raised by the handler propagates to the caller of a
+        local-form call; in the Lightspeed form it is logged.
+
+        :raises BadSpecifier: if a destination or the RSVP is malformed or
+            missing.
+        :raises NoSuchSession: if a local-form call names no session.
+        """
+        caller = _caller(1)
+        if isinstance(_dest, Session) or (
+            isinstance(_dest, (str, int)) and not isinstance(_dest, bool)
+            and not (isinstance(_dest, str) and _dest.startswith(SCHEME))
+        ):
+            if not args:
+                raise BadSpecifier(f"call to {_dest!r} names no state")
+            state = check_state(args[0])
+            session = self.resolve(_dest)
+            if session is None:
+                raise NoSuchSession(f"no session {_dest!r} in kernel {self.name!r}")
+            return self._call(session, state, args[1:], self._current or self, self._current_state, *caller)
+        spec, args = self.destination(_dest, args)
+        if not args:
+            raise BadSpecifier(f"call to {str(spec)!r} has no RSVP destination")
+        rsvp, args = self.destination(args[0], args[1:])
+        return self._call_spec(spec, rsvp, args, caller)
+
+    def _call_spec(self, spec: Specifier, rsvp: Specifier, args: Tuple[Any, ...], caller: Tuple[Any, ...]) -> Any:
+        sender = self._current or self
+        cstate = self._current_state
+        results = []
+        for session in self._targets(spec):
+            try:
+                result = self._call(session, spec.state, args, sender, cstate, *caller)  # type: ignore[arg-type]
+            except Exception:
+                self.log.failure(
+                    "call to state {state!r} of session {session} in kernel {kernel} raised",
+                    state=spec.state, session=session.id, kernel=self.name,
+                )
+                continue
+            results.append(result)
+            self._reply(session, spec.state, rsvp, result)  # type: ignore[arg-type]
+        remote = self._remote_kernels(spec)
+        if remote:
+            self._send_remote(spec, remote, args, sender, cstate, caller[0], caller[1], rsvp)
+        return results[0] if len(results) == 1 and not remote else None
+
+    def _reply(self, session: Session, state: str, rsvp: Specifier, result: Any) -> None:
+        """
+        Post C{result} to C{rsvp} once it is ready, as C{session} in C{state}.
+        """
+        if isinstance(result, Deferred):
+            def done(value: Any) -> None:
+                self._post(rsvp, (value,), session, state, None, None)
+
+            def failed(failure: Any) -> None:
+                self.log.failure("reply to {rsvp} failed", failure, rsvp=str(rsvp))
+
+            result.addCallbacks(done, failed)
+            return
+        self._post(rsvp, (result,), session, state, None, None)
+
+    def _call(self, session: Session, state: str, args: Tuple[Any, ...], sender: Any,
+              cstate: Optional[str], cfile: Optional[str], cline: Optional[int]) -> Any:
+        """
+        Run a state now and return its value (a coroutine becomes a
+        Deferred).  Exceptions propagate.
+        """
+        handler = session.handler(state)
+        if handler is None:
+            raise NoSuchSession(f"session {session.id} of kernel {self.name!r} has no state {state!r} and no _default")
+        previous = self._current, self._current_state
+        self._current, self._current_state = session, state
+        try:
+            result = handler(Event(self, session, sender, state, args, cstate, cfile, cline))
+        finally:
+            self._current, self._current_state = previous
+        if hasattr(result, "__await__") and not isinstance(result, Deferred):
+            result = ensureDeferred(result)
+        return result
+
+    def request(self, _dest: Any, *args: Any, timeout: Optional[float] = None) -> Deferred:
+        """
+        Call a state and get its value as a Deferred.  For a local session
+        the Deferred fires with the handler's value (waiting on a returned
+        Deferred or coroutine) or fails with its exception.
+
+        :param timeout: seconds after which the Deferred fails with
+            L{defer.TimeoutError}; L{None} waits for ever.
+        """
+        caller = _caller(1)
+        spec, args = self.destination(_dest, args)
+        remote = self._remote_kernels(spec)
+        if remote:
+            if self.network is None:
+                return fail(NoRoute(f"no route to kernel(s) {', '.join(remote)} for {str(spec)!r}"))
+            return self.network.request(spec, remote, args, self._current or self,
+                                        self._current_state, caller, timeout)
+        targets = self._targets(spec)
+        if len(targets) != 1:
+            return fail(NoSuchSession(f"{str(spec)!r} does not name exactly one session of kernel {self.name!r}"))
+        sender, cstate = self._current or self, self._current_state
+        d = maybeDeferred(self._call, targets[0], spec.state, args, sender, cstate, *caller)
+        if timeout is not None:
+            d.addTimeout(timeout, self._reactor)
+        return d
+
+    # -- timers --------------------------------------------------------------
+
+    def delay_set(self, _dest: Any, _seconds: float, *args: Any) -> int:
+        """
+        After C{_seconds}, post to C{_dest}: a state name of the current
+        session (as POE) or any destination form naming local sessions.
+        The timer keeps those sessions alive until it fires or is removed.
+
+        :returns: an alarm id for L{alarm_remove} and L{delay_adjust}.
+        """
+        if isinstance(_dest, str) and not _dest.startswith(SCHEME):
+            sessions: Tuple[Session, ...] = (self._session_or_current(None),)
+            state = check_state(_dest)
+        else:
+            spec, args = self.destination(_dest, args)
+            if self._remote_kernels(spec):
+                raise BadSpecifier(f"timers can only name local sessions, not {str(spec)!r}")
+            sessions = tuple(self._targets(spec))
+            state = spec.state  # type: ignore[assignment]
+        alarm_id = next(self._alarm_ids)
+        call = self._reactor.callLater(max(0.0, _seconds), self._fire, alarm_id)
+        self._alarms[alarm_id] = (call, sessions, state, args)
+        for session in sessions:
+            session._timers[alarm_id] = call
+        return alarm_id
+
+    def alarm_set(self, _dest: Any, _when: float, *args: Any) -> int:
+        """
+        As L{delay_set}, at the reactor time C{_when} (C{reactor.seconds()}
+        scale).
+        """
+        return self.delay_set(_dest, _when - self._reactor.seconds(), *args)
+
+    def delay_adjust(self, alarm_id: int, seconds: float) -> bool:
+        """
+        Make a pending alarm fire C{seconds} from now.
+
+        :returns: whether the alarm was pending.
+        """
+        entry = self._alarms.get(alarm_id)
+        if entry is None:
+            return False
+        entry[0].reset(max(0.0, seconds))
+        return True
+
+    def alarm_remove(self, alarm_id: int) -> Optional[Tuple[str, float, Tuple[Any, ...]]]:
+        """
+        Remove a pending alarm.
+
+        :returns: C{(state, when, args)} of the removed alarm, or L{None}.
+        """
+        entry = self._alarms.get(alarm_id)
+        if entry is None:
+            return None
+        call, sessions, state, args = entry
+        when = call.getTime()
+        self._cancel_alarm(alarm_id)
+        for session in sessions:
+            if session is not self._current:
+                self._maybe_stop(session)
+        return state, when, args
+
+    def alarm_remove_all(self, session: Optional[Session] = None) -> int:
+        """
+        Remove every alarm of C{session} (default: the current one).
+
+        :returns: how many were removed.
+        """
+        session = self._session_or_current(session)
+        ids = list(session._timers)
+        for alarm_id in ids:
+            self.alarm_remove(alarm_id)
+        return len(ids)
+
+    def _cancel_alarm(self, alarm_id: int) -> None:
+        call, sessions, _, _ = self._alarms.pop(alarm_id)
+        if call.active():
+            call.cancel()
+        for session in sessions:
+            session._timers.pop(alarm_id, None)
+
+    def _fire(self, alarm_id: int) -> None:
+        _, sessions, state, args = self._alarms.pop(alarm_id)
+        for session in sessions:
+            session._timers.pop(alarm_id, None)
+            if not session.stopped:
+                self._enqueue(session, state, args, session, None, None, None)
+
+    # -- postbacks -----------------------------------------------------------
+
+    def _make_back(self, session: Session, state: str, args: Tuple[Any, ...], synchronous: bool) -> Back:
+        check_state(state)
+        session._holds += 1
+
+        def deliver(given: Tuple[Any, ...]) -> Any:
+            if session.stopped:
+                self._undeliverable(f"session {session.id}", f"postback to stopped session, state {state!r}")
+                return None
+            frame = sys._getframe(2)
+            where = (frame.f_code.co_filename, frame.f_lineno)
+            sender = self._current or self
+            if synchronous:
+                return self._call(session, state, (args, given), sender, self._current_state, *where)
+            self._enqueue(session, state, (args, given), sender, self._current_state, *where)
+            return None
+
+        def release() -> None:
+            session._holds -= 1
+            if not session.stopped and session._holds == 0:
+                self._reactor.callLater(0, self._maybe_stop, session)
+
+        return Back(deliver, release)
+
+    # -- the queue -----------------------------------------------------------
+
+    def _drain(self) -> None:
+        self._drain_call = None
+        queue = self._queue
+        dispatch = self._dispatch
+        for _ in range(min(len(queue), self.batch)):
+            dispatch(*queue.popleft())
+        if queue and self._drain_call is None:
+            self._drain_call = self._reactor.callLater(0, self._drain)
+
+    def flush(self) -> None:
+        """
+        Run queued events until the queue is empty (tests use this with a
+        L{task.Clock} instead of turning a reactor).
+        """
+        while self._queue:
+            self._dispatch(*self._queue.popleft())
+        if self._drain_call is not None and self._drain_call.active():
+            self._drain_call.cancel()
+        self._drain_call = None
+
+    def _dispatch(self, session: Session, state: str, args: Tuple[Any, ...], sender: Any,
+                  cstate: Optional[str], cfile: Optional[str], cline: Optional[int]) -> None:
+        session._pending -= 1
+        if session.stopped:
+            self._undeliverable(f"session {session.id}", f"session stopped before state {state!r} ran")
+            return
+        handler = session._states.get(state) or session._states.get("_default")
+        if handler is None:
+            self.log.warn(
+                "session {session} of kernel {kernel} has no state {state!r} and no _default; "
+                "event from {sender} ({file}:{line}) dropped",
+                session=session.id, kernel=self.name, state=state,
+                sender=getattr(sender, "id", sender), file=cfile, line=cline,
+            )
+        else:
+            self._run(session, handler, state, args, sender, cstate, cfile, cline)
+        if session._pending == 0:
+            self._maybe_stop(session)
+
+    def _run(self, session: Session, handler: Callable[[Event], Any], state: str, args: Tuple[Any, ...],
+             sender: Any, cstate: Optional[str], cfile: Optional[str], cline: Optional[int]) -> Any:
+        previous = self._current, self._current_state
+        self._current, self._current_state = session, state
+        try:
+            result = handler(Event(self, session, sender, state, args, cstate, cfile, cline))
+        except Exception:
+            self.log.failure(
+                "handler for state {state!r} of session {session} in kernel {kernel} raised",
+                state=state, session=session.id, kernel=self.name,
+            )
+            return None
+        finally:
+            self._current, self._current_state = previous
+        if result is not None and hasattr(result, "__await__"):
+            d = result if isinstance(result, Deferred) else ensureDeferred(result)
+            d.addErrback(
+                lambda f: self.log.failure(
+                    "handler for state {state!r} of session {session} in kernel {kernel} failed",
+                    f, state=state, session=session.id, kernel=self.name,
+                )
+            )
+        return result
+
+    def _sender(self) -> Any:
+        return self._current or self
+
+
+def _caller(depth: int) -> Tuple[Optional[str], Optional[int]]:
+    frame = sys._getframe(depth + 1)
+    return frame.f_code.co_filename, frame.f_lineno

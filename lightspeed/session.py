@@ -1,0 +1,207 @@
+# -*- test-case-name: lightspeed.test.test_session -*-
+"""
+Sessions, the events their handlers receive, and postbacks.
+
+A session is a set of named states.  Give them either by subclassing
+L{Session} (every method whose name does not start with C{_} is a state, plus
+the reserved C{_start}, C{_stop} and C{_default}) or with
+C{inline_states={'name': callable}}.  A handler takes one argument, the
+L{Event}.
+
+Lifetime (as POE): a session lives while it has an alias, a pending event,
+a timer or a live postback/callback.  When none is left after one of its
+events ran, it stops and its C{_stop} state runs.  L{Kernel.stop_session}
+stops it at once.
+"""
+
+from __future__ import annotations
+
+import weakref
+from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Tuple
+
+if TYPE_CHECKING:  # pragma: no cover
+    from lightspeed.kernel import Kernel
+
+__all__ = ["Session", "Event", "RESERVED_STATES"]
+
+RESERVED_STATES = frozenset({"_start", "_stop", "_default"})
+
+Handler = Callable[["Event"], Any]
+
+
+class Event:
+    """
+    What a handler receives: everything POE passes in C{@_}.
+
+    :ivar kernel: the L{Kernel} dispatching the event.
+    :ivar session: the L{Session} that handles it.
+    :ivar heap: C{session.heap}.
+    :ivar sender: who posted it: a L{Session}, a remote sender (whose
+        C{is_lightspeed} is true), or the kernel itself for posts made from
+        outside any handler.
+    :ivar state: the state being run (for C{_default}, the state that was
+        asked for).
+    :ivar args: the arguments, a tuple.
+    :ivar caller_state: the state that was running when the post was made,
+        or L{None}.
+    :ivar caller_file: the file of the C{post}/C{call} that caused this.
+    :ivar caller_line: its line.
+    """
+
+    __slots__ = (
+        "kernel",
+        "session",
+        "sender",
+        "state",
+        "args",
+        "caller_state",
+        "caller_file",
+        "caller_line",
+    )
+
+    def __init__(
+        self,
+        kernel: "Kernel",
+        session: "Session",
+        sender: Any,
+        state: str,
+        args: Tuple[Any, ...],
+        caller_state: Optional[str],
+        caller_file: Optional[str],
+        caller_line: Optional[int],
+    ) -> None:
+        self.kernel = kernel
+        self.session = session
+        self.sender = sender
+        self.state = state
+        self.args = args
+        self.caller_state = caller_state
+        self.caller_file = caller_file
+        self.caller_line = caller_line
+
+    @property
+    def heap(self) -> Any:
+        return self.session.heap
+
+    @property
+    def arg0(self) -> Any:
+        """
+        The first argument (POE's C{ARG0}), or L{None}.
+        """
+        return self.args[0] if self.args else None
+
+    def __repr__(self) -> str:
+        return (
+            f"<Event {self.state!r} for session {self.session.id} from {_sender_id(self.sender)!r} "
+            f"args={self.args!r}>"
+        )
+
+
+def _sender_id(sender: Any) -> Any:
+    return getattr(sender, "id", sender)
+
+
+class Session:
+    """
+    A POE session.  Subclass it and define handler methods, or pass
+    C{inline_states}; then hand it to L{Kernel.spawn}.
+
+    :ivar id: the session id, an integer unique within its kernel, set when
+        the kernel adopts it.
+    :ivar heap: the session's own storage (a dict unless given).
+    :ivar kernel: the kernel it lives in, once spawned.
+    """
+
+    is_lightspeed = False
+
+    def __init__(
+        self,
+        inline_states: Optional[Dict[str, Handler]] = None,
+        heap: Any = None,
+        args: Tuple[Any, ...] = (),
+    ) -> None:
+        self.heap: Any = {} if heap is None else heap
+        self.args = tuple(args)
+        self.id: int = 0
+        self.kernel: Optional["Kernel"] = None
+        self.stopped = False
+        # Reference counts that keep the session alive (see module docstring).
+        self._pending = 0
+        self._timers: Dict[int, Any] = {}
+        self._holds = 0
+        self._states: Dict[str, Handler] = self._collect_states()
+        if inline_states:
+            from lightspeed.specifier import check_state
+
+            for name, handler in inline_states.items():
+                check_state(name)
+                if not callable(handler):
+                    raise TypeError(f"handler for state {name!r} is not callable: {handler!r}")
+                self._states[name] = handler
+
+    def _collect_states(self) -> Dict[str, Handler]:
+        states: Dict[str, Handler] = {}
+        for klass in reversed(type(self).__mro__):
+            if klass is Session or not issubclass(klass, Session):
+                continue
+            for name, value in vars(klass).items():
+                if callable(value) and (name in RESERVED_STATES or not name.startswith("_")):
+                    states[name] = getattr(self, name)
+        return states
+
+    @property
+    def states(self) -> frozenset:
+        """
+        The names of the states this session handles.
+        """
+        return frozenset(self._states)
+
+    def handler(self, state: str) -> Optional[Handler]:
+        """
+        :returns: the handler for C{state}, else the C{_default} handler,
+            else L{None}.
+        """
+        states = self._states
+        return states.get(state) or states.get("_default")
+
+    def postback(self, _state: str, *args: Any) -> Callable[..., None]:
+        """
+        A callable that, each time it is called with C{*given}, posts
+        C{_state} to this session with C{args == (args, given)} (POE's
+        postback: ARG0 the creation arguments, ARG1 the call's).  While the
+        postback exists it keeps the session alive.
+        """
+        return self._make_back(_state, args, synchronous=False)
+
+    def callback(self, _state: str, *args: Any) -> Callable[..., Any]:
+        """
+        As L{postback}, but the call is synchronous and returns the handler's
+        value.
+        """
+        return self._make_back(_state, args, synchronous=True)
+
+    def _make_back(self, state: str, args: Tuple[Any, ...], synchronous: bool) -> Callable[..., Any]:
+        kernel = self.kernel
+        if kernel is None:
+            raise RuntimeError("session is not running in a kernel")
+        return kernel._make_back(self, state, args, synchronous)
+
+    def __repr__(self) -> str:
+        kernel = self.kernel.name if self.kernel is not None else None
+        return f"<{type(self).__name__} {self.id} in kernel {kernel!r}>"
+
+
+class Back:
+    """
+    A postback or callback: calling it delivers to the session.  Its life
+    keeps the session alive; its end (garbage collection) releases it.
+    """
+
+    __slots__ = ("_deliver", "__weakref__")
+
+    def __init__(self, deliver: Callable[..., Any], release: Callable[[], None]) -> None:
+        self._deliver = deliver
+        weakref.finalize(self, release)
+
+    def __call__(self, *given: Any) -> Any:
+        return self._deliver(given)
