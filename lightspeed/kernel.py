@@ -27,6 +27,8 @@ from lightspeed.specifier import SCHEME, Specifier, check_name, check_state, coe
 
 __all__ = ["Kernel", "default_kernel_name"]
 
+_new = tuple.__new__
+
 _process_counter = itertools.count(1)
 
 
@@ -45,8 +47,6 @@ def _global_reactor() -> IReactorTime:
     return reactor  # type: ignore[return-value]
 
 
-# One queued event: (session, state, args, sender, caller_state, file, line)
-_Item = Tuple[Session, str, Tuple[Any, ...], Any, Optional[str], Optional[str], Optional[int]]
 
 
 class Kernel:
@@ -64,7 +64,7 @@ class Kernel:
     def __init__(self, name: Optional[str] = None, reactor: Optional[IReactorTime] = None) -> None:
         self.name: str = check_name(name, "kernel name") if name is not None else default_kernel_name()
         self._reactor: IReactorTime = reactor if reactor is not None else _global_reactor()
-        self._queue: Deque[_Item] = deque()
+        self._queue: Deque[Event] = deque()
         self._drain_call: Optional[IDelayedCall] = None
         self._sessions: Dict[int, Session] = {}
         self._aliases: Dict[str, Session] = {}
@@ -147,6 +147,7 @@ class Kernel:
                 self._run(session, handler, "_stop", (), self, None, None, None)
         finally:
             del self._sessions[session.id]
+            session._states = {}  # queued events now take the slow, logging path
 
     def _maybe_stop(self, session: Session) -> None:
         if (
@@ -313,20 +314,23 @@ class Kernel:
         :raises BadSpecifier: if the destination is malformed.
         """
         frame = sys._getframe(1)
+        if type(_dest) is str and args:
+            # Hot path: the POE-style local post(alias, state, *args).  An
+            # alias never holds '/', so a 'poe://' string never matches, and
+            # a state the session has was validated when it was defined.
+            session = self._aliases.get(_dest)
+            if session is not None and args[0] in session._states:
+                session._pending += 1
+                self._queue.append(_new(Event, (session, args[0], args[1:], self._current or self,
+                                                self._current_state, frame.f_code.co_filename,
+                                                frame.f_lineno)))
+                if self._drain_call is None:
+                    self._drain_call = self._reactor.callLater(0, self._drain)
+                return
         sender = self._current or self
         cstate = self._current_state
         cfile = frame.f_code.co_filename
         cline = frame.f_lineno
-        if type(_dest) is str and not _dest.startswith(SCHEME) and args:
-            # Hot path: the POE-style local post(alias, state, *args).
-            session = self._aliases.get(_dest)
-            state = args[0]
-            if session is not None and type(state) is str and state and "/" not in state:
-                session._pending += 1
-                self._queue.append((session, state, args[1:], sender, cstate, cfile, cline))
-                if self._drain_call is None:
-                    self._drain_call = self._reactor.callLater(0, self._drain)
-                return
         spec, args = self.destination(_dest, args)
         self._post(spec, args, sender, cstate, cfile, cline)
 
@@ -350,7 +354,7 @@ class Kernel:
     def _enqueue(self, session: Session, state: str, args: Tuple[Any, ...], sender: Any,
                  cstate: Optional[str], cfile: Optional[str], cline: Optional[int]) -> None:
         session._pending += 1
-        self._queue.append((session, state, args, sender, cstate, cfile, cline))
+        self._queue.append(_new(Event, (session, state, args, sender, cstate, cfile, cline)))
         if self._drain_call is None:
             self._drain_call = self._reactor.callLater(0, self._drain)
 
@@ -450,7 +454,7 @@ class Kernel:
         previous = self._current, self._current_state
         self._current, self._current_state = session, state
         try:
-            result = handler(Event(self, session, sender, state, args, cstate, cfile, cline))
+            result = handler(_new(Event, (session, state, args, sender, cstate, cfile, cline)))
         finally:
             self._current, self._current_state = previous
         if hasattr(result, "__await__") and not isinstance(result, Deferred):
@@ -599,11 +603,36 @@ class Kernel:
     # -- the queue -----------------------------------------------------------
 
     def _drain(self) -> None:
+        """
+        Run at most L{batch} queued events; come back next turn for more.
+        """
         self._drain_call = None
         queue = self._queue
-        dispatch = self._dispatch
-        for _ in range(min(len(queue), self.batch)):
-            dispatch(*queue.popleft())
+        popleft = queue.popleft
+        previous = self._current, self._current_state
+        try:
+            for _ in range(min(len(queue), self.batch)):
+                event = popleft()
+                session = event[0]
+                session._pending -= 1
+                handler = session._states.get(event[1])
+                if handler is None:
+                    self._dispatch_missing(event)
+                else:
+                    # Inlined _run: this loop is the kernel's hot path.
+                    self._current = session
+                    self._current_state = event[1]
+                    try:
+                        result = handler(event)
+                    except Exception:
+                        self._log_failure(session, event[1])
+                    else:
+                        if result is not None and hasattr(result, "__await__"):
+                            self._watch(session, event[1], result)
+                if not session._pending:
+                    self._maybe_stop(session)
+        finally:
+            self._current, self._current_state = previous
         if queue and self._drain_call is None:
             self._drain_call = self._reactor.callLater(0, self._drain)
 
@@ -612,19 +641,23 @@ class Kernel:
         Run queued events until the queue is empty (tests use this with a
         L{task.Clock} instead of turning a reactor).
         """
+        if self._drain_call is not None and self._drain_call.active():
+            self._drain_call.cancel()
         while self._queue:
-            self._dispatch(*self._queue.popleft())
+            self._drain()
         if self._drain_call is not None and self._drain_call.active():
             self._drain_call.cancel()
         self._drain_call = None
 
-    def _dispatch(self, session: Session, state: str, args: Tuple[Any, ...], sender: Any,
-                  cstate: Optional[str], cfile: Optional[str], cline: Optional[int]) -> None:
-        session._pending -= 1
+    def _dispatch_missing(self, event: Event) -> None:
+        """
+        An event for a state the session lacks: run C{_default}, or log.
+        """
+        session, state, args, sender, cstate, cfile, cline = event
         if session.stopped:
             self._undeliverable(f"session {session.id}", f"session stopped before state {state!r} ran")
             return
-        handler = session._states.get(state) or session._states.get("_default")
+        handler = session._states.get("_default")
         if handler is None:
             self.log.warn(
                 "session {session} of kernel {kernel} has no state {state!r} and no _default; "
@@ -634,31 +667,33 @@ class Kernel:
             )
         else:
             self._run(session, handler, state, args, sender, cstate, cfile, cline)
-        if session._pending == 0:
-            self._maybe_stop(session)
+
+    def _log_failure(self, session: Session, state: str, failure: Any = None) -> None:
+        self.log.failure(
+            "handler for state {state!r} of session {session} in kernel {kernel} raised",
+            failure, state=state, session=session.id, kernel=self.name,
+        )
+
+    def _watch(self, session: Session, state: str, result: Any) -> None:
+        """
+        Log the failure of a handler's Deferred or coroutine.
+        """
+        d = result if isinstance(result, Deferred) else ensureDeferred(result)
+        d.addErrback(lambda f: self._log_failure(session, state, f))
 
     def _run(self, session: Session, handler: Callable[[Event], Any], state: str, args: Tuple[Any, ...],
              sender: Any, cstate: Optional[str], cfile: Optional[str], cline: Optional[int]) -> Any:
         previous = self._current, self._current_state
         self._current, self._current_state = session, state
         try:
-            result = handler(Event(self, session, sender, state, args, cstate, cfile, cline))
+            result = handler(_new(Event, (session, state, args, sender, cstate, cfile, cline)))
         except Exception:
-            self.log.failure(
-                "handler for state {state!r} of session {session} in kernel {kernel} raised",
-                state=state, session=session.id, kernel=self.name,
-            )
+            self._log_failure(session, state)
             return None
         finally:
             self._current, self._current_state = previous
         if result is not None and hasattr(result, "__await__"):
-            d = result if isinstance(result, Deferred) else ensureDeferred(result)
-            d.addErrback(
-                lambda f: self.log.failure(
-                    "handler for state {state!r} of session {session} in kernel {kernel} failed",
-                    f, state=state, session=session.id, kernel=self.name,
-                )
-            )
+            self._watch(session, state, result)
         return result
 
     def _sender(self) -> Any:

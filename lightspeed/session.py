@@ -17,6 +17,7 @@ stops it at once.
 from __future__ import annotations
 
 import weakref
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Tuple
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -29,9 +30,10 @@ RESERVED_STATES = frozenset({"_start", "_stop", "_default"})
 Handler = Callable[["Event"], Any]
 
 
-class Event:
+class Event(tuple):
     """
-    What a handler receives: everything POE passes in C{@_}.
+    What a handler receives: everything POE passes in C{@_}.  It is also
+    the kernel's queue entry, so a post builds exactly one object.
 
     :ivar kernel: the L{Kernel} dispatching the event.
     :ivar session: the L{Session} that handles it.
@@ -42,53 +44,47 @@ class Event:
     :ivar state: the state being run (for C{_default}, the state that was
         asked for).
     :ivar args: the arguments, a tuple.
+    :ivar arg0: the first argument (POE's C{ARG0}), or L{None}.
     :ivar caller_state: the state that was running when the post was made,
         or L{None}.
     :ivar caller_file: the file of the C{post}/C{call} that caused this.
     :ivar caller_line: its line.
     """
 
-    __slots__ = (
-        "kernel",
-        "session",
-        "sender",
-        "state",
-        "args",
-        "caller_state",
-        "caller_file",
-        "caller_line",
-    )
+    __slots__ = ()
 
-    def __init__(
-        self,
-        kernel: "Kernel",
+    def __new__(
+        cls,
         session: "Session",
-        sender: Any,
         state: str,
         args: Tuple[Any, ...],
+        sender: Any,
         caller_state: Optional[str],
         caller_file: Optional[str],
         caller_line: Optional[int],
-    ) -> None:
-        self.kernel = kernel
-        self.session = session
-        self.sender = sender
-        self.state = state
-        self.args = args
-        self.caller_state = caller_state
-        self.caller_file = caller_file
-        self.caller_line = caller_line
+    ) -> "Event":
+        return tuple.__new__(cls, (session, state, args, sender, caller_state, caller_file, caller_line))
+
+    session = property(itemgetter(0))
+    state = property(itemgetter(1))
+    args = property(itemgetter(2))
+    sender = property(itemgetter(3))
+    caller_state = property(itemgetter(4))
+    caller_file = property(itemgetter(5))
+    caller_line = property(itemgetter(6))
+
+    @property
+    def kernel(self) -> "Kernel":
+        return self[0].kernel
 
     @property
     def heap(self) -> Any:
-        return self.session.heap
+        return self[0].heap
 
     @property
     def arg0(self) -> Any:
-        """
-        The first argument (POE's C{ARG0}), or L{None}.
-        """
-        return self.args[0] if self.args else None
+        args = self[2]
+        return args[0] if args else None
 
     def __repr__(self) -> str:
         return (
