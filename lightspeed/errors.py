@@ -43,3 +43,72 @@ class NoRoute(LightspeedError):
     """
     No kernel by that name is reachable from here.
     """
+
+
+class EncodeError(LightspeedError, TypeError):
+    """
+    An argument cannot be sent to another kernel: only CBOR's plain types
+    (None, bool, int, float, str, bytes, lists, dicts) travel.
+    """
+
+
+class ProtocolError(LightspeedError):
+    """
+    A peer broke the wire protocol; the link to it is closed.
+
+    :ivar code: a short machine-readable reason, sent to the peer in BYE.
+    """
+
+    code = "protocol"
+
+    def __init__(self, message: str, code: str = "") -> None:
+        super().__init__(message)
+        if code:
+            self.code = code
+
+
+class FrameTooLarge(ProtocolError):
+    """
+    A frame is longer than the link's maximum.
+    """
+
+    code = "frame-too-large"
+
+
+class HandshakeRefused(ProtocolError):
+    """
+    The handshake failed: version mismatch, duplicate or bad kernel name,
+    wrong password, or a malformed hello.
+    """
+
+    code = "refused"
+
+
+class LinkClosed(LightspeedError):
+    """
+    A link ended; C{code} and the message say why.
+    """
+
+    def __init__(self, message: str, code: str = "closed") -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class RequestTimeout(LightspeedError, TimeoutError):
+    """
+    A request got no answer before its deadline.
+    """
+
+
+class RemoteError(LightspeedError):
+    """
+    The remote handler of a request raised.
+
+    :ivar remote_type: the exception's class name on the remote side.
+    :ivar remote_message: its message.
+    """
+
+    def __init__(self, remote_type: str, remote_message: str) -> None:
+        super().__init__(f"{remote_type}: {remote_message}")
+        self.remote_type = remote_type
+        self.remote_message = remote_message

@@ -92,6 +92,82 @@ class Kernel:
     def __repr__(self) -> str:
         return f"<Kernel {self.name!r}>"
 
+    # -- the network -------------------------------------------------------
+
+    def network_start(self, incarnation: Optional[int] = None) -> Any:
+        """
+        Join the network layer (done for you by L{listen} and L{connect}).
+
+        :returns: the kernel's L{lightspeed.network.Network}.
+        """
+        if self.network is None:
+            from lightspeed.network import Network
+
+            self.network = Network(self, incarnation)
+            from twisted.application.service import MultiService
+
+            self._services = MultiService()
+            self._services.startService()
+        return self.network
+
+    def listen(self, endpoint: Any = "tcp:9876:interface=127.0.0.1", **options: Any) -> Any:
+        """
+        Accept links from other kernels (the seed's Server).
+
+        :param endpoint: a Twisted server endpoint string (C{'tcp:9876'},
+            C{'tcp:0:interface=127.0.0.1'}, C{'unix:/path'}, C{'ssl:...'})
+            or an endpoint object.
+        :param options: see L{lightspeed.wire.protocol.LinkOptions}:
+            C{password}, C{compression}, C{keepalive},
+            C{handshake_timeout}, C{max_frame}, C{accept}.
+        :returns: a started L{lightspeed.service.ListenService}; wait on
+            C{whenListening()}, stop with C{stopService()}.
+        """
+        from lightspeed.service import ListenService, server_endpoint
+        from lightspeed.wire.protocol import LinkFactory, LinkOptions
+
+        network = self.network_start()
+        service = ListenService(server_endpoint(self._reactor, endpoint),
+                                LinkFactory(network, LinkOptions(**options)))
+        service.setServiceParent(self._services)
+        return service
+
+    def connect(self, endpoint: Any, *, reconnect: bool = True, **options: Any) -> Any:
+        """
+        Keep a link to another kernel (the seed's Client), reconnecting with
+        back-off when it drops.
+
+        :param endpoint: a Twisted client endpoint string
+            (C{'tcp:host=127.0.0.1:port=9876:bindAddress=127.0.0.2'},
+            C{'unix:path=/path'}, C{'tls:...'}) or an endpoint object.
+        :param reconnect: whether to reconnect after the link drops.
+        :param options: as for L{listen}.
+        :returns: a started L{lightspeed.service.ConnectService}; C{whenConnected()} fires with
+            the link once its handshake is done; stop with C{stopService()}.
+        """
+        from lightspeed.service import client_endpoint, connect_service
+        from lightspeed.wire.protocol import LinkOptions
+
+        network = self.network_start()
+        service = connect_service(network, client_endpoint(self._reactor, endpoint), LinkOptions(**options),
+                                  reconnect)
+        service.setServiceParent(self._services)
+        return service
+
+    def shutdown(self) -> Deferred:
+        """
+        Leave the network: stop listening and reconnecting, close every link
+        with a BYE (the seed's C{shutdown} command).
+
+        :returns: a Deferred that fires when all is stopped.
+        """
+        if self.network is None:
+            from twisted.internet.defer import succeed
+
+            return succeed(None)
+        self.network.close_links()
+        return maybeDeferred(self._services.stopService)
+
     # -- sessions ----------------------------------------------------------
 
     def spawn(

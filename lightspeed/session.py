@@ -201,3 +201,90 @@ class Back:
 
     def __call__(self, *given: Any) -> Any:
         return self._deliver(given)
+
+
+class RemoteSender:
+    """
+    The sender of an event that came from another kernel.
+
+    Post back to it with C{kernel.post(sender, 'state', ...)} or
+    C{kernel.post(sender.id + 'state', ...)}; its postbacks post there too.
+
+    :ivar remote_kernel: the name of the kernel it came from.
+    :ivar remote_session: the sending session's first alias, else its id
+        (a string); L{None} when it was posted from outside any session.
+    :ivar remote_state: the state that made the post, or L{None}.
+    :ivar remote_file: the file of the post.
+    :ivar remote_line: its line.
+    """
+
+    is_lightspeed = True
+    __slots__ = ("_kernel", "remote_kernel", "remote_session", "remote_state", "remote_file", "remote_line")
+
+    def __init__(self, kernel: "Kernel", remote_kernel: str, remote_session: Optional[str],
+                 remote_state: Optional[str], remote_file: Optional[str], remote_line: Optional[int]) -> None:
+        self._kernel = kernel
+        self.remote_kernel = remote_kernel
+        self.remote_session = remote_session
+        self.remote_state = remote_state
+        self.remote_file = remote_file
+        self.remote_line = remote_line
+
+    @property
+    def id(self) -> str:
+        """
+        C{'poe://K/S/'}, so that C{id + 'state'} is a full specifier; just
+        C{'poe://K/'} when the post came from outside any session.
+        """
+        if self.remote_session is None:
+            return f"poe://{self.remote_kernel}/"
+        return f"poe://{self.remote_kernel}/{self.remote_session}/"
+
+    @property
+    def specifier(self) -> Any:
+        """
+        The session-only L{Specifier} of the sender.
+
+        :raises BadSpecifier: when the post came from outside any session.
+        """
+        from lightspeed.errors import BadSpecifier
+        from lightspeed.specifier import Specifier
+
+        if self.remote_session is None:
+            raise BadSpecifier(
+                f"the sender on kernel {self.remote_kernel!r} posted from outside any session "
+                "and cannot be answered"
+            )
+        return Specifier((self.remote_kernel,), (self.remote_session,), None)
+
+    def postback(self, _state: str, *args: Any) -> Callable[..., None]:
+        """
+        A callable that posts C{_state} to the remote session with
+        C{args == (args, given)}, as a local postback does.
+        """
+        return self._make_back(_state, args)
+
+    def callback(self, _state: str, *args: Any) -> Callable[..., None]:
+        """
+        As L{postback}: a remote session cannot be run synchronously, so the
+        callback posts and returns L{None}.
+        """
+        return self._make_back(_state, args)
+
+    def _make_back(self, state: str, args: Tuple[Any, ...]) -> Callable[..., None]:
+        target = self.specifier.with_state(state)
+        kernel = self._kernel
+
+        def back(*given: Any) -> None:
+            kernel.post(target, args, given)
+
+        return back
+
+    def __eq__(self, other: Any) -> bool:
+        return isinstance(other, RemoteSender) and self.id == other.id
+
+    def __hash__(self) -> int:
+        return hash(self.id)
+
+    def __repr__(self) -> str:
+        return f"<RemoteSender {self.id} state={self.remote_state!r} at {self.remote_file}:{self.remote_line}>"

@@ -1,0 +1,77 @@
+"""
+The seed's two programs, as lightspeed apps for C{twistd lightspeed --app}.
+
+In one terminal (the server, kernel ``otherbox``)::
+
+    twistd -n lightspeed --kernel otherbox --listen tcp:9876:interface=127.0.0.1 --app examples.pingpong:server
+
+In another (the client, kernel ``testbox``)::
+
+    twistd -n lightspeed --kernel testbox --listen none --connect tcp:host=127.0.0.1:port=9876 --app examples.pingpong:client
+
+The client pings ``poe://otherbox/mysession/ping``; the server answers twice
+(to the sender object and to its id plus a state) and pokes the client's
+``confused`` state, which prints what lightspeed tells it about the sender.
+"""
+
+from lightspeed import Kernel, Session
+
+
+def say(text: str) -> None:
+    print(text, flush=True)
+
+
+class PingServer(Session):
+    """
+    The seed's server session.
+    """
+
+    def _start(self, event):
+        event.kernel.alias_set("mysession")
+
+    def ping(self, event):
+        say(f"Received 'ping' from {event.sender.id} -> {event.arg0}")
+        event.kernel.post(event.sender, "pong", "wassup!")
+        event.kernel.post(event.sender.id, "pong", "wazzup!")
+        # Demonstration of Lightspeed hackery
+        event.kernel.post(f"poe://{event.sender.remote_kernel}/mysession/confused", "huH!")
+
+
+class PingClient(Session):
+    """
+    The seed's client session: pings every few seconds until it has an
+    answer, so it does not matter which node starts first.
+    """
+
+    def __init__(self, target: str = "otherbox", interval: float = 1.0):
+        super().__init__()
+        self.target = target
+        self.interval = interval
+        self.answered = False
+
+    def _start(self, event):
+        event.kernel.alias_set("mysession")
+        event.kernel.delay_set("do_stuff", self.interval)
+
+    def do_stuff(self, event):
+        if self.answered:
+            return
+        event.kernel.post(f"poe://{self.target}/mysession/ping", "how are you?")
+        event.kernel.delay_set("do_stuff", self.interval)
+
+    def pong(self, event):
+        self.answered = True
+        say(f"Received 'pong' from {event.sender.id}: {event.arg0}")
+
+    def confused(self, event):
+        kind = "Lightspeed" if event.sender.is_lightspeed else "regular"
+        say(f"Received {kind} request from: '{event.sender.id}' State '{event.caller_state}' "
+            f"File '{event.caller_file}' Line '{event.caller_line}'")
+
+
+def server(kernel: Kernel) -> None:
+    kernel.spawn(PingServer())
+
+
+def client(kernel: Kernel) -> None:
+    kernel.spawn(PingClient())

@@ -1,0 +1,135 @@
+# -*- test-case-name: lightspeed.test.test_wire -*-
+"""
+The messages kernels exchange, as CBOR arrays whose first item is the type.
+
+See C{docs/protocol.rst} for the normative description.  Link messages
+(HELLO ... LSA) travel one hop; a ROUTED message carries a routing header
+that relays read and an opaque payload (a CBOR byte string holding another
+CBOR array) that only the destination kernels decode.
+
+Receivers ignore extra trailing items in any array, so later versions can
+add fields (per-destination sequence numbers, acknowledgements) without
+breaking this one.
+"""
+
+from __future__ import annotations
+
+from typing import Any, List, Optional, Tuple
+
+from lightspeed.errors import ProtocolError
+
+#: The protocol version this code speaks.  History: 1 — first version.
+PROTOCOL_VERSION = 1
+
+# Link messages: [type, ...]
+HELLO = 1      # [1, {"version", "kernel", "incarnation", "nonce", "compression", "serializers", "password"}]
+READY = 2      # [2, {"compression": str|None, "proof": bytes|None}]
+BYE = 3        # [3, code, message]
+PING = 4       # [4, token]
+PONG = 5       # [5, token]
+LSA = 6        # [6, origin, incarnation, seq, [[neighbour, cost], ...]]
+ROUTED = 7     # [7, origin, [destination kernels], hops_left, payload]
+
+# Payload kinds, inside ROUTED: [kind, ...]
+POST = 1       # [1, sessions, state, args, s_session, s_state, s_file, s_line]
+CALL = 2       # [2, sessions, state, args, s_session, s_state, s_file, s_line, rsvp]
+CALLREPLY = 3  # as POST: the value of a call, posted to its RSVP
+REQUEST = 4    # [4, sessions, state, args, s_session, s_state, s_file, s_line, request_id]
+RESPONSE = 5   # [5, sessions(unused, []), request_id, ok, value_or_[type, message]]
+
+#: How many relays a routed message may cross.
+DEFAULT_HOPS = 32
+
+LINK_TYPES = frozenset({HELLO, READY, BYE, PING, PONG, LSA, ROUTED})
+
+
+def malformed(what: str) -> ProtocolError:
+    return ProtocolError(f"malformed message: {what}", "malformed")
+
+
+def check_message(message: Any) -> int:
+    """
+    :returns: the type of a decoded link message.
+    :raises ProtocolError: if it is not a non-empty array starting with a
+        known type.
+    """
+    if type(message) is not list or not message:
+        raise malformed("not a non-empty array")
+    kind = message[0]
+    if type(kind) is not int or kind not in LINK_TYPES:
+        raise ProtocolError(f"unknown message type {kind!r}", "unknown-type")
+    return kind
+
+
+def parse_routed(message: List[Any]) -> Tuple[str, List[str], int, bytes]:
+    """
+    :returns: C{(origin, destinations, hops_left, payload)} of a ROUTED
+        message.
+    :raises ProtocolError: if a field has the wrong type.
+    """
+    if len(message) < 5:
+        raise malformed("ROUTED needs 5 items")
+    _, origin, dests, hops, payload = message[:5]
+    if type(origin) is not str or type(dests) is not list or type(hops) is not int \
+            or type(payload) is not bytes:
+        raise malformed("ROUTED field types")
+    for d in dests:
+        if type(d) is not str:
+            raise malformed("ROUTED destination is not a string")
+    return origin, dests, hops, payload
+
+
+def parse_lsa(message: List[Any]) -> Tuple[str, int, int, Tuple[Tuple[str, int], ...]]:
+    """
+    :returns: C{(origin, incarnation, seq, links)} of an LSA message.
+    :raises ProtocolError: if a field has the wrong type.
+    """
+    if len(message) < 5:
+        raise malformed("LSA needs 5 items")
+    _, origin, incarnation, seq, links = message[:5]
+    if type(origin) is not str or type(incarnation) is not int or type(seq) is not int \
+            or type(links) is not list:
+        raise malformed("LSA field types")
+    out = []
+    for link in links:
+        if type(link) is not list or len(link) != 2 or type(link[0]) is not str \
+                or type(link[1]) is not int or link[1] < 1:
+            raise malformed("LSA link")
+        out.append((link[0], link[1]))
+    return origin, incarnation, seq, tuple(sorted(out))
+
+
+def parse_payload(payload: Any) -> List[Any]:
+    """
+    Check the common head of a decoded payload: C{[kind, sessions, state,
+    args, s_session, s_state, s_file, s_line, extra]}.
+
+    :raises ProtocolError: if a field has the wrong type.
+    """
+    if type(payload) is not list or len(payload) < 2 or type(payload[0]) is not int:
+        raise malformed("payload")
+    kind = payload[0]
+    if kind == RESPONSE:
+        if len(payload) < 5 or type(payload[2]) is not int or type(payload[3]) is not bool:
+            raise malformed("RESPONSE")
+        return payload
+    if kind not in (POST, CALL, CALLREPLY, REQUEST) or len(payload) < 8:
+        raise malformed(f"payload kind {kind!r}")
+    _, sessions, state, args, s_session, s_state, s_file, s_line = payload[:8]
+    if not (sessions == "*" or (type(sessions) is list and all(type(s) is str for s in sessions))):
+        raise malformed("payload sessions")
+    if type(state) is not str or type(args) is not list:
+        raise malformed("payload state or args")
+    if not (s_session is None or type(s_session) is str) or not (s_state is None or type(s_state) is str):
+        raise malformed("payload sender")
+    if not (s_file is None or type(s_file) is str) or not (s_line is None or type(s_line) is int):
+        raise malformed("payload caller")
+    if kind == CALL and (len(payload) < 9 or type(payload[8]) is not str):
+        raise malformed("CALL rsvp")
+    if kind == REQUEST and (len(payload) < 9 or type(payload[8]) is not int):
+        raise malformed("REQUEST id")
+    return payload
+
+
+def optional_str(value: Any) -> Optional[str]:
+    return value if value is None or type(value) is str else None

@@ -1,0 +1,392 @@
+# -*- test-case-name: lightspeed.test.test_network -*-
+"""
+A kernel's place in the network: its links, its router, and the remote
+half of post, call and request.
+
+The kernel hands messages for other kernels to L{Network.send} and
+L{Network.request}; links hand what they receive to L{Network}.  Routed
+messages are split per next hop, so each crosses a link once carrying only
+the destinations behind it; relays re-wrap the payload bytes without
+decoding them.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import time
+from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Optional, Tuple
+
+from twisted.internet.defer import Deferred, fail, maybeDeferred
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from lightspeed.errors import (
+    BadSpecifier,
+    LightspeedError,
+    NoRoute,
+    NoSuchSession,
+    ProtocolError,
+    RemoteError,
+    RequestTimeout,
+)
+from lightspeed.message import (
+    CALL,
+    CALLREPLY,
+    DEFAULT_HOPS,
+    LSA,
+    POST,
+    REQUEST,
+    RESPONSE,
+    ROUTED,
+    parse_lsa,
+    parse_payload,
+    parse_routed,
+)
+from lightspeed.router import LinkState, Router
+from lightspeed.session import RemoteSender, Session
+from lightspeed.specifier import Specifier, check_state, parse
+from lightspeed.wire.codec import dumps, loads
+
+if TYPE_CHECKING:  # pragma: no cover
+    from lightspeed.kernel import Kernel
+    from lightspeed.wire.protocol import LinkProtocol
+
+__all__ = ["Network", "new_incarnation"]
+
+
+def new_incarnation() -> int:
+    """
+    A per-start id that orders restarts: microseconds since the epoch, then
+    16 random bits.
+    """
+    return (int(time.time() * 1_000_000) << 16) | int.from_bytes(os.urandom(2), "big")
+
+
+def _sender_fields(kernel: "Kernel", sender: Any) -> Tuple[Optional[str], Any]:
+    """
+    The name a sender goes by on the wire: its first alias, else its id.
+    """
+    if isinstance(sender, Session):
+        aliases = kernel.alias_list(sender) if sender.kernel is kernel else []
+        return (aliases[0] if aliases else str(sender.id)), None
+    return None, None
+
+
+class Network:
+    """
+    The network side of one L{Kernel}.
+
+    :ivar router: the link-state L{Router}.
+    :ivar hops: how many relays a message from here may cross.
+    """
+
+    log = Logger()
+
+    def __init__(self, kernel: "Kernel", incarnation: Optional[int] = None) -> None:
+        self.kernel = kernel
+        self.name = kernel.name
+        self.incarnation = incarnation if incarnation is not None else new_incarnation()
+        self.router = Router(self.name, self.incarnation)
+        self.hops = DEFAULT_HOPS
+        self._links: Dict[str, List["LinkProtocol"]] = {}
+        self._all_links: List["LinkProtocol"] = []
+        self._requests: Dict[int, Tuple[Deferred, str, Any]] = {}
+        self._request_ids = itertools.count(1)
+        self._split_cache: Dict[Tuple[str, ...], Tuple[Dict[str, List[str]], List[str]]] = {}
+
+    # -- links ---------------------------------------------------------------
+
+    def admit(self, name: str, incarnation: int) -> Optional[str]:
+        """
+        Whether a new link's peer may join: refuse a name that a live
+        kernel with another incarnation already has.
+        """
+        known = self.router.incarnation_of(name)
+        if known is not None and known != incarnation:
+            return f"kernel name {name!r} is already used by another live kernel"
+        return None
+
+    def link_up(self, link: "LinkProtocol") -> None:
+        """
+        A link finished its handshake.
+        """
+        peer = link.peer
+        assert peer is not None
+        self._all_links.append(link)
+        links = self._links.setdefault(peer.name, [])
+        links.append(link)
+        self.log.info("link up: {kernel} <-> {peer}", kernel=self.name, peer=peer.name)
+        # Database sync: the new neighbour learns everything we know.
+        for lsa in self.router.database():
+            link.send_message(_lsa_message(lsa))
+        if len(links) == 1:
+            self._flood(self.router.link_up(peer.name), None)
+            self._routes_changed()
+
+    def link_down(self, link: "LinkProtocol") -> None:
+        """
+        A link closed (it may never have come up).
+        """
+        if link not in self._all_links:
+            return
+        self._all_links.remove(link)
+        peer = link.peer
+        assert peer is not None
+        links = self._links.get(peer.name, [])
+        if link in links:
+            links.remove(link)
+        self.log.info("link down: {kernel} <-> {peer}", kernel=self.name, peer=peer.name)
+        if not links:
+            self._links.pop(peer.name, None)
+            lsa = self.router.link_down(peer.name)
+            if lsa is not None:
+                self._flood(lsa, None)
+            self._routes_changed()
+
+    def links(self) -> List["LinkProtocol"]:
+        """
+        Every link that is up.
+        """
+        return list(self._all_links)
+
+    def _flood(self, lsa: LinkState, source: Optional[str]) -> None:
+        message = _lsa_message(lsa)
+        for neighbour, links in self._links.items():
+            if neighbour != source and links:
+                links[0].send_message(message)
+
+    def _routes_changed(self) -> None:
+        self._split_cache.clear()
+        reachable = self.router.reachable()
+        for request_id, (d, kernel, _) in list(self._requests.items()):
+            if kernel not in reachable:
+                self._fail_request(request_id, NoRoute(f"kernel {kernel!r} became unreachable"))
+
+    # -- inbound -------------------------------------------------------------
+
+    def message_received(self, link: "LinkProtocol", message: list) -> None:
+        """
+        A link delivered a message (the handshake is done).
+
+        :raises ProtocolError: if it is malformed; the link closes.
+        """
+        kind = message[0]
+        if kind == ROUTED:
+            self._routed(*parse_routed(message))
+        elif kind == LSA:
+            origin, incarnation, seq, links = parse_lsa(message)
+            lsa = LinkState(origin, incarnation, seq, links)
+            assert link.peer is not None
+            if self.router.receive(lsa, link.peer.name):
+                self._flood(lsa, link.peer.name)
+                self._routes_changed()
+        # Other link-level messages (PONG, future types) need no action.
+
+    def _routed(self, origin: str, dests: List[str], hops: int, payload: bytes) -> None:
+        local = False
+        others = []
+        for d in dests:
+            if d == self.name:
+                local = True
+            else:
+                others.append(d)
+        if others:
+            if hops <= 1:
+                self.log.warn("message from {origin} to {dests} dropped: hop limit reached",
+                              origin=origin, dests=others)
+            else:
+                self._forward(origin, others, hops - 1, payload)
+        if local:
+            self._deliver(origin, parse_payload(loads(payload)))
+
+    def _forward(self, origin: str, dests: Iterable[str], hops: int, payload: bytes) -> List[str]:
+        """
+        Send C{payload} towards C{dests}, one message per next hop.
+
+        :returns: the destinations that have no route.
+        """
+        key = tuple(dests)
+        split = self._split_cache.get(key)
+        if split is None:
+            split = self._split_cache[key] = self.router.split(key)
+            if len(self._split_cache) > 1024:
+                self._split_cache.clear()
+        groups, unreachable = split
+        for hop, sub in groups.items():
+            self._links[hop][0].send_message([ROUTED, origin, sub, hops, payload])
+        if unreachable:
+            self.log.warn("no route from {kernel} to {dests} for a message from {origin}",
+                          kernel=self.name, dests=unreachable, origin=origin)
+        return unreachable
+
+    def _deliver(self, origin: str, payload: list) -> None:
+        kind = payload[0]
+        if kind == RESPONSE:
+            self._response(payload)
+            return
+        _, sessions, state, args, s_session, s_state, s_file, s_line = payload[:8]
+        kernel = self.kernel
+        sender = RemoteSender(kernel, origin, s_session, s_state, s_file, s_line)
+        try:
+            check_state(state)
+        except BadSpecifier as e:
+            self._undeliverable(origin, sessions, state, str(e))
+            return
+        targets = self._targets(origin, sessions, state)
+        args = tuple(args)
+        if kind == POST or kind == CALLREPLY:
+            for session in targets:
+                kernel._enqueue(session, state, args, sender, s_state, s_file, s_line)
+        elif kind == CALL:
+            try:
+                rsvp = parse(payload[8])
+            except BadSpecifier as e:
+                self._undeliverable(origin, sessions, state, f"bad RSVP: {e}")
+                return
+            for session in targets:
+                try:
+                    result = kernel._call(session, state, args, sender, s_state, s_file, s_line)
+                except Exception:
+                    kernel._log_failure(session, state)
+                    continue
+                kernel._reply(session, state, rsvp, result)
+        elif kind == REQUEST:
+            self._answer(origin, payload[8], targets, sessions, state, args, sender, s_state, s_file, s_line)
+
+    def _targets(self, origin: str, sessions: Any, state: str) -> List[Session]:
+        kernel = self.kernel
+        if sessions == "*":
+            return list(dict.fromkeys(kernel._aliases.values()))
+        found: Dict[Session, None] = {}
+        for name in sessions:
+            session = kernel.resolve(name)
+            if session is None:
+                self._undeliverable(origin, [name], state, f"no session {name!r} in kernel {self.name!r}")
+            else:
+                found[session] = None
+        return list(found)
+
+    def _undeliverable(self, origin: str, sessions: Any, state: Any, reason: str) -> None:
+        self.log.warn(
+            "undeliverable message from kernel {origin} to poe://{kernel}/{sessions}/{state}: {reason}",
+            origin=origin, kernel=self.name, sessions=sessions if sessions == "*" else ",".join(sessions),
+            state=state, reason=reason,
+        )
+
+    # -- outbound ------------------------------------------------------------
+
+    def send(self, spec: Specifier, kernels: Tuple[str, ...], args: Tuple[Any, ...], sender: Any,
+             cstate: Optional[str], cfile: Optional[str], cline: Optional[int],
+             rsvp: Optional[Specifier] = None, kind: Optional[int] = None) -> None:
+        """
+        Send a post (or, with C{rsvp}, a call) to C{kernels}; C{'*'} means
+        every other reachable kernel.
+
+        :raises EncodeError: if an argument cannot travel.
+        """
+        if kernels == ("*",):
+            kernels = tuple(sorted(self.router.reachable()))
+            if not kernels:
+                return
+        s_session, _ = _sender_fields(self.kernel, sender)
+        sessions: Any = "*" if spec.all_sessions else list(spec.sessions)
+        if rsvp is None:
+            body = [kind or POST, sessions, spec.state, list(args), s_session, cstate, cfile, cline]
+        else:
+            body = [CALL, sessions, spec.state, list(args), s_session, cstate, cfile, cline, str(rsvp)]
+        unreachable = self._forward(self.name, kernels, self.hops, dumps(body))
+        for kernel in unreachable:
+            self.kernel._undeliverable(spec, f"no route to kernel {kernel!r}", (cfile, cline))
+
+    def request(self, spec: Specifier, kernels: Tuple[str, ...], args: Tuple[Any, ...], sender: Any,
+                cstate: Optional[str], caller: Tuple[Optional[str], Optional[int]],
+                timeout: Optional[float]) -> Deferred:
+        """
+        Call one remote state and get its value.  See L{Kernel.request}.
+        """
+        if len(spec.kernels) != 1 or spec.all_kernels or len(spec.sessions) != 1 or spec.all_sessions:
+            return fail(BadSpecifier(f"a request names exactly one kernel and one session, not {str(spec)!r}"))
+        kernel = kernels[0]
+        if self.router.next_hop(kernel) is None:
+            return fail(NoRoute(f"no route to kernel {kernel!r}"))
+        request_id = next(self._request_ids)
+        s_session, _ = _sender_fields(self.kernel, sender)
+        body = dumps([REQUEST, list(spec.sessions), spec.state, list(args), s_session, cstate,
+                      caller[0], caller[1], request_id])
+        d = Deferred(lambda _: self._requests.pop(request_id, None))
+        timer = None
+        if timeout is not None:
+            timer = self.kernel.reactor.callLater(
+                timeout, self._fail_request, request_id,
+                RequestTimeout(f"no answer from {str(spec)!r} within {timeout} s"),
+            )
+        self._requests[request_id] = (d, kernel, timer)
+        self._forward(self.name, (kernel,), self.hops, body)
+        return d
+
+    def _fail_request(self, request_id: int, error: Exception) -> None:
+        entry = self._requests.pop(request_id, None)
+        if entry is None:
+            return
+        d, _, timer = entry
+        if timer is not None and timer.active():
+            timer.cancel()
+        d.errback(Failure(error))
+
+    def _response(self, payload: list) -> None:
+        _, _, request_id, ok, value = payload[:5]
+        entry = self._requests.pop(request_id, None)
+        if entry is None:
+            self.log.warn("answer to unknown or expired request {id}", id=request_id)
+            return
+        d, _, timer = entry
+        if timer is not None and timer.active():
+            timer.cancel()
+        if ok:
+            d.callback(value)
+            return
+        if type(value) is list and len(value) >= 2 and type(value[0]) is str and type(value[1]) is str:
+            error: Exception = _remote_error(value[0], value[1])
+        else:
+            error = RemoteError("?", repr(value))
+        d.errback(Failure(error))
+
+    def _answer(self, origin: str, request_id: int, targets: List[Session], sessions: Any, state: str,
+                args: Tuple[Any, ...], sender: RemoteSender, s_state: Any, s_file: Any, s_line: Any) -> None:
+        def respond(ok: bool, value: Any) -> None:
+            try:
+                body = dumps([RESPONSE, [], request_id, ok, value])
+            except LightspeedError as e:
+                body = dumps([RESPONSE, [], request_id, False, ["EncodeError", str(e)]])
+            self._forward(self.name, (origin,), self.hops, body)
+
+        if len(targets) != 1:
+            respond(False, ["NoSuchSession", f"no session {','.join(sessions)!r} in kernel {self.name!r}"])
+            return
+        session = targets[0]
+        d = maybeDeferred(self.kernel._call, session, state, args, sender, s_state, s_file, s_line)
+
+        def failed(f: Failure) -> None:
+            respond(False, [f.type.__name__ if f.type else "Exception", str(f.value)])
+
+        d.addCallbacks(lambda value: respond(True, value), failed)
+
+    # -- shutdown ------------------------------------------------------------
+
+    def close_links(self, code: str = "shutdown", message: str = "kernel shutting down") -> None:
+        """
+        Close every link with a BYE.
+        """
+        for link in list(self._all_links):
+            link.close(code, message)
+
+
+def _lsa_message(lsa: LinkState) -> list:
+    return [LSA, lsa.origin, lsa.incarnation, lsa.seq, [list(link) for link in lsa.links]]
+
+
+def _remote_error(kind: str, message: str) -> Exception:
+    if kind == "NoSuchSession":
+        return NoSuchSession(message)
+    return RemoteError(kind, message)

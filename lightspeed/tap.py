@@ -1,0 +1,160 @@
+# -*- test-case-name: lightspeed.test.test_tap -*-
+"""
+What C{twistd lightspeed} runs: L{Options} and L{makeService}.
+
+    twistd -n lightspeed --kernel otherbox --listen tcp:9876:interface=127.0.0.1 \\
+        --connect tcp:host=127.0.0.1:port=9877 --app examples.pingpong:server
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import Any, Callable, List, Optional
+
+from twisted.application.service import MultiService, Service
+from twisted.logger import Logger
+from twisted.python import usage
+
+from lightspeed.kernel import Kernel
+from lightspeed.specifier import check_name
+
+DEFAULT_LISTEN = "tcp:9876:interface=127.0.0.1"
+
+
+class Options(usage.Options):
+    """
+    Command-line options of C{twistd lightspeed}.
+    """
+
+    synopsis = "[options]"
+    longdesc = ("Start a lightspeed kernel. Without --listen it listens on "
+                f"{DEFAULT_LISTEN}; give --listen none to accept no links.")
+    optParameters = [
+        ["kernel", "k", None, "Kernel name, unique in the network (default: host-pid-random)."],
+        ["password", None, None, "Shared password for every link (HMAC challenge-response)."],
+        ["password-file", None, None, "Read the shared password from this file."],
+        ["keepalive", None, "15", "Seconds between keepalive pings (0: off)."],
+    ]
+    optFlags = [
+        ["compression", None, "Ask peers for zlib compression."],
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self["listen"] = []
+        self["connect"] = []
+        self["app"] = []
+
+    def opt_listen(self, endpoint: str) -> None:
+        """
+        Accept links on a Twisted server endpoint (repeatable), e.g.
+        tcp:9876:interface=127.0.0.1, unix:/tmp/ls.sock.
+        """
+        self["listen"].append(endpoint)
+
+    def opt_connect(self, endpoint: str) -> None:
+        """
+        Keep a link to a Twisted client endpoint (repeatable), e.g.
+        tcp:host=127.0.0.1:port=9876:bindAddress=127.0.0.1.
+        """
+        self["connect"].append(endpoint)
+
+    def opt_app(self, spec: str) -> None:
+        """
+        module:function called with the kernel to load sessions
+        (repeatable).
+        """
+        if ":" not in spec:
+            raise usage.UsageError(f"--app wants module:function, not {spec!r}")
+        self["app"].append(spec)
+
+    def postOptions(self) -> None:
+        if self["kernel"] is not None:
+            try:
+                check_name(self["kernel"], "kernel name")
+            except ValueError as e:
+                raise usage.UsageError(str(e))
+        if not self["listen"]:
+            self["listen"] = [DEFAULT_LISTEN]
+        elif self["listen"] == ["none"]:
+            self["listen"] = []
+        try:
+            self["keepalive"] = float(self["keepalive"])
+        except ValueError:
+            raise usage.UsageError("--keepalive wants a number of seconds")
+        if self["password-file"]:
+            with open(self["password-file"], "rb") as f:
+                self["password"] = f.read().strip()
+        self["apps"] = [load_app(spec) for spec in self["app"]]
+
+
+def load_app(spec: str) -> Callable[[Kernel], Any]:
+    """
+    Import C{module:function}.
+
+    :raises usage.UsageError: if it cannot be found.
+    """
+    module_name, _, function_name = spec.partition(":")
+    if "" not in sys.path and "." not in sys.path:
+        sys.path.insert(0, "")  # let --app find modules in the current directory
+    try:
+        module = importlib.import_module(module_name)
+        return getattr(module, function_name)
+    except (ImportError, AttributeError) as e:
+        raise usage.UsageError(f"cannot load --app {spec!r}: {e}")
+
+
+class NodeService(Service):
+    """
+    A kernel joined to the network while the service runs.
+    """
+
+    log = Logger()
+
+    def __init__(self, kernel: Kernel, listen: List[str], connect: List[str],
+                 apps: List[Callable[[Kernel], Any]], link_options: dict) -> None:
+        self.kernel = kernel
+        self.listen = listen
+        self.connect = connect
+        self.apps = apps
+        self.link_options = link_options
+        self.listeners: List[Any] = []
+        self.connectors: List[Any] = []
+
+    def startService(self) -> None:
+        super().startService()
+        self.kernel.network_start()
+        self.log.info("lightspeed kernel {name} starting", name=self.kernel.name)
+        for endpoint in self.listen:
+            listener = self.kernel.listen(endpoint, **self.link_options)
+            listener.whenListening().addCallback(
+                lambda port, e=endpoint: self.log.info("listening on {endpoint}: {address}",
+                                                       endpoint=e, address=port.getHost()))
+            self.listeners.append(listener)
+        for endpoint in self.connect:
+            self.connectors.append(self.kernel.connect(endpoint, **self.link_options))
+        for app in self.apps:
+            app(self.kernel)
+
+    def stopService(self) -> Any:
+        super().stopService()
+        return self.kernel.shutdown()
+
+
+def makeService(options: Options, reactor: Optional[Any] = None) -> MultiService:
+    """
+    Build the node's service tree from parsed L{Options}.
+    """
+    if reactor is None:
+        from twisted.internet import reactor as global_reactor
+
+        reactor = global_reactor
+    kernel = Kernel(options["kernel"], reactor=reactor)
+    link_options = {"compression": bool(options["compression"]), "keepalive": options["keepalive"]}
+    if options["password"]:
+        link_options["password"] = options["password"]
+    top = MultiService()
+    NodeService(kernel, options["listen"], options["connect"], options["apps"], link_options).setServiceParent(top)
+    top.kernel = kernel  # type: ignore[attr-defined]
+    return top

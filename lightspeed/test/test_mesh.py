@@ -1,0 +1,416 @@
+# -*- test-case-name: lightspeed.test.test_mesh -*-
+"""
+Remote post, call and request across in-memory meshes (L{lightspeed.testing}).
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, Dict, List
+
+from twisted.internet.defer import Deferred
+from twisted.logger import LogLevel, globalLogPublisher
+from twisted.trial.unittest import SynchronousTestCase
+
+from lightspeed import BadSpecifier, Kernel, NoRoute, NoSuchSession, Session
+from lightspeed.errors import RemoteError, RequestTimeout
+from lightspeed.testing import MemoryMesh
+from lightspeed.wire.protocol import LinkOptions
+
+
+class Sink(Session):
+    """
+    Records every event, answers 'ask' with a value, and keeps an alias.
+    """
+
+    def __init__(self, alias: str, log: List[Any]) -> None:
+        super().__init__()
+        self.alias = alias
+        self.log = log
+
+    def _start(self, event):
+        event.kernel.alias_set(self.alias)
+
+    def hit(self, event):
+        self.log.append((event.kernel.name, self.alias, event.args, event.sender))
+
+    def ask(self, event):
+        return {"from": event.kernel.name, "args": list(event.args)}
+
+    def boom(self, event):
+        raise ValueError("it broke")
+
+    def slow(self, event):
+        return Deferred()
+
+    async def later(self, event):
+        return "async-" + event.args[0]
+
+
+def build(names: str, edges: str) -> tuple:
+    """
+    A mesh of kernels named by single letters and links like 'ab bc'.
+    """
+    mesh = MemoryMesh()
+    kernels = {n: mesh.kernel(n) for n in names}
+    links = {}
+    for edge in edges.split():
+        links[edge] = mesh.link(kernels[edge[0]], kernels[edge[1]])
+    mesh.settle()
+    return mesh, kernels, links
+
+
+class Warnings:
+    def __init__(self, case: SynchronousTestCase) -> None:
+        self.events: List[dict] = []
+        globalLogPublisher.addObserver(self.observe)
+        case.addCleanup(globalLogPublisher.removeObserver, self.observe)
+
+    def observe(self, event: dict) -> None:
+        if event.get("log_level") == LogLevel.warn:
+            self.events.append(event)
+
+
+class SeedExampleTests(SynchronousTestCase):
+    def test_seed_ping_pong(self):
+        """When the seed's two programs run on two kernels, then ping, both pongs and 'confused' arrive with the seed's fields."""
+        mesh, k, _ = build("", "")
+        testbox, otherbox = mesh.kernel("testbox"), mesh.kernel("otherbox")
+        mesh.link(testbox, otherbox)
+        mesh.settle()
+        seen: Dict[str, Any] = {}
+
+        def ping(e):
+            seen["ping"] = (e.sender.id, e.arg0, e.sender.is_lightspeed, e.caller_state)
+            e.kernel.post(e.sender, "pong", "wassup!")
+            e.kernel.post(e.sender.id, "pong", "wazzup!")
+            e.kernel.post("poe://testbox/mysession/confused", "huH!")
+
+        otherbox.spawn(inline_states={"_start": lambda e: e.kernel.alias_set("mysession"), "ping": ping})
+        post_line = []
+
+        def do_stuff(e):
+            post_line.append(sys._getframe().f_lineno + 1)
+            e.kernel.post("poe://otherbox/mysession/ping", "how are you?")
+
+        testbox.spawn(inline_states={
+            "_start": lambda e: (e.kernel.alias_set("mysession"), e.kernel.delay_set("do_stuff", 5)),
+            "do_stuff": do_stuff,
+            "pong": lambda e: seen.setdefault("pong", []).append((e.sender.id, e.arg0)),
+            "confused": lambda e: seen.setdefault("confused", e.sender),
+        })
+        mesh.advance(5)
+        self.assertEqual(seen["ping"], ("poe://testbox/mysession/", "how are you?", True, "do_stuff"))
+        self.assertEqual(seen["pong"], [("poe://otherbox/mysession/", "wassup!"),
+                                        ("poe://otherbox/mysession/", "wazzup!")])
+        sender = seen["confused"]
+        self.assertTrue(sender.is_lightspeed)
+        self.assertEqual((sender.remote_kernel, sender.remote_session, sender.remote_state),
+                         ("otherbox", "mysession", "ping"))
+        self.assertEqual(sender.remote_file, __file__.replace(".pyc", ".py"))
+
+
+class RemotePostTests(SynchronousTestCase):
+    def setUp(self):
+        self.log: List[Any] = []
+        self.mesh, self.k, self.links = build("abc", "ab bc")
+        for name, kernel in self.k.items():
+            kernel.spawn(Sink("s", self.log))
+            kernel.spawn(Sink("t", self.log))
+
+    def deliveries(self):
+        return sorted((k, s, a) for k, s, a, _ in self.log)
+
+    def test_every_post_form(self):
+        """When a remote destination is given in each seed form, then each arrives once."""
+        a = self.k["a"]
+        a.post("poe://b/s/hit", 1)
+        a.post(["b", "s", "hit"], 2)
+        a.post({"KERNEL": "b", "SESSION": "s", "STATE": "hit"}, 3)
+        a.post("poe://b/s/", "hit", 4)
+        a.post(["b", ["s", "t"], "hit"], 5)
+        self.mesh.settle()
+        self.assertEqual(self.deliveries(), [("b", "s", (i,)) for i in (1, 2, 3, 4, 5)] + [("b", "t", (5,))])
+
+    def test_multi_kernel_includes_local(self):
+        """When a post names several kernels including our own, then each gets it once, locally too."""
+        self.k["a"].post("poe://a,b,c/s,t/hit", "x")
+        self.mesh.settle()
+        self.assertEqual(self.deliveries(), sorted((k, s, ("x",)) for k in "abc" for s in "st"))
+
+    def test_broadcast_kernels(self):
+        """When '*' names the kernels, then every other kernel gets it, not our own."""
+        self.k["b"].post("poe://*/s/hit", 1)
+        self.mesh.settle()
+        self.assertEqual(self.deliveries(), [("a", "s", (1,)), ("c", "s", (1,))])
+
+    def test_broadcast_everything(self):
+        """When 'poe://*/*/state' is posted, then every aliased session on every other kernel gets it once."""
+        self.k["a"].post("poe://*/*/hit", 1)
+        self.mesh.settle()
+        self.assertEqual(self.deliveries(), sorted((k, s, (1,)) for k in "bc" for s in "st"))
+
+    def test_three_hops_and_answer(self):
+        """When a post crosses a relay, then it arrives and the answer to its sender comes back."""
+        back = []
+        self.k["c"].spawn(inline_states={"_start": lambda e: e.kernel.alias_set("echo"),
+                                         "echo": lambda e: e.kernel.post(e.sender, "got", e.arg0)})
+        self.k["a"].spawn(inline_states={
+            "_start": lambda e: (e.kernel.alias_set("asker"), e.kernel.post("poe://c/echo/echo", 7)),
+            "got": lambda e: back.append((e.args, e.sender.id))})
+        self.mesh.settle()
+        self.assertEqual(back, [((7,), "poe://c/echo/")])
+
+    def test_kernel_sender_cannot_be_answered(self):
+        """When a post came from outside any session, then answering its sender raises BadSpecifier in the handler."""
+        self.k["c"].spawn(inline_states={"_start": lambda e: e.kernel.alias_set("echo"),
+                                         "echo": lambda e: e.kernel.post(e.sender, "got", e.arg0)})
+        self.k["a"].post("poe://c/echo/echo", 8)
+        self.mesh.settle()
+        self.assertEqual(len(self.flushLoggedErrors(BadSpecifier)), 1)
+
+    def test_answer_by_id_without_alias(self):
+        """When the sending session has no alias, then its id names it remotely and answers reach it."""
+        got = []
+        self.k["c"].spawn(inline_states={"_start": lambda e: e.kernel.alias_set("echo"),
+                                         "echo": lambda e: e.kernel.post(e.sender.id + "got", e.arg0)})
+
+        def start(e):
+            e.kernel.post("poe://c/echo/echo", 5)
+            e.kernel.delay_set("wait", 10)
+
+        self.k["a"].spawn(inline_states={"_start": start, "got": lambda e: got.append(e.args), "wait": lambda e: None})
+        self.mesh.settle()
+        self.assertEqual(got, [(5,)])
+
+    def test_postback_from_remote_sender(self):
+        """When a handler makes a postback from a remote sender, then calling it posts back across the network."""
+        got = []
+        self.k["c"].spawn(inline_states={
+            "_start": lambda e: e.kernel.alias_set("pb"),
+            "go": lambda e: e.sender.postback("got", "made")("called"),
+        })
+        self.k["a"].spawn(inline_states={
+            "_start": lambda e: (e.kernel.alias_set("origin"), e.kernel.post("poe://c/pb/go")),
+            "got": lambda e: got.append(e.args),
+        })
+        self.mesh.settle()
+        self.assertEqual(got, [(["made"], ["called"])])
+
+    def test_unknown_kernel_and_session_logged(self):
+        """When the kernel or session is unknown, then a warning names origin and destination and nothing crashes."""
+        warnings = Warnings(self)
+        self.k["a"].post("poe://nowhere/s/hit")
+        self.k["a"].post("poe://c/nobody/hit")
+        self.mesh.settle()
+        text = [str(e.get("destination", "")) + str(e.get("reason", "")) + str(e.get("origin", "")) for e in warnings.events]
+        self.assertTrue(any("nowhere" in t for t in text), text)
+        self.assertTrue(any("nobody" in t and "a" in t for t in text), text)
+
+    def test_unencodable_argument(self):
+        """When an argument cannot travel, then post raises EncodeError at the call site."""
+        from lightspeed.errors import EncodeError
+
+        self.assertRaises(EncodeError, self.k["a"].post, "poe://b/s/hit", object())
+
+    def test_fail_horrendously_forms(self):
+        """When the seed's 'fail horrendously' forms are used, then BadSpecifier is raised at the call site."""
+        a = self.k["a"]
+        self.assertRaises(BadSpecifier, a.post, "poe://b/s/")
+        self.assertRaises(BadSpecifier, a.call, "poe://b/s/hit")
+        self.assertRaises(BadSpecifier, a.call, "poe://b/s/", "poe://a/s/hit")
+        self.assertRaises(BadSpecifier, a.post, "poe://b/s/", "poe://a/s/hit")
+
+
+class RemoteCallTests(SynchronousTestCase):
+    def setUp(self):
+        self.log: List[Any] = []
+        self.mesh, self.k, _ = build("abc", "ab bc")
+        for kernel in self.k.values():
+            kernel.spawn(Sink("s", self.log))
+        self.replies: List[Any] = []
+        self.k["a"].spawn(inline_states={"_start": lambda e: e.kernel.alias_set("r"),
+                                         "reply": lambda e: self.replies.append((e.args, e.sender.id))})
+
+    def test_call_forms(self):
+        """When calling remotely in each seed form, then the value reaches the RSVP."""
+        a = self.k["a"]
+        a.call("poe://b/s/ask", "poe://a/r/reply", 1)
+        a.call(["b", "s", "ask"], ["a", "r", "reply"], 2)
+        a.call("poe://b/s/", "ask", "poe://a/r/reply", 3)
+        self.mesh.settle()
+        self.assertEqual(sorted(r[0][0]["args"][0] for r in self.replies), [1, 2, 3])
+        self.assertEqual(self.replies[0][1], "poe://b/s/")
+
+    def test_rsvp_on_third_kernel(self):
+        """When the RSVP names a third kernel, then the value goes there."""
+        got = []
+        self.k["c"].spawn(inline_states={"_start": lambda e: e.kernel.alias_set("r"),
+                                         "reply": lambda e: got.append(e.args)})
+        self.k["a"].call("poe://b/s/ask", "poe://c/r/reply", "x")
+        self.mesh.settle()
+        self.assertEqual(got, [({"from": "b", "args": ["x"]},)])
+
+    def test_call_async_handler(self):
+        """When the remote handler is async def, then the reply waits for its value."""
+        self.k["a"].call("poe://c/s/later", "poe://a/r/reply", "v")
+        self.mesh.settle()
+        self.assertEqual(self.replies[0][0], ("async-v",))
+
+
+class RequestTests(SynchronousTestCase):
+    def setUp(self):
+        self.log: List[Any] = []
+        self.mesh, self.k, self.links = build("abc", "ab bc")
+        for kernel in self.k.values():
+            kernel.spawn(Sink("s", self.log))
+
+    def test_result(self):
+        """When a remote state answers, then request() fires with its value, across a relay too."""
+        d = self.k["a"].request("poe://c/s/ask", 1, 2)
+        self.mesh.settle()
+        self.assertEqual(self.successResultOf(d), {"from": "c", "args": [1, 2]})
+        d = self.k["a"].request("poe://c/s/later", "z")
+        self.mesh.settle()
+        self.assertEqual(self.successResultOf(d), "async-z")
+
+    def test_remote_exception(self):
+        """When the remote handler raises, then request() fails with RemoteError naming type and message."""
+        d = self.k["a"].request("poe://b/s/boom")
+        self.mesh.settle()
+        error = self.failureResultOf(d, RemoteError).value
+        self.assertEqual((error.remote_type, error.remote_message), ("ValueError", "it broke"))
+
+    def test_no_such_session(self):
+        """When the session does not exist remotely, then request() fails with NoSuchSession."""
+        d = self.k["a"].request("poe://b/nobody/ask")
+        self.mesh.settle()
+        self.failureResultOf(d, NoSuchSession)
+
+    def test_no_such_kernel(self):
+        """When the kernel is unknown, then request() fails with NoRoute at once."""
+        self.failureResultOf(self.k["a"].request("poe://zz/s/ask"), NoRoute)
+
+    def test_timeout(self):
+        """When no answer comes before the deadline, then request() fails with RequestTimeout."""
+        d = self.k["a"].request("poe://b/s/slow", timeout=3)
+        self.mesh.advance(2.9)
+        self.assertNoResult(d)
+        self.mesh.advance(0.1)
+        self.failureResultOf(d, RequestTimeout)
+
+    def test_unreachable_fails_pending(self):
+        """When the destination becomes unreachable, then pending requests fail with NoRoute."""
+        d = self.k["a"].request("poe://c/s/slow", timeout=None)
+        self.mesh.settle()
+        self.links["bc"].close()
+        self.mesh.settle()
+        self.failureResultOf(d, NoRoute)
+
+
+class MeshTests(SynchronousTestCase):
+    def test_five_kernel_cycle_exactly_once(self):
+        """When broadcasting in a 5-kernel mesh with cycles, then every intended session gets it exactly once."""
+        log: List[Any] = []
+        mesh, k, links = build("abcde", "ab bc cd de ea ac")
+        for kernel in k.values():
+            kernel.spawn(Sink("s", log))
+            kernel.spawn(Sink("t", log))
+        k["a"].post("poe://*/*/hit", 1)
+        k["c"].post("poe://a,b,d/s/hit", 2)
+        k["e"].post("poe://*/t/hit", 3)
+        mesh.settle()
+        got = sorted((kn, s, a) for kn, s, a, _ in log)
+        expected = sorted(
+            [(n, s, (1,)) for n in "bcde" for s in "st"]
+            + [(n, "s", (2,)) for n in "abd"]
+            + [(n, "t", (3,)) for n in "abcd"]
+        )
+        self.assertEqual(got, expected)
+
+    def test_reroute_after_link_closes(self):
+        """When a link in a cycle closes, then messages take the other way round."""
+        log: List[Any] = []
+        mesh, k, links = build("abcd", "ab bc cd da")
+        k["c"].spawn(Sink("s", log))
+        self.assertEqual(k["a"].network.router.next_hop("c") in ("b", "d"), True)
+        links["ab"].close()
+        mesh.settle()
+        self.assertEqual(k["a"].network.router.next_hop("c"), "d")
+        k["a"].post("poe://c/s/hit", 1)
+        mesh.settle()
+        self.assertEqual([(x[0], x[2]) for x in log], [("c", (1,))])
+
+    def test_chain_forwarding(self):
+        """When kernels form a 5-long chain, then a post from one end reaches the other."""
+        log: List[Any] = []
+        mesh, k, _ = build("abcde", "ab bc cd de")
+        k["e"].spawn(Sink("s", log))
+        k["a"].post("poe://e/s/hit", "far")
+        mesh.settle()
+        self.assertEqual([(x[0], x[2]) for x in log], [("e", ("far",))])
+
+    def test_simultaneous_joins(self):
+        """When many links come up at the same moment, then every kernel ends with the same correct map."""
+        mesh = MemoryMesh()
+        names = [f"k{i}" for i in range(12)]
+        kernels = [mesh.kernel(n) for n in names]
+        for i in range(12):  # a ring plus chords, all started in the same turn
+            mesh.link(kernels[i], kernels[(i + 1) % 12])
+            mesh.link(kernels[i], kernels[(i + 5) % 12])
+        mesh.settle()
+        for kernel in kernels:
+            self.assertEqual(kernel.network.router.reachable(), frozenset(names) - {kernel.name})
+        log: List[Any] = []
+        for kernel in kernels:
+            kernel.spawn(Sink("s", log))
+        kernels[0].post("poe://*/s/hit", 1)
+        mesh.settle()
+        self.assertEqual(sorted(x[0] for x in log), sorted(names[1:]))
+
+    def test_restart_new_incarnation(self):
+        """When a kernel restarts with a new incarnation, then it replaces its old self and messages reach it."""
+        log: List[Any] = []
+        mesh, k, links = build("abc", "ab bc")
+        links["bc"].close()
+        mesh.settle()
+        c2 = mesh.kernel("c", incarnation=k["c"].network.incarnation + 1)
+        c2.spawn(Sink("s", log))
+        mesh.link(c2, k["b"])
+        mesh.settle()
+        self.assertEqual(k["a"].network.router.incarnation_of("c"), c2.network.incarnation)
+        k["a"].post("poe://c/s/hit", 1)
+        mesh.settle()
+        self.assertEqual([(x[0], x[2]) for x in log], [("c", (1,))])
+
+    def test_duplicate_name_refused(self):
+        """When a second live kernel joins with a name in use, then its link is refused with a reason."""
+        mesh, k, _ = build("abc", "ab bc")
+        impostor = mesh.kernel("c")  # a different incarnation, while c lives
+        link = mesh.link(impostor, k["a"])
+        mesh.settle()
+        failure = self.failureResultOf(link.client.when_ready())
+        self.assertIn("already used", str(failure.value))
+        self.assertEqual(k["a"].network.router.incarnation_of("c"), k["c"].network.incarnation)
+
+    def test_self_link_refused(self):
+        """When a kernel links to itself, then the link is refused."""
+        mesh, k, _ = build("a", "")
+        link = mesh.link(k["a"], k["a"])
+        mesh.settle()
+        self.failureResultOf(link.client.when_ready())
+        self.assertEqual(k["a"].network.links(), [])
+
+    def test_parallel_links(self):
+        """When two kernels have two links and one closes, then messages still flow on the other."""
+        log: List[Any] = []
+        mesh, k, _ = build("ab", "")
+        first = mesh.link(k["a"], k["b"])
+        mesh.link(k["b"], k["a"])
+        mesh.settle()
+        k["b"].spawn(Sink("s", log))
+        first.close()
+        mesh.settle()
+        k["a"].post("poe://b/s/hit", 1)
+        mesh.settle()
+        self.assertEqual(len(log), 1)

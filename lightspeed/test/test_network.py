@@ -1,0 +1,144 @@
+# -*- test-case-name: lightspeed.test.test_network -*-
+"""
+Kernels linked over real loopback TCP (and UNIX sockets) with the real
+reactor: listen, connect, reconnect, post, request, shutdown.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from typing import Any, List
+
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.internet.task import deferLater
+from twisted.trial.unittest import TestCase
+
+from lightspeed import Kernel, Session
+from lightspeed.errors import LinkClosed
+
+
+def wait_for(predicate, timeout: float = 10.0, step: float = 0.01) -> Deferred:
+    """
+    Poll C{predicate} on the reactor until it is true (the test's own
+    timeout bounds it; this is about behaviour, not speed).
+    """
+    @inlineCallbacks
+    def loop():
+        waited = 0.0
+        while not predicate():
+            if waited > timeout:
+                raise AssertionError("condition not reached")
+            yield deferLater(reactor, step, lambda: None)
+            waited += step
+
+    return loop()
+
+
+class Collector(Session):
+    def __init__(self, alias: str, log: List[Any]) -> None:
+        super().__init__()
+        self.alias, self.log = alias, log
+
+    def _start(self, event):
+        event.kernel.alias_set(self.alias)
+
+    def hit(self, event):
+        self.log.append((event.kernel.name, event.args, event.sender.id))
+
+    def ask(self, event):
+        return ["answer", event.kernel.name] + list(event.args)
+
+
+class TCPTests(TestCase):
+    timeout = 30
+
+    def kernel(self, name: str) -> Kernel:
+        kernel = Kernel(name, reactor=reactor)
+        self.addCleanup(kernel.shutdown)
+        return kernel
+
+    @inlineCallbacks
+    def listen(self, kernel: Kernel, **options) -> Any:
+        listener = kernel.listen("tcp:0:interface=127.0.0.1", **options)
+        port = yield listener.whenListening()
+        return port.getHost().port
+
+    @inlineCallbacks
+    def test_post_and_request_over_tcp(self):
+        """When two kernels link over loopback TCP, then posts and requests cross both ways."""
+        log: List[Any] = []
+        a, b = self.kernel("tcp-a"), self.kernel("tcp-b")
+        port = yield self.listen(b)
+        yield a.connect(f"tcp:host=127.0.0.1:port={port}:bindAddress=127.0.0.1").whenConnected()
+        a.spawn(Collector("s", log))
+        b.spawn(Collector("s", log))
+        a.post("poe://tcp-b/s/hit", "to-b")
+        b.post("poe://tcp-a/s/hit", "to-a")
+        yield wait_for(lambda: len(log) == 2)
+        self.assertEqual(sorted(log), [("tcp-a", ("to-a",), "poe://tcp-b/"), ("tcp-b", ("to-b",), "poe://tcp-a/")])
+        result = yield a.request("poe://tcp-b/s/ask", 1)
+        self.assertEqual(result, ["answer", "tcp-b", 1])
+
+    @inlineCallbacks
+    def test_client_in_same_process_and_compression_password(self):
+        """When a client links to a server in the same process with compression and a password, then it works."""
+        log: List[Any] = []
+        a, b = self.kernel("same-a"), self.kernel("same-b")
+        port = yield self.listen(b, compression=True, password="pw")
+        link = yield a.connect(f"tcp:host=127.0.0.1:port={port}", compression=True, password="pw").whenConnected()
+        self.assertTrue(link.peer.compression)
+        b.spawn(Collector("s", log))
+        a.post("poe://same-b/s/hit", "x" * 10000)
+        yield wait_for(lambda: log)
+        self.assertEqual(log[0][1], ("x" * 10000,))
+
+    @inlineCallbacks
+    def test_wrong_password_refused(self):
+        """When the client's password is wrong, then its link is refused with 'auth'."""
+        a, b = self.kernel("pw-a"), self.kernel("pw-b")
+        port = yield self.listen(b, password="right")
+        service = a.connect(f"tcp:host=127.0.0.1:port={port}", password="wrong")
+        error = yield self.assertFailure(service.whenConnected(failAfterFailures=1), LinkClosed)
+        self.assertEqual(error.code, "auth")
+        self.assertEqual((a.network.links(), b.network.links()), ([], []))
+
+    @inlineCallbacks
+    def test_unix_socket(self):
+        """When kernels link over a UNIX socket endpoint, then posts cross."""
+        log: List[Any] = []
+        path = os.path.join(tempfile.mkdtemp(), "ls.sock")
+        a, b = self.kernel("unix-a"), self.kernel("unix-b")
+        yield b.listen(f"unix:{path}").whenListening()
+        yield a.connect(f"unix:path={path}").whenConnected()
+        b.spawn(Collector("s", log))
+        a.post("poe://unix-b/s/hit", 1)
+        yield wait_for(lambda: log)
+
+    @inlineCallbacks
+    def test_reconnect_after_drop(self):
+        """When the link drops, then the client reconnects by itself and messages flow again."""
+        log: List[Any] = []
+        a, b = self.kernel("re-a"), self.kernel("re-b")
+        port = yield self.listen(b)
+        link = yield a.connect(f"tcp:host=127.0.0.1:port={port}").whenConnected()
+        b.spawn(Collector("s", log))
+        link.transport.abortConnection()
+        yield wait_for(lambda: a.network.links() and a.network.links()[0] is not link)
+        a.post("poe://re-b/s/hit", 2)
+        yield wait_for(lambda: log)
+
+    @inlineCallbacks
+    def test_three_kernel_chain(self):
+        """When a and c both link only to b, then a post from a reaches c through b."""
+        log: List[Any] = []
+        a, b, c = self.kernel("ch-a"), self.kernel("ch-b"), self.kernel("ch-c")
+        port = yield self.listen(b)
+        yield a.connect(f"tcp:host=127.0.0.1:port={port}").whenConnected()
+        yield c.connect(f"tcp:host=127.0.0.1:port={port}").whenConnected()
+        c.spawn(Collector("s", log))
+        yield wait_for(lambda: a.network.router.next_hop("ch-c") == "ch-b")
+        a.post("poe://ch-c/s/hit", 3)
+        yield wait_for(lambda: log)
+        self.assertEqual(log, [("ch-c", (3,), "poe://ch-a/")])

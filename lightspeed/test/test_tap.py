@@ -1,0 +1,135 @@
+# -*- test-case-name: lightspeed.test.test_tap -*-
+"""
+Tests for the twistd plugin (L{lightspeed.tap}), including two real twistd
+processes exchanging the seed's ping/pong.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import sys
+from typing import Any, List
+
+from twisted.application.service import IServiceMaker
+from twisted.internet import protocol, reactor
+from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.plugin import getPlugins
+from twisted.python import usage
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+
+import lightspeed
+from lightspeed.tap import DEFAULT_LISTEN, NodeService, Options, makeService
+
+CHECKOUT = os.path.dirname(os.path.dirname(os.path.abspath(lightspeed.__file__)))
+
+
+class OptionsTests(SynchronousTestCase):
+    def parse(self, *argv: str) -> Options:
+        options = Options()
+        options.parseOptions(list(argv))
+        return options
+
+    def test_defaults(self):
+        """When no option is given, then the node listens on the seed's port on loopback only."""
+        options = self.parse()
+        self.assertEqual(options["listen"], [DEFAULT_LISTEN])
+        self.assertIn("9876", DEFAULT_LISTEN)
+        self.assertEqual(options["connect"], [])
+        self.assertIsNone(options["kernel"])
+
+    def test_repeatable(self):
+        """When --listen and --connect repeat, then all are kept in order."""
+        options = self.parse("--kernel", "k", "--listen", "tcp:1", "--listen", "unix:/x",
+                             "--connect", "tcp:host=127.0.0.1:port=2", "--connect", "unix:path=/y")
+        self.assertEqual(options["listen"], ["tcp:1", "unix:/x"])
+        self.assertEqual(options["connect"], ["tcp:host=127.0.0.1:port=2", "unix:path=/y"])
+
+    def test_listen_none(self):
+        """When --listen none is given, then the node listens nowhere."""
+        self.assertEqual(self.parse("--listen", "none")["listen"], [])
+
+    def test_bad_kernel_name(self):
+        """When the kernel name is malformed, then a UsageError names it."""
+        error = self.assertRaises(usage.UsageError, self.parse, "--kernel", "a/b")
+        self.assertIn("a/b", str(error))
+
+    def test_app(self):
+        """When --app names module:function, then it is loaded; a missing one is a UsageError."""
+        self.assertIs(self.parse("--app", "lightspeed.demo:run")["apps"][0], lightspeed.demo.run)
+        self.assertRaises(usage.UsageError, self.parse, "--app", "lightspeed.demo:nothing")
+        self.assertRaises(usage.UsageError, self.parse, "--app", "nocolon")
+
+    def test_make_service(self):
+        """When makeService runs, then it holds a NodeService for a kernel of the given name."""
+        service = makeService(self.parse("--kernel", "otherbox", "--compression"))
+        (node,) = list(service)
+        self.assertIsInstance(node, NodeService)
+        self.assertEqual(node.kernel.name, "otherbox")
+        self.assertEqual(node.link_options["compression"], True)
+
+    def test_plugin_found(self):
+        """When twistd looks for plugins, then 'lightspeed' is among them."""
+        names = [p.tapname for p in getPlugins(IServiceMaker)]
+        self.assertIn("lightspeed", names)
+
+
+class Output(protocol.ProcessProtocol):
+    def __init__(self) -> None:
+        self.text = ""
+        self.ended: Deferred = Deferred()
+        self.waiting: List[Any] = []
+
+    def outReceived(self, data: bytes) -> None:
+        self.text += data.decode("utf-8", "replace")
+        for pattern, d in list(self.waiting):
+            match = re.search(pattern, self.text)
+            if match:
+                self.waiting.remove((pattern, d))
+                d.callback(match)
+
+    errReceived = outReceived
+
+    def expect(self, pattern: str) -> Deferred:
+        d: Deferred = Deferred()
+        self.waiting.append((pattern, d))
+        self.outReceived(b"")
+        return d
+
+    def processEnded(self, reason: Any) -> None:
+        self.ended.callback(None)
+
+
+class TwistdTests(TestCase):
+    timeout = 60
+
+    def start(self, *args: str) -> Output:
+        out = Output()
+        env = dict(os.environ, PYTHONPATH=CHECKOUT)
+        argv = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()",
+                "--nodaemon", "--pidfile=", "lightspeed"] + list(args)
+        process = reactor.spawnProcess(out, sys.executable, argv, env=env, path=CHECKOUT)
+
+        def stop():
+            if out.ended.called:
+                return None
+            process.signalProcess(signal.SIGTERM)
+            return out.ended
+
+        self.addCleanup(stop)
+        return out
+
+    @inlineCallbacks
+    def test_two_nodes_ping_pong(self):
+        """When two twistd nodes run the seed's programs, then the ping crosses and both pongs come back."""
+        server = self.start("--kernel", "otherbox", "--listen", "tcp:0:interface=127.0.0.1",
+                            "--app", "examples.pingpong:server")
+        match = yield server.expect(r"listening on tcp:0:interface=127.0.0.1: IPv4Address\(type='TCP', "
+                                    r"host='127.0.0.1', port=(\d+)\)")
+        port = match.group(1)
+        client = self.start("--kernel", "testbox", "--listen", "none",
+                            "--connect", f"tcp:host=127.0.0.1:port={port}", "--app", "examples.pingpong:client")
+        yield client.expect(r"Received 'pong' from poe://otherbox/mysession/: wazzup!")
+        yield client.expect(r"Received Lightspeed request from: 'poe://otherbox/mysession/' State 'ping'")
+        yield server.expect(r"Received 'ping' from poe://testbox/mysession/ -> how are you\?")

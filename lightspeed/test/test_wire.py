@@ -1,0 +1,228 @@
+# -*- test-case-name: lightspeed.test.test_wire -*-
+"""
+Tests for the sans-IO wire layer: framing, codec, messages and the
+handshake state machine of L{lightspeed.wire.connection}.
+"""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any, List, Optional
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from twisted.trial.unittest import SynchronousTestCase
+
+from lightspeed.errors import EncodeError, FrameTooLarge, ProtocolError
+from lightspeed.message import BYE, HELLO, LSA, PING, PONG, PROTOCOL_VERSION, READY, ROUTED
+from lightspeed.wire.codec import dumps, loads
+from lightspeed.wire.connection import Connection, LinkConfig, PeerInfo
+from lightspeed.wire.framing import Framer, frame
+
+
+class FramingTests(SynchronousTestCase):
+    @settings(max_examples=100, deadline=None)
+    @given(st.lists(st.binary(max_size=300), max_size=20), st.data())
+    def test_any_chunking(self, bodies, data):
+        """When frames arrive cut at any points, then the same bodies come out in order."""
+        stream = b"".join(frame(b) for b in bodies)
+        cuts = sorted(data.draw(st.lists(st.integers(0, len(stream)), max_size=10)))
+        framer = Framer()
+        out: List[bytes] = []
+        start = 0
+        for cut in cuts + [len(stream)]:
+            out += framer.feed(stream[start:cut])
+            start = cut
+        self.assertEqual(out, bodies)
+        self.assertEqual(framer.buffered, 0)
+
+    def test_too_large(self):
+        """When a length prefix exceeds the maximum, then FrameTooLarge before the body is buffered."""
+        framer = Framer(max_frame=10)
+        self.assertEqual(framer.feed(frame(b"x" * 10)), [b"x" * 10])
+        self.assertRaises(FrameTooLarge, framer.feed, frame(b"x" * 11)[:4])
+
+
+class CodecTests(SynchronousTestCase):
+    def test_plain_types_round_trip(self):
+        """When plain types are encoded, then they decode equal (tuples as lists)."""
+        value = [None, True, 1, -2**70, 1.5, "s", b"b", {"k": [1, {"n": None}]}]
+        self.assertEqual(loads(dumps(value)), value)
+        self.assertEqual(loads(dumps((1, 2))), [1, 2])
+
+    def test_rich_types_refused_on_encode(self):
+        """When a date, set, or arbitrary object is encoded, then EncodeError (a TypeError)."""
+        for bad in [datetime.date(2020, 1, 1), {1, 2}, object(), [frozenset()]]:
+            self.assertRaises(EncodeError, dumps, bad)
+        self.assertTrue(issubclass(EncodeError, TypeError))
+
+    def test_tags_refused_on_decode(self):
+        """When CBOR holds a date, set or unknown tag, then ProtocolError."""
+        import cbor2
+
+        for data in [cbor2.dumps(datetime.datetime(2020, 1, 1, tzinfo=datetime.timezone.utc)),
+                     cbor2.dumps({1, 2}), cbor2.dumps(cbor2.CBORTag(4000, 1)), b"\xff", b"\x82\x01", b""]:
+            self.assertRaises(ProtocolError, loads, data)
+
+    def test_deep_nesting_refused(self):
+        """When containers nest deeper than the limit, then ProtocolError, not a crash."""
+        self.assertRaises(ProtocolError, loads, b"\x81" * 10000 + b"\x00")
+
+    @settings(max_examples=200, deadline=None)
+    @given(st.binary(max_size=200))
+    def test_garbage(self, data):
+        """When garbage is decoded, then it is a value or ProtocolError, nothing else."""
+        try:
+            loads(data)
+        except ProtocolError:
+            pass
+
+
+class Side:
+    """
+    One end of a pair of Connections, recording what happens.
+    """
+
+    def __init__(self, name: str, incarnation: int = 1, admit_reason: Optional[str] = None, **config: Any) -> None:
+        self.ups: List[PeerInfo] = []
+        self.messages: List[list] = []
+        self.closes: List[tuple] = []
+        self.admit_reason = admit_reason
+        self.conn = Connection(LinkConfig(name, incarnation, **config), self.admit, self.ups.append,
+                               self.messages.append, lambda *a: self.closes.append(a), lambda: None)
+
+    def admit(self, name: str, incarnation: int) -> Optional[str]:
+        return self.admit_reason
+
+
+def pump(a: Side, b: Side, rounds: int = 10) -> None:
+    for _ in range(rounds):
+        out_a, out_b = a.conn.take_output(), b.conn.take_output()
+        if not out_a and not out_b:
+            return
+        if out_a:
+            b.conn.receive(out_a)
+        if out_b:
+            a.conn.receive(out_b)
+
+
+def pair(a_kw: Optional[dict] = None, b_kw: Optional[dict] = None) -> tuple:
+    a, b = Side("a", 1, **(a_kw or {})), Side("b", 2, **(b_kw or {}))
+    a.conn.start()
+    b.conn.start()
+    pump(a, b)
+    return a, b
+
+
+class HandshakeTests(SynchronousTestCase):
+    def test_up(self):
+        """When both ends agree, then both are up and know each other."""
+        a, b = pair()
+        self.assertEqual(a.ups, [PeerInfo("b", 2, False)])
+        self.assertEqual(b.ups, [PeerInfo("a", 1, False)])
+        a.conn.send_message([ROUTED, "a", ["b"], 3, b"x"])
+        pump(a, b)
+        self.assertEqual(b.messages, [[ROUTED, "a", ["b"], 3, b"x"]])
+
+    def test_ping_answered(self):
+        """When a PING arrives, then the Connection answers PONG itself."""
+        a, b = pair()
+        a.conn.send_message([PING, 7])
+        pump(a, b)
+        self.assertEqual(a.messages, [[PONG, 7]])
+
+    def test_compression(self):
+        """When both ask for zlib, then traffic is compressed and still arrives intact."""
+        a, b = pair({"compression": True}, {"compression": True})
+        self.assertTrue(a.ups[0].compression)
+        big = [ROUTED, "a", ["b"], 3, b"z" * 100000]
+        a.conn.send_message(big)
+        wire = a.conn.take_output()
+        self.assertLess(len(wire), 5000)
+        b.conn.receive(wire)
+        self.assertEqual(b.messages, [big])
+
+    def test_compression_one_side(self):
+        """When only one end asks for zlib, then the link is up uncompressed."""
+        a, b = pair({"compression": True}, {})
+        self.assertEqual((a.ups[0].compression, b.ups[0].compression), (False, False))
+
+    def test_password(self):
+        """When both ends share a password, then the link comes up; a wrong one is refused on both ends."""
+        a, b = pair({"password": b"s3cret"}, {"password": b"s3cret"})
+        self.assertEqual(len(a.ups) + len(b.ups), 2)
+        a, b = pair({"password": b"s3cret"}, {"password": b"other"})
+        self.assertEqual(a.ups + b.ups, [])
+        codes = {c[0] for c in a.closes + b.closes}
+        self.assertEqual(codes, {"auth"})
+
+    def test_password_missing(self):
+        """When only one end has a password, then the link is refused with 'auth'."""
+        a, b = pair({"password": b"s3cret"}, {})
+        self.assertEqual(a.ups + b.ups, [])
+        self.assertIn("auth", {c[0] for c in a.closes + b.closes})
+
+    def test_version_mismatch(self):
+        """When the peer speaks another version, then BYE 'version' naming both."""
+        a = Side("a")
+        a.conn.start()
+        a.conn.take_output()
+        a.conn.receive(frame(dumps([HELLO, {"version": 99, "kernel": "b", "incarnation": 1, "nonce": b"n" * 16,
+                                            "serializers": ["cbor"], "compression": []}])))
+        self.assertEqual(a.closes[0][0], "version")
+        self.assertIn("99", a.closes[0][1])
+        bye = loads(Framer().feed(a.conn.take_output())[0])
+        self.assertEqual(bye[:2], [BYE, "version"])
+
+    def test_admit_refusal(self):
+        """When admit refuses the peer's name, then the link closes with its reason."""
+        s = Side("x", admit_reason="kernel name 'b' is already used")
+        t = Side("b")
+        s.conn.start()
+        t.conn.start()
+        pump(s, t)
+        self.assertEqual(s.closes[0][0], "duplicate-name")
+        self.assertEqual(t.closes[0][2], True)  # the peer heard why
+        self.assertIn("already used", t.closes[0][1])
+
+    def test_same_name_refused(self):
+        """When the peer has our own name, then the link is refused."""
+        s, t = Side("a"), Side("a")
+        s.conn.start()
+        t.conn.start()
+        pump(s, t)
+        self.assertEqual((s.ups, t.ups), ([], []))
+
+    def test_message_before_handshake(self):
+        """When a routed message comes before the handshake, then the link closes with 'protocol'."""
+        a = Side("a")
+        a.conn.start()
+        a.conn.receive(frame(dumps([ROUTED, "b", ["a"], 3, b""])))
+        self.assertEqual(a.closes[0][0], "protocol")
+
+    def test_malformed_frames(self):
+        """When a frame is not CBOR, not an array, or an unknown type, then the link closes, once."""
+        for bad, code in [(b"\xff\xff", "malformed"), (dumps({"a": 1}), "malformed"), (dumps([999]), "unknown-type")]:
+            a, b = pair()
+            a.conn.receive(frame(bad))
+            self.assertEqual([c[0] for c in a.closes], [code])
+            a.conn.receive(frame(bad))
+            self.assertEqual(len(a.closes), 1)
+
+    def test_oversized_frame(self):
+        """When a frame exceeds the maximum, then the link closes with frame-too-large."""
+        a = Side("a", max_frame=100)
+        a.conn.start()
+        a.conn.receive(frame(b"x" * 101))
+        self.assertEqual(a.closes[0][0], "frame-too-large")
+
+    @settings(max_examples=200, deadline=None)
+    @given(st.binary(max_size=400))
+    def test_garbage_never_raises(self, data):
+        """When garbage arrives in any state, then receive() never raises and the link is up or closed."""
+        a, b = pair()
+        a.conn.receive(data)
+        fresh = Side("f")
+        fresh.conn.start()
+        fresh.conn.receive(data)
+        self.assertIn(fresh.conn.state, ("hello-sent", "closed", "ready-sent"))

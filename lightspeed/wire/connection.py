@@ -1,0 +1,314 @@
+# -*- test-case-name: lightspeed.test.test_wire -*-
+"""
+One link's byte stream, without I/O: framing, optional zlib compression,
+the handshake state machine, and message decoding.
+
+States::
+
+    new --start()--> hello-sent --peer HELLO ok--> ready-sent --peer READY ok--> up
+       any state --protocol error / refusal--> closed (a BYE is queued first)
+       any state --peer BYE--> closed
+
+Both ends send HELLO at once; neither sends anything else before it has the
+other's HELLO.  From then on, if both offered zlib, everything each end
+writes after its HELLO is one zlib stream (sync-flushed per write), and so
+is everything it reads after the peer's HELLO.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import zlib
+from dataclasses import dataclass
+from typing import Any, Callable, List, Optional
+
+from lightspeed.errors import HandshakeRefused, ProtocolError
+from lightspeed.message import (
+    BYE,
+    HELLO,
+    PING,
+    PONG,
+    PROTOCOL_VERSION,
+    READY,
+    check_message,
+)
+from lightspeed.specifier import check_name
+from lightspeed.wire.codec import dumps, loads
+from lightspeed.wire.framing import DEFAULT_MAX_FRAME, Framer, frame
+
+__all__ = ["LinkConfig", "PeerInfo", "Connection", "proof"]
+
+_PROOF_LABEL = b"lightspeed-1 proof"
+
+
+def proof(password: bytes, prover: str, verifier: str, verifier_nonce: bytes, prover_nonce: bytes) -> bytes:
+    """
+    The HMAC-SHA256 by which C{prover} shows it knows C{password}: bound to
+    both names and both fresh nonces, so it cannot be replayed on another
+    link or reflected back.
+    """
+    message = b"|".join([
+        _PROOF_LABEL, prover.encode("utf-8"), verifier.encode("utf-8"), verifier_nonce, prover_nonce,
+    ])
+    return hmac.new(password, message, hashlib.sha256).digest()
+
+
+@dataclass
+class LinkConfig:
+    """
+    What one end brings to a link.
+
+    :ivar name: our kernel name.
+    :ivar incarnation: our per-start id.
+    :ivar compression: whether we ask for zlib.
+    :ivar password: the shared secret, or L{None} for none.
+    :ivar max_frame: the longest frame body we accept.
+    """
+
+    name: str
+    incarnation: int
+    compression: bool = False
+    password: Optional[bytes] = None
+    max_frame: int = DEFAULT_MAX_FRAME
+
+
+@dataclass(frozen=True)
+class PeerInfo:
+    """
+    The other end, once its HELLO was accepted.
+    """
+
+    name: str
+    incarnation: int
+    compression: bool
+
+
+class Connection:
+    """
+    The sans-IO core of one link.
+
+    :param config: our side's settings.
+    :param admit: called with the peer's name and incarnation; returns
+        L{None} to go on or a reason to refuse (e.g. a duplicate name).
+    :param on_up: called with the L{PeerInfo} when the handshake is done.
+    :param on_message: called with each decoded message once up.
+    :param on_close: called once with C{(code, message, by_peer)} when the
+        link must end; queued output (a BYE) should still be written.
+    :param on_output: called when output is waiting in L{take_output}.
+    """
+
+    def __init__(
+        self,
+        config: LinkConfig,
+        admit: Callable[[str, int], Optional[str]],
+        on_up: Callable[[PeerInfo], None],
+        on_message: Callable[[list], None],
+        on_close: Callable[[str, str, bool], None],
+        on_output: Callable[[], None],
+    ) -> None:
+        self.config = config
+        self.state = "new"
+        self.peer: Optional[PeerInfo] = None
+        self._admit = admit
+        self._on_up = on_up
+        self._on_message = on_message
+        self._on_close = on_close
+        self._on_output = on_output
+        self._framer = Framer(config.max_frame)
+        self._nonce = os.urandom(16)
+        self._peer_nonce = b""
+        self._raw: List[bytes] = []
+        self._out: List[bytes] = []
+        self._deflate: Any = None
+        self._inflate: Any = None
+
+    # -- output --------------------------------------------------------
+
+    def start(self) -> None:
+        """
+        Queue our HELLO.
+        """
+        self.state = "hello-sent"
+        hello = {
+            "version": PROTOCOL_VERSION,
+            "kernel": self.config.name,
+            "incarnation": self.config.incarnation,
+            "nonce": self._nonce,
+            "serializers": ["cbor"],
+            "compression": ["zlib"] if self.config.compression else [],
+            "password": self.config.password is not None,
+        }
+        self.send_message([HELLO, hello])
+
+    def send_message(self, message: list) -> None:
+        """
+        Queue one message.
+        """
+        self.send_body(dumps(message))
+
+    def send_body(self, body: bytes) -> None:
+        """
+        Queue one already-encoded message body.
+        """
+        if not self._out:
+            self._out.append(frame(body))
+            self._on_output()
+        else:
+            self._out.append(frame(body))
+
+    def take_output(self) -> bytes:
+        """
+        Everything queued, compressed where agreed, ready to write.
+        """
+        out = b"".join(self._out)
+        self._out = []
+        if self._deflate is not None and out:
+            out = self._deflate.compress(out) + self._deflate.flush(zlib.Z_SYNC_FLUSH)
+        if self._raw:
+            out = b"".join(self._raw) + out
+            self._raw = []
+        return out
+
+    @property
+    def pending_output(self) -> int:
+        """
+        Bytes queued and not yet taken (before compression).
+        """
+        return sum(map(len, self._out))
+
+    def close(self, code: str, message: str) -> None:
+        """
+        End the link from our side: queue a BYE naming the reason.
+        """
+        if self.state == "closed":
+            return
+        self.send_message([BYE, code, message])
+        self.state = "closed"
+        self._on_close(code, message, False)
+
+    # -- input ---------------------------------------------------------
+
+    def receive(self, data: bytes) -> None:
+        """
+        Feed bytes from the peer.  Protocol errors close the link with a
+        BYE; they are not raised.
+        """
+        try:
+            self._receive(data)
+        except ProtocolError as e:
+            self.close(e.code, str(e))
+
+    def _receive(self, data: bytes) -> None:
+        if self.state == "closed":
+            return
+        if self._inflate is not None:
+            self._inflated(data)
+            return
+        for body in self._framer.feed(data):
+            self._body(body)
+            if self.state == "closed":
+                return
+            if self._inflate is not None:
+                # Everything after the peer's HELLO is compressed.
+                self._inflated(self._framer.take_buffer())
+                return
+
+    def _inflated(self, data: bytes) -> None:
+        inflate = self._inflate
+        limit = self.config.max_frame + 4
+        try:
+            chunk = inflate.decompress(data, limit)
+            while True:
+                for body in self._framer.feed(chunk):
+                    self._body(body)
+                    if self.state == "closed":
+                        return
+                if not inflate.unconsumed_tail:
+                    break
+                chunk = inflate.decompress(inflate.unconsumed_tail, limit)
+        except zlib.error as e:
+            raise ProtocolError(f"bad zlib stream: {e}", "malformed") from None
+
+    def _body(self, body: bytes) -> None:
+        message = loads(body)
+        kind = check_message(message)
+        if self.state == "up":
+            if kind == BYE:
+                self._bye(message)
+            elif kind == PING:
+                self.send_message([PONG, message[1] if len(message) > 1 else None])
+            else:
+                self._on_message(message)
+        elif kind == BYE:
+            self._bye(message)
+        elif self.state == "hello-sent" and kind == HELLO:
+            self._hello(message)
+        elif self.state == "ready-sent" and kind == READY:
+            self._ready(message)
+        else:
+            raise ProtocolError(f"message type {kind} before the handshake finished", "protocol")
+
+    def _bye(self, message: list) -> None:
+        code = message[1] if len(message) > 1 and type(message[1]) is str else "?"
+        text = message[2] if len(message) > 2 and type(message[2]) is str else ""
+        self.state = "closed"
+        self._on_close(code[:100], text[:1000], True)
+
+    def _hello(self, message: list) -> None:
+        hello = message[1] if len(message) > 1 else None
+        if type(hello) is not dict:
+            raise HandshakeRefused("HELLO without a map", "malformed")
+        version = hello.get("version")
+        if version != PROTOCOL_VERSION:
+            raise HandshakeRefused(
+                f"protocol version mismatch: we speak {PROTOCOL_VERSION}, peer speaks {version!r}", "version"
+            )
+        name, incarnation, nonce = hello.get("kernel"), hello.get("incarnation"), hello.get("nonce")
+        try:
+            check_name(name, "kernel name")
+        except ValueError as e:
+            raise HandshakeRefused(f"bad kernel name in HELLO: {e}", "bad-name") from None
+        if type(incarnation) is not int or type(nonce) is not bytes or not 16 <= len(nonce) <= 64:
+            raise HandshakeRefused("HELLO incarnation or nonce malformed", "malformed")
+        offers = hello.get("compression")
+        serializers = hello.get("serializers")
+        if type(offers) is not list or type(serializers) is not list or "cbor" not in serializers:
+            raise HandshakeRefused("HELLO offers no common serializer (cbor)", "serializer")
+        if name == self.config.name:
+            raise HandshakeRefused(f"kernel {name!r} cannot link to itself (or another kernel has its name)",
+                                   "duplicate-name")
+        wants_password = hello.get("password") is True
+        if wants_password != (self.config.password is not None):
+            raise HandshakeRefused("password required" if self.config.password is not None
+                                   else "peer requires a password we do not have", "auth")
+        reason = self._admit(name, incarnation)
+        if reason is not None:
+            raise HandshakeRefused(reason, "duplicate-name")
+        compression = self.config.compression and "zlib" in offers
+        self.peer = PeerInfo(name, incarnation, compression)
+        self._peer_nonce = nonce
+        if compression:
+            self._raw, self._out = self._out, []
+            self._deflate = zlib.compressobj()
+            self._inflate = zlib.decompressobj()
+        my_proof = None
+        if self.config.password is not None:
+            my_proof = proof(self.config.password, self.config.name, name, nonce, self._nonce)
+        self.state = "ready-sent"
+        self.send_message([READY, {"compression": "zlib" if compression else None, "proof": my_proof}])
+
+    def _ready(self, message: list) -> None:
+        ready = message[1] if len(message) > 1 else None
+        if type(ready) is not dict:
+            raise HandshakeRefused("READY without a map", "malformed")
+        assert self.peer is not None
+        if self.config.password is not None:
+            expected = proof(self.config.password, self.peer.name, self.config.name, self._nonce,
+                             self._peer_nonce)
+            given = ready.get("proof")
+            if type(given) is not bytes or not hmac.compare_digest(given, expected):
+                raise HandshakeRefused("wrong password", "auth")
+        self.state = "up"
+        self._on_up(self.peer)

@@ -1,0 +1,240 @@
+# -*- test-case-name: lightspeed.test.test_protocol -*-
+"""
+The thin Twisted side of a link: bytes between a transport and a
+L{Connection}, keepalive and handshake timers, and write coalescing (all
+frames queued in one reactor turn go out in one write).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable, List, Optional
+
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.interfaces import IAddress, IReactorTime
+from twisted.internet.protocol import Factory, Protocol
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from lightspeed.errors import LinkClosed
+from lightspeed.message import PING
+from lightspeed.wire.connection import Connection, LinkConfig, PeerInfo
+from lightspeed.wire.framing import DEFAULT_MAX_FRAME
+
+if TYPE_CHECKING:  # pragma: no cover
+    from lightspeed.network import Network
+
+__all__ = ["LinkProtocol", "LinkFactory", "LinkOptions"]
+
+
+class LinkOptions:
+    """
+    Per-listener or per-connection settings.
+
+    :ivar password: shared secret (str or bytes), or L{None}.
+    :ivar compression: ask for zlib.
+    :ivar keepalive: seconds between PINGs; a peer silent for three of
+        them is dead.  0 turns keepalive off.
+    :ivar handshake_timeout: seconds a new link may take to finish its
+        handshake.
+    :ivar max_frame: the longest frame accepted.
+    :ivar accept: a callable C{(local_address, remote_address) -> bool}
+        that may refuse a new connection before the handshake (the seed's
+        AUTHCLIENT).
+    """
+
+    def __init__(self, password: Any = None, compression: bool = False, keepalive: float = 15.0,
+                 handshake_timeout: float = 10.0, max_frame: int = DEFAULT_MAX_FRAME,
+                 accept: Optional[Callable[[IAddress, IAddress], bool]] = None) -> None:
+        if isinstance(password, str):
+            password = password.encode("utf-8")
+        self.password: Optional[bytes] = password
+        self.compression = compression
+        self.keepalive = keepalive
+        self.handshake_timeout = handshake_timeout
+        self.max_frame = max_frame
+        self.accept = accept
+
+
+class LinkProtocol(Protocol):
+    """
+    One link to a neighbour kernel.
+
+    :ivar peer: the neighbour, once the handshake is done.
+    """
+
+    log = Logger()
+    peer: Optional[PeerInfo] = None
+
+    def __init__(self, network: "Network", options: LinkOptions, reactor: IReactorTime) -> None:
+        self.network = network
+        self.options = options
+        self.reactor = reactor
+        self._ready_waiters: List[Deferred] = []
+        self._ready_result: Any = None
+        self._lost_waiters: Optional[List[Deferred]] = []
+        self._flush_call: Any = None
+        self._handshake_timer: Any = None
+        self._keepalive_call: Any = None
+        self._heard = False
+        self._closing = False
+        self.conn: Optional[Connection] = None
+
+    # -- Twisted -------------------------------------------------------------
+
+    def connectionMade(self) -> None:
+        accept = self.options.accept
+        if accept is not None and not accept(self.transport.getHost(), self.transport.getPeer()):
+            self.log.warn("connection from {peer} refused by the accept hook", peer=self.transport.getPeer())
+            self._closing = True
+            self.transport.abortConnection()
+            return
+        config = LinkConfig(self.network.name, self.network.incarnation, self.options.compression,
+                            self.options.password, self.options.max_frame)
+        self.conn = Connection(config, self.network.admit, self._up, self._message, self._closed,
+                               self._want_flush)
+        self._handshake_timer = self.reactor.callLater(self.options.handshake_timeout, self._handshake_late)
+        self.conn.start()
+
+    def dataReceived(self, data: bytes) -> None:
+        self._heard = True
+        if self.conn is not None:
+            self.conn.receive(data)
+
+    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
+        for name in ("_flush_call", "_handshake_timer", "_keepalive_call"):
+            call = getattr(self, name)
+            if call is not None and call.active():
+                call.cancel()
+            setattr(self, name, None)
+        if self.peer is not None:
+            self.network.link_down(self)
+        waiters, self._lost_waiters = self._lost_waiters or [], None
+        for d in waiters:
+            d.callback(None)
+        self._set_ready(Failure(LinkClosed(f"link closed before the handshake finished: "
+                                           f"{reason.getErrorMessage() if reason else '?'}")))
+
+    # -- readiness -----------------------------------------------------------
+
+    def when_ready(self) -> Deferred:
+        """
+        :returns: a Deferred that fires with this protocol once the
+            handshake is done, or fails with L{LinkClosed} naming the reason.
+        """
+        if self._ready_result is not None:
+            return succeed(self) if self._ready_result is self else fail(self._ready_result)
+        d: Deferred = Deferred()
+        self._ready_waiters.append(d)
+        return d
+
+    def when_lost(self) -> Deferred:
+        """
+        :returns: a Deferred that fires (with L{None}) once the connection
+            is gone.
+        """
+        if self._lost_waiters is None:
+            return succeed(None)
+        d: Deferred = Deferred()
+        self._lost_waiters.append(d)
+        return d
+
+    def _set_ready(self, result: Any) -> None:
+        if self._ready_result is not None:
+            return
+        self._ready_result = result
+        waiters, self._ready_waiters = self._ready_waiters, []
+        for d in waiters:
+            if result is self:
+                d.callback(self)
+            else:
+                d.errback(result)
+
+    # -- sending -------------------------------------------------------------
+
+    def send_message(self, message: list) -> None:
+        """
+        Queue a message; it goes out with the others of this reactor turn.
+        """
+        if self.conn is not None and not self._closing:
+            self.conn.send_message(message)
+
+    def close(self, code: str, message: str) -> None:
+        """
+        Close the link, telling the peer why.
+        """
+        if self.conn is not None:
+            self.conn.close(code, message)
+
+    def _want_flush(self) -> None:
+        if self._flush_call is None:
+            self._flush_call = self.reactor.callLater(0, self._flush)
+
+    def _flush(self) -> None:
+        self._flush_call = None
+        if self.conn is not None:
+            data = self.conn.take_output()
+            if data:
+                self.transport.write(data)
+
+    # -- Connection callbacks ------------------------------------------------
+
+    def _up(self, peer: PeerInfo) -> None:
+        self.peer = peer
+        if self._handshake_timer is not None and self._handshake_timer.active():
+            self._handshake_timer.cancel()
+        self._handshake_timer = None
+        self.network.link_up(self)
+        if self.options.keepalive:
+            self._keepalive_call = self.reactor.callLater(self.options.keepalive, self._keepalive, 0)
+        self._set_ready(self)
+
+    def _message(self, message: list) -> None:
+        self.network.message_received(self, message)
+
+    def _closed(self, code: str, message: str, by_peer: bool) -> None:
+        who = self.peer.name if self.peer is not None else self.transport.getPeer()
+        if by_peer:
+            self.log.warn("kernel {kernel}: link to {peer} closed by the peer: {code}: {message}",
+                          kernel=self.network.name, peer=who, code=code, message=message)
+        else:
+            self.log.warn("kernel {kernel}: closing link to {peer}: {code}: {message}",
+                          kernel=self.network.name, peer=who, code=code, message=message)
+        self._set_ready(Failure(LinkClosed(f"{code}: {message}", code)))
+        self._flush()
+        self._closing = True
+        self.transport.loseConnection()
+
+    def _handshake_late(self) -> None:
+        self._handshake_timer = None
+        if self.conn is not None:
+            self.conn.close("timeout", f"handshake not finished within {self.options.handshake_timeout} s")
+
+    def _keepalive(self, silent: int) -> None:
+        self._keepalive_call = None
+        silent = 0 if self._heard else silent + 1
+        self._heard = False
+        if silent >= 3:
+            if self.conn is not None:
+                self.conn.close("timeout", f"peer silent for {silent * self.options.keepalive} s")
+            return
+        self.send_message([PING, silent])
+        self._keepalive_call = self.reactor.callLater(self.options.keepalive, self._keepalive, silent)
+
+
+class LinkFactory(Factory):
+    """
+    Builds L{LinkProtocol}s for a listener or a client connection.
+    """
+
+    noisy = False
+
+    def __init__(self, network: "Network", options: Optional[LinkOptions] = None,
+                 reactor: Optional[IReactorTime] = None) -> None:
+        self.network = network
+        self.options = options or LinkOptions()
+        self.reactor = reactor or network.kernel.reactor
+
+    def buildProtocol(self, addr: IAddress) -> LinkProtocol:
+        protocol = LinkProtocol(self.network, self.options, self.reactor)
+        protocol.factory = self
+        return protocol
