@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # The checkout comes first on the path, so code changes need no reinstall.
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: run test bench venv clean
+.PHONY: run client demo test bench venv clean
 
 venv: $(STAMP)
 
@@ -18,7 +18,19 @@ $(STAMP): setup.cfg pyproject.toml
 	$(BIN)/python -m pip install --quiet '.[test]'
 	touch $(STAMP)
 
+# The main job: a node named $(KERNEL) listening on 127.0.0.1:9876 with the
+# seed's ping server loaded.  `make client` starts the other half.
+KERNEL ?= otherbox
+TWISTD := $(BIN)/python -c 'from twisted.scripts.twistd import run; run()' --nodaemon --pidfile=
+
 run: $(STAMP)
+	$(TWISTD) lightspeed --kernel $(KERNEL) --app examples.pingpong:server
+
+client: $(STAMP)
+	$(TWISTD) lightspeed --kernel testbox --listen none \
+	    --connect tcp:host=127.0.0.1:port=9876 --app examples.pingpong:client
+
+demo: $(STAMP)
 	$(BIN)/python -m lightspeed.demo
 
 test: $(STAMP)
