@@ -213,8 +213,9 @@ class Kernel:
         if session.stopped or session.kernel is not self:
             return
         session.stopped = True
-        for alias in [a for a, s in self._aliases.items() if s is session]:
+        for alias in session._alias_names:
             del self._aliases[alias]
+        session._alias_names = []
         for alarm_id in list(session._timers):
             self._cancel_alarm(alarm_id)
         handler = session._states.get("_stop")
@@ -231,7 +232,7 @@ class Kernel:
             and session._holds == 0
             and not session._timers
             and not session.stopped
-            and session not in self._aliases.values()
+            and not session._alias_names
         ):
             self.stop_session(session)
 
@@ -274,7 +275,9 @@ class Kernel:
         holder = self._aliases.get(alias)
         if holder is not None and holder is not session:
             raise AliasInUse(f"alias {alias!r} is held by session {holder.id} of kernel {self.name!r}")
-        self._aliases[alias] = session
+        if holder is None:
+            self._aliases[alias] = session
+            session._alias_names.append(alias)
 
     def alias_remove(self, alias: str, session: Optional[Session] = None) -> None:
         """
@@ -287,6 +290,7 @@ class Kernel:
         if self._aliases.get(alias) is not session:
             raise NoSuchSession(f"session {session.id} has no alias {alias!r}")
         del self._aliases[alias]
+        session._alias_names.remove(alias)
         if self._current is not session:
             self._maybe_stop(session)
 
@@ -296,7 +300,7 @@ class Kernel:
             the order they were set.
         """
         session = self._session_or_current(session)
-        return [a for a, s in self._aliases.items() if s is session]
+        return list(session._alias_names)
 
     def _session_or_current(self, session: Optional[Session]) -> Session:
         if session is not None:
@@ -711,6 +715,19 @@ class Kernel:
             self._current, self._current_state = previous
         if queue and self._drain_call is None:
             self._drain_call = self._reactor.callLater(0, self._drain)
+        if self.network is not None:
+            self.network.flush()
+
+    def run_soon(self) -> None:
+        """
+        Run one batch of queued events now, if any wait and no handler is
+        running: links call this after a read, so that arriving messages
+        are handled (and answers written) in the same reactor turn.
+        """
+        if self._queue and self._current is None:
+            if self._drain_call is not None and self._drain_call.active():
+                self._drain_call.cancel()
+            self._drain()
 
     def flush(self) -> None:
         """

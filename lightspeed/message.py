@@ -14,7 +14,9 @@ breaking this one.
 
 from __future__ import annotations
 
-from typing import Any, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
+
+import cbor2
 
 from lightspeed.errors import ProtocolError
 
@@ -41,6 +43,37 @@ RESPONSE = 5   # [5, sessions(unused, []), request_id, ok, value_or_[type, messa
 DEFAULT_HOPS = 32
 
 LINK_TYPES = frozenset({HELLO, READY, BYE, PING, PONG, LSA, ROUTED})
+
+
+_prefixes: Dict[Tuple[str, Tuple[str, ...], int], bytes] = {}
+
+
+def _bstr_head(length: int) -> bytes:
+    if length < 24:
+        return bytes((0x40 + length,))
+    if length < 0x100:
+        return b"\x58" + bytes((length,))
+    if length < 0x10000:
+        return b"\x59" + length.to_bytes(2, "big")
+    if length < 0x100000000:
+        return b"\x5a" + length.to_bytes(4, "big")
+    return b"\x5b" + length.to_bytes(8, "big")
+
+
+def routed_body(origin: str, dests: Tuple[str, ...], hops: int, payload: bytes) -> bytes:
+    """
+    The CBOR body of C{[ROUTED, origin, dests, hops, payload]}, built from
+    a cached encoding of the header so that only the payload is new bytes:
+    relays re-wrap a payload without decoding it.
+    """
+    key = (origin, dests, hops)
+    prefix = _prefixes.get(key)
+    if prefix is None:
+        if len(_prefixes) > 4096:
+            _prefixes.clear()
+        prefix = _prefixes[key] = (b"\x85" + cbor2.dumps(ROUTED) + cbor2.dumps(origin)
+                                   + cbor2.dumps(list(dests)) + cbor2.dumps(hops))
+    return prefix + _bstr_head(len(payload)) + payload
 
 
 def malformed(what: str) -> ProtocolError:

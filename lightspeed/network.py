@@ -42,11 +42,12 @@ from lightspeed.message import (
     parse_lsa,
     parse_payload,
     parse_routed,
+    routed_body,
 )
 from lightspeed.router import LinkState, Router
 from lightspeed.session import RemoteSender, Session
 from lightspeed.specifier import Specifier, check_state, parse
-from lightspeed.wire.codec import dumps, loads
+from lightspeed.wire.codec import check_plain, dumps, dumps_trusted, loads
 
 if TYPE_CHECKING:  # pragma: no cover
     from lightspeed.kernel import Kernel
@@ -63,14 +64,15 @@ def new_incarnation() -> int:
     return (int(time.time() * 1_000_000) << 16) | int.from_bytes(os.urandom(2), "big")
 
 
-def _sender_fields(kernel: "Kernel", sender: Any) -> Tuple[Optional[str], Any]:
+def _wire_name(sender: Any) -> Optional[str]:
     """
-    The name a sender goes by on the wire: its first alias, else its id.
+    The name a sender goes by on the wire: its first alias, else its id;
+    L{None} for the kernel itself.
     """
     if isinstance(sender, Session):
-        aliases = kernel.alias_list(sender) if sender.kernel is kernel else []
-        return (aliases[0] if aliases else str(sender.id)), None
-    return None, None
+        names = sender._alias_names
+        return names[0] if names else str(sender.id)
+    return None
 
 
 class Network:
@@ -94,6 +96,34 @@ class Network:
         self._requests: Dict[int, Tuple[Deferred, str, Any]] = {}
         self._request_ids = itertools.count(1)
         self._split_cache: Dict[Tuple[str, ...], Tuple[Dict[str, List[str]], List[str]]] = {}
+        self._dirty: List["LinkProtocol"] = []
+        self._flush_call: Any = None
+        self._senders: Dict[tuple, RemoteSender] = {}
+        self._states: set = set()
+
+    # -- output coalescing -----------------------------------------------------
+
+    def mark_dirty(self, link: "LinkProtocol") -> None:
+        """
+        C{link} has output waiting: write it at the end of this batch of
+        work (or on the next reactor turn at the latest).
+        """
+        self._dirty.append(link)
+        if self._flush_call is None:
+            self._flush_call = self.kernel.reactor.callLater(0, self.flush)
+
+    def flush(self) -> None:
+        """
+        Write every link's waiting output, one write per link.
+        """
+        if self._flush_call is not None:
+            if self._flush_call.active():
+                self._flush_call.cancel()
+            self._flush_call = None
+        while self._dirty:
+            dirty, self._dirty = self._dirty, []
+            for link in dirty:
+                link._flush()
 
     # -- links ---------------------------------------------------------------
 
@@ -209,12 +239,14 @@ class Network:
         key = tuple(dests)
         split = self._split_cache.get(key)
         if split is None:
-            split = self._split_cache[key] = self.router.split(key)
             if len(self._split_cache) > 1024:
                 self._split_cache.clear()
-        groups, unreachable = split
-        for hop, sub in groups.items():
-            self._links[hop][0].send_message([ROUTED, origin, sub, hops, payload])
+            groups, unreachable = self.router.split(key)
+            split = self._split_cache[key] = (
+                [(self._links[hop][0], tuple(sub)) for hop, sub in groups.items()], unreachable)
+        routes, unreachable = split
+        for link, sub in routes:
+            link.send_body(routed_body(origin, sub, hops, payload))
         if unreachable:
             self.log.warn("no route from {kernel} to {dests} for a message from {origin}",
                           kernel=self.name, dests=unreachable, origin=origin)
@@ -227,12 +259,20 @@ class Network:
             return
         _, sessions, state, args, s_session, s_state, s_file, s_line = payload[:8]
         kernel = self.kernel
-        sender = RemoteSender(kernel, origin, s_session, s_state, s_file, s_line)
-        try:
-            check_state(state)
-        except BadSpecifier as e:
-            self._undeliverable(origin, sessions, state, str(e))
-            return
+        key = (origin, s_session, s_state, s_file, s_line)
+        sender = self._senders.get(key)
+        if sender is None:
+            if len(self._senders) > 1024:
+                self._senders.clear()
+            sender = self._senders[key] = RemoteSender(kernel, origin, s_session, s_state, s_file, s_line)
+        if state not in self._states:
+            try:
+                check_state(state)
+            except BadSpecifier as e:
+                self._undeliverable(origin, sessions, state, str(e))
+                return
+            if len(self._states) < 4096:
+                self._states.add(state)
         targets = self._targets(origin, sessions, state)
         args = tuple(args)
         if kind == POST or kind == CALLREPLY:
@@ -289,13 +329,13 @@ class Network:
             kernels = tuple(sorted(self.router.reachable()))
             if not kernels:
                 return
-        s_session, _ = _sender_fields(self.kernel, sender)
+        check_plain(args)
         sessions: Any = "*" if spec.all_sessions else list(spec.sessions)
         if rsvp is None:
-            body = [kind or POST, sessions, spec.state, list(args), s_session, cstate, cfile, cline]
+            body = [kind or POST, sessions, spec.state, args, _wire_name(sender), cstate, cfile, cline]
         else:
-            body = [CALL, sessions, spec.state, list(args), s_session, cstate, cfile, cline, str(rsvp)]
-        unreachable = self._forward(self.name, kernels, self.hops, dumps(body))
+            body = [CALL, sessions, spec.state, args, _wire_name(sender), cstate, cfile, cline, str(rsvp)]
+        unreachable = self._forward(self.name, kernels, self.hops, dumps_trusted(body))
         for kernel in unreachable:
             self.kernel._undeliverable(spec, f"no route to kernel {kernel!r}", (cfile, cline))
 
@@ -311,8 +351,7 @@ class Network:
         if self.router.next_hop(kernel) is None:
             return fail(NoRoute(f"no route to kernel {kernel!r}"))
         request_id = next(self._request_ids)
-        s_session, _ = _sender_fields(self.kernel, sender)
-        body = dumps([REQUEST, list(spec.sessions), spec.state, list(args), s_session, cstate,
+        body = dumps([REQUEST, list(spec.sessions), spec.state, list(args), _wire_name(sender), cstate,
                       caller[0], caller[1], request_id])
         d = Deferred(lambda _: self._requests.pop(request_id, None))
         timer = None

@@ -1,11 +1,33 @@
 # -*- test-case-name: lightspeed.test.test_router -*-
 """
-Link-state routing, pure: no I/O, no clock.
+Link-state routing between kernels, pure: no I/O, no clock, no reactor.
 
-Every kernel advertises its own links in a L{LinkState} (LSA) with its
-incarnation and an increasing sequence number; every kernel keeps the newest
-LSA of each kernel and computes shortest paths over the whole graph.  An
-edge counts only when both ends advertise it.
+Every kernel advertises its own links in a L{LinkState} (an LSA) stamped
+with its incarnation and an increasing sequence number.  Each kernel floods
+its LSAs to its neighbours, which flood every LSA that is new to them on to
+their other neighbours, so every kernel ends up holding the newest LSA of
+every kernel it can reach.  From that database each L{Router} computes
+shortest paths with Dijkstra's algorithm.
+
+Rules of the computation:
+
+  - An edge A-B is usable only when A's LSA lists B I{and} B's LSA lists A
+    (the two-way check); its cost is the larger of the two advertised costs.
+    Our own links are the exception: the caller reports a link up only once
+    its handshake is done at both ends, so it is usable at once, before the
+    neighbour's LSA listing it arrives.
+  - Among equal-cost paths the one whose first hop has the smallest name
+    wins, so the result depends only on the set of LSAs held, never on the
+    order in which they arrived.
+  - Routes are computed lazily: a change only marks them stale, the next
+    query recomputes them once, so a burst of LSAs costs one computation.
+
+LSAs of unreachable kernels stay in the database (they are not routed to and
+L{Router.incarnation_of} ignores them).  Dropping them is unsafe without
+ageing: a kernel that joins receives its neighbour's database I{before} the
+LSA that makes those kernels reachable, and an LSA dropped in between is
+never sent again.  Holding one never blocks a newer LSA from the same kernel
+(a restart has a larger incarnation), so a stale entry costs only memory.
 """
 
 from __future__ import annotations
@@ -20,12 +42,14 @@ __all__ = ["LinkState", "Router"]
 @dataclass(frozen=True)
 class LinkState:
     """
-    One kernel's advertisement of its links.
+    One kernel's advertisement of its links (an LSA).
 
-    :ivar origin: the advertising kernel.
-    :ivar incarnation: its per-start id; a larger one is a restart.
-    :ivar seq: increases with each LSA of one incarnation.
-    :ivar links: C{(neighbour, cost)} pairs, sorted by neighbour.
+    :ivar origin: the kernel that advertises.
+    :ivar incarnation: the per-start id of that kernel; a larger one is newer
+        (a restart).
+    :ivar seq: increases with every new LSA of the same incarnation.
+    :ivar links: C{(neighbour, cost)} pairs, cost at least 1, sorted by
+        neighbour name.
     """
 
     origin: str
@@ -36,131 +60,216 @@ class LinkState:
     def newer_than(self, other: Optional["LinkState"]) -> bool:
         """
         Whether this LSA supersedes C{other}.
+
+        :param other: the LSA held so far for the same origin, or L{None}.
+        :returns: C{True} if C{other} is L{None} or this LSA's
+            C{(incarnation, seq)} is lexicographically larger.
         """
-        return other is None or (self.incarnation, self.seq) > (other.incarnation, other.seq)
+        if other is None:
+            return True
+        return (self.incarnation, self.seq) > (other.incarnation, other.seq)
 
 
 class Router:
     """
-    The link-state database and the routes computed from it.
+    One kernel's link-state database and the routes computed from it.
+
+    :ivar name: this kernel's name.
+    :ivar incarnation: this kernel's per-start id.
     """
 
     def __init__(self, name: str, incarnation: int) -> None:
+        """
+        :param name: this kernel's name.
+        :param incarnation: this kernel's per-start id.
+        """
         self.name = name
         self.incarnation = incarnation
-        self._seq = 0
         self._links: Dict[str, int] = {}
-        self._db: Dict[str, LinkState] = {}
-        self._own = self._advertise()
-        self._hops: Optional[Dict[str, str]] = None
-        self._dist: Dict[str, int] = {}
+        self._own = LinkState(name, incarnation, 1, ())
+        self._lsas: Dict[str, LinkState] = {}
+        self._dirty = True
+        self._hops: Dict[str, str] = {}
+        self._distances: Dict[str, int] = {}
 
-    def _advertise(self) -> LinkState:
-        self._seq += 1
-        lsa = LinkState(self.name, self.incarnation, self._seq, tuple(sorted(self._links.items())))
-        self._db[self.name] = lsa
-        self._hops = None
-        return lsa
+    # -- own links -----------------------------------------------------------
 
-    def own(self) -> LinkState:
+    def _advertise(self, seq: int) -> LinkState:
+        """
+        Replace our own LSA by one with C{seq} and the current links.
+
+        :param seq: the new sequence number.
+        :returns: the new own LSA.
+        """
+        links = tuple(sorted(self._links.items()))
+        if links != self._own.links:
+            self._dirty = True
+        self._own = LinkState(self.name, self.incarnation, seq, links)
         return self._own
 
     def link_up(self, neighbour: str, cost: int = 1) -> LinkState:
         """
-        A link to C{neighbour} is up (or its cost changed).
+        A link to C{neighbour} is up, or its cost changed.
 
-        :returns: our new LSA, to flood to every neighbour.
+        :param neighbour: the kernel at the other end.
+        :param cost: the cost of the link, at least 1.
+        :returns: our new LSA, to flood to every neighbour.  It is fresh even
+            if nothing changed; the caller may then ignore it.
+        :raises ValueError: if C{cost} is below 1 or C{neighbour} is us.
         """
-        self._links[neighbour] = max(1, int(cost))
-        self._own = self._advertise()
-        return self._own
+        if isinstance(cost, bool) or not isinstance(cost, int) or cost < 1:
+            raise ValueError(f"link cost must be an integer of at least 1, not {cost!r}")
+        if neighbour == self.name:
+            raise ValueError(f"kernel {self.name!r} cannot link to itself")
+        self._links[neighbour] = cost
+        return self._advertise(self._own.seq + 1)
 
     def link_down(self, neighbour: str) -> Optional[LinkState]:
         """
-        :returns: our new LSA, or L{None} if the link was not up.
+        The (last) link to C{neighbour} is down.
+
+        :param neighbour: the kernel at the other end.
+        :returns: our new LSA, to flood to every neighbour, or L{None} if no
+            link to C{neighbour} was up.
         """
         if self._links.pop(neighbour, None) is None:
             return None
-        self._own = self._advertise()
+        return self._advertise(self._own.seq + 1)
+
+    def own(self) -> LinkState:
+        """
+        :returns: our current LSA.
+        """
         return self._own
+
+    def neighbours(self) -> FrozenSet[str]:
+        """
+        :returns: the kernels we have a link up to.
+        """
+        return frozenset(self._links)
+
+    # -- the database --------------------------------------------------------
 
     def receive(self, lsa: LinkState, from_neighbour: str) -> bool:
         """
-        Take an LSA heard from a neighbour.
+        Take an LSA that a neighbour sent.
 
-        :returns: whether it was new (flood it on, except to
-            C{from_neighbour}).
+        An LSA with our own name is never stored.  If it is newer than ours
+        (a forgery, or a leftover of an earlier start with the same
+        incarnation) our sequence number jumps above it, so that L{own} and
+        every later own LSA supersede it wherever it went.  That cannot win
+        against a larger incarnation: that is another live kernel with our
+        name, which the caller must refuse.
+
+        :param lsa: the LSA.
+        :param from_neighbour: the neighbour it came from.
+        :returns: C{True} if it was new and is now held (flood it to every
+            neighbour except C{from_neighbour}); C{False} if it was a
+            duplicate, stale or in our name (drop it).
         """
         if lsa.origin == self.name:
-            # A stale copy of an earlier self, or a forgery: ours must win.
-            if (lsa.incarnation, lsa.seq) >= (self.incarnation, self._seq) and lsa.incarnation == self.incarnation:
-                self._seq = lsa.seq
-                self._own = self._advertise()
+            own = self._own
+            if lsa != own and (lsa.incarnation, lsa.seq) >= (own.incarnation, own.seq):
+                self._advertise(max(own.seq, lsa.seq) + 1)
             return False
-        if not lsa.newer_than(self._db.get(lsa.origin)):
+        held = self._lsas.get(lsa.origin)
+        if not lsa.newer_than(held):
             return False
-        self._db[lsa.origin] = lsa
-        self._hops = None
+        self._lsas[lsa.origin] = lsa
+        if held is None or held.links != lsa.links:
+            self._dirty = True
         return True
 
     def database(self) -> List[LinkState]:
-        return [self._db[k] for k in sorted(self._db)]
+        """
+        :returns: every LSA held, our own included, sorted by origin: what a
+            new neighbour needs to catch up.
+        """
+        lsas = dict(self._lsas)
+        lsas[self.name] = self._own
+        return [lsas[origin] for origin in sorted(lsas)]
 
-    def neighbours(self) -> FrozenSet[str]:
-        return frozenset(self._links)
+    # -- routes --------------------------------------------------------------
 
-    def _compute(self) -> Dict[str, str]:
-        if self._hops is not None:
-            return self._hops
-        adverts = {origin: dict(lsa.links) for origin, lsa in self._db.items()}
-        dist: Dict[str, int] = {self.name: 0}
-        hops: Dict[str, str] = {}
+    def _recompute(self) -> None:
+        """
+        Run Dijkstra from us over every usable edge; fill the next-hop and
+        distance tables.
+        """
+        adverts: Dict[str, Dict[str, int]] = {o: dict(lsa.links) for o, lsa in self._lsas.items()}
+        adverts[self.name] = dict(self._own.links)
+        best: Dict[str, Tuple[int, str]] = {self.name: (0, "")}
+        done: Dict[str, Tuple[int, str]] = {}
         queue: List[Tuple[int, str, str]] = [(0, "", self.name)]
-        done = set()
         while queue:
-            d, hop, node = heapq.heappop(queue)
+            distance, hop, node = heapq.heappop(queue)
             if node in done:
                 continue
-            done.add(node)
-            if node != self.name:
-                hops[node] = hop
+            done[node] = (distance, hop)
             for peer, cost in adverts.get(node, {}).items():
-                back = adverts.get(peer, {}).get(node)
-                if node == self.name and back is None:
-                    # Our own up link is usable at once: the peer finished
-                    # its handshake before ours, whatever its LSA says yet.
-                    back = cost
-                if back is None or peer in done:
+                # Our own link is usable before the peer's LSA lists it.
+                back = adverts.get(peer, {}).get(node, cost if node == self.name else None)
+                if back is None or peer in done or peer == node:
                     continue
-                nd = d + max(cost, back)
-                first = peer if node == self.name else hop
-                if nd < dist.get(peer, nd + 1) or (nd == dist.get(peer) and first < hops.get(peer, first)):
-                    dist[peer] = nd
-                    hops[peer] = first
-                    heapq.heappush(queue, (nd, first, peer))
-        self._dist = {k: v for k, v in dist.items() if k != self.name}
-        for origin in [o for o in self._db if o != self.name and o not in hops]:
-            del self._db[origin]  # unreachable: forget it; a newer LSA is welcome later
-        self._hops = hops
-        return hops
+                label = (distance + max(cost, back, 1), peer if node == self.name else hop)
+                if peer not in best or label < best[peer]:
+                    best[peer] = label
+                    heapq.heappush(queue, (label[0], label[1], peer))
+        del done[self.name]
+        self._hops = {kernel: hop for kernel, (_, hop) in done.items()}
+        self._distances = {kernel: distance for kernel, (distance, _) in done.items()}
+        self._dirty = False
+
+    def _routes(self) -> Dict[str, str]:
+        """
+        :returns: the next-hop table, recomputed first if it is stale.
+        """
+        if self._dirty:
+            self._recompute()
+        return self._hops
 
     def next_hop(self, kernel: str) -> Optional[str]:
-        return self._compute().get(kernel)
+        """
+        :param kernel: a destination kernel.
+        :returns: the neighbour to send to for C{kernel}, or L{None} if it is
+            unreachable or is us.
+        """
+        return self._routes().get(kernel)
 
     def reachable(self) -> FrozenSet[str]:
-        return frozenset(self._compute())
+        """
+        :returns: every kernel we have a route to, us excepted.
+        """
+        return frozenset(self._routes())
 
     def distances(self) -> Dict[str, int]:
-        self._compute()
-        return dict(self._dist)
+        """
+        :returns: the cost of the shortest path to each reachable kernel.
+        """
+        self._routes()
+        return dict(self._distances)
 
     def incarnation_of(self, kernel: str) -> Optional[int]:
-        if kernel not in self._compute():
+        """
+        :param kernel: a kernel name.
+        :returns: the incarnation in its LSA if it is reachable, else L{None}
+            (also for a neighbour whose LSA has not arrived yet).
+        """
+        held = self._lsas.get(kernel)
+        if held is None or kernel not in self._routes():
             return None
-        return self._db[kernel].incarnation
+        return held.incarnation
 
     def split(self, kernels: Iterable[str]) -> Tuple[Dict[str, List[str]], List[str]]:
-        hops = self._compute()
+        """
+        Group destination kernels by the neighbour to send them to.
+
+        :param kernels: destination kernels; our own name is skipped (the
+            caller delivers locally) and a repeated name counts once.
+        :returns: C{({next_hop: [kernel, ...]}, [unreachable kernel, ...])},
+            each list in the order given.
+        """
+        hops = self._routes()
         groups: Dict[str, List[str]] = {}
         unreachable: List[str] = []
         for kernel in dict.fromkeys(kernels):

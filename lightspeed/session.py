@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import weakref
 from operator import itemgetter
-from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
 
 if TYPE_CHECKING:  # pragma: no cover
     from lightspeed.kernel import Kernel
@@ -125,6 +125,7 @@ class Session:
         self._pending = 0
         self._timers: Dict[int, Any] = {}
         self._holds = 0
+        self._alias_names: List[str] = []
         self._states: Dict[str, Handler] = self._collect_states()
         if inline_states:
             from lightspeed.specifier import check_state

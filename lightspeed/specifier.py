@@ -44,8 +44,8 @@ WILDCARD = "*"
 # rule) nor control characters (they would corrupt logs).  States may not
 # hold '/' (it would make the string form ambiguous) nor control characters;
 # a state named '*' is an ordinary state.
-_BAD_NAME = re.compile(r"[*/,\x00-\x1f\x7f]")
-_BAD_STATE = re.compile(r"[/\x00-\x1f\x7f]")
+_BAD_NAME = re.compile(r"[*/,\x00-\x1f\x7f-\x9f]")
+_BAD_STATE = re.compile(r"[/\x00-\x1f\x7f-\x9f]")
 
 
 def check_name(name: Any, what: str = "kernel name") -> str:
@@ -104,11 +104,15 @@ def _names(part: Any, what: str) -> Tuple[str, ...]:
         raise BadSpecifier(
             f"{what} part must be a string or a list of strings, not {type(part).__name__}: {part!r}"
         )
-    names = tuple(dict.fromkeys(items))  # unique, order kept
-    if WILDCARD in names:
-        if len(names) > 1:
+    items = list(items)
+    for item in items:
+        if not isinstance(item, str):
+            raise BadSpecifier(f"{what} must be a string, not {type(item).__name__}: {item!r}")
+    if WILDCARD in items:
+        if len(items) > 1:
             raise BadSpecifier(f"{what} wildcard '*' mixed into a list: {part!r}")
-        return names
+        return (WILDCARD,)
+    names = tuple(dict.fromkeys(items))  # unique, order kept
     for name in names:
         check_name(name, what)
     return names
@@ -182,7 +186,6 @@ class Specifier:
         )
 
 
-@lru_cache(maxsize=4096)
 def parse(text: str) -> Specifier:
     """
     Parse the string form C{poe://K/S/STATE} or C{poe://K/S/}.
@@ -194,6 +197,11 @@ def parse(text: str) -> Specifier:
     """
     if not isinstance(text, str):
         raise BadSpecifier(f"specifier must be a string, not {type(text).__name__}: {text!r}")
+    return _parse(text)
+
+
+@lru_cache(maxsize=4096)
+def _parse(text: str) -> Specifier:
     if not text.startswith(SCHEME):
         raise BadSpecifier(f"specifier {text!r} does not start with {SCHEME!r}")
     parts = text[len(SCHEME):].split("/")

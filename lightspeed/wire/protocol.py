@@ -72,7 +72,6 @@ class LinkProtocol(Protocol):
         self._ready_waiters: List[Deferred] = []
         self._ready_result: Any = None
         self._lost_waiters: Optional[List[Deferred]] = []
-        self._flush_call: Any = None
         self._handshake_timer: Any = None
         self._keepalive_call: Any = None
         self._heard = False
@@ -99,9 +98,12 @@ class LinkProtocol(Protocol):
         self._heard = True
         if self.conn is not None:
             self.conn.receive(data)
+            # Handle what arrived and write the answers in this same turn.
+            self.network.kernel.run_soon()
+            self.network.flush()
 
     def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
-        for name in ("_flush_call", "_handshake_timer", "_keepalive_call"):
+        for name in ("_handshake_timer", "_keepalive_call"):
             call = getattr(self, name)
             if call is not None and call.active():
                 call.cancel()
@@ -151,6 +153,13 @@ class LinkProtocol(Protocol):
 
     # -- sending -------------------------------------------------------------
 
+    def send_body(self, body: bytes) -> None:
+        """
+        Queue an encoded message body.
+        """
+        if self.conn is not None and not self._closing:
+            self.conn.send_body(body)
+
     def send_message(self, message: list) -> None:
         """
         Queue a message; it goes out with the others of this reactor turn.
@@ -166,11 +175,9 @@ class LinkProtocol(Protocol):
             self.conn.close(code, message)
 
     def _want_flush(self) -> None:
-        if self._flush_call is None:
-            self._flush_call = self.reactor.callLater(0, self._flush)
+        self.network.mark_dirty(self)
 
     def _flush(self) -> None:
-        self._flush_call = None
         if self.conn is not None:
             data = self.conn.take_output()
             if data:
