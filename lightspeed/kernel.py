@@ -20,12 +20,16 @@ from typing import Any, Callable, Deque, Dict, Iterable, List, Optional, Tuple
 from twisted.internet.defer import Deferred, ensureDeferred, fail, maybeDeferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
-from lightspeed.errors import AliasInUse, BadSpecifier, NoCurrentSession, NoRoute, NoSuchSession
+from lightspeed.errors import AliasInUse, BadSpecifier, NoCurrentSession, NoRoute, NoSuchSession, RequestTimeout
 from lightspeed.session import Back, Event, Session
 from lightspeed.specifier import SCHEME, Specifier, check_name, check_state, coerce, parse
 
-__all__ = ["Kernel", "default_kernel_name"]
+__all__ = ["Kernel", "default_kernel_name", "DEFAULT_REQUEST_TIMEOUT"]
+
+#: Seconds a request waits for its answer unless told otherwise.
+DEFAULT_REQUEST_TIMEOUT = 60.0
 
 _new = tuple.__new__
 
@@ -541,14 +545,17 @@ class Kernel:
             result = ensureDeferred(result)
         return result
 
-    def request(self, _dest: Any, *args: Any, timeout: Optional[float] = None) -> Deferred:
+    def request(self, _dest: Any, *args: Any, timeout: Optional[float] = DEFAULT_REQUEST_TIMEOUT) -> Deferred:
         """
-        Call a state and get its value as a Deferred.  For a local session
-        the Deferred fires with the handler's value (waiting on a returned
-        Deferred or coroutine) or fails with its exception.
+        Call one state of one session, local or remote, and get its value as
+        a Deferred: it fires with the handler's value (waiting on a returned
+        Deferred or coroutine) or fails with a clear error: L{NoRoute} (no
+        such kernel, or it became unreachable), L{NoSuchSession},
+        L{RemoteError} (the remote handler raised; a local handler's own
+        exception is passed through), L{RequestTimeout}.
 
         :param timeout: seconds after which the Deferred fails with
-            L{defer.TimeoutError}; L{None} waits for ever.
+            L{RequestTimeout} (default 60); L{None} waits for ever.
         """
         caller = _caller(1)
         spec, args = self.destination(_dest, args)
@@ -564,7 +571,10 @@ class Kernel:
         sender, cstate = self._current or self, self._current_state
         d = maybeDeferred(self._call, targets[0], spec.state, args, sender, cstate, *caller)
         if timeout is not None:
-            d.addTimeout(timeout, self._reactor)
+            def timed_out(result: Any, seconds: float) -> Failure:
+                return Failure(RequestTimeout(f"no answer from {str(spec)!r} within {seconds} s"))
+
+            d.addTimeout(timeout, self._reactor, onTimeoutCancel=timed_out)
         return d
 
     # -- timers --------------------------------------------------------------

@@ -383,14 +383,14 @@ class CallTests(SynchronousTestCase):
 
     def test_request_timeout(self):
         """When the handler's Deferred never fires, then request() times out."""
-        from twisted.internet.defer import TimeoutError
+        from lightspeed.errors import RequestTimeout
 
         self.rec._states["never"] = lambda e: Deferred()
         d = self.kernel.request("rec", "never", timeout=5)
         self.clock.advance(4)
         self.assertNoResult(d)
         self.clock.advance(1)
-        self.failureResultOf(d, TimeoutError)
+        self.failureResultOf(d, RequestTimeout)
 
 
 class AliasTests(SynchronousTestCase):
