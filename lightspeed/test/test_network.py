@@ -142,3 +142,65 @@ class TCPTests(TestCase):
         a.post("poe://ch-c/s/hit", 3)
         yield wait_for(lambda: log)
         self.assertEqual(log, [("ch-c", (3,), "poe://ch-a/")])
+
+
+class TCPMeshTests(TestCase):
+    """
+    The mesh scenarios of test_mesh, over real loopback TCP.
+    """
+
+    timeout = 60
+
+    @inlineCallbacks
+    def mesh(self, names: str, edges: str) -> Any:
+        kernels = {}
+        ports = {}
+        for name in names:
+            kernel = kernels[name] = Kernel(f"m{name}", reactor=reactor)
+            self.addCleanup(kernel.shutdown)
+            port = yield kernel.listen("tcp:0:interface=127.0.0.1").whenListening()
+            ports[name] = port.getHost().port
+        for edge in edges.split():
+            yield kernels[edge[0]].connect(f"tcp:host=127.0.0.1:port={ports[edge[1]]}").whenConnected()
+        everyone = {k.name for k in kernels.values()}
+        yield wait_for(lambda: all(k.network.router.reachable() == everyone - {k.name} for k in kernels.values()))
+        return kernels
+
+    @inlineCallbacks
+    def test_seed_example(self):
+        """When the seed's two programs run on two TCP-linked kernels, then ping, pongs and 'confused' arrive."""
+        import io
+        import contextlib
+
+        from examples.pingpong import PingClient, PingServer
+
+        k = yield self.mesh("ab", "ab")
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            k["b"].spawn(PingServer())
+            client = PingClient(target="mb", interval=0.05)
+            k["a"].spawn(client)
+            yield wait_for(lambda: "Lightspeed request" in out.getvalue() and client.answered)
+            k["a"].stop_session(client)
+        text = out.getvalue()
+        self.assertIn("Received 'ping' from poe://ma/mysession/ -> how are you?", text)
+        self.assertIn("Received 'pong' from poe://mb/mysession/: wassup!", text)
+        self.assertIn("Received 'pong' from poe://mb/mysession/: wazzup!", text)
+        self.assertIn("Received Lightspeed request from: 'poe://mb/mysession/' State 'ping'", text)
+
+    @inlineCallbacks
+    def test_five_kernel_cycle(self):
+        """When broadcasting and multicasting in a 5-kernel TCP mesh with cycles, then each intended session gets it exactly once."""
+        log: List[Any] = []
+        k = yield self.mesh("abcde", "ab bc cd de ea ac")
+        for kernel in k.values():
+            kernel.spawn(Collector("s", log))
+            kernel.spawn(Collector("t", log))
+        k["a"].post("poe://*/*/hit", 1)
+        k["c"].post("poe://ma,mb,md/s/hit", 2)
+        expected = 8 + 3
+        yield wait_for(lambda: len(log) >= expected)
+        yield deferLater(reactor, 0.1, lambda: None)  # would a duplicate still arrive?
+        got = sorted((name, args) for name, args, _ in log)
+        self.assertEqual(got, sorted([(f"m{n}", (1,)) for n in "bcde" for _ in "st"]
+                                     + [(f"m{n}", (2,)) for n in "abd"]))
