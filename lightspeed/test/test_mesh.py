@@ -414,3 +414,29 @@ class MeshTests(SynchronousTestCase):
         k["a"].post("poe://b/s/hit", 1)
         mesh.settle()
         self.assertEqual(len(log), 1)
+
+
+class SplitTests(SynchronousTestCase):
+    def test_each_link_once_with_its_destinations(self):
+        """When a post names several kernels, then each link carries it once, naming only the kernels behind it."""
+        from lightspeed.message import ROUTED
+
+        mesh, k, _ = build("abcd", "ab ac bd")
+        carried = []
+        for kernel in k.values():
+            network = kernel.network
+            original = network.message_received
+
+            def record(link, message, network=network, original=original):
+                if message[0] == ROUTED:
+                    carried.append((link.peer.name, network.name, tuple(message[2])))
+                return original(link, message)
+
+            network.message_received = record
+        log: List[Any] = []
+        for kernel in k.values():
+            kernel.spawn(Sink("s", log))
+        k["a"].post("poe://b,c,d/s/hit", 1)
+        mesh.settle()
+        self.assertEqual(sorted(carried), [("a", "b", ("b", "d")), ("a", "c", ("c",)), ("b", "d", ("d",))])
+        self.assertEqual(sorted(x[0] for x in log), ["b", "c", "d"])
