@@ -194,6 +194,10 @@ class Kernel:
             session = Session(inline_states=inline_states, heap=heap, args=tuple(args))
         elif inline_states is not None or heap is not None:
             raise TypeError("give either a session or inline_states/heap, not both")
+        else:
+            args = tuple(args)
+            if args:
+                session.args = args
         if session.kernel is not None:
             raise ValueError(f"{session!r} is already running")
         session.kernel = self
@@ -276,6 +280,8 @@ class Kernel:
         """
         check_name(alias, "alias")
         session = self._session_or_current(session)
+        if session.kernel is not self or session.stopped:
+            raise NoSuchSession(f"{session!r} is not a running session of kernel {self.name!r}")
         holder = self._aliases.get(alias)
         if holder is not None and holder is not session:
             raise AliasInUse(f"alias {alias!r} is held by session {holder.id} of kernel {self.name!r}")
@@ -352,7 +358,7 @@ class Kernel:
             args = args[1:]
         return spec, args
 
-    def _targets(self, spec: Specifier) -> List[Session]:
+    def _targets(self, spec: Specifier, caller: Tuple[Any, ...] = (None, None)) -> List[Session]:
         """
         The local sessions that C{spec} names, each once, in order.
         """
@@ -364,7 +370,7 @@ class Kernel:
         for name in spec.sessions:
             session = self.resolve(name)
             if session is None:
-                self._undeliverable(spec, f"no session {name!r} in kernel {self.name!r}")
+                self._undeliverable(spec, f"no session {name!r} in kernel {self.name!r}", caller)
             else:
                 found[session] = None
         return list(found)
@@ -415,12 +421,19 @@ class Kernel:
         cstate = self._current_state
         cfile = frame.f_code.co_filename
         cline = frame.f_lineno
+        if (isinstance(_dest, Session) or type(_dest) is int) and args:
+            # A session object or id names exactly that session, even if
+            # another one holds an alias that looks like its id.
+            session = _dest if isinstance(_dest, Session) else self._sessions.get(_dest)
+            if session is not None and session.kernel is self and not session.stopped:
+                self._enqueue(session, check_state(args[0]), args[1:], sender, cstate, cfile, cline)
+                return
         spec, args = self.destination(_dest, args)
         self._post(spec, args, sender, cstate, cfile, cline)
 
     def _post(self, spec: Specifier, args: Tuple[Any, ...], sender: Any,
               cstate: Optional[str], cfile: Optional[str], cline: Optional[int]) -> None:
-        for session in self._targets(spec):
+        for session in self._targets(spec, (cfile, cline)):
             self._enqueue(session, spec.state, args, sender, cstate, cfile, cline)  # type: ignore[arg-type]
         remote = self._remote_kernels(spec)
         if remote:
@@ -516,11 +529,14 @@ class Kernel:
         Post C{result} to C{rsvp} once it is ready, as C{session} in C{state}.
         """
         if isinstance(result, Deferred):
-            def done(value: Any) -> None:
+            def done(value: Any) -> Any:
                 self._post(rsvp, (value,), session, state, None, None)
+                return value  # the caller of call() gets the value too
 
-            def failed(failure: Any) -> None:
-                self.log.failure("reply to {rsvp} failed", failure, rsvp=str(rsvp))
+            def failed(failure: Any) -> Any:
+                self.log.failure("call to state {state!r} of session {session} failed; no reply to {rsvp}",
+                                 failure, state=state, session=session.id, rsvp=str(rsvp))
+                return None
 
             result.addCallbacks(done, failed)
             return
@@ -541,6 +557,8 @@ class Kernel:
             result = handler(_new(Event, (session, state, args, sender, cstate, cfile, cline)))
         finally:
             self._current, self._current_state = previous
+            if previous[0] is not session:
+                self._maybe_stop(session)  # it may have dropped its last alias
         if hasattr(result, "__await__") and not isinstance(result, Deferred):
             result = ensureDeferred(result)
         return result
@@ -558,6 +576,11 @@ class Kernel:
             L{RequestTimeout} (default 60); L{None} waits for ever.
         """
         caller = _caller(1)
+        if (isinstance(_dest, Session) or type(_dest) is int) and args:
+            session = _dest if isinstance(_dest, Session) else self._sessions.get(_dest)
+            if session is not None and session.kernel is self and not session.stopped:
+                spec = Specifier((self.name,), (str(session.id),), check_state(args[0]))
+                return self._request_local(session, spec, args[1:], caller, timeout)
         spec, args = self.destination(_dest, args)
         remote = self._remote_kernels(spec)
         if remote:
@@ -568,8 +591,12 @@ class Kernel:
         targets = self._targets(spec)
         if len(targets) != 1:
             return fail(NoSuchSession(f"{str(spec)!r} does not name exactly one session of kernel {self.name!r}"))
+        return self._request_local(targets[0], spec, args, caller, timeout)
+
+    def _request_local(self, session: Session, spec: Specifier, args: Tuple[Any, ...],
+                       caller: Tuple[Any, ...], timeout: Optional[float]) -> Deferred:
         sender, cstate = self._current or self, self._current_state
-        d = maybeDeferred(self._call, targets[0], spec.state, args, sender, cstate, *caller)
+        d = maybeDeferred(self._call, session, spec.state, args, sender, cstate, *caller)
         if timeout is not None:
             def timed_out(result: Any, seconds: float) -> Failure:
                 return Failure(RequestTimeout(f"no answer from {str(spec)!r} within {seconds} s"))

@@ -149,7 +149,11 @@ def parse_payload(payload: Any) -> List[Any]:
     if kind not in (POST, CALL, CALLREPLY, REQUEST) or len(payload) < 8:
         raise malformed(f"payload kind {kind!r}")
     _, sessions, state, args, s_session, s_state, s_file, s_line = payload[:8]
-    if not (sessions == "*" or (type(sessions) is list and all(type(s) is str for s in sessions))):
+    if type(sessions) is list:
+        for name in sessions:
+            if type(name) is not str:
+                raise malformed("payload session name")
+    elif sessions != "*":
         raise malformed("payload sessions")
     if type(state) is not str or type(args) is not list:
         raise malformed("payload state or args")

@@ -99,6 +99,7 @@ class Network:
         self._dirty: List["LinkProtocol"] = []
         self._flush_call: Any = None
         self._senders: Dict[tuple, RemoteSender] = {}
+        self._only_me = [self.name]
         self._states: set = set()
 
     # -- output coalescing -----------------------------------------------------
@@ -203,7 +204,12 @@ class Network:
         """
         kind = message[0]
         if kind == ROUTED:
-            self._routed(*parse_routed(message))
+            if len(message) >= 5 and message[2] == self._only_me and type(message[4]) is bytes \
+                    and type(message[1]) is str:
+                # Hot path: a message for this kernel alone.
+                self._deliver(message[1], parse_payload(loads(message[4])))
+            else:
+                self._routed(*parse_routed(message))
         elif kind == LSA:
             origin, incarnation, seq, links = parse_lsa(message)
             lsa = LinkState(origin, incarnation, seq, links)

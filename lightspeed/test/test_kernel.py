@@ -579,3 +579,59 @@ class SessionClassTests(SynchronousTestCase):
         k, _ = make_kernel()
         s = k.spawn(Recorder())
         self.assertRaises(ValueError, k.spawn, s)
+
+
+class ReviewFixTests(SynchronousTestCase):
+    """
+    Behaviours found wrong in review, now fixed.
+    """
+
+    def setUp(self):
+        self.kernel, self.clock = make_kernel()
+
+    def test_call_rsvp_deferred_value_returned(self):
+        """When a Lightspeed-form call's handler returns a Deferred, then the caller's Deferred fires with the value too."""
+        d = Deferred()
+        self.kernel.spawn(inline_states={"_start": lambda e: e.kernel.alias_set("s"), "slow": lambda e: d,
+                                         "reply": lambda e: None})
+        result = self.kernel.call("poe://testbox/s/slow", "poe://testbox/s/reply")
+        d.callback(5)
+        self.assertEqual(self.successResultOf(result), 5)
+
+    def test_session_object_beats_lookalike_alias(self):
+        """When posting or requesting with a session object, then that session gets it, not one aliased with its id."""
+        first = self.kernel.spawn(Recorder("first"))
+        impostor = self.kernel.spawn(Recorder(str(first.id)))
+        self.kernel.post(first, "hit", 1)
+        self.kernel.post(first.id, "hit", 2)
+        self.kernel.flush()
+        self.assertEqual([e.args for e in first.events], [(1,), (2,)])
+        self.assertEqual(impostor.events, [])
+        self.assertEqual(self.successResultOf(self.kernel.request(first, "hit", 3)), ("hit", (3,)))
+
+    def test_alias_removed_during_call_stops(self):
+        """When a session drops its last alias inside a called handler, then it stops after the call."""
+        stopped = []
+        s = self.kernel.spawn(inline_states={
+            "_start": lambda e: e.kernel.alias_set("a"),
+            "leave": lambda e: e.kernel.alias_remove("a"),
+            "_stop": lambda e: stopped.append(True),
+        })
+        self.kernel.call("a", "leave")
+        self.assertTrue(s.stopped)
+        self.assertEqual(stopped, [True])
+
+    def test_alias_set_foreign_session(self):
+        """When alias_set names a session of another kernel or a stopped one, then NoSuchSession."""
+        other, _ = make_kernel("other")
+        foreign = other.spawn(Recorder())
+        self.assertRaises(NoSuchSession, self.kernel.alias_set, "x", foreign)
+        gone = self.kernel.spawn(inline_states={})
+        self.assertTrue(gone.stopped)
+        self.assertRaises(NoSuchSession, self.kernel.alias_set, "y", gone)
+
+    def test_spawn_object_with_args(self):
+        """When a session object is spawned with args, then _start sees them."""
+        seen = []
+        self.kernel.spawn(Session(inline_states={"_start": lambda e: seen.append(e.args)}), args=(1, 2))
+        self.assertEqual(seen, [(1, 2)])

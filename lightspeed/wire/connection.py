@@ -32,6 +32,7 @@ from lightspeed.message import (
     PONG,
     PROTOCOL_VERSION,
     READY,
+    ROUTED,
     check_message,
 )
 from lightspeed.specifier import check_name
@@ -207,7 +208,15 @@ class Connection:
             self._inflated(data)
             return
         for body in self._framer.feed(data):
-            self._body(body)
+            if self.state == "up":
+                # Hot path: a link that is up hands most messages on as they are.
+                message = loads(body)
+                if type(message) is list and message and message[0] == ROUTED:
+                    self._on_message(message)
+                    continue
+                self._up_message(message)
+            else:
+                self._body(body)
             if self.state == "closed":
                 return
             if self._inflate is not None:
@@ -222,7 +231,10 @@ class Connection:
             chunk = inflate.decompress(data, limit)
             while True:
                 for body in self._framer.feed(chunk):
-                    self._body(body)
+                    if self.state == "up":
+                        self._up_message(loads(body))
+                    else:
+                        self._body(body)
                     if self.state == "closed":
                         return
                 if not inflate.unconsumed_tail:
@@ -231,17 +243,19 @@ class Connection:
         except zlib.error as e:
             raise ProtocolError(f"bad zlib stream: {e}", "malformed") from None
 
+    def _up_message(self, message: Any) -> None:
+        kind = check_message(message)
+        if kind == BYE:
+            self._bye(message)
+        elif kind == PING:
+            self.send_message([PONG, message[1] if len(message) > 1 else None])
+        else:
+            self._on_message(message)
+
     def _body(self, body: bytes) -> None:
         message = loads(body)
         kind = check_message(message)
-        if self.state == "up":
-            if kind == BYE:
-                self._bye(message)
-            elif kind == PING:
-                self.send_message([PONG, message[1] if len(message) > 1 else None])
-            else:
-                self._on_message(message)
-        elif kind == BYE:
+        if kind == BYE:
             self._bye(message)
         elif self.state == "hello-sent" and kind == HELLO:
             self._hello(message)
