@@ -79,6 +79,8 @@ class Kernel:
         self._current_state: Optional[str] = None
         #: Where messages for other kernels go; L{None} while not networked.
         self.network: Any = None
+        # Full specifier strings naming only other kernels -> (spec, kernels).
+        self._remote_plans: Dict[str, Tuple[Specifier, Tuple[str, ...]]] = {}
 
     # -- identity ----------------------------------------------------------
 
@@ -421,6 +423,12 @@ class Kernel:
         cstate = self._current_state
         cfile = frame.f_code.co_filename
         cline = frame.f_lineno
+        if type(_dest) is str:
+            # A string naming remote kernels only: its route plan is cached.
+            plan = self._remote_plans.get(_dest)
+            if plan is not None and self.network is not None:
+                self.network.send(plan[0], plan[1], args, sender, cstate, cfile, cline)
+                return
         if (isinstance(_dest, Session) or type(_dest) is int) and args:
             # A session object or id names exactly that session, even if
             # another one holds an alias that looks like its id.
@@ -429,6 +437,11 @@ class Kernel:
                 self._enqueue(session, check_state(args[0]), args[1:], sender, cstate, cfile, cline)
                 return
         spec, args = self.destination(_dest, args)
+        if type(_dest) is str and not _dest.endswith("/") and _dest.startswith(SCHEME) \
+                and not spec.all_kernels and self.name not in spec.kernels:
+            if len(self._remote_plans) > 4096:
+                self._remote_plans.clear()
+            self._remote_plans[_dest] = (spec, spec.kernels)
         self._post(spec, args, sender, cstate, cfile, cline)
 
     def _post(self, spec: Specifier, args: Tuple[Any, ...], sender: Any,

@@ -64,15 +64,18 @@ def new_incarnation() -> int:
     return (int(time.time() * 1_000_000) << 16) | int.from_bytes(os.urandom(2), "big")
 
 
+_WILD = ("*",)
+
+
 def _wire_name(sender: Any) -> Optional[str]:
     """
     The name a sender goes by on the wire: its first alias, else its id;
     L{None} for the kernel itself.
     """
-    if isinstance(sender, Session):
-        names = sender._alias_names
-        return names[0] if names else str(sender.id)
-    return None
+    names = getattr(sender, "_alias_names", None)
+    if names is None:
+        return None
+    return names[0] if names else str(sender.id)
 
 
 class Network:
@@ -304,6 +307,10 @@ class Network:
         kernel = self.kernel
         if sessions == "*":
             return list(dict.fromkeys(kernel._aliases.values()))
+        if len(sessions) == 1:
+            session = kernel._aliases.get(sessions[0]) or kernel.resolve(sessions[0])
+            if session is not None:
+                return [session]
         found: Dict[Session, None] = {}
         for name in sessions:
             session = kernel.resolve(name)
@@ -336,7 +343,7 @@ class Network:
             if not kernels:
                 return
         check_plain(args)
-        sessions: Any = "*" if spec.all_sessions else list(spec.sessions)
+        sessions: Any = "*" if spec.sessions == _WILD else spec.sessions
         if rsvp is None:
             body = [kind or POST, sessions, spec.state, args, _wire_name(sender), cstate, cfile, cline]
         else:

@@ -440,3 +440,19 @@ class SplitTests(SynchronousTestCase):
         mesh.settle()
         self.assertEqual(sorted(carried), [("a", "b", ("b", "d")), ("a", "c", ("c",)), ("b", "d", ("d",))])
         self.assertEqual(sorted(x[0] for x in log), ["b", "c", "d"])
+
+
+class PlanCacheTests(SynchronousTestCase):
+    def test_session_only_string_not_cached_with_a_state(self):
+        """When 'poe://K/S/' is posted with different states, then each post reaches its own state."""
+        mesh, k, _ = build("ab", "ab")
+        got = []
+        k["b"].spawn(inline_states={"_start": lambda e: e.kernel.alias_set("s"),
+                                    "one": lambda e: got.append(("one", e.args)),
+                                    "two": lambda e: got.append(("two", e.args))})
+        for _ in range(2):
+            k["a"].post("poe://b/s/", "one", 1)
+            k["a"].post("poe://b/s/", "two", 2)
+            k["a"].post("poe://b/s/one", 3)
+        mesh.settle()
+        self.assertEqual(got, [("one", (1,)), ("two", (2,)), ("one", (3,))] * 2)
