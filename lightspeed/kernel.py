@@ -116,29 +116,33 @@ class Kernel:
             self._services.startService()
         return self.network
 
-    def listen(self, endpoint: Any = "tcp:9876:interface=127.0.0.1", **options: Any) -> Any:
+    def listen(self, endpoint: Any = "tcp:9876:interface=127.0.0.1", *, tls: Any = None, **options: Any) -> Any:
         """
         Accept links from other kernels (the seed's Server).
 
         :param endpoint: a Twisted server endpoint string (C{'tcp:9876'},
             C{'tcp:0:interface=127.0.0.1'}, C{'unix:/path'}, C{'ssl:...'})
             or an endpoint object.
+        :param tls: a L{lightspeed.tls.TLSConfig} to speak TLS (mutual
+            when it names a CA).
         :param options: see L{lightspeed.wire.protocol.LinkOptions}:
             C{password}, C{compression}, C{keepalive},
             C{handshake_timeout}, C{max_frame}, C{accept}.
         :returns: a started L{lightspeed.service.ListenService}; wait on
             C{whenListening()}, stop with C{stopService()}.
         """
-        from lightspeed.service import ListenService, server_endpoint
+        from lightspeed.service import ListenService, server_endpoint, tls_server_factory
         from lightspeed.wire.protocol import LinkFactory, LinkOptions
 
         network = self.network_start()
-        service = ListenService(server_endpoint(self._reactor, endpoint),
-                                LinkFactory(network, LinkOptions(**options)))
+        factory: Any = LinkFactory(network, LinkOptions(**options))
+        if tls is not None:
+            factory = tls_server_factory(tls, factory)
+        service = ListenService(server_endpoint(self._reactor, endpoint), factory)
         service.setServiceParent(self._services)
         return service
 
-    def connect(self, endpoint: Any, *, reconnect: bool = True, **options: Any) -> Any:
+    def connect(self, endpoint: Any, *, reconnect: bool = True, tls: Any = None, **options: Any) -> Any:
         """
         Keep a link to another kernel (the seed's Client), reconnecting with
         back-off when it drops.
@@ -147,16 +151,21 @@ class Kernel:
             (C{'tcp:host=127.0.0.1:port=9876:bindAddress=127.0.0.2'},
             C{'unix:path=/path'}, C{'tls:...'}) or an endpoint object.
         :param reconnect: whether to reconnect after the link drops.
+        :param tls: a L{lightspeed.tls.TLSConfig}: the server's certificate
+            must chain to its CA and name C{tls.name} (default: the host
+            connected to); ours is shown to the server.
         :param options: as for L{listen}.
         :returns: a started L{lightspeed.service.ConnectService}; C{whenConnected()} fires with
             the link once its handshake is done; stop with C{stopService()}.
         """
-        from lightspeed.service import client_endpoint, connect_service
+        from lightspeed.service import client_endpoint, connect_service, tls_client_endpoint
         from lightspeed.wire.protocol import LinkOptions
 
         network = self.network_start()
-        service = connect_service(network, client_endpoint(self._reactor, endpoint), LinkOptions(**options),
-                                  reconnect)
+        client = client_endpoint(self._reactor, endpoint)
+        if tls is not None:
+            client = tls_client_endpoint(tls, endpoint, client)
+        service = connect_service(network, client, LinkOptions(**options), reconnect)
         service.setServiceParent(self._services)
         return service
 

@@ -161,3 +161,38 @@ def connect_service(network: "Network", endpoint: IStreamClientEndpoint, options
 
 def _once_policy(attempt: int) -> float:
     return 3600.0 * 24 * 365
+
+
+def tls_server_factory(tls: Any, factory: LinkFactory) -> Any:
+    """
+    Wrap a link factory so that its connections speak TLS first.
+    """
+    from twisted.protocols.tls import TLSMemoryBIOFactory
+
+    from lightspeed.tls import server_options
+
+    return TLSMemoryBIOFactory(server_options(tls), False, factory)
+
+
+def tls_client_endpoint(tls: Any, description: Any, endpoint: IStreamClientEndpoint) -> IStreamClientEndpoint:
+    """
+    Wrap a client endpoint in TLS, checking the server's name: C{tls.name},
+    else the host of the endpoint.
+    """
+    from twisted.internet.endpoints import wrapClientTLS
+
+    from lightspeed.tls import client_options
+
+    host = tls.name or _endpoint_host(description, endpoint)
+    if not host:
+        raise ValueError("TLS needs the server's name: set TLSConfig.name")
+    return wrapClientTLS(client_options(tls, host), endpoint)
+
+
+def _endpoint_host(description: Any, endpoint: Any) -> str:
+    if isinstance(description, str):
+        for part in description.split(":")[1:]:
+            if part.startswith("host="):
+                return part[len("host="):]
+        return ""
+    return str(getattr(endpoint, "_hostText", None) or getattr(endpoint, "_host", "") or "")

@@ -110,6 +110,10 @@ class LinkProtocol(Protocol):
             setattr(self, name, None)
         if self.peer is not None:
             self.network.link_down(self)
+        elif self.conn is not None and self.conn.state != "closed":
+            self.log.warn("kernel {kernel}: link from {address} lost before its handshake finished: {why}",
+                          kernel=self.network.name, address=self.transport.getPeer(),
+                          why=reason.getErrorMessage() if reason is not None else "?")
         waiters, self._lost_waiters = self._lost_waiters or [], None
         for d in waiters:
             d.callback(None)

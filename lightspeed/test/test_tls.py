@@ -1,0 +1,86 @@
+# -*- test-case-name: lightspeed.test.test_tls -*-
+"""
+Links over real TLS on loopback, with certificates made by the tests.
+"""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any, List
+
+from twisted.internet import reactor
+from twisted.internet.defer import inlineCallbacks
+from twisted.trial.unittest import TestCase
+
+from lightspeed import Kernel
+from lightspeed.errors import LinkClosed
+from lightspeed.test.test_network import Collector, wait_for
+from lightspeed.tls import TLSConfig, create_ca, create_node
+
+CA_KEY, CA_CRT = create_ca("test CA")
+OTHER_KEY, OTHER_CRT = create_ca("other CA")
+
+
+def node(name: str, ca_key: bytes = CA_KEY, ca_crt: bytes = CA_CRT, trust: bytes = CA_CRT, **kw: Any) -> TLSConfig:
+    key, crt = create_node(ca_key, ca_crt, name, **kw)
+    return TLSConfig(cert=crt, key=key, ca=trust)
+
+
+class TLSTests(TestCase):
+    timeout = 30
+
+    def kernel(self, name: str) -> Kernel:
+        kernel = Kernel(name, reactor=reactor)
+        self.addCleanup(kernel.shutdown)
+        return kernel
+
+    @inlineCallbacks
+    def pair(self, server_tls: TLSConfig, client_tls: TLSConfig, name: str) -> Any:
+        a, b = self.kernel(f"{name}-a"), self.kernel(f"{name}-b")
+        port = yield b.listen("tcp:0:interface=127.0.0.1", tls=server_tls).whenListening()
+        service = a.connect(f"tcp:host=127.0.0.1:port={port.getHost().port}", tls=client_tls)
+        return a, b, service
+
+    @inlineCallbacks
+    def test_mutual_tls(self):
+        """When both ends have certificates from the CA, then the link is up over TLS and posts cross."""
+        a, b, service = yield self.pair(node("srv"), node("cli"), "ok")
+        link = yield service.whenConnected(failAfterFailures=1)
+        self.assertEqual(link.peer.name, "ok-b")
+        self.assertIsNotNone(link.transport.getPeerCertificate())
+        log: List[Any] = []
+        b.spawn(Collector("s", log))
+        a.post("poe://ok-b/s/hit", "secret")
+        yield wait_for(lambda: log)
+        self.assertEqual(log[0][1], ("secret",))
+
+    @inlineCallbacks
+    def refused(self, server_tls: TLSConfig, client_tls: TLSConfig, name: str) -> Any:
+        a, b, service = yield self.pair(server_tls, client_tls, name)
+        yield self.assertFailure(service.whenConnected(failAfterFailures=1), LinkClosed)
+        self.assertEqual((a.network.links(), b.network.links()), ([], []))
+        self.flushLoggedErrors()
+
+    def test_client_from_wrong_ca(self):
+        """When the client's certificate is signed by another CA, then the server refuses it."""
+        return self.refused(node("srv"), node("cli", OTHER_KEY, OTHER_CRT, trust=CA_CRT), "wrongca")
+
+    def test_server_from_wrong_ca(self):
+        """When the server's certificate is signed by another CA, then the client refuses it."""
+        return self.refused(node("srv", OTHER_KEY, OTHER_CRT, trust=CA_CRT), node("cli"), "wrongsrv")
+
+    def test_wrong_name(self):
+        """When the server's certificate does not carry the expected name, then the client refuses it."""
+        client = node("cli")
+        client.name = "someone-else"
+        return self.refused(node("srv"), client, "name")
+
+    def test_expired(self):
+        """When the server's certificate has expired, then the client refuses it."""
+        old = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(days=30)
+        return self.refused(node("srv", not_before=old, days=1), node("cli"), "expired")
+
+    def test_self_signed_client(self):
+        """When the client shows a self-signed certificate and the server requires its CA, then it is refused."""
+        key, crt = create_ca("cli")
+        return self.refused(node("srv"), TLSConfig(cert=crt, key=key, ca=CA_CRT), "selfsigned")
