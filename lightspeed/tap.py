@@ -35,6 +35,9 @@ class Options(usage.Options):
         ["password", None, None, "Shared password for every link (HMAC challenge-response)."],
         ["password-file", None, None, "Read the shared password from this file."],
         ["keepalive", None, "15", "Seconds between keepalive pings (0: off)."],
+        ["tls-cert", None, None, "This node's TLS certificate (PEM); with --tls-key, every link speaks TLS."],
+        ["tls-key", None, None, "This node's TLS private key (PEM)."],
+        ["tls-ca", None, None, "CA certificate (PEM) peers must be signed by: mutual TLS."],
     ]
     optFlags = [
         ["compression", None, "Ask peers for zlib compression."],
@@ -87,6 +90,19 @@ class Options(usage.Options):
             with open(self["password-file"], "rb") as f:
                 self["password"] = f.read().strip()
         self["apps"] = [load_app(spec) for spec in self["app"]]
+        self["tls"] = None
+        if self["tls-cert"] or self["tls-key"] or self["tls-ca"]:
+            if not (self["tls-cert"] and self["tls-key"]):
+                raise usage.UsageError("TLS needs both --tls-cert and --tls-key")
+            from lightspeed.tls import TLSConfig
+
+            for option in ("tls-cert", "tls-key", "tls-ca"):
+                if self[option]:
+                    try:
+                        open(self[option], "rb").close()
+                    except OSError as e:
+                        raise usage.UsageError(f"--{option}: {e}")
+            self["tls"] = TLSConfig(cert=self["tls-cert"], key=self["tls-key"], ca=self["tls-ca"])
 
 
 def load_app(spec: str) -> Callable[[Kernel], Any]:
@@ -154,6 +170,8 @@ def makeService(options: Options, reactor: Optional[Any] = None) -> MultiService
     link_options = {"compression": bool(options["compression"]), "keepalive": options["keepalive"]}
     if options["password"]:
         link_options["password"] = options["password"]
+    if options["tls"] is not None:
+        link_options["tls"] = options["tls"]
     top = MultiService()
     NodeService(kernel, options["listen"], options["connect"], options["apps"], link_options).setServiceParent(top)
     top.kernel = kernel  # type: ignore[attr-defined]

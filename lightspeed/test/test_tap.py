@@ -133,3 +133,23 @@ class TwistdTests(TestCase):
         yield client.expect(r"Received 'pong' from poe://otherbox/mysession/: wazzup!")
         yield client.expect(r"Received Lightspeed request from: 'poe://otherbox/mysession/' State 'ping'")
         yield server.expect(r"Received 'ping' from poe://testbox/mysession/ -> how are you\?")
+
+    @inlineCallbacks
+    def test_two_nodes_over_tls(self):
+        """When two twistd nodes are given certificates from 'lightspeed certs', then the ping/pong crosses over mutual TLS."""
+        from lightspeed.tls import write_pki
+
+        pki = os.path.abspath(self.mktemp())
+        write_pki(pki, ["otherbox", "testbox"])
+
+        def tls(name: str) -> list:
+            return ["--tls-cert", os.path.join(pki, f"{name}.crt"), "--tls-key", os.path.join(pki, f"{name}.key"),
+                    "--tls-ca", os.path.join(pki, "ca.crt")]
+
+        server = self.start("--kernel", "otherbox", "--listen", "tcp:0:interface=127.0.0.1",
+                            "--app", "examples.pingpong:server", *tls("otherbox"))
+        match = yield server.expect(r"port=(\d+)\)")
+        client = self.start("--kernel", "testbox", "--listen", "none",
+                            "--connect", f"tcp:host=127.0.0.1:port={match.group(1)}",
+                            "--app", "examples.pingpong:client", *tls("testbox"))
+        yield client.expect(r"Received 'pong' from poe://otherbox/mysession/: wazzup!")
