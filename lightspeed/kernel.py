@@ -22,7 +22,16 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from lightspeed.errors import AliasInUse, BadSpecifier, NoCurrentSession, NoRoute, NoSuchSession, RequestTimeout
+from lightspeed.errors import (
+    AliasInUse,
+    BadSpecifier,
+    LightspeedError,
+    NoCurrentSession,
+    NoRoute,
+    NoSuchSession,
+    RequestTimeout,
+)
+from lightspeed.auth import AuthHooks
 from lightspeed.session import Back, Event, Session
 from lightspeed.specifier import SCHEME, Specifier, check_name, check_state, coerce, parse
 
@@ -79,6 +88,8 @@ class Kernel:
         self._current_state: Optional[str] = None
         #: Where messages for other kernels go; L{None} while not networked.
         self.network: Any = None
+        #: Authentication hooks for messages from other kernels.
+        self.auth = AuthHooks()
         # Full specifier strings naming only other kernels -> (spec, kernels).
         self._remote_plans: Dict[str, Tuple[Specifier, Tuple[str, ...]]] = {}
 
@@ -97,6 +108,30 @@ class Kernel:
 
     def __repr__(self) -> str:
         return f"<Kernel {self.name!r}>"
+
+    # -- authentication hooks ------------------------------------------------
+
+    def auth_register(self, kind: str, session: Any, hook: Callable[[Any], Any]) -> None:
+        """
+        Decide which messages from other kernels reach C{session} (an
+        alias, a session id or C{'*'} for every session; the specific hook
+        wins).  C{kind} is one of C{post}, C{call} (requests too),
+        C{callreply}, C{introspection}, C{monitor_register},
+        C{monitor_unregister}.  The hook gets a L{lightspeed.auth.AuthRequest}
+        and returns true to accept; false, a reason string or an exception
+        refuses, and the message comes back to its sender as an
+        C{_undeliverable} event (a request fails with L{RemoteError}
+        C{Refused}).
+        """
+        self.auth.register(kind, session, hook)
+
+    def auth_unregister(self, kind: str, session: Any) -> bool:
+        """
+        Remove a hook.
+
+        :returns: whether there was one.
+        """
+        return self.auth.unregister(kind, session)
 
     # -- the network -------------------------------------------------------
 
@@ -273,7 +308,7 @@ class Kernel:
             return name if name.kernel is self and not name.stopped else None
         if isinstance(name, str):
             session = self._aliases.get(name)
-            if session is not None or not name.isdigit():
+            if session is not None or not (name.isascii() and name.isdecimal()):
                 return session
             name = int(name)
         if isinstance(name, int):
@@ -290,6 +325,8 @@ class Kernel:
         :raises AliasInUse: if another session holds it.
         """
         check_name(alias, "alias")
+        if alias.isdecimal():
+            raise BadSpecifier(f"alias {alias!r} is all digits: it would shadow a session id")
         session = self._session_or_current(session)
         if session.kernel is not self or session.stopped:
             raise NoSuchSession(f"{session!r} is not a running session of kernel {self.name!r}")
@@ -369,7 +406,8 @@ class Kernel:
             args = args[1:]
         return spec, args
 
-    def _targets(self, spec: Specifier, caller: Tuple[Any, ...] = (None, None)) -> List[Session]:
+    def _targets(self, spec: Specifier, caller: Tuple[Any, ...] = (None, None), sender: Any = None,
+                 args: Tuple[Any, ...] = ()) -> List[Session]:
         """
         The local sessions that C{spec} names, each once, in order.
         """
@@ -381,7 +419,7 @@ class Kernel:
         for name in spec.sessions:
             session = self.resolve(name)
             if session is None:
-                self._undeliverable(spec, f"no session {name!r} in kernel {self.name!r}", caller)
+                self._undeliverable(spec, f"no session {name!r} in kernel {self.name!r}", caller, sender, args)
             else:
                 found[session] = None
         return list(found)
@@ -391,7 +429,13 @@ class Kernel:
             return spec.kernels
         return tuple(k for k in spec.kernels if k != self.name)
 
-    def _undeliverable(self, spec: Any, reason: str, caller: Tuple[Any, ...] = (None, None)) -> None:
+    def _undeliverable(self, spec: Any, reason: str, caller: Tuple[Any, ...] = (None, None),
+                       sender: Any = None, args: Tuple[Any, ...] = ()) -> None:
+        """
+        Log a message that cannot be delivered and, if its sender is a local
+        session with an C{_undeliverable} state, post it there with
+        C{args == (destination, reason, original_args)}.
+        """
         self.log.warn(
             "undeliverable to {destination} from kernel {kernel} ({file}:{line}): {reason}",
             destination=str(spec),
@@ -400,6 +444,8 @@ class Kernel:
             line=caller[1],
             reason=reason,
         )
+        if isinstance(sender, Session) and sender.kernel is self and "_undeliverable" in sender._states:
+            self._enqueue(sender, "_undeliverable", (str(spec), reason, tuple(args)), self, None, *caller)
 
     # -- post / call / yield -----------------------------------------------
 
@@ -455,7 +501,7 @@ class Kernel:
 
     def _post(self, spec: Specifier, args: Tuple[Any, ...], sender: Any,
               cstate: Optional[str], cfile: Optional[str], cline: Optional[int]) -> None:
-        for session in self._targets(spec, (cfile, cline)):
+        for session in self._targets(spec, (cfile, cline), sender, args):
             self._enqueue(session, spec.state, args, sender, cstate, cfile, cline)  # type: ignore[arg-type]
         remote = self._remote_kernels(spec)
         if remote:
@@ -466,7 +512,8 @@ class Kernel:
                      rsvp: Optional[Specifier] = None) -> None:
         if self.network is None:
             if not spec.all_kernels:
-                self._undeliverable(spec, f"no route to kernel(s) {', '.join(kernels)}", (cfile, cline))
+                self._undeliverable(spec, f"no route to kernel(s) {', '.join(kernels)}", (cfile, cline),
+                                    sender, args)
             return
         self.network.send(spec, kernels, args, sender, cstate, cfile, cline, rsvp)
 
@@ -552,7 +599,7 @@ class Kernel:
         """
         if isinstance(result, Deferred):
             def done(value: Any) -> Any:
-                self._post(rsvp, (value,), session, state, None, None)
+                self._post_reply(rsvp, value, session, state)
                 return value  # the caller of call() gets the value too
 
             def failed(failure: Any) -> Any:
@@ -562,7 +609,14 @@ class Kernel:
 
             result.addCallbacks(done, failed)
             return
-        self._post(rsvp, (result,), session, state, None, None)
+        self._post_reply(rsvp, result, session, state)
+
+    def _post_reply(self, rsvp: Specifier, value: Any, session: Session, state: str) -> None:
+        try:
+            self._post(rsvp, (value,), session, state, None, None)
+        except LightspeedError as e:  # e.g. a value that cannot travel
+            self._undeliverable(rsvp, f"reply of state {state!r} cannot be sent: {e}", (None, None), session,
+                                ())
 
     def _call(self, session: Session, state: str, args: Tuple[Any, ...], sender: Any,
               cstate: Optional[str], cfile: Optional[str], cline: Optional[int]) -> Any:

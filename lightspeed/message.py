@@ -38,6 +38,7 @@ CALL = 2       # [2, sessions, state, args, s_session, s_state, s_file, s_line, 
 CALLREPLY = 3  # as POST: the value of a call, posted to its RSVP
 REQUEST = 4    # [4, sessions, state, args, s_session, s_state, s_file, s_line, request_id]
 RESPONSE = 5   # [5, sessions(unused, []), request_id, ok, value_or_[type, message]]
+UNDELIVERABLE = 6  # as POST, state "_undeliverable", args [destination, reason, args]; never bounced
 
 #: How many relays a routed message may cross.
 DEFAULT_HOPS = 32
@@ -146,7 +147,7 @@ def parse_payload(payload: Any) -> List[Any]:
         if len(payload) < 5 or type(payload[2]) is not int or type(payload[3]) is not bool:
             raise malformed("RESPONSE")
         return payload
-    if kind not in (POST, CALL, CALLREPLY, REQUEST) or len(payload) < 8:
+    if kind not in (POST, CALL, CALLREPLY, REQUEST, UNDELIVERABLE) or len(payload) < 8:
         raise malformed(f"payload kind {kind!r}")
     _, sessions, state, args, s_session, s_state, s_file, s_line = payload[:8]
     if type(sessions) is list:

@@ -39,11 +39,13 @@ from lightspeed.message import (
     REQUEST,
     RESPONSE,
     ROUTED,
+    UNDELIVERABLE,
     parse_lsa,
     parse_payload,
     parse_routed,
     routed_body,
 )
+from lightspeed.auth import AuthRequest
 from lightspeed.router import LinkState, Router
 from lightspeed.session import RemoteSender, Session
 from lightspeed.specifier import Specifier, check_state, parse
@@ -103,6 +105,7 @@ class Network:
         self._flush_call: Any = None
         self._senders: Dict[tuple, RemoteSender] = {}
         self._only_me = [self.name]
+        self._refused_requests: Dict[int, str] = {}
         self._states: set = set()
 
     # -- output coalescing -----------------------------------------------------
@@ -154,6 +157,7 @@ class Network:
         # Database sync: the new neighbour learns everything we know.
         for lsa in self.router.database():
             link.send_message(_lsa_message(lsa))
+        self._split_cache.clear()
         if len(links) == 1:
             self._flood(self.router.link_up(peer.name), None)
             self._routes_changed()
@@ -171,6 +175,7 @@ class Network:
         if link in links:
             links.remove(link)
         self.log.info("link down: {kernel} <-> {peer}", kernel=self.name, peer=peer.name)
+        self._split_cache.clear()  # a parallel link may take over
         if not links:
             self._links.pop(peer.name, None)
             lsa = self.router.link_down(peer.name)
@@ -208,7 +213,7 @@ class Network:
         kind = message[0]
         if kind == ROUTED:
             if len(message) >= 5 and message[2] == self._only_me and type(message[4]) is bytes \
-                    and type(message[1]) is str:
+                    and type(message[1]) is str and type(message[3]) is int:
                 # Hot path: a message for this kernel alone.
                 self._deliver(message[1], parse_payload(loads(message[4])))
             else:
@@ -220,6 +225,8 @@ class Network:
             if self.router.receive(lsa, link.peer.name):
                 self._flood(lsa, link.peer.name)
                 self._routes_changed()
+            elif origin == self.name and self.router.own().seq > seq:
+                self._flood(self.router.own(), None)  # our true, newer self wins
         # Other link-level messages (PONG, future types) need no action.
 
     def _routed(self, origin: str, dests: List[str], hops: int, payload: bytes) -> None:
@@ -232,14 +239,14 @@ class Network:
                 others.append(d)
         if others:
             if hops <= 1:
-                self.log.warn("message from {origin} to {dests} dropped: hop limit reached",
-                              origin=origin, dests=others)
+                self._relay_failed(origin, others, payload, "hop limit reached", True)
             else:
                 self._forward(origin, others, hops - 1, payload)
         if local:
             self._deliver(origin, parse_payload(loads(payload)))
 
-    def _forward(self, origin: str, dests: Iterable[str], hops: int, payload: bytes) -> List[str]:
+    def _forward(self, origin: str, dests: Iterable[str], hops: int, payload: bytes,
+                 bounce: bool = True) -> List[str]:
         """
         Send C{payload} towards C{dests}, one message per next hop.
 
@@ -256,15 +263,36 @@ class Network:
         routes, unreachable = split
         for link, sub in routes:
             link.send_body(routed_body(origin, sub, hops, payload))
-        if unreachable:
-            self.log.warn("no route from {kernel} to {dests} for a message from {origin}",
-                          kernel=self.name, dests=unreachable, origin=origin)
+        if unreachable and origin != self.name:
+            self._relay_failed(origin, unreachable, payload, "no route", bounce)
         return unreachable
+
+    def _relay_failed(self, origin: str, dests: List[str], payload: bytes, why: str, bounce: bool) -> None:
+        """
+        A relay cannot pass a message on: log it and tell its sender.
+        """
+        self.log.warn("{why} from {kernel} to {dests} for a message from {origin}",
+                      why=why, kernel=self.name, dests=dests, origin=origin)
+        if not bounce:
+            return
+        try:
+            body = parse_payload(loads(payload))
+        except ProtocolError:
+            return
+        if body[0] in (POST, CALL, CALLREPLY):
+            sessions = body[1] if body[1] == "*" else ",".join(body[1])
+            for kernel in dests:
+                self.bounce(origin, body[4], f"poe://{kernel}/{sessions}/{body[2]}", f"{why} to kernel {kernel!r}",
+                            body[3])
+        elif body[0] == REQUEST:
+            self._forward(self.name, (origin,), self.hops,
+                          dumps([RESPONSE, [], body[8], False, ["NoRoute", f"{why} to kernel {dests[0]!r}"]]),
+                          bounce=False)
 
     def _deliver(self, origin: str, payload: list) -> None:
         kind = payload[0]
         if kind == RESPONSE:
-            self._response(payload)
+            self._response(payload, origin)
             return
         _, sessions, state, args, s_session, s_state, s_file, s_line = payload[:8]
         kernel = self.kernel
@@ -278,20 +306,35 @@ class Network:
             try:
                 check_state(state)
             except BadSpecifier as e:
-                self._undeliverable(origin, sessions, state, str(e))
+                if kind == REQUEST:
+                    self._forward(self.name, (origin,), self.hops,
+                                  dumps([RESPONSE, [], payload[8], False, ["BadSpecifier", str(e)]]), bounce=False)
+                self._undeliverable(origin, sessions, state, str(e),
+                                    (origin, s_session, args) if kind not in (UNDELIVERABLE, REQUEST) else None)
                 return
             if len(self._states) < 4096:
                 self._states.add(state)
-        targets = self._targets(origin, sessions, state)
+        bounce = (origin, s_session, args) if kind != UNDELIVERABLE else None
+        targets = self._targets(origin, sessions, state, bounce)
         args = tuple(args)
+        if kind == UNDELIVERABLE:
+            for session in targets:
+                if "_undeliverable" in session._states:
+                    kernel._enqueue(session, state, args, sender, s_state, s_file, s_line)
+            return
+        rsvp_text = payload[8] if kind == CALL else None
+        if kernel.auth:
+            targets = self._authorized(kind, targets, state, rsvp_text, sender, args, bounce, origin)
         if kind == POST or kind == CALLREPLY:
             for session in targets:
                 kernel._enqueue(session, state, args, sender, s_state, s_file, s_line)
         elif kind == CALL:
             try:
-                rsvp = parse(payload[8])
+                rsvp = parse(rsvp_text)
+                if rsvp.state is None:
+                    raise BadSpecifier(f"RSVP {rsvp_text!r} names no state")
             except BadSpecifier as e:
-                self._undeliverable(origin, sessions, state, f"bad RSVP: {e}")
+                self._undeliverable(origin, sessions, state, f"bad RSVP: {e}", bounce)
                 return
             for session in targets:
                 try:
@@ -303,7 +346,27 @@ class Network:
         elif kind == REQUEST:
             self._answer(origin, payload[8], targets, sessions, state, args, sender, s_state, s_file, s_line)
 
-    def _targets(self, origin: str, sessions: Any, state: str) -> List[Session]:
+    def _authorized(self, kind: int, targets: List[Session], state: str, rsvp: Optional[str], sender: Any,
+                    args: Tuple[Any, ...], bounce: Any, origin: str) -> List[Session]:
+        """
+        The targets the kernel's authentication hooks accept; the others
+        are reported undeliverable (a refused request is answered with the
+        reason by L{_answer}, which sees no target).
+        """
+        hook_kind = {POST: "post", CALL: "call", CALLREPLY: "callreply", REQUEST: "call"}[kind]
+        accepted = []
+        for session in targets:
+            request = AuthRequest(hook_kind, session, state, rsvp, sender, args)
+            reason = self.kernel.auth.check(request, session._alias_names + [str(session.id)])
+            if reason is None:
+                accepted.append(session)
+            elif kind == REQUEST:
+                self._refused_requests[id(args)] = reason
+            else:
+                self._undeliverable(origin, [_wire_name(session)], state, reason, bounce)
+        return accepted
+
+    def _targets(self, origin: str, sessions: Any, state: str, bounce: Any = None) -> List[Session]:
         kernel = self.kernel
         if sessions == "*":
             return list(dict.fromkeys(kernel._aliases.values()))
@@ -315,17 +378,43 @@ class Network:
         for name in sessions:
             session = kernel.resolve(name)
             if session is None:
-                self._undeliverable(origin, [name], state, f"no session {name!r} in kernel {self.name!r}")
+                self._undeliverable(origin, [name], state, f"no session {name!r} in kernel {self.name!r}", bounce)
             else:
                 found[session] = None
         return list(found)
 
-    def _undeliverable(self, origin: str, sessions: Any, state: Any, reason: str) -> None:
+    def _undeliverable(self, origin: str, sessions: Any, state: Any, reason: str, bounce: Any = None) -> None:
+        """
+        Log a message that cannot be delivered here and, when C{bounce} is
+        C{(origin, sender_session, args)}, send it back to its sender as an
+        C{_undeliverable} event.
+        """
+        destination = f"poe://{self.name}/{sessions if sessions == '*' else ','.join(sessions)}/{state}"
         self.log.warn(
-            "undeliverable message from kernel {origin} to poe://{kernel}/{sessions}/{state}: {reason}",
-            origin=origin, kernel=self.name, sessions=sessions if sessions == "*" else ",".join(sessions),
-            state=state, reason=reason,
+            "undeliverable message from kernel {origin} to {destination}: {reason}",
+            origin=origin, destination=destination, reason=reason,
         )
+        if bounce is not None:
+            self.bounce(bounce[0], bounce[1], destination, reason, bounce[2])
+
+    def bounce(self, origin: str, s_session: Optional[str], destination: str, reason: str, args: Any) -> None:
+        """
+        Send an C{_undeliverable} event to session C{s_session} of kernel
+        C{origin}: C{args == (destination, reason, original_args)}.
+        """
+        if s_session is None:
+            return
+        body = [UNDELIVERABLE, [s_session], "_undeliverable", [destination, reason, list(args)],
+                None, None, None, None]
+        try:
+            payload = dumps(body)
+        except LightspeedError:
+            body[3] = [destination, reason, []]
+            payload = dumps(body)
+        if origin == self.name:
+            self._deliver(self.name, parse_payload(loads(payload)))
+        else:
+            self._forward(self.name, (origin,), self.hops, payload, bounce=False)
 
     # -- outbound ------------------------------------------------------------
 
@@ -350,7 +439,7 @@ class Network:
             body = [CALL, sessions, spec.state, args, _wire_name(sender), cstate, cfile, cline, str(rsvp)]
         unreachable = self._forward(self.name, kernels, self.hops, dumps_trusted(body))
         for kernel in unreachable:
-            self.kernel._undeliverable(spec, f"no route to kernel {kernel!r}", (cfile, cline))
+            self.kernel._undeliverable(spec, f"no route to kernel {kernel!r}", (cfile, cline), sender, args)
 
     def request(self, spec: Specifier, kernels: Tuple[str, ...], args: Tuple[Any, ...], sender: Any,
                 cstate: Optional[str], caller: Tuple[Optional[str], Optional[int]],
@@ -386,12 +475,13 @@ class Network:
             timer.cancel()
         d.errback(Failure(error))
 
-    def _response(self, payload: list) -> None:
+    def _response(self, payload: list, origin: str) -> None:
         _, _, request_id, ok, value = payload[:5]
-        entry = self._requests.pop(request_id, None)
-        if entry is None:
-            self.log.warn("answer to unknown or expired request {id}", id=request_id)
+        entry = self._requests.get(request_id)
+        if entry is None or entry[1] != origin:
+            self.log.warn("answer from {origin} to unknown or expired request {id}", origin=origin, id=request_id)
             return
+        del self._requests[request_id]
         d, _, timer = entry
         if timer is not None and timer.active():
             timer.cancel()
@@ -413,6 +503,10 @@ class Network:
                 body = dumps([RESPONSE, [], request_id, False, ["EncodeError", str(e)]])
             self._forward(self.name, (origin,), self.hops, body)
 
+        refused = self._refused_requests.pop(id(args), None)
+        if refused is not None:
+            respond(False, ["Refused", refused])
+            return
         if len(targets) != 1:
             respond(False, ["NoSuchSession", f"no session {','.join(sessions)!r} in kernel {self.name!r}"])
             return

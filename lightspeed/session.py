@@ -25,7 +25,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["Session", "Event", "RESERVED_STATES"]
 
-RESERVED_STATES = frozenset({"_start", "_stop", "_default"})
+RESERVED_STATES = frozenset({"_start", "_stop", "_default", "_undeliverable"})
 
 Handler = Callable[["Event"], Any]
 

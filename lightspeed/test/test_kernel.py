@@ -399,15 +399,15 @@ class AliasTests(SynchronousTestCase):
         self.rec = self.kernel.spawn(Recorder())
 
     def test_resolution(self):
-        """When resolving, then aliases, ids, id strings and session objects work; an alias beats an id."""
+        """When resolving, then aliases, ids, id strings and session objects work; an all-digit alias is refused."""
         k = self.kernel
         self.assertIs(k.resolve("rec"), self.rec)
         self.assertIs(k.resolve(self.rec.id), self.rec)
         self.assertIs(k.resolve(str(self.rec.id)), self.rec)
         self.assertIs(k.resolve(self.rec), self.rec)
         self.assertIsNone(k.resolve("nobody"))
-        other = k.spawn(Recorder(str(self.rec.id)))
-        self.assertIs(k.resolve(str(self.rec.id)), other)
+        self.assertRaises(BadSpecifier, k.alias_set, str(self.rec.id + 1), self.rec)
+        self.assertIsNone(k.resolve("\u00b2"))  # a digit to isdigit(), not a session id
 
     def test_set_list_remove(self):
         """When aliases are set and removed, then alias_list follows."""
@@ -598,15 +598,15 @@ class ReviewFixTests(SynchronousTestCase):
         d.callback(5)
         self.assertEqual(self.successResultOf(result), 5)
 
-    def test_session_object_beats_lookalike_alias(self):
-        """When posting or requesting with a session object, then that session gets it, not one aliased with its id."""
+    def test_session_object_and_id(self):
+        """When posting or requesting with a session object or id, then exactly that session gets it."""
         first = self.kernel.spawn(Recorder("first"))
-        impostor = self.kernel.spawn(Recorder(str(first.id)))
+        other = self.kernel.spawn(Recorder("other"))
         self.kernel.post(first, "hit", 1)
         self.kernel.post(first.id, "hit", 2)
         self.kernel.flush()
         self.assertEqual([e.args for e in first.events], [(1,), (2,)])
-        self.assertEqual(impostor.events, [])
+        self.assertEqual(other.events, [])
         self.assertEqual(self.successResultOf(self.kernel.request(first, "hit", 3)), ("hit", (3,)))
 
     def test_alias_removed_during_call_stops(self):

@@ -24,6 +24,8 @@ import zlib
 from dataclasses import dataclass
 from typing import Any, Callable, List, Optional
 
+from twisted.logger import Logger
+
 from lightspeed.errors import HandshakeRefused, ProtocolError
 from lightspeed.message import (
     BYE,
@@ -40,6 +42,8 @@ from lightspeed.wire.codec import dumps, loads
 from lightspeed.wire.framing import DEFAULT_MAX_FRAME, Framer, frame
 
 __all__ = ["LinkConfig", "PeerInfo", "Connection", "proof"]
+
+_log = Logger()
 
 _PROOF_LABEL = b"lightspeed-1 proof"
 
@@ -194,12 +198,16 @@ class Connection:
     def receive(self, data: bytes) -> None:
         """
         Feed bytes from the peer.  Protocol errors close the link with a
-        BYE; they are not raised.
+        BYE; they are not raised.  Any other error while handling a message
+        is logged and closes this link only ("internal").
         """
         try:
             self._receive(data)
         except ProtocolError as e:
             self.close(e.code, str(e))
+        except Exception as e:
+            _log.failure("error while handling a message; closing the link")
+            self.close("internal", f"{type(e).__name__} while handling a message")
 
     def _receive(self, data: bytes) -> None:
         if self.state == "closed":
@@ -211,7 +219,7 @@ class Connection:
             if self.state == "up":
                 # Hot path: a link that is up hands most messages on as they are.
                 message = loads(body)
-                if type(message) is list and message and message[0] == ROUTED:
+                if type(message) is list and message and message[0] == ROUTED and type(message[0]) is int:
                     self._on_message(message)
                     continue
                 self._up_message(message)
@@ -275,7 +283,7 @@ class Connection:
         if type(hello) is not dict:
             raise HandshakeRefused("HELLO without a map", "malformed")
         version = hello.get("version")
-        if version != PROTOCOL_VERSION:
+        if type(version) is not int or version != PROTOCOL_VERSION:
             raise HandshakeRefused(
                 f"protocol version mismatch: we speak {PROTOCOL_VERSION}, peer speaks {version!r}", "version"
             )

@@ -1,0 +1,107 @@
+# -*- test-case-name: lightspeed.test.test_auth -*-
+"""
+Authentication hooks (the seed's Lightspeed::Authentication): decide, per
+destination session or for all (C{'*'}), whether a message from another
+kernel may be delivered.  The hook for the specific session wins over the
+C{'*'} hook.
+
+A hook is called with an L{AuthRequest} and returns a true value to accept;
+a false value, a string (the reason) or an exception refuses.  A refused
+message is not delivered and comes back to its sender as an
+C{_undeliverable} event naming the reason (a refused request fails).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, Iterable, Optional, Tuple
+
+from twisted.logger import Logger
+
+__all__ = ["AuthRequest", "AuthHooks", "KINDS"]
+
+#: What hooks can be registered for.  C{introspection} and the monitor
+#: kinds are accepted now and consulted by those features.
+KINDS = frozenset({"post", "call", "callreply", "introspection", "monitor_register", "monitor_unregister"})
+
+
+@dataclass(frozen=True)
+class AuthRequest:
+    """
+    What a hook sees.
+
+    :ivar kind: one of L{KINDS}.
+    :ivar session: the destination session (the L{Session}).
+    :ivar state: the destination state.
+    :ivar rsvp: for a call, the RSVP destination string; else L{None}.
+    :ivar sender: the L{RemoteSender} (its C{remote_kernel},
+        C{remote_session}, C{remote_state}, C{remote_file},
+        C{remote_line}).
+    :ivar args: the arguments.
+    """
+
+    kind: str
+    session: Any
+    state: str
+    rsvp: Optional[str]
+    sender: Any
+    args: Tuple[Any, ...]
+
+
+Hook = Callable[[AuthRequest], Any]
+
+
+class AuthHooks:
+    """
+    The hooks of one kernel.
+    """
+
+    log = Logger()
+
+    def __init__(self) -> None:
+        self._hooks: Dict[Tuple[str, str], Hook] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self._hooks)
+
+    def register(self, kind: str, session: str, hook: Hook) -> None:
+        """
+        Register C{hook} for C{kind} messages to C{session} (an alias, a
+        session id as a string, or C{'*'}), replacing any earlier one.
+
+        :raises ValueError: for an unknown kind.
+        """
+        if kind not in KINDS:
+            raise ValueError(f"unknown hook kind {kind!r}; one of {sorted(KINDS)}")
+        self._hooks[(kind, str(session))] = hook
+
+    def unregister(self, kind: str, session: str) -> bool:
+        """
+        :returns: whether a hook was registered there.
+        """
+        return self._hooks.pop((kind, str(session)), None) is not None
+
+    def check(self, request: AuthRequest, names: Iterable[str]) -> Optional[str]:
+        """
+        Ask the hook for the session (by any of C{names}), else the C{'*'}
+        hook.
+
+        :returns: L{None} to deliver, or the reason for refusing.
+        """
+        hook = None
+        for name in names:
+            hook = self._hooks.get((request.kind, name))
+            if hook is not None:
+                break
+        if hook is None:
+            hook = self._hooks.get((request.kind, "*"))
+        if hook is None:
+            return None
+        try:
+            verdict = hook(request)
+        except Exception:
+            self.log.failure("auth hook for {kind} raised; message refused", kind=request.kind)
+            return "refused by an authentication hook (it raised)"
+        if isinstance(verdict, str):
+            return verdict or "refused by an authentication hook"
+        return None if verdict else "refused by an authentication hook"
