@@ -213,7 +213,7 @@ class Network:
         kind = message[0]
         if kind == ROUTED:
             if len(message) >= 5 and message[2] == self._only_me and type(message[4]) is bytes \
-                    and type(message[1]) is str and type(message[3]) is int:
+                    and type(message[1]) is str and type(message[3]) is int and message[1] != self.name:
                 # Hot path: a message for this kernel alone.
                 self._deliver(message[1], parse_payload(loads(message[4])))
             else:
@@ -230,6 +230,8 @@ class Network:
         # Other link-level messages (PONG, future types) need no action.
 
     def _routed(self, origin: str, dests: List[str], hops: int, payload: bytes) -> None:
+        if origin == self.name:
+            raise ProtocolError(f"message claims to come from this kernel ({origin!r})", "forged-origin")
         local = False
         others = []
         for d in dests:

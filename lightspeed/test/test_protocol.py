@@ -6,7 +6,7 @@ transport and a L{task.Clock}.
 
 from __future__ import annotations
 
-from typing import List
+from typing import Any, List
 
 from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
@@ -133,3 +133,88 @@ class ProtocolTests(SynchronousTestCase):
         c.post("poe://b/s/hit", 1)
         mesh.settle()
         self.assertEqual(got, [(1,)])
+
+
+class HostileInputTests(SynchronousTestCase):
+    """
+    A peer that misbehaves closes its own link, and only that one.
+    """
+
+    def setUp(self):
+        self.mesh = MemoryMesh()
+        self.a, self.b, self.c = self.mesh.kernel("a"), self.mesh.kernel("b"), self.mesh.kernel("c")
+        self.ab, self.cb = self.mesh.link(self.a, self.b), self.mesh.link(self.c, self.b)
+        self.mesh.settle()
+        self.got: List[Any] = []
+        self.b.spawn(inline_states={"_start": lambda e: e.kernel.alias_set("s"),
+                                    "hit": lambda e: self.got.append(e.args)})
+
+    def attack(self, data: bytes) -> None:
+        """
+        Feed C{data} to b's end of the a-b link, then check that c still
+        reaches b and a's link is gone.
+        """
+        self.ab.server.dataReceived(data)
+        self.mesh.settle()
+        self.assertEqual([link.peer.name for link in self.b.network.links()], ["c"])
+        self.c.post("poe://b/s/hit", "still here")
+        self.mesh.settle()
+        self.assertEqual(self.got, [("still here",)])
+
+    def test_forged_origin(self):
+        """When a message claims to come from the receiving kernel itself, then that link closes."""
+        from lightspeed.message import POST, routed_body
+
+        payload = dumps([POST, ["s"], "hit", [1], None, None, None, None])
+        self.attack(frame(routed_body("b", ("b",), 5, payload)))
+
+    def test_huge_container_claims(self):
+        """When CBOR claims enormous arrays, maps or strings, then the link closes at once without allocating them."""
+        for claim in [b"\x9b" + (2 ** 60).to_bytes(8, "big"), b"\xbb" + (2 ** 60).to_bytes(8, "big"),
+                      b"\x5b" + (2 ** 60).to_bytes(8, "big")]:
+            self.assertRaises(Exception, loads, claim)
+        self.attack(frame(b"\x9b" + (2 ** 60).to_bytes(8, "big")))
+
+    def test_wrong_types_in_routed(self):
+        """When ROUTED fields have the wrong types, then the link closes."""
+        from lightspeed.message import ROUTED
+
+        self.attack(frame(dumps([ROUTED, 5, ["b"], 3, b"x"])))
+
+    def test_bad_payload(self):
+        """When a payload is not a valid payload, then the link closes."""
+        from lightspeed.message import routed_body
+
+        self.attack(frame(routed_body("a", ("b",), 5, dumps({"not": "a payload"}))))
+
+    def test_unknown_type(self):
+        """When an unknown message type arrives, then the link closes."""
+        self.attack(frame(dumps([99, "x"])))
+
+    def test_oversized(self):
+        """When a frame is over the maximum, then the link closes before the body arrives."""
+        self.attack((20 * 1024 * 1024).to_bytes(4, "big"))
+
+    def test_slow_reader(self):
+        """When the peer does not read and the backlog passes the limit, then the link closes as slow-reader."""
+        self.ab.client.options.max_backlog = 10000
+        self.ab.client.pauseProducing()  # what the transport does when the peer stops reading
+        for i in range(50):
+            self.a.post("poe://b/s/hit", b"x" * 100)
+        self.assertEqual(self.got, [])
+        for i in range(100):
+            self.a.post("poe://b/s/hit", b"x" * 100)
+        self.mesh.settle()
+        self.assertEqual([link.peer.name for link in self.b.network.links()], ["c"])
+        self.assertEqual(self.a.network.links(), [])
+
+    def test_paused_then_resumed_delivers(self):
+        """When the transport pauses and resumes the link, then everything queued meanwhile arrives in order."""
+        self.ab.client.pauseProducing()
+        for i in range(20):
+            self.a.post("poe://b/s/hit", i)
+        self.mesh.settle()
+        self.assertEqual(self.got, [])
+        self.ab.client.resumeProducing()
+        self.mesh.settle()
+        self.assertEqual(self.got, [(i,) for i in range(20)])

@@ -126,6 +126,7 @@ class Connection:
         self._peer_nonce = b""
         self._raw: List[bytes] = []
         self._out: List[bytes] = []
+        self._out_size = 0
         self._deflate: Any = None
         self._inflate: Any = None
 
@@ -157,6 +158,7 @@ class Connection:
         """
         Queue one already-encoded message body.
         """
+        self._out_size += len(body) + 4
         if not self._out:
             self._out.append(frame(body))
             self._on_output()
@@ -169,6 +171,7 @@ class Connection:
         """
         out = b"".join(self._out)
         self._out = []
+        self._out_size = 0
         if self._deflate is not None and out:
             out = self._deflate.compress(out) + self._deflate.flush(zlib.Z_SYNC_FLUSH)
         if self._raw:
@@ -181,7 +184,7 @@ class Connection:
         """
         Bytes queued and not yet taken (before compression).
         """
-        return sum(map(len, self._out))
+        return self._out_size
 
     def close(self, code: str, message: str) -> None:
         """

@@ -40,11 +40,14 @@ class LinkOptions:
     :ivar accept: a callable C{(local_address, remote_address) -> bool}
         that may refuse a new connection before the handshake (the seed's
         AUTHCLIENT).
+    :ivar max_backlog: bytes that may wait for a peer that does not read
+        (the transport paused us); past it the link closes ("slow-reader").
     """
 
     def __init__(self, password: Any = None, compression: bool = False, keepalive: float = 15.0,
                  handshake_timeout: float = 10.0, max_frame: int = DEFAULT_MAX_FRAME,
-                 accept: Optional[Callable[[IAddress, IAddress], bool]] = None) -> None:
+                 accept: Optional[Callable[[IAddress, IAddress], bool]] = None,
+                 max_backlog: int = 64 * 1024 * 1024) -> None:
         if isinstance(password, str):
             password = password.encode("utf-8")
         self.password: Optional[bytes] = password
@@ -53,6 +56,7 @@ class LinkOptions:
         self.handshake_timeout = handshake_timeout
         self.max_frame = max_frame
         self.accept = accept
+        self.max_backlog = max_backlog
 
 
 class LinkProtocol(Protocol):
@@ -76,6 +80,7 @@ class LinkProtocol(Protocol):
         self._keepalive_call: Any = None
         self._heard = False
         self._closing = False
+        self._paused = False
         self.conn: Optional[Connection] = None
 
     # -- Twisted -------------------------------------------------------------
@@ -91,6 +96,8 @@ class LinkProtocol(Protocol):
                             self.options.password, self.options.max_frame)
         self.conn = Connection(config, self.network.admit, self._up, self._message, self._closed,
                                self._want_flush)
+        # The transport pauses us when the peer stops reading (flow control).
+        self.transport.registerProducer(self, True)
         self._handshake_timer = self.reactor.callLater(self.options.handshake_timeout, self._handshake_late)
         self.conn.start()
 
@@ -182,10 +189,28 @@ class LinkProtocol(Protocol):
         self.network.mark_dirty(self)
 
     def _flush(self) -> None:
-        if self.conn is not None:
-            data = self.conn.take_output()
-            if data:
-                self.transport.write(data)
+        conn = self.conn
+        if conn is None:
+            return
+        if self._paused and not self._closing:
+            if conn.pending_output > self.options.max_backlog:
+                conn.close("slow-reader", f"peer did not read {conn.pending_output} bytes of backlog")
+            return  # keep it queued until the transport resumes us
+        data = conn.take_output()
+        if data:
+            self.transport.write(data)
+
+    # -- IPushProducer: the transport tells us when the peer is slow ----------
+
+    def pauseProducing(self) -> None:
+        self._paused = True
+
+    def resumeProducing(self) -> None:
+        self._paused = False
+        self.network.mark_dirty(self)
+
+    def stopProducing(self) -> None:
+        self._paused = False
 
     # -- Connection callbacks ------------------------------------------------
 
@@ -211,8 +236,10 @@ class LinkProtocol(Protocol):
             self.log.warn("kernel {kernel}: closing link to {peer}: {code}: {message}",
                           kernel=self.network.name, peer=who, code=code, message=message)
         self._set_ready(Failure(LinkClosed(f"{code}: {message}", code)))
+        self._paused = False  # the BYE goes out whatever the backlog
         self._flush()
         self._closing = True
+        self.transport.unregisterProducer()
         self.transport.loseConnection()
 
     def _handshake_late(self) -> None:
