@@ -90,8 +90,9 @@ class Kernel:
         self.network: Any = None
         #: Authentication hooks for messages from other kernels.
         self.auth = AuthHooks()
-        # Full specifier strings naming only other kernels -> (spec, kernels).
-        self._remote_plans: Dict[str, Tuple[Specifier, Tuple[str, ...]]] = {}
+        # Full specifier strings -> (spec, kernels) when they name only other
+        # kernels, (spec, None) when they name one local session.
+        self._remote_plans: Dict[str, Tuple[Specifier, Optional[Tuple[str, ...]]]] = {}
 
     # -- identity ----------------------------------------------------------
 
@@ -481,9 +482,15 @@ class Kernel:
         if type(_dest) is str:
             # A string naming remote kernels only: its route plan is cached.
             plan = self._remote_plans.get(_dest)
-            if plan is not None and self.network is not None:
-                self.network.send(plan[0], plan[1], args, sender, cstate, cfile, cline)
-                return
+            if plan is not None:
+                if plan[1] is None:  # one local session, named by alias
+                    session = self._aliases.get(plan[0].sessions[0])
+                    if session is not None:
+                        self._enqueue(session, plan[0].state, args, sender, cstate, cfile, cline)  # type: ignore
+                        return
+                elif self.network is not None:
+                    self.network.send(plan[0], plan[1], args, sender, cstate, cfile, cline)
+                    return
         if (isinstance(_dest, Session) or type(_dest) is int) and args:
             # A session object or id names exactly that session, even if
             # another one holds an alias that looks like its id.
@@ -492,11 +499,13 @@ class Kernel:
                 self._enqueue(session, check_state(args[0]), args[1:], sender, cstate, cfile, cline)
                 return
         spec, args = self.destination(_dest, args)
-        if type(_dest) is str and not _dest.endswith("/") and _dest.startswith(SCHEME) \
-                and not spec.all_kernels and self.name not in spec.kernels:
+        if type(_dest) is str and not _dest.endswith("/") and _dest.startswith(SCHEME) and not spec.all_kernels:
             if len(self._remote_plans) > 4096:
                 self._remote_plans.clear()
-            self._remote_plans[_dest] = (spec, spec.kernels)
+            if self.name not in spec.kernels:
+                self._remote_plans[_dest] = (spec, spec.kernels)
+            elif spec.kernels == (self.name,) and len(spec.sessions) == 1 and not spec.all_sessions:
+                self._remote_plans[_dest] = (spec, None)
         self._post(spec, args, sender, cstate, cfile, cline)
 
     def _post(self, spec: Specifier, args: Tuple[Any, ...], sender: Any,
