@@ -456,3 +456,23 @@ class PlanCacheTests(SynchronousTestCase):
             k["a"].post("poe://b/s/one", 3)
         mesh.settle()
         self.assertEqual(got, [("one", (1,)), ("two", (2,)), ("one", (3,))] * 2)
+
+
+class ForgedAdvertTests(SynchronousTestCase):
+    def test_forged_lsa_of_a_live_kernel_is_overridden(self):
+        """When a kernel floods a forged advert for another live kernel, then that kernel re-floods its own and routes recover."""
+        from lightspeed.message import LSA
+
+        log: List[Any] = []
+        mesh, k, links = build("abc", "ab bc")
+        k["c"].spawn(Sink("s", log))
+        c_own = k["c"].network.router.own()
+        # 'a' lies: c has no links at all, with a newer sequence number.
+        forged = [LSA, "c", c_own.incarnation, c_own.seq + 5, []]
+        links["ab"].client.send_message(forged)
+        mesh.settle()
+        self.assertEqual(k["a"].network.router.next_hop("c"), "b")
+        k["a"].post("poe://c/s/hit", 1)
+        mesh.settle()
+        self.assertEqual([x[0] for x in log], ["c"])
+        self.assertGreater(k["c"].network.router.own().seq, c_own.seq + 5)

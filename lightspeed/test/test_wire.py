@@ -226,3 +226,55 @@ class HandshakeTests(SynchronousTestCase):
         fresh.conn.start()
         fresh.conn.receive(data)
         self.assertIn(fresh.conn.state, ("hello-sent", "closed", "ready-sent"))
+
+
+class MutationTests(SynchronousTestCase):
+    @settings(max_examples=150, deadline=None)
+    @given(st.data())
+    def test_mutated_valid_traffic(self, data):
+        """When valid traffic is mutated (bytes flipped, cut, inserted), then receive() never raises."""
+        a, b = Side("a"), Side("b")
+        a.conn.start()
+        b.conn.start()
+        stream = a.conn.take_output()
+        b.conn.receive(stream)
+        hello_b = b.conn.take_output()
+        a.conn.receive(hello_b)
+        stream += a.conn.take_output()
+        a.conn.send_message([ROUTED, "a", ["b"], 3, dumps([1, ["s"], "x", [1], None, None, None, None])])
+        a.conn.send_message([LSA, "a", 1, 2, [["b", 1]]])
+        stream += a.conn.take_output()
+        mutated = bytearray(stream)
+        for _ in range(data.draw(st.integers(1, 5))):
+            choice = data.draw(st.integers(0, 2))
+            position = data.draw(st.integers(0, max(0, len(mutated) - 1)))
+            if choice == 0 and mutated:
+                mutated[position] ^= data.draw(st.integers(1, 255))
+            elif choice == 1:
+                del mutated[position:position + data.draw(st.integers(1, 8))]
+            else:
+                mutated[position:position] = data.draw(st.binary(min_size=1, max_size=8))
+        fresh = Side("b")
+        fresh.conn.start()
+        fresh.conn.receive(bytes(mutated))
+        self.assertIn(fresh.conn.state, ("hello-sent", "ready-sent", "up", "closed"))
+
+
+class NoPickleTests(SynchronousTestCase):
+    def test_no_code_executing_deserializer(self):
+        """When the package's source is read, then no pickle, marshal, shelve or yaml loader is imported."""
+        import os
+        import re
+
+        import lightspeed
+
+        root = os.path.dirname(lightspeed.__file__)
+        pattern = re.compile(r"^\s*(import|from)\s+(pickle|cPickle|marshal|shelve|dill|yaml|jsonpickle)\b", re.M)
+        offenders = []
+        for folder, _, files in os.walk(root):
+            for name in files:
+                if name.endswith(".py"):
+                    with open(os.path.join(folder, name), encoding="utf-8") as f:
+                        if pattern.search(f.read()):
+                            offenders.append(name)
+        self.assertEqual(offenders, [])
