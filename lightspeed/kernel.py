@@ -509,22 +509,26 @@ class Kernel:
         self._post(spec, args, sender, cstate, cfile, cline)
 
     def _post(self, spec: Specifier, args: Tuple[Any, ...], sender: Any,
-              cstate: Optional[str], cfile: Optional[str], cline: Optional[int]) -> None:
+              cstate: Optional[str], cfile: Optional[str], cline: Optional[int], kind: Optional[int] = None) -> None:
+        """
+        Deliver to local targets and send to remote ones; C{kind} marks a
+        call's reply (CALLREPLY) for the remote kernels' hooks.
+        """
         for session in self._targets(spec, (cfile, cline), sender, args):
             self._enqueue(session, spec.state, args, sender, cstate, cfile, cline)  # type: ignore[arg-type]
         remote = self._remote_kernels(spec)
         if remote:
-            self._send_remote(spec, remote, args, sender, cstate, cfile, cline)
+            self._send_remote(spec, remote, args, sender, cstate, cfile, cline, kind=kind)
 
     def _send_remote(self, spec: Specifier, kernels: Tuple[str, ...], args: Tuple[Any, ...],
                      sender: Any, cstate: Optional[str], cfile: Optional[str], cline: Optional[int],
-                     rsvp: Optional[Specifier] = None) -> None:
+                     rsvp: Optional[Specifier] = None, kind: Optional[int] = None) -> None:
         if self.network is None:
             if not spec.all_kernels:
                 self._undeliverable(spec, f"no route to kernel(s) {', '.join(kernels)}", (cfile, cline),
                                     sender, args)
             return
-        self.network.send(spec, kernels, args, sender, cstate, cfile, cline, rsvp)
+        self.network.send(spec, kernels, args, sender, cstate, cfile, cline, rsvp, kind)
 
     def _enqueue(self, session: Session, state: str, args: Tuple[Any, ...], sender: Any,
                  cstate: Optional[str], cfile: Optional[str], cline: Optional[int]) -> None:
@@ -622,7 +626,9 @@ class Kernel:
 
     def _post_reply(self, rsvp: Specifier, value: Any, session: Session, state: str) -> None:
         try:
-            self._post(rsvp, (value,), session, state, None, None)
+            from lightspeed.message import CALLREPLY
+
+            self._post(rsvp, (value,), session, state, None, None, CALLREPLY)
         except LightspeedError as e:  # e.g. a value that cannot travel
             self._undeliverable(rsvp, f"reply of state {state!r} cannot be sent: {e}", (None, None), session,
                                 ())

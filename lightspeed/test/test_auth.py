@@ -167,3 +167,24 @@ class AuthHookTests(SynchronousTestCase):
     def test_unknown_kind(self):
         """When a hook kind is unknown, then ValueError."""
         self.assertRaises(ValueError, self.k["b"].auth_register, "poste", "*", lambda r: True)
+
+
+class CallReplyHookTests(SynchronousTestCase):
+    def test_callreply_hook(self):
+        """When a call's reply comes back from another kernel, then the callreply hook decides, not the post hook."""
+        mesh, k, _ = build("ab", "ab")
+        k["b"].spawn(Sink("s", []))
+        replies: List[Any] = []
+        k["a"].spawn(inline_states={"_start": lambda e: e.kernel.alias_set("r"),
+                                    "reply": lambda e: replies.append(e.args)})
+        seen: List[Any] = []
+        k["a"].auth_register("post", "*", lambda r: False)
+        k["a"].auth_register("callreply", "r", lambda r: seen.append((r.kind, r.sender.remote_state)) or True)
+        k["a"].call("poe://b/s/ask", "poe://a/r/reply", 1)
+        mesh.settle()
+        self.assertEqual(seen, [("callreply", "ask")])
+        self.assertEqual(replies, [({"from": "b", "args": [1]},)])
+        k["a"].auth_register("callreply", "r", lambda r: False)
+        k["a"].call("poe://b/s/ask", "poe://a/r/reply", 2)
+        mesh.settle()
+        self.assertEqual(len(replies), 1)

@@ -278,3 +278,40 @@ class NoPickleTests(SynchronousTestCase):
                         if pattern.search(f.read()):
                             offenders.append(name)
         self.assertEqual(offenders, [])
+
+
+class RegisteredTypeTests(SynchronousTestCase):
+    def setUp(self):
+        import fractions
+
+        from lightspeed.wire import codec
+
+        self.Fraction = fractions.Fraction
+        codec.register_type(fractions.Fraction, 40001, lambda f: [f.numerator, f.denominator],
+                            lambda v: fractions.Fraction(v[0], v[1]))
+        self.addCleanup(codec.unregister_type, fractions.Fraction)
+
+    def test_round_trip(self):
+        """When a type is registered, then it travels inside arguments and comes back equal."""
+        value = [1, {"f": self.Fraction(3, 4)}]
+        self.assertEqual(loads(dumps(value)), value)
+
+    def test_unregistered_still_refused(self):
+        """When a type is not registered, then it is still refused both ways."""
+        import cbor2
+
+        self.assertRaises(EncodeError, dumps, datetime.date(2020, 1, 1))
+        self.assertRaises(ProtocolError, loads, cbor2.dumps(cbor2.CBORTag(40002, 1)))
+
+    def test_bad_tags(self):
+        """When a standard, small or taken tag is registered, then ValueError."""
+        from lightspeed.wire import codec
+
+        for tag in (1, 100, 40001):
+            self.assertRaises(ValueError, codec.register_type, complex, tag, repr, complex)
+
+    def test_bad_registered_payload(self):
+        """When a registered tag carries a value its decoder rejects, then ProtocolError."""
+        import cbor2
+
+        self.assertRaises(ProtocolError, loads, cbor2.dumps(cbor2.CBORTag(40001, "nonsense")))

@@ -3,20 +3,21 @@
 CBOR encoding and strict decoding.  Pure.
 
 Only CBOR's plain types travel: None, bool, int (bignums included), float,
-str, bytes, lists (tuples are sent as lists) and dicts.  No tagged types
-(dates, decimals, sets, shared references, ...) are encoded or decoded, and
-nothing that could run code (no pickle, ever).
+str, bytes, lists (tuples are sent as lists) and dicts, plus the types an
+application registers explicitly with L{register_type}.  No other tagged
+types (dates, decimals, sets, shared references, ...) are encoded or
+decoded, and nothing that could run code (no pickle, ever).
 """
 
 from __future__ import annotations
 
-from typing import Any, NoReturn
+from typing import Any, Callable, Dict, NoReturn, Tuple
 
 import cbor2
 
 from lightspeed.errors import EncodeError, ProtocolError
 
-__all__ = ["dumps", "loads", "MAX_DEPTH"]
+__all__ = ["dumps", "loads", "check_plain", "register_type", "unregister_type", "MAX_DEPTH"]
 
 #: The deepest nesting of containers a decoder accepts.
 MAX_DEPTH = 64
@@ -34,8 +35,60 @@ def _refuse_encode(encoder: Any, value: Any) -> NoReturn:  # noqa: ARG001
     )
 
 
-def _refuse_tag(decoder: Any, tag: Any) -> NoReturn:
-    raise ProtocolError(f"CBOR tag {tag.tag} is not allowed", "malformed")
+# Types registered by the application: type -> (tag, to_plain); tag -> from_plain.
+_encoders: Dict[type, Tuple[int, Callable[[Any], Any]]] = {}
+_decoders: Dict[int, Callable[[Any], Any]] = {}
+# What cbor2 is given: registered types override its built-in encoders.
+_encoder_map: Dict[type, Callable[[Any, Any], None]] = {}
+
+
+def register_type(kind: type, tag: int, to_plain: Callable[[Any], Any], from_plain: Callable[[Any], Any]) -> None:
+    """
+    Let values of C{kind} travel, as CBOR tag C{tag} around
+    C{to_plain(value)} (plain types only); the receiver rebuilds them with
+    C{from_plain}.  Register the same type and tag on every kernel that
+    sends or receives it; anything unregistered is still refused.
+
+    :param tag: a CBOR tag number of 256 or more, not one with standard
+        semantics that this codec refuses, and not already registered.
+    :raises ValueError: for an unusable tag.
+    """
+    if type(tag) is not int or tag < 256 or tag in _SEMANTIC_TAGS or tag in _decoders:
+        raise ValueError(f"tag {tag!r} cannot be registered (below 256, standard, or taken)")
+    _encoders[kind] = (tag, to_plain)
+    _decoders[tag] = from_plain
+    _encoder_map[kind] = _encode_registered
+
+
+def unregister_type(kind: type) -> None:
+    """
+    Stop accepting C{kind} (tests use this to clean up).
+    """
+    entry = _encoders.pop(kind, None)
+    if entry is not None:
+        _decoders.pop(entry[0], None)
+        _encoder_map.pop(kind, None)
+
+
+def _encode_registered(encoder: Any, value: Any) -> None:
+    tag, to_plain = _encoders[type(value)]
+    plain = to_plain(value)
+    check_plain(plain)
+    encoder.encode(cbor2.CBORTag(tag, plain))
+
+
+def _refuse_tag(tag: Any, immutable: bool = False) -> Any:
+    """
+    cbor2's tag hook (called as C{hook(tag, immutable)}): rebuild a
+    registered type, refuse every other tag.
+    """
+    from_plain = _decoders.get(tag.tag)
+    if from_plain is None:
+        raise ProtocolError(f"CBOR tag {tag.tag} is not allowed", "malformed")
+    try:
+        return from_plain(tag.value)
+    except Exception as e:
+        raise ProtocolError(f"registered tag {tag.tag} could not be decoded: {e}", "malformed") from None
 
 
 _SCALARS = frozenset({type(None), bool, int, float, str, bytes})
@@ -62,6 +115,8 @@ def check_plain(value: Any) -> None:
             if type(item) not in _SCALARS:
                 check_plain(item)
         return
+    if kind in _encoders:
+        return
     _refuse_encode(None, value)
 
 
@@ -73,16 +128,16 @@ def dumps(value: Any) -> bytes:
     """
     check_plain(value)
     try:
-        return _dumps(value)
+        return _dumps(value, encoders=_encoder_map) if _encoder_map else _dumps(value)
     except (cbor2.CBOREncodeError, TypeError, ValueError, RecursionError) as e:
         raise EncodeError(f"cannot encode {type(value).__name__}: {e}") from None
 
 
 def dumps_trusted(value: Any) -> bytes:
     """
-    Encode a value this code built from plain types only (no check).
+    Encode a value whose arguments L{check_plain} already accepted.
     """
-    return _dumps(value)
+    return _dumps(value, encoders=_encoder_map) if _encoder_map else _dumps(value)
 
 
 _dumps = cbor2.dumps
