@@ -51,13 +51,20 @@ class Collector(Session):
         return ["answer", event.kernel.name] + list(event.args)
 
 
-class TCPTests(TestCase):
+class RealKernels(TestCase):
+    """
+    Kernels on the real reactor, shut down after each test.
+    """
+
     timeout = 30
 
     def kernel(self, name: str) -> Kernel:
         kernel = Kernel(name, reactor=reactor)
         self.addCleanup(kernel.shutdown)
         return kernel
+
+
+class TCPTests(RealKernels):
 
     @inlineCallbacks
     def listen(self, kernel: Kernel, **options) -> Any:

@@ -8,13 +8,10 @@ from __future__ import annotations
 import datetime
 from typing import Any, List
 
-from twisted.internet import reactor
 from twisted.internet.defer import inlineCallbacks
-from twisted.trial.unittest import TestCase
 
-from lightspeed import Kernel
 from lightspeed.errors import LinkClosed
-from lightspeed.test.test_network import Collector, wait_for
+from lightspeed.test.test_network import Collector, RealKernels, wait_for
 from lightspeed.tls import TLSConfig, create_ca, create_node
 
 CA_KEY, CA_CRT = create_ca("test CA")
@@ -26,14 +23,7 @@ def node(name: str, ca_key: bytes = CA_KEY, ca_crt: bytes = CA_CRT, trust: bytes
     return TLSConfig(cert=crt, key=key, ca=trust)
 
 
-class TLSTests(TestCase):
-    timeout = 30
-
-    def kernel(self, name: str) -> Kernel:
-        kernel = Kernel(name, reactor=reactor)
-        self.addCleanup(kernel.shutdown)
-        return kernel
-
+class TLSTests(RealKernels):
     @inlineCallbacks
     def pair(self, server_tls: TLSConfig, client_tls: TLSConfig, name: str) -> Any:
         a, b = self.kernel(f"{name}-a"), self.kernel(f"{name}-b")
