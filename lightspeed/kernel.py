@@ -175,7 +175,7 @@ class Kernel:
         if tls is not None:
             factory = tls_server_factory(tls, factory)
         service = ListenService(server_endpoint(self._reactor, endpoint), factory)
-        service.setServiceParent(self._services)
+        self._join(service)
         return service
 
     def connect(self, endpoint: Any, *, reconnect: bool = True, tls: Any = None, **options: Any) -> Any:
@@ -202,8 +202,13 @@ class Kernel:
         if tls is not None:
             client = tls_client_endpoint(tls, endpoint, client)
         service = connect_service(network, client, LinkOptions(**options), reconnect)
-        service.setServiceParent(self._services)
+        self._join(service)
         return service
+
+    def _join(self, service: Any) -> None:
+        if not self._services.running:  # e.g. listening again after shutdown()
+            self._services.startService()
+        service.setServiceParent(self._services)
 
     def shutdown(self) -> Deferred:
         """
@@ -673,6 +678,8 @@ class Kernel:
                 spec = Specifier((self.name,), (str(session.id),), check_state(args[0]))
                 return self._request_local(session, spec, args[1:], caller, timeout)
         spec, args = self.destination(_dest, args)
+        if len(spec.kernels) != 1 or spec.all_kernels or len(spec.sessions) != 1 or spec.all_sessions:
+            return fail(BadSpecifier(f"a request names exactly one kernel and one session, not {str(spec)!r}"))
         remote = self._remote_kernels(spec)
         if remote:
             if self.network is None:

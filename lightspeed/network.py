@@ -23,6 +23,7 @@ from twisted.python.failure import Failure
 
 from lightspeed.errors import (
     BadSpecifier,
+    EncodeError,
     LightspeedError,
     NoRoute,
     NoSuchSession,
@@ -47,8 +48,9 @@ from lightspeed.message import (
 )
 from lightspeed.auth import AuthRequest
 from lightspeed.router import LinkState, Router
-from lightspeed.session import RemoteSender, Session
+from lightspeed.session import RESERVED_STATES, RemoteSender, Session
 from lightspeed.specifier import Specifier, check_state, parse
+from lightspeed.wire.framing import DEFAULT_MAX_FRAME
 from lightspeed.wire.codec import check_plain, dumps, dumps_trusted, loads
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -96,6 +98,9 @@ class Network:
         self.incarnation = incarnation if incarnation is not None else new_incarnation()
         self.router = Router(self.name, self.incarnation)
         self.hops = DEFAULT_HOPS
+        #: The largest encoded payload a post may have: it must fit in a
+        #: frame of the default maximum size with its routing header.
+        self.max_payload = DEFAULT_MAX_FRAME - 64 * 1024
         self._links: Dict[str, List["LinkProtocol"]] = {}
         self._all_links: List["LinkProtocol"] = []
         self._requests: Dict[int, Tuple[Deferred, str, Any]] = {}
@@ -307,6 +312,8 @@ class Network:
         if state not in self._states:
             try:
                 check_state(state)
+                if state in RESERVED_STATES and kind != UNDELIVERABLE:
+                    raise BadSpecifier(f"state {state!r} is reserved and cannot be sent from another kernel")
             except BadSpecifier as e:
                 if kind == REQUEST:
                     self._forward(self.name, (origin,), self.hops,
@@ -314,7 +321,7 @@ class Network:
                 self._undeliverable(origin, sessions, state, str(e),
                                     (origin, s_session, args) if kind not in (UNDELIVERABLE, REQUEST) else None)
                 return
-            if len(self._states) < 4096:
+            if len(self._states) < 4096 and state not in RESERVED_STATES:
                 self._states.add(state)
         bounce = (origin, s_session, args) if kind != UNDELIVERABLE else None
         targets = self._targets(origin, sessions, state, bounce)
@@ -439,7 +446,10 @@ class Network:
             body = [kind or POST, sessions, spec.state, args, _wire_name(sender), cstate, cfile, cline]
         else:
             body = [CALL, sessions, spec.state, args, _wire_name(sender), cstate, cfile, cline, str(rsvp)]
-        unreachable = self._forward(self.name, kernels, self.hops, dumps_trusted(body))
+        payload = dumps_trusted(body)
+        if len(payload) > self.max_payload:
+            raise EncodeError(f"message of {len(payload)} bytes exceeds the {self.max_payload}-byte limit")
+        unreachable = self._forward(self.name, kernels, self.hops, payload)
         for kernel in unreachable:
             self.kernel._undeliverable(spec, f"no route to kernel {kernel!r}", (cfile, cline), sender, args)
 
@@ -480,7 +490,8 @@ class Network:
     def _response(self, payload: list, origin: str) -> None:
         _, _, request_id, ok, value = payload[:5]
         entry = self._requests.get(request_id)
-        if entry is None or entry[1] != origin:
+        relay_no_route = (not ok and type(value) is list and value[:1] == ["NoRoute"])
+        if entry is None or (entry[1] != origin and not relay_no_route):
             self.log.warn("answer from {origin} to unknown or expired request {id}", origin=origin, id=request_id)
             return
         del self._requests[request_id]
@@ -537,4 +548,6 @@ def _lsa_message(lsa: LinkState) -> list:
 def _remote_error(kind: str, message: str) -> Exception:
     if kind == "NoSuchSession":
         return NoSuchSession(message)
+    if kind == "NoRoute":
+        return NoRoute(message)
     return RemoteError(kind, message)

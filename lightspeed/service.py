@@ -113,19 +113,29 @@ class ListenService(Service):
 
 class ConnectService(MultiService):
     """
-    Keeps one link to an endpoint up, reconnecting with exponential
-    back-off (0.5 s doubling to 30 s, jittered) whenever it drops or its
-    handshake fails.  A C{ClientService} does the connecting; this adds
-    waiting for the handshake.
+    Keeps one link to an endpoint up, reconnecting with Twisted's
+    exponential back-off (from 0.5 s, growing 1.5 times per failure with up
+    to 1 s of jitter, at most 30 s) whenever it drops, cannot connect, or
+    has its handshake refused.  A C{ClientService} does the connecting; this
+    adds waiting for the handshake.
     """
 
     def __init__(self, network: "Network", endpoint: IStreamClientEndpoint, options: LinkOptions,
                  reconnect: bool = True) -> None:
         super().__init__()
-        policy = backoffPolicy(initialDelay=0.5, maxDelay=30.0) if reconnect else _once_policy
-        self.client = ClientService(endpoint, LinkFactory(network, options), retryPolicy=policy,
-                                    clock=network.kernel.reactor)
+        self._base_policy = backoffPolicy(initialDelay=0.5, maxDelay=30.0) if reconnect else _once_policy
+        # Handshakes refused in a row: a connection that is made but refused
+        # still backs off (Twisted counts it as a success).
+        self.refusals = 0
+        factory = _ReportingFactory(network, options, self)
+        self.client = ClientService(endpoint, factory, retryPolicy=self._policy, clock=network.kernel.reactor)
         self.client.setServiceParent(self)
+
+    def _policy(self, attempt: int) -> float:
+        return self._base_policy(attempt + self.refusals)
+
+    def _link_result(self, result: Any) -> None:
+        self.refusals = 0 if isinstance(result, LinkProtocol) else self.refusals + 1
 
     def whenConnected(self, failAfterFailures: Optional[int] = None) -> Deferred:
         """
@@ -149,6 +159,25 @@ class ConnectService(MultiService):
                 if fail_after is not None and failures >= fail_after:
                     raise
                 await protocol.when_lost()
+
+
+class _ReportingFactory(LinkFactory):
+    """
+    A link factory that tells its L{ConnectService} how each handshake
+    ended.
+    """
+
+    def __init__(self, network: "Network", options: LinkOptions, owner: ConnectService) -> None:
+        super().__init__(network, options)
+        self.owner = owner
+
+    def buildProtocol(self, addr: Any) -> LinkProtocol:
+        protocol = super().buildProtocol(addr)
+        protocol.when_ready().addBoth(self._report)
+        return protocol
+
+    def _report(self, result: Any) -> None:
+        self.owner._link_result(result)
 
 
 def connect_service(network: "Network", endpoint: IStreamClientEndpoint, options: LinkOptions,
@@ -191,8 +220,11 @@ def tls_client_endpoint(tls: Any, description: Any, endpoint: IStreamClientEndpo
 
 def _endpoint_host(description: Any, endpoint: Any) -> str:
     if isinstance(description, str):
-        for part in description.split(":")[1:]:
+        parts = description.split(":")
+        for part in parts[1:]:
             if part.startswith("host="):
                 return part[len("host="):]
+        if parts[0] in ("tcp", "tcp6") and len(parts) > 2 and "=" not in parts[1]:
+            return parts[1]  # the positional form tcp:HOST:PORT
         return ""
     return str(getattr(endpoint, "_hostText", None) or getattr(endpoint, "_host", "") or "")

@@ -82,6 +82,8 @@ class Options(usage.Options):
             self["listen"] = [DEFAULT_LISTEN]
         elif self["listen"] == ["none"]:
             self["listen"] = []
+        elif "none" in self["listen"]:
+            raise usage.UsageError("--listen none cannot be combined with other --listen options")
         try:
             self["keepalive"] = float(self["keepalive"])
         except ValueError:
@@ -144,9 +146,11 @@ class NodeService(Service):
         self.log.info("lightspeed kernel {name} starting", name=self.kernel.name)
         for endpoint in self.listen:
             listener = self.kernel.listen(endpoint, **self.link_options)
-            listener.whenListening().addCallback(
+            listener.whenListening().addCallbacks(
                 lambda port, e=endpoint: self.log.info("listening on {endpoint}: {address}",
-                                                       endpoint=e, address=port.getHost()))
+                                                       endpoint=e, address=port.getHost()),
+                lambda failure, e=endpoint: self.log.critical(
+                    "cannot listen on {endpoint}: {why}", endpoint=e, why=failure.getErrorMessage()))
             self.listeners.append(listener)
         for endpoint in self.connect:
             self.connectors.append(self.kernel.connect(endpoint, **self.link_options))

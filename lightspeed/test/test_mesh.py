@@ -476,3 +476,68 @@ class ForgedAdvertTests(SynchronousTestCase):
         mesh.settle()
         self.assertEqual([x[0] for x in log], ["c"])
         self.assertGreater(k["c"].network.router.own().seq, c_own.seq + 5)
+
+
+class NetworkReviewTests(SynchronousTestCase):
+    """
+    Behaviours found wrong in review, now fixed.
+    """
+
+    def setUp(self):
+        self.log: List[Any] = []
+        self.mesh, self.k, _ = build("abc", "ab bc")
+        for kernel in self.k.values():
+            kernel.spawn(Sink("s", self.log))
+            kernel.spawn(Sink("t", self.log))
+
+    def test_relay_no_route_answer(self):
+        """When a relay answers a request with NoRoute, then the request fails with NoRoute at once."""
+        from lightspeed.message import RESPONSE
+
+        d = self.k["a"].request("poe://c/s/slow", timeout=None)
+        (request_id,) = list(self.k["a"].network._requests)
+        self.k["a"].network._deliver("b", [RESPONSE, [], request_id, False, ["NoRoute", "no route to kernel 'c'"]])
+        self.failureResultOf(d, NoRoute)
+
+    def test_answer_from_wrong_kernel_ignored(self):
+        """When a success answer comes from a kernel the request was not sent to, then it is ignored."""
+        from lightspeed.message import RESPONSE
+
+        d = self.k["a"].request("poe://c/s/slow", timeout=None)
+        (request_id,) = list(self.k["a"].network._requests)
+        self.k["a"].network._deliver("b", [RESPONSE, [], request_id, True, "forged"])
+        self.assertNoResult(d)
+        d.cancel()
+        self.failureResultOf(d)
+
+    def test_oversized_post_refused_at_sender(self):
+        """When a post would not fit in a frame, then EncodeError at the call site and the link stays up."""
+        from lightspeed.errors import EncodeError
+
+        self.k["a"].network.max_payload = 1000
+        self.assertRaises(EncodeError, self.k["a"].post, "poe://b/s/hit", b"x" * 2000)
+        self.k["a"].post("poe://b/s/hit", b"small")
+        self.mesh.settle()
+        self.assertEqual([x[2] for x in self.log], [(b"small",)])
+
+    def test_reserved_states_not_remotely_postable(self):
+        """When another kernel posts to _start, _stop, _default or _undeliverable, then nothing runs and the sender hears why."""
+        started = []
+        self.k["b"].spawn(inline_states={"_start": lambda e: (started.append(1), e.kernel.alias_set("x")),
+                                         "_stop": lambda e: started.append("stop")})
+        notices = []
+        self.k["a"].spawn(inline_states={
+            "_start": lambda e: [e.kernel.alias_set("poster")] + [e.kernel.post(f"poe://b/x/{state}") for state in
+                                                                ("_start", "_stop", "_default", "_undeliverable")],
+            "_undeliverable": lambda e: notices.append(e.args[1]),
+            "wait": lambda e: None,
+        })
+        self.mesh.settle()
+        self.assertEqual(started, [1])
+        self.assertEqual(len(notices), 4)
+        self.assertIn("reserved", notices[0])
+
+    def test_request_names_one_session(self):
+        """When a request names several sessions or '*', then BadSpecifier, locally and remotely alike."""
+        for dest in ["poe://a/s,t/ask", "poe://b/s,t/ask", "poe://a/*/ask", "poe://*/s/ask", "poe://a,b/s/ask"]:
+            self.failureResultOf(self.k["a"].request(dest), BadSpecifier)

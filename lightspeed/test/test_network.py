@@ -211,3 +211,32 @@ class TCPMeshTests(TestCase):
         got = sorted((name, args) for name, args, _ in log)
         self.assertEqual(got, sorted([(f"m{n}", (1,)) for n in "bcde" for _ in "st"]
                                      + [(f"m{n}", (2,)) for n in "abd"]))
+
+
+class LifecycleTests(RealKernels):
+    @inlineCallbacks
+    def test_listen_again_after_shutdown(self):
+        """When a kernel shuts down and listens again, then the new listener starts."""
+        kernel = self.kernel("again")
+        yield kernel.listen("tcp:0:interface=127.0.0.1").whenListening()
+        yield kernel.shutdown()
+        port = yield kernel.listen("tcp:0:interface=127.0.0.1").whenListening()
+        self.assertTrue(port.getHost().port > 0)
+
+    @inlineCallbacks
+    def test_refused_handshakes_back_off(self):
+        """When handshakes keep being refused, then the connector counts them and its retry delay grows."""
+        a, b = self.kernel("bo-a"), self.kernel("bo-b")
+        port = yield b.listen("tcp:0:interface=127.0.0.1", password="right").whenListening()
+        service = a.connect(f"tcp:host=127.0.0.1:port={port.getHost().port}", password="wrong")
+        yield self.assertFailure(service.whenConnected(failAfterFailures=1), LinkClosed)
+        self.assertGreaterEqual(service.refusals, 1)
+        self.assertGreater(service._policy(0), 0.5)  # later than a first retry
+
+    def test_positional_tcp_host(self):
+        """When a TLS connect uses the positional tcp:HOST:PORT form, then the host is the name checked."""
+        from lightspeed.service import _endpoint_host
+
+        self.assertEqual(_endpoint_host("tcp:127.0.0.1:9876", None), "127.0.0.1")
+        self.assertEqual(_endpoint_host("tcp:host=example.org:port=1", None), "example.org")
+        self.assertEqual(_endpoint_host("unix:path=/x", None), "")

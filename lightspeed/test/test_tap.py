@@ -50,6 +50,10 @@ class OptionsTests(SynchronousTestCase):
         """When --listen none is given, then the node listens nowhere."""
         self.assertEqual(self.parse("--listen", "none")["listen"], [])
 
+    def test_listen_none_mixed(self):
+        """When --listen none is mixed with another --listen, then a UsageError."""
+        self.assertRaises(usage.UsageError, self.parse, "--listen", "none", "--listen", "tcp:1")
+
     def test_bad_kernel_name(self):
         """When the kernel name is malformed, then a UsageError names it."""
         error = self.assertRaises(usage.UsageError, self.parse, "--kernel", "a/b")
