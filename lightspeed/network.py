@@ -227,11 +227,12 @@ class Network:
             origin, incarnation, seq, links = parse_lsa(message)
             lsa = LinkState(origin, incarnation, seq, links)
             assert link.peer is not None
+            before = self.router.own()
             if self.router.receive(lsa, link.peer.name):
                 self._flood(lsa, link.peer.name)
                 self._routes_changed()
-            elif origin == self.name and self.router.own().seq > seq:
-                self._flood(self.router.own(), None)  # our true, newer self wins
+            elif self.router.own() is not before:
+                self._flood(self.router.own(), None)  # outbid a stale or forged copy of our own advert
         # Other link-level messages (PONG, future types) need no action.
 
     def _routed(self, origin: str, dests: List[str], hops: int, payload: bytes) -> None:

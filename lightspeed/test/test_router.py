@@ -683,7 +683,7 @@ class OrderIndependenceTests(SynchronousTestCase):
     @given(mesh=meshes(), data=st.data())
     @settings(max_examples=50, deadline=None)
     def test_any_order_same_routes(self, mesh, data):
-        """When the same LSAs (with older copies) arrive in any order, then database and routes are the same and right."""
+        """When the same LSAs (and older copies) arrive in any order, then database and routes agree and are right."""
         names, edges = mesh
         me = names[0]
         ads = adverts(edges)
@@ -724,7 +724,7 @@ class FloodingTests(ConvergenceMixin, SynchronousTestCase):
     @given(mesh=meshes(min_nodes=3, cyclic=True), rng=st.randoms(use_true_random=False))
     @settings(max_examples=50, deadline=None)
     def test_flood_cycle_down_restart(self, mesh, rng):
-        """When a cyclic mesh floods in random order, loses a cycle link and has a kernel restart, then all converge each time."""
+        """When a cyclic mesh floods at random, loses a cycle link and restarts a kernel, then all converge each time."""
         names, edges = mesh
         live = self.joined(names, edges, rng)
         self.assert_converged(live)
