@@ -90,7 +90,7 @@ def spawn(*args):
 
 def measure_raw(port):
     import cbor2
-    from twisted.internet import protocol, reactor
+    from twisted.internet import reactor
     from twisted.internet.defer import Deferred, inlineCallbacks
     from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
     from twisted.protocols.basic import Int32StringReceiver

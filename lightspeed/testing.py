@@ -16,7 +16,7 @@ a real reactor; links run the real handshake, framing and routing.
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional
 
 from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock

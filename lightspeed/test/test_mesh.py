@@ -12,10 +12,9 @@ from twisted.internet.defer import Deferred
 from twisted.logger import LogLevel, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
-from lightspeed import BadSpecifier, Kernel, NoRoute, NoSuchSession, Session
+from lightspeed import BadSpecifier, NoRoute, NoSuchSession, Session
 from lightspeed.errors import RemoteError, RequestTimeout
 from lightspeed.testing import MemoryMesh
-from lightspeed.wire.protocol import LinkOptions
 
 
 class Sink(Session):

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from lightspeed.errors import EncodeError, FrameTooLarge, ProtocolError
-from lightspeed.message import BYE, HELLO, LSA, PING, PONG, PROTOCOL_VERSION, READY, ROUTED
+from lightspeed.message import BYE, HELLO, LSA, PING, PONG, ROUTED
 from lightspeed.wire.codec import dumps, loads
 from lightspeed.wire.connection import Connection, LinkConfig, PeerInfo
 from lightspeed.wire.framing import Framer, frame
