@@ -310,6 +310,13 @@ class Network:
             if len(self._senders) > 1024:
                 self._senders.clear()
             sender = self._senders[key] = RemoteSender(kernel, origin, s_session, s_state, s_file, s_line)
+        if kind == POST and state in self._states and len(sessions) == 1 and type(sessions) is list \
+                and not kernel.auth._hooks:
+            # Hot path: a post to one aliased session, no hooks to ask.
+            session = kernel._aliases.get(sessions[0])
+            if session is not None:
+                kernel._enqueue(session, state, tuple(args), sender, s_state, s_file, s_line)
+                return
         if state not in self._states:
             try:
                 check_state(state)
@@ -333,7 +340,7 @@ class Network:
                     kernel._enqueue(session, state, args, sender, s_state, s_file, s_line)
             return
         rsvp_text = payload[8] if kind == CALL else None
-        if kernel.auth:
+        if kernel.auth._hooks:
             targets = self._authorized(kind, targets, state, rsvp_text, sender, args, bounce, origin)
         if kind == POST or kind == CALLREPLY:
             for session in targets:
