@@ -4,7 +4,7 @@ Sessions, the events their handlers receive, and postbacks.
 
 A session is a set of named states.  Give them either by subclassing
 L{Session} (every method whose name does not start with C{_} is a state, plus
-the reserved C{_start}, C{_stop} and C{_default}) or with
+the reserved C{_start}, C{_stop}, C{_default} and C{_undeliverable}) or with
 C{inline_states={'name': callable}}.  A handler takes one argument, the
 L{Event}.
 
