@@ -583,6 +583,8 @@ class Kernel:
             state = check_state(args[0])
             session = self.resolve(_dest)
             if session is None:
+                if isinstance(_dest, str):
+                    check_name(_dest, "session")  # a malformed name is a BadSpecifier
                 raise NoSuchSession(f"no session {_dest!r} in kernel {self.name!r}")
             return self._call(session, state, args[1:], self._current or self, self._current_state, *caller)
         spec, args = self.destination(_dest, args)
