@@ -171,6 +171,8 @@ class Kernel:
         from lightspeed.wire.protocol import LinkFactory, LinkOptions
 
         network = self.network_start()
+        if tls is not None and tls.ca is not None and tls.bind_names:
+            options.setdefault("tls_names", True)
         factory: Any = LinkFactory(network, LinkOptions(**options))
         if tls is not None:
             factory = tls_server_factory(tls, factory)
@@ -198,6 +200,8 @@ class Kernel:
         from lightspeed.wire.protocol import LinkOptions
 
         network = self.network_start()
+        if tls is not None and tls.ca is not None and tls.bind_names:
+            options.setdefault("tls_names", True)
         client = client_endpoint(self._reactor, endpoint)
         if tls is not None:
             client = tls_client_endpoint(tls, endpoint, client)

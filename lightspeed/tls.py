@@ -157,12 +157,16 @@ class TLSConfig:
         server accepts any client and a client trusts the system's roots.
     :ivar name: for a client end, the name the server's certificate must
         carry (default: the host it connects to).
+    :ivar bind_names: with a CA, also require the peer's certificate to
+        name the kernel it says it is in the handshake, so that a node
+        cannot pass itself off as another kernel (default true).
     """
 
     cert: "bytes | str"
     key: "bytes | str"
     ca: "bytes | str | None" = None
     name: Optional[str] = None
+    bind_names: bool = True
 
     def private_certificate(self) -> PrivateCertificate:
         return PrivateCertificate.loadPEM(_read(self.key) + b"\n" + _read(self.cert))

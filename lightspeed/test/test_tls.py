@@ -34,7 +34,7 @@ class TLSTests(RealKernels):
     @inlineCallbacks
     def test_mutual_tls(self):
         """When both ends have certificates from the CA, then the link is up over TLS and posts cross."""
-        a, b, service = yield self.pair(node("srv"), node("cli"), "ok")
+        a, b, service = yield self.pair(node("ok-b"), node("ok-a"), "ok")
         link = yield service.whenConnected(failAfterFailures=1)
         self.assertEqual(link.peer.name, "ok-b")
         self.assertIsNotNone(link.transport.getPeerCertificate())
@@ -53,24 +53,41 @@ class TLSTests(RealKernels):
 
     def test_client_from_wrong_ca(self):
         """When the client's certificate is signed by another CA, then the server refuses it."""
-        return self.refused(node("srv"), node("cli", OTHER_KEY, OTHER_CRT, trust=CA_CRT), "wrongca")
+        return self.refused(node("wrongca-b"), node("wrongca-a", OTHER_KEY, OTHER_CRT, trust=CA_CRT), "wrongca")
 
     def test_server_from_wrong_ca(self):
         """When the server's certificate is signed by another CA, then the client refuses it."""
-        return self.refused(node("srv", OTHER_KEY, OTHER_CRT, trust=CA_CRT), node("cli"), "wrongsrv")
+        return self.refused(node("wrongsrv-b", OTHER_KEY, OTHER_CRT, trust=CA_CRT), node("wrongsrv-a"), "wrongsrv")
 
     def test_wrong_name(self):
         """When the server's certificate does not carry the expected name, then the client refuses it."""
-        client = node("cli")
+        client = node("name-a")
         client.name = "someone-else"
-        return self.refused(node("srv"), client, "name")
+        return self.refused(node("name-b"), client, "name")
 
     def test_expired(self):
         """When the server's certificate has expired, then the client refuses it."""
         old = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(days=30)
-        return self.refused(node("srv", not_before=old, days=1), node("cli"), "expired")
+        return self.refused(node("expired-b", not_before=old, days=1), node("expired-a"), "expired")
 
     def test_self_signed_client(self):
         """When the client shows a self-signed certificate and the server requires its CA, then it is refused."""
         key, crt = create_ca("cli")
-        return self.refused(node("srv"), TLSConfig(cert=crt, key=key, ca=CA_CRT), "selfsigned")
+        return self.refused(node("selfsigned-b"), TLSConfig(cert=crt, key=key, ca=CA_CRT), "selfsigned")
+
+    @inlineCallbacks
+    def test_certificate_must_name_the_kernel(self):
+        """When a node's valid certificate names another kernel, then its handshake is refused with 'auth'."""
+        a, b, service = yield self.pair(node("bind-b"), node("someone-else"), "bind")
+        error = yield self.assertFailure(service.whenConnected(failAfterFailures=1), LinkClosed)
+        self.assertEqual(error.code, "auth")
+        self.assertIn("bind-a", str(error))
+
+    @inlineCallbacks
+    def test_name_binding_can_be_off(self):
+        """When bind_names is off, then any certificate from the CA will do."""
+        server, client = node("srv"), node("cli")
+        server.bind_names = client.bind_names = False
+        a, b, service = yield self.pair(server, client, "free")
+        link = yield service.whenConnected(failAfterFailures=1)
+        self.assertEqual(link.peer.name, "free-b")

@@ -96,7 +96,8 @@ class Connection:
 
     :param config: our side's settings.
     :param admit: called with the peer's name and incarnation; returns
-        L{None} to go on or a reason to refuse (e.g. a duplicate name).
+        L{None} to go on, a reason to refuse (BYE C{duplicate-name}), or a
+        C{(code, reason)} pair.
     :param on_up: called with the L{PeerInfo} when the handshake is done.
     :param on_message: called with each decoded message once up.
     :param on_close: called once with C{(code, message, by_peer)} when the
@@ -309,6 +310,8 @@ class Connection:
             raise HandshakeRefused("password required" if self.config.password is not None
                                    else "peer requires a password we do not have", "auth")
         reason = self._admit(name, incarnation)
+        if isinstance(reason, tuple):  # (code, message)
+            raise HandshakeRefused(reason[1], reason[0])
         if reason is not None:
             raise HandshakeRefused(reason, "duplicate-name")
         compression = self.config.compression and "zlib" in offers

@@ -42,12 +42,15 @@ class LinkOptions:
         AUTHCLIENT).
     :ivar max_backlog: bytes that may wait for a peer that does not read
         (the transport paused us); past it the link closes ("slow-reader").
+    :ivar tls_names: require the peer's TLS certificate to carry its kernel
+        name (common name or DNS subject alternative name); set for you by
+        C{listen}/C{connect} with C{tls=} when the L{TLSConfig} has a CA.
     """
 
     def __init__(self, password: Any = None, compression: bool = False, keepalive: float = 15.0,
                  handshake_timeout: float = 10.0, max_frame: int = DEFAULT_MAX_FRAME,
                  accept: Optional[Callable[[IAddress, IAddress], bool]] = None,
-                 max_backlog: int = 64 * 1024 * 1024) -> None:
+                 max_backlog: int = 64 * 1024 * 1024, tls_names: bool = False) -> None:
         if isinstance(password, str):
             password = password.encode("utf-8")
         self.password: Optional[bytes] = password
@@ -57,6 +60,7 @@ class LinkOptions:
         self.max_frame = max_frame
         self.accept = accept
         self.max_backlog = max_backlog
+        self.tls_names = tls_names
 
 
 class LinkProtocol(Protocol):
@@ -94,7 +98,7 @@ class LinkProtocol(Protocol):
             return
         config = LinkConfig(self.network.name, self.network.incarnation, self.options.compression,
                             self.options.password, self.options.max_frame)
-        self.conn = Connection(config, self.network.admit, self._up, self._message, self._closed,
+        self.conn = Connection(config, self._admit, self._up, self._message, self._closed,
                                self._want_flush)
         # The transport pauses us when the peer stops reading (flow control).
         self.transport.registerProducer(self, True)
@@ -126,6 +130,15 @@ class LinkProtocol(Protocol):
             d.callback(None)
         self._set_ready(Failure(LinkClosed(f"link closed before the handshake finished: "
                                            f"{reason.getErrorMessage() if reason else '?'}")))
+
+    def _admit(self, name: str, incarnation: int) -> Any:
+        """
+        The network's admission rule, plus, on a TLS link whose options say
+        so, the rule that the peer's certificate names its kernel.
+        """
+        if self.options.tls_names and not _certificate_names(self.transport, name):
+            return ("auth", f"the peer's TLS certificate does not name kernel {name!r}")
+        return self.network.admit(name, incarnation)
 
     # -- readiness -----------------------------------------------------------
 
@@ -276,3 +289,24 @@ class LinkFactory(Factory):
         protocol = LinkProtocol(self.network, self.options, self.reactor)
         protocol.factory = self
         return protocol
+
+
+def _certificate_names(transport: Any, name: str) -> bool:
+    """
+    Whether the peer certificate on C{transport} names C{name}.
+    """
+    getter = getattr(transport, "getPeerCertificate", None)
+    certificate = getter() if getter is not None else None
+    if certificate is None:
+        return False
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
+    cert = certificate.to_cryptography()
+    names = {a.value for a in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)}
+    try:
+        alt = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        names.update(alt.get_values_for_type(x509.DNSName))
+    except x509.ExtensionNotFound:
+        pass
+    return name in names
