@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import types
 import secrets
 import socket
 import sys
@@ -662,8 +663,17 @@ class Kernel:
             if previous[0] is not session:
                 self._maybe_stop(session)  # it may have dropped its last alias
         if hasattr(result, "__await__") and not isinstance(result, Deferred):
-            result = ensureDeferred(result)
+            result = self._as_deferred(session, state, result)
         return result
+
+    def _as_deferred(self, session: Session, state: str, awaitable: Any) -> Deferred:
+        """
+        Run a handler's coroutine as a Deferred, with C{session} and
+        C{state} current at every step (not just until its first C{await}),
+        so that posts, C{yield_} and C{alias_set} inside it behave as in a
+        plain handler.
+        """
+        return ensureDeferred(_with_current(self, session, state, awaitable))
 
     def request(self, _dest: Any, *args: Any, timeout: Optional[float] = DEFAULT_REQUEST_TIMEOUT) -> Deferred:
         """
@@ -912,7 +922,7 @@ class Kernel:
         """
         Log the failure of a handler's Deferred or coroutine.
         """
-        d = result if isinstance(result, Deferred) else ensureDeferred(result)
+        d = result if isinstance(result, Deferred) else self._as_deferred(session, state, result)
         d.addErrback(lambda f: self._log_failure(session, state, f))
 
     def _run(self, session: Session, handler: Callable[[Event], Any], state: str, args: Tuple[Any, ...],
@@ -932,6 +942,30 @@ class Kernel:
 
     def _sender(self) -> Any:
         return self._current or self
+
+
+@types.coroutine
+def _with_current(kernel: Kernel, session: Session, state: str, awaitable: Any) -> Any:
+    """
+    Drive C{awaitable} step by step, making C{session} in C{state} the
+    kernel's current session while each step runs.
+    """
+    steps = awaitable.__await__()
+    value: Any = None
+    error: Optional[BaseException] = None
+    while True:
+        previous = kernel._current, kernel._current_state
+        kernel._current, kernel._current_state = session, state
+        try:
+            yielded = steps.send(value) if error is None else steps.throw(error)
+        except StopIteration as stop:
+            return stop.value
+        finally:
+            kernel._current, kernel._current_state = previous
+        try:
+            value, error = (yield yielded), None
+        except BaseException as e:  # thrown in by the driver: pass it on
+            value, error = None, e
 
 
 def _caller(depth: int) -> Tuple[Optional[str], Optional[int]]:

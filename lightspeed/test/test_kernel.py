@@ -635,3 +635,67 @@ class ReviewFixTests(SynchronousTestCase):
         seen = []
         self.kernel.spawn(Session(inline_states={"_start": lambda e: seen.append(e.args)}), args=(1, 2))
         self.assertEqual(seen, [(1, 2)])
+
+
+class AsyncHandlerTests(SynchronousTestCase):
+    def test_current_session_after_await(self):
+        """When an async handler posts, yields and sets an alias after an await, then it acts as its own session."""
+        kernel, clock = make_kernel()
+        gate = Deferred()
+        seen = []
+
+        async def work(event):
+            await gate
+            event.kernel.alias_set("later")
+            event.kernel.yield_("next", 1)
+            event.kernel.post("rec", "hit", 2)
+            return "done"
+
+        target = kernel.spawn(Recorder())
+        session = kernel.spawn(inline_states={
+            "_start": lambda e: e.kernel.alias_set("worker"),
+            "work": work,
+            "next": lambda e: seen.append((e.args, e.sender)),
+        })
+        kernel.post("worker", "work")
+        kernel.flush()
+        gate.callback(None)
+        kernel.flush()
+        self.assertEqual(kernel.alias_list(session), ["worker", "later"])
+        self.assertEqual(seen, [((1,), session)])
+        self.assertIs(target.events[0].sender, session)
+        self.assertIsNone(kernel._current)
+
+    def test_async_failure_after_await_logged(self):
+        """When an async handler raises after an await, then the failure is logged with its session."""
+        kernel, clock = make_kernel()
+        gate = Deferred()
+
+        async def work(event):
+            await gate
+            raise KeyError("late")
+
+        kernel.spawn(inline_states={"_start": lambda e: e.kernel.alias_set("w"), "work": work})
+        kernel.post("w", "work")
+        kernel.flush()
+        gate.callback(None)
+        self.assertEqual(len(self.flushLoggedErrors(KeyError)), 1)
+
+    def test_awaited_failure_reaches_the_coroutine(self):
+        """When an awaited Deferred fails, then the coroutine can catch it."""
+        kernel, clock = make_kernel()
+        gate = Deferred()
+        caught = []
+
+        async def work(event):
+            try:
+                await gate
+            except ValueError as e:
+                caught.append(str(e))
+            return len(caught)
+
+        kernel.spawn(inline_states={"_start": lambda e: e.kernel.alias_set("w"), "work": work})
+        d = kernel.request("w", "work")
+        gate.errback(ValueError("nope"))
+        self.assertEqual(self.successResultOf(d), 1)
+        self.assertEqual(caught, ["nope"])
