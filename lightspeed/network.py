@@ -70,6 +70,10 @@ def new_incarnation() -> int:
 
 _WILD = ("*",)
 
+#: Seconds for which an edge that an LSA withdrew still counts when checking
+#: that a message's origin is behind the link it arrived on.
+FADING_GRACE = 30.0
+
 
 def _wire_name(sender: Any) -> Optional[str]:
     """
@@ -112,6 +116,10 @@ class Network:
         self._only_me = [self.name]
         self._refused_requests: Dict[int, str] = {}
         self._states: set = set()
+        #: How many messages were dropped because their origin was not
+        #: behind the link they arrived on.
+        self.misrouted = 0
+        self._fading_call: Any = None
 
     # -- output coalescing -----------------------------------------------------
 
@@ -202,6 +210,13 @@ class Network:
 
     def _routes_changed(self) -> None:
         self._split_cache.clear()
+        if self.router._fading:
+            # Withdrawn edges still vouch for origins for a while: a message
+            # sent before the change may still be on its way.
+            if self._fading_call is not None and self._fading_call.active():
+                self._fading_call.reset(FADING_GRACE)
+            else:
+                self._fading_call = self.kernel.reactor.callLater(FADING_GRACE, self.router.forget_fading)
         reachable = self.router.reachable()
         for request_id, (d, kernel, _) in list(self._requests.items()):
             if kernel not in reachable:
@@ -217,12 +232,21 @@ class Network:
         """
         kind = message[0]
         if kind == ROUTED:
+            peer = link.peer.name  # type: ignore[union-attr]
             if len(message) >= 5 and message[2] == self._only_me and type(message[4]) is bytes \
                     and type(message[1]) is str and type(message[3]) is int and message[1] != self.name:
                 # Hot path: a message for this kernel alone.
-                self._deliver(message[1], parse_payload(loads(message[4])))
+                origin = message[1]
+                if origin != peer and origin not in self.router.behind(peer):
+                    self._misrouted(origin, peer, [self.name], message[4])
+                    return
+                self._deliver(origin, parse_payload(loads(message[4])))
             else:
-                self._routed(*parse_routed(message))
+                origin, dests, hops, payload = parse_routed(message)
+                if origin != peer and origin != self.name and origin not in self.router.behind(peer):
+                    self._misrouted(origin, peer, dests, payload)
+                    return
+                self._routed(origin, dests, hops, payload)
         elif kind == LSA:
             origin, incarnation, seq, links = parse_lsa(message)
             lsa = LinkState(origin, incarnation, seq, links)
@@ -234,6 +258,19 @@ class Network:
             elif self.router.own() is not before:
                 self._flood(self.router.own(), None)  # outbid a stale or forged copy of our own advert
         # Other link-level messages (PONG, future types) need no action.
+
+    def _misrouted(self, origin: str, peer: str, dests: List[str], payload: bytes) -> None:
+        """
+        A message claims an origin that is not behind the link it arrived
+        on: its origin is forged (or it was sent just before a change of
+        the network that has already reached us).  Drop it with a log
+        line and tell the claimed origin, if we can reach it.
+        """
+        self.misrouted += 1
+        why = f"origin {origin!r} is not behind the link from {peer!r}: message dropped"
+        self._relay_failed(origin, dests, payload, why, self.router.next_hop(origin) is not None,
+                           f"dropped by kernel {self.name!r}: it arrived from {peer!r}, which is not on a path "
+                           f"from kernel {origin!r}")
 
     def _routed(self, origin: str, dests: List[str], hops: int, payload: bytes) -> None:
         if origin == self.name:
@@ -275,9 +312,11 @@ class Network:
             self._relay_failed(origin, unreachable, payload, "no route", bounce)
         return unreachable
 
-    def _relay_failed(self, origin: str, dests: List[str], payload: bytes, why: str, bounce: bool) -> None:
+    def _relay_failed(self, origin: str, dests: List[str], payload: bytes, why: str, bounce: bool,
+                      reason: Optional[str] = None) -> None:
         """
-        A relay cannot pass a message on: log it and tell its sender.
+        A relay cannot pass a message on: log it and tell its sender
+        (C{reason}, default "C{why} to kernel K").
         """
         self.log.warn("{why} from {kernel} to {dests} for a message from {origin}",
                       why=why, kernel=self.name, dests=dests, origin=origin)
@@ -290,11 +329,12 @@ class Network:
         if body[0] in (POST, CALL, CALLREPLY):
             sessions = body[1] if body[1] == "*" else ",".join(body[1])
             for kernel in dests:
-                self.bounce(origin, body[4], f"poe://{kernel}/{sessions}/{body[2]}", f"{why} to kernel {kernel!r}",
-                            body[3])
+                self.bounce(origin, body[4], f"poe://{kernel}/{sessions}/{body[2]}",
+                            reason or f"{why} to kernel {kernel!r}", body[3])
         elif body[0] == REQUEST:
             self._forward(self.name, (origin,), self.hops,
-                          dumps([RESPONSE, [], body[8], False, ["NoRoute", f"{why} to kernel {dests[0]!r}"]]),
+                          dumps([RESPONSE, [], body[8], False,
+                                 ["NoRoute", reason or f"{why} to kernel {dests[0]!r}"]]),
                           bounce=False)
 
     def _deliver(self, origin: str, payload: list) -> None:
@@ -545,6 +585,9 @@ class Network:
         """
         Close every link with a BYE.
         """
+        self.router.forget_fading()
+        if self._fading_call is not None and self._fading_call.active():
+            self._fading_call.cancel()
         for link in list(self._all_links):
             link.close(code, message)
 

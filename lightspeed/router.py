@@ -91,6 +91,8 @@ class Router:
         self._dirty = True
         self._hops: Dict[str, str] = {}
         self._distances: Dict[str, int] = {}
+        self._behind: Dict[str, FrozenSet[str]] = {}
+        self._fading: set = set()
 
     # -- own links -----------------------------------------------------------
 
@@ -178,7 +180,29 @@ class Router:
         self._lsas[lsa.origin] = lsa
         if held is None or held.links != lsa.links:
             self._dirty = True
+            if held is not None:
+                kept = dict(lsa.links)
+                for peer, _ in held.links:
+                    if peer not in kept:
+                        self._fading.add((lsa.origin, peer))
         return True
+
+    def fading(self) -> FrozenSet[Tuple[str, str]]:
+        """
+        :returns: the edges C{(origin, peer)} that an LSA has withdrawn since
+            the last L{forget_fading}.
+        """
+        return frozenset(self._fading)
+
+    def forget_fading(self) -> None:
+        """
+        Stop counting withdrawn edges in L{behind}; the caller does this a
+        while (longer than a message can take across the network) after
+        the last change.
+        """
+        if self._fading:
+            self._fading.clear()
+            self._behind = {}
 
     def database(self) -> List[LinkState]:
         """
@@ -218,6 +242,7 @@ class Router:
         del done[self.name]
         self._hops = {kernel: hop for kernel, (_, hop) in done.items()}
         self._distances = {kernel: distance for kernel, (distance, _) in done.items()}
+        self._behind = {}
         self._dirty = False
 
     def _routes(self) -> Dict[str, str]:
@@ -259,6 +284,46 @@ class Router:
         if held is None or kernel not in self._routes():
             return None
         return held.incarnation
+
+    def behind(self, neighbour: str) -> FrozenSet[str]:
+        """
+        The kernels a message arriving from C{neighbour} can honestly come
+        from: C{neighbour} itself and every kernel that reaches it over
+        usable (two-way) edges without passing through us.
+
+        In a tree that is the subtree behind the link; in a cycle it holds
+        every kernel of the cycle, since any of them may route through
+        C{neighbour} after a change.  Edges that went away recently (see
+        L{fading}) still count, so that a message sent before a change
+        that overtook it is not taken for a forgery.  Computed on demand
+        and cached until the database changes.
+
+        :param neighbour: a kernel we have a link to.
+        :returns: the set, C{neighbour} included.
+        """
+        if self._dirty:
+            self._recompute()
+        cached = self._behind.get(neighbour)
+        if cached is not None:
+            return cached
+        adverts: Dict[str, Dict[str, int]] = {o: dict(lsa.links) for o, lsa in self._lsas.items()}
+        adjacent: Dict[str, List[str]] = {}
+        for node, links in adverts.items():
+            adjacent[node] = [peer for peer in links if node in adverts.get(peer, {})]
+        for a, b in self._fading:
+            adjacent.setdefault(a, []).append(b)
+            adjacent.setdefault(b, []).append(a)
+        seen = {neighbour}
+        stack = [neighbour]
+        while stack:
+            node = stack.pop()
+            for peer in adjacent.get(node, ()):
+                if peer == self.name or peer in seen:
+                    continue
+                seen.add(peer)
+                stack.append(peer)
+        result = self._behind[neighbour] = frozenset(seen)
+        return result
 
     def split(self, kernels: Iterable[str]) -> Tuple[Dict[str, List[str]], List[str]]:
         """

@@ -764,3 +764,53 @@ class FloodingTests(ConvergenceMixin, SynchronousTestCase):
         live.settle()
         self.assert_converged(live)
         self.assertEqual({r.reachable() | {n} for n, r in live.routers.items()}, {frozenset(names)})
+
+
+class BehindTests(SynchronousTestCase):
+    """
+    L{Router.behind}: which origins a neighbour's link can carry.
+    """
+
+    def make(self, edges: str) -> "Router":
+        """
+        Router 'x' whose database holds a two-way LSA set for C{edges}
+        ('xa ab bc': x's own links plus the others').
+        """
+        adjacency: dict = {}
+        for edge in edges.split():
+            adjacency.setdefault(edge[0], set()).add(edge[1])
+            adjacency.setdefault(edge[1], set()).add(edge[0])
+        router = Router("x", 1)
+        for peer in sorted(adjacency.get("x", ())):
+            router.link_up(peer)
+        for node, peers in adjacency.items():
+            if node != "x":
+                router.receive(LinkState(node, 1, 1, tuple((p, 1) for p in sorted(peers))), "a")
+        return router
+
+    def test_tree(self):
+        """When the network is a tree, then each link carries its own subtree."""
+        router = self.make("xa ab xc cd")
+        self.assertEqual(router.behind("a"), {"a", "b"})
+        self.assertEqual(router.behind("c"), {"c", "d"})
+
+    def test_cycle(self):
+        """When a cycle joins two links, then both carry every kernel of it."""
+        router = self.make("xa ab bc cx")
+        self.assertEqual(router.behind("a"), {"a", "b", "c"})
+        self.assertEqual(router.behind("c"), {"a", "b", "c"})
+
+    def test_one_way_edge(self):
+        """When only one end lists an edge, then it carries nothing."""
+        router = self.make("xa")
+        router.receive(LinkState("b", 1, 1, (("a", 1),)), "a")
+        self.assertEqual(router.behind("a"), {"a"})
+
+    def test_fading(self):
+        """When an LSA withdraws an edge, then the edge still counts until forget_fading."""
+        router = self.make("xa ab")
+        router.receive(LinkState("b", 1, 2, ()), "a")
+        self.assertEqual(router.fading(), {("b", "a")})
+        self.assertEqual(router.behind("a"), {"a", "b"})
+        router.forget_fading()
+        self.assertEqual(router.behind("a"), {"a"})

@@ -1,0 +1,169 @@
+# -*- test-case-name: lightspeed.test.test_forgery -*-
+"""
+Messages whose origin is not behind the link they arrive on are dropped,
+logged and reported to the kernel they claim to come from.
+"""
+
+from __future__ import annotations
+
+from typing import Any, List
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from lightspeed.message import POST, REQUEST, routed_body
+from lightspeed.test.test_mesh import Sink, Warnings, build
+from lightspeed.wire.codec import dumps
+from lightspeed.wire.framing import frame
+
+
+def post_payload(session: str, state: str, *args: Any, sender: Any = None) -> bytes:
+    return dumps([POST, [session], state, list(args), sender, None, None, None])
+
+
+class ForgedOriginTests(SynchronousTestCase):
+    """
+    a - b - c, and d - c: from b's point of view only a is behind the
+    link from a; c and d are behind the link from c.
+    """
+
+    def setUp(self):
+        self.log: List[Any] = []
+        self.mesh, self.k, self.links = build("abcd", "ab bc dc")
+        self.k["b"].spawn(Sink("s", self.log))
+        self.k["d"].spawn(Sink("s", self.log))
+        self.notices: List[Any] = []
+        self.k["c"].spawn(inline_states={
+            "_start": lambda e: e.kernel.alias_set("victim"),
+            "_undeliverable": lambda e: self.notices.append(e.args),
+        })
+        self.warnings = Warnings(self)
+
+    def inject(self, origin: str, dests: tuple, payload: bytes) -> None:
+        """
+        Make a send C{payload} as if it came from C{origin}.
+        """
+        self.links["ab"].server.dataReceived(frame(routed_body(origin, dests, 5, payload)))
+        self.mesh.settle()
+
+    def test_forged_origin_dropped(self):
+        """When a claims a message comes from c, then b drops it, logs it, tells c, and keeps the link."""
+        self.inject("c", ("b",), post_payload("s", "hit", "forged", sender="victim"))
+        self.assertEqual(self.log, [])
+        self.assertEqual(self.k["b"].network.misrouted, 1)
+        (notice,) = self.notices
+        self.assertEqual(notice[0], "poe://b/s/hit")
+        self.assertIn("not on a path from kernel 'c'", notice[1])
+        self.assertEqual(notice[2], ["forged"])
+        self.assertTrue(any("not behind the link from 'a'" in str(w.get("why")) for w in self.warnings.events))
+        # The link from a stays up and honest traffic still flows both ways.
+        self.assertEqual(sorted(link.peer.name for link in self.k["b"].network.links()), ["a", "c"])
+        self.k["a"].post("poe://b/s/hit", "honest")
+        self.k["c"].post("poe://b/s/hit", "also honest")
+        self.mesh.settle()
+        self.assertEqual(sorted(entry[2] for entry in self.log), [("also honest",), ("honest",)])
+
+    def test_forged_origin_relayed(self):
+        """When a forged message is for a kernel further on, then b does not relay it."""
+        self.inject("c", ("d",), post_payload("s", "hit", "forged"))
+        self.assertEqual(self.log, [])
+        self.assertEqual(self.k["b"].network.misrouted, 1)
+
+    def test_unknown_origin(self):
+        """When a message claims a kernel nobody knows, then it is dropped and nothing is bounced."""
+        self.inject("zz", ("b",), post_payload("s", "hit", "who"))
+        self.assertEqual(self.log, [])
+        self.assertEqual(self.k["b"].network.misrouted, 1)
+        self.assertEqual(self.notices, [])
+
+    def test_forged_request(self):
+        """When a forged request arrives, then it is not run and the claimed origin gets no answer it asked for."""
+        ran: List[Any] = []
+        self.k["b"].spawn(inline_states={"_start": lambda e: e.kernel.alias_set("q"),
+                                         "ask": lambda e: ran.append(e.args)})
+        self.inject("c", ("b",), dumps([REQUEST, ["q"], "ask", [1], None, None, None, None, 77]))
+        self.assertEqual(ran, [])
+        self.assertEqual(self.k["b"].network.misrouted, 1)
+
+    def test_neighbour_as_origin(self):
+        """When a sends in its own name, then the message is delivered."""
+        self.inject("a", ("b",), post_payload("s", "hit", "mine"))
+        self.assertEqual([entry[2] for entry in self.log], [("mine",)])
+        self.assertEqual(self.k["b"].network.misrouted, 0)
+
+
+class CycleTests(SynchronousTestCase):
+    def test_origin_behind_either_way_round(self):
+        """When a ring can carry c's messages to b either way round, then c's message via a is delivered."""
+        log: List[Any] = []
+        mesh, k, links = build("abcd", "ab bc cd da")
+        k["b"].spawn(Sink("s", log))
+        links["ab"].server.dataReceived(frame(routed_body("c", ("b",), 5, post_payload("s", "hit", "round"))))
+        mesh.settle()
+        self.assertEqual([entry[2] for entry in log], [("round",)])
+        self.assertEqual(k["b"].network.misrouted, 0)
+
+    def test_honest_traffic_never_misrouted(self):
+        """When every kernel of a meshed network posts to every other while links drop and come back, then nothing is dropped as forged."""
+        log: List[Any] = []
+        mesh, k, links = build("abcdef", "ab bc cd de ef fa ad be")
+        for name, kernel in k.items():
+            kernel.spawn(Sink("s", log))
+        expected = 0
+        for round_ in range(3):
+            for src in k.values():
+                src.post("poe://*/s/hit", round_)
+                expected += len(k) - 1
+            mesh.settle()
+            if round_ == 0:
+                links["ad"].close()
+            if round_ == 1:
+                links["bc"].close()
+            mesh.settle()
+        self.assertEqual(len(log), expected)
+        self.assertEqual([kernel.network.misrouted for kernel in k.values()], [0] * len(k))
+
+    def test_churn_in_flight_never_misrouted(self):
+        """When links drop while messages are on their way, then messages that overtaken LSAs outran are not taken for forgeries."""
+        import random
+
+        for seed in (9, 24):  # seeds whose churn once made honest messages look forged
+            rnd = random.Random(seed)
+            log: List[Any] = []
+            mesh, k, links = build("abcdefgh", "ab bc cd de ef fg gh ha ad be cg fh")
+            for kernel in k.values():
+                kernel.spawn(Sink("s", log))
+            names = list(links)
+            for round_ in range(6):
+                for src in k.values():
+                    src.post("poe://*/s/hit", round_)
+                if round_ % 2 == 0:
+                    links[rnd.choice(names)].close()
+                for src in k.values():
+                    src.post("poe://*/s/hit", round_)
+            mesh.settle()
+            self.assertTrue(log)
+            self.assertEqual([kernel.network.misrouted for kernel in k.values()], [0] * len(k))
+
+
+class FadingTests(SynchronousTestCase):
+    def test_withdrawn_edge_vouches_for_a_while(self):
+        """When an edge is withdrawn, then it vouches for origins for FADING_GRACE seconds and not after."""
+        from lightspeed.network import FADING_GRACE
+
+        log: List[Any] = []
+        # b's only way to d is a - c - d; a - c goes down.
+        mesh, k, links = build("abcd", "ab ac cd")
+        k["b"].spawn(Sink("s", log))
+        links["ac"].close()
+        mesh.settle()
+        self.assertNotIn("d", k["b"].network.router.reachable())
+        send = lambda: links["ab"].server.dataReceived(
+            frame(routed_body("d", ("b",), 5, post_payload("s", "hit", "late"))))
+        send()
+        mesh.settle()
+        self.assertEqual([entry[2] for entry in log], [("late",)])
+        mesh.advance(FADING_GRACE + 1)
+        send()
+        mesh.settle()
+        self.assertEqual(len(log), 1)
+        self.assertEqual(k["b"].network.misrouted, 1)
