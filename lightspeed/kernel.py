@@ -153,6 +153,27 @@ class Kernel:
             self._services.startService()
         return self.network
 
+    def sign_adverts(self, tls: Any) -> None:
+        """
+        Sign this kernel's routing adverts (LSAs) with the key of its node
+        certificate, and from now on believe another kernel's advert only
+        if it is signed by a certificate that the CA issued and that names
+        that kernel; any other advert closes the link it came on (BYE
+        C{bad-advert}).  Every kernel of the mesh must do the same.
+
+        :param tls: a L{lightspeed.tls.TLSConfig} with a CA, or a
+            L{lightspeed.adverts.AdvertSigner}.
+        :raises ValueError: if there is no CA or the certificate cannot sign.
+        """
+        from lightspeed.adverts import AdvertSigner
+
+        signer = tls if isinstance(tls, AdvertSigner) else AdvertSigner.from_tls(tls)
+        network = self.network_start()
+        network.signer = signer
+        if network.links():
+            # Neighbours hold our unsigned advert: outbid it with a signed one.
+            network._flood(network.router.readvertise(), None)
+
     def listen(self, endpoint: Any = "tcp:9876:interface=127.0.0.1", *, tls: Any = None, **options: Any) -> Any:
         """
         Accept links from other kernels (the seed's Server).

@@ -113,9 +113,11 @@ def parse_routed(message: List[Any]) -> Tuple[str, List[str], int, bytes]:
     return origin, dests, hops, payload
 
 
-def parse_lsa(message: List[Any]) -> Tuple[str, int, int, Tuple[Tuple[str, int], ...]]:
+def parse_lsa(message: List[Any]) -> Tuple[str, int, int, Tuple[Tuple[str, int], ...], Any]:
     """
-    :returns: C{(origin, incarnation, seq, links)} of an LSA message.
+    :returns: C{(origin, incarnation, seq, links, proof)} of an LSA message;
+        C{proof} is its sixth item (a signature, see L{lightspeed.adverts}),
+        L{None} if absent, checked by the caller.
     :raises ProtocolError: if a field has the wrong type.
     """
     if len(message) < 5:
@@ -130,7 +132,7 @@ def parse_lsa(message: List[Any]) -> Tuple[str, int, int, Tuple[Tuple[str, int],
                 or type(link[1]) is not int or link[1] < 1:
             raise malformed("LSA link")
         out.append((link[0], link[1]))
-    return origin, incarnation, seq, tuple(sorted(out))
+    return origin, incarnation, seq, tuple(sorted(out)), message[5] if len(message) > 5 else None
 
 
 def parse_payload(payload: Any) -> List[Any]:

@@ -54,6 +54,7 @@ from lightspeed.wire.framing import DEFAULT_MAX_FRAME
 from lightspeed.wire.codec import check_plain, dumps, dumps_trusted, loads
 
 if TYPE_CHECKING:  # pragma: no cover
+    from lightspeed.adverts import AdvertSigner
     from lightspeed.kernel import Kernel
     from lightspeed.wire.protocol import LinkProtocol
 
@@ -120,6 +121,9 @@ class Network:
         #: behind the link they arrived on.
         self.misrouted = 0
         self._fading_call: Any = None
+        #: Signs our LSAs and checks everyone else's, when set (see
+        #: L{Kernel.sign_adverts}).
+        self.signer: Optional["AdvertSigner"] = None
 
     # -- output coalescing -----------------------------------------------------
 
@@ -169,7 +173,7 @@ class Network:
         self.log.info("link up: {kernel} <-> {peer}", kernel=self.name, peer=peer.name)
         # Database sync: the new neighbour learns everything we know.
         for lsa in self.router.database():
-            link.send_message(_lsa_message(lsa))
+            link.send_message(self._lsa_message(lsa))
         self._split_cache.clear()
         if len(links) == 1:
             self._flood(self.router.link_up(peer.name), None)
@@ -203,7 +207,7 @@ class Network:
         return list(self._all_links)
 
     def _flood(self, lsa: LinkState, source: Optional[str]) -> None:
-        message = _lsa_message(lsa)
+        message = self._lsa_message(lsa)
         for neighbour, links in self._links.items():
             if neighbour != source and links:
                 links[0].send_message(message)
@@ -248,9 +252,13 @@ class Network:
                     return
                 self._routed(origin, dests, hops, payload)
         elif kind == LSA:
-            origin, incarnation, seq, links = parse_lsa(message)
-            lsa = LinkState(origin, incarnation, seq, links)
+            origin, incarnation, seq, links, proof = parse_lsa(message)
+            lsa = LinkState(origin, incarnation, seq, links, proof)
             assert link.peer is not None
+            if self.signer is not None and (origin == self.name or lsa.newer_than(self.router.held(origin))):
+                reason = self.signer.verify(lsa, proof)
+                if reason is not None:
+                    raise ProtocolError(f"advert of kernel {origin!r} refused: {reason}", "bad-advert")
             before = self.router.own()
             if self.router.receive(lsa, link.peer.name):
                 self._flood(lsa, link.peer.name)
@@ -579,6 +587,15 @@ class Network:
 
         d.addCallbacks(lambda value: respond(True, value), failed)
 
+    def _lsa_message(self, lsa: LinkState) -> list:
+        message = [LSA, lsa.origin, lsa.incarnation, lsa.seq, [list(link) for link in lsa.links]]
+        proof = lsa.proof
+        if lsa.origin == self.name and self.signer is not None:
+            proof = self.signer.sign(lsa)
+        if proof is not None:
+            message.append(proof)
+        return message
+
     # -- shutdown ------------------------------------------------------------
 
     def close_links(self, code: str = "shutdown", message: str = "kernel shutting down") -> None:
@@ -592,8 +609,6 @@ class Network:
             link.close(code, message)
 
 
-def _lsa_message(lsa: LinkState) -> list:
-    return [LSA, lsa.origin, lsa.incarnation, lsa.seq, [list(link) for link in lsa.links]]
 
 
 def _remote_error(kind: str, message: str) -> Exception:

@@ -33,8 +33,8 @@ never sent again.  Holding one never blocks a newer LSA from the same kernel
 from __future__ import annotations
 
 import heapq
-from dataclasses import dataclass
-from typing import Dict, FrozenSet, Iterable, List, Optional, Tuple
+from dataclasses import dataclass, field
+from typing import Any, Dict, FrozenSet, Iterable, List, Optional, Tuple
 
 __all__ = ["LinkState", "Router"]
 
@@ -50,12 +50,16 @@ class LinkState:
     :ivar seq: increases with every new LSA of the same incarnation.
     :ivar links: C{(neighbour, cost)} pairs, cost at least 1, sorted by
         neighbour name.
+    :ivar proof: the origin's signature as it travels (see
+        L{lightspeed.adverts}), or L{None}; passed on with the LSA, never
+        compared.
     """
 
     origin: str
     incarnation: int
     seq: int
     links: Tuple[Tuple[str, int], ...]
+    proof: Any = field(default=None, compare=False, repr=False)
 
     def newer_than(self, other: Optional["LinkState"]) -> bool:
         """
@@ -138,6 +142,14 @@ class Router:
             return None
         return self._advertise(self._own.seq + 1)
 
+    def readvertise(self) -> LinkState:
+        """
+        :returns: a fresh own LSA (same links, next sequence number), to
+            flood when something about the advert other than its links
+            changed (it is now signed).
+        """
+        return self._advertise(self._own.seq + 1)
+
     def own(self) -> LinkState:
         """
         :returns: our current LSA.
@@ -203,6 +215,13 @@ class Router:
         if self._fading:
             self._fading.clear()
             self._behind = {}
+
+    def held(self, origin: str) -> Optional[LinkState]:
+        """
+        :returns: the LSA held for C{origin} (our own for our name), or
+            L{None}.
+        """
+        return self._own if origin == self.name else self._lsas.get(origin)
 
     def database(self) -> List[LinkState]:
         """

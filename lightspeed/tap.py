@@ -41,6 +41,7 @@ class Options(usage.Options):
     ]
     optFlags = [
         ["compression", None, "Ask peers for zlib compression."],
+        ["unsigned-adverts", None, "With --tls-ca: neither sign routing adverts nor require signed ones."],
     ]
 
     def __init__(self) -> None:
@@ -105,6 +106,14 @@ class Options(usage.Options):
                     except OSError as e:
                         raise usage.UsageError(f"--{option}: {e}")
             self["tls"] = TLSConfig(cert=self["tls-cert"], key=self["tls-key"], ca=self["tls-ca"])
+        self["signer"] = None
+        if self["tls"] is not None and self["tls-ca"] and not self["unsigned-adverts"]:
+            from lightspeed.adverts import AdvertSigner
+
+            try:
+                self["signer"] = AdvertSigner.from_tls(self["tls"])
+            except ValueError as e:
+                raise usage.UsageError(f"--tls-cert: {e}")
 
 
 def load_app(spec: str) -> Callable[[Kernel], Any]:
@@ -139,10 +148,14 @@ class NodeService(Service):
         self.link_options = link_options
         self.listeners: List[Any] = []
         self.connectors: List[Any] = []
+        #: Signs and checks routing adverts (with a TLS CA), or L{None}.
+        self.signer: Any = None
 
     def startService(self) -> None:
         super().startService()
         self.kernel.network_start()
+        if self.signer is not None:
+            self.kernel.sign_adverts(self.signer)
         self.log.info("lightspeed kernel {name} starting", name=self.kernel.name)
         for endpoint in self.listen:
             listener = self.kernel.listen(endpoint, **self.link_options)
@@ -177,6 +190,8 @@ def makeService(options: Options, reactor: Optional[Any] = None) -> MultiService
     if options["tls"] is not None:
         link_options["tls"] = options["tls"]
     top = MultiService()
-    NodeService(kernel, options["listen"], options["connect"], options["apps"], link_options).setServiceParent(top)
+    node = NodeService(kernel, options["listen"], options["connect"], options["apps"], link_options)
+    node.signer = options.get("signer")
+    node.setServiceParent(top)
     top.kernel = kernel  # type: ignore[attr-defined]
     return top

@@ -59,6 +59,34 @@ class OptionsTests(SynchronousTestCase):
         error = self.assertRaises(usage.UsageError, self.parse, "--kernel", "a/b")
         self.assertIn("a/b", str(error))
 
+    def pki(self, *names: str) -> str:
+        from lightspeed.tls import write_pki
+
+        pki = self.mktemp()
+        write_pki(pki, names)
+        return pki
+
+    def tls(self, pki: str, name: str, ca: str = "ca.crt") -> list:
+        return ["--tls-cert", os.path.join(pki, f"{name}.crt"), "--tls-key", os.path.join(pki, f"{name}.key"),
+                "--tls-ca", os.path.join(pki, ca)]
+
+    def test_tls_signs_adverts(self):
+        """When --tls-ca is given, then the node signs and requires signed adverts (unless --unsigned-adverts)."""
+        pki = self.pki("n")
+        options = self.parse("--kernel", "n", *self.tls(pki, "n"))
+        self.assertIsNotNone(options["signer"])
+        service = makeService(options)
+        node = list(service)[0]
+        self.assertIs(node.signer, options["signer"])
+        self.assertIsNone(self.parse("--kernel", "n", "--unsigned-adverts", *self.tls(pki, "n"))["signer"])
+
+    def test_tls_cert_not_from_ca(self):
+        """When the node's certificate is not from the given CA, then a UsageError says adverts cannot be signed."""
+        pki, other = self.pki("n"), self.pki("m")
+        error = self.assertRaises(usage.UsageError, self.parse, "--kernel", "n", *self.tls(pki, "n")[:4],
+                                  "--tls-ca", os.path.join(other, "ca.crt"))
+        self.assertIn("cannot sign adverts", str(error))
+
     def test_app(self):
         """When --app names module:function, then it is loaded; a missing one is a UsageError."""
         self.assertIs(self.parse("--app", "lightspeed.demo:run")["apps"][0], lightspeed.demo.run)

@@ -91,3 +91,21 @@ class TLSTests(RealKernels):
         a, b, service = yield self.pair(server, client, "free")
         link = yield service.whenConnected(failAfterFailures=1)
         self.assertEqual(link.peer.name, "free-b")
+
+    @inlineCallbacks
+    def test_signed_adverts_over_tls(self):
+        """When both kernels sign adverts with their TLS certificates, then each holds the other's signed advert and posts cross."""
+        server_tls, client_tls = node("sig-b"), node("sig-a")
+        a, b, service = yield self.pair(server_tls, client_tls, "sig")
+        a.sign_adverts(client_tls)
+        b.sign_adverts(server_tls)
+        yield service.whenConnected(failAfterFailures=1)
+        yield wait_for(lambda: a.network.router.held("sig-b") is not None
+                       and b.network.router.held("sig-a") is not None)
+        self.assertIsNotNone(a.network.router.held("sig-b").proof)
+        self.assertIsNotNone(b.network.router.held("sig-a").proof)
+        log: List[Any] = []
+        b.spawn(Collector("s", log))
+        a.post("poe://sig-b/s/hit", "signed")
+        yield wait_for(lambda: log)
+        self.assertEqual(log[0][1], ("signed",))

@@ -84,6 +84,9 @@ class LinkProtocol(Protocol):
         self._keepalive_call: Any = None
         self._heard = False
         self._closing = False
+        #: Why the link closed (a L{LinkClosed} with a BYE code), once the
+        #: lightspeed layer closed it or the peer said BYE.
+        self.closed_reason: Optional[LinkClosed] = None
         self._paused = False
         self.conn: Optional[Connection] = None
 
@@ -248,7 +251,8 @@ class LinkProtocol(Protocol):
         else:
             self.log.warn("kernel {kernel}: closing link to {peer}: {code}: {message}",
                           kernel=self.network.name, peer=who, code=code, message=message)
-        self._set_ready(Failure(LinkClosed(f"{code}: {message}", code)))
+        self.closed_reason = LinkClosed(f"{code}: {message}", code)
+        self._set_ready(Failure(self.closed_reason))
         self._paused = False  # the BYE goes out whatever the backlog
         self._flush()
         self._closing = True
@@ -299,14 +303,6 @@ def _certificate_names(transport: Any, name: str) -> bool:
     certificate = getter() if getter is not None else None
     if certificate is None:
         return False
-    from cryptography import x509
-    from cryptography.x509.oid import NameOID
+    from lightspeed.adverts import certificate_names
 
-    cert = certificate.to_cryptography()
-    names = {a.value for a in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)}
-    try:
-        alt = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-        names.update(alt.get_values_for_type(x509.DNSName))
-    except x509.ExtensionNotFound:
-        pass
-    return name in names
+    return name in certificate_names(certificate.to_cryptography())

@@ -1,0 +1,200 @@
+# -*- test-case-name: lightspeed.test.test_adverts -*-
+"""
+Signed routing adverts (L{lightspeed.adverts}): no kernel can lie about
+another kernel's links.
+"""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any, Dict, List
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from lightspeed.adverts import AdvertSigner, signed_content
+from lightspeed.message import LSA
+from lightspeed.router import LinkState
+from lightspeed.test.test_mesh import Sink, Warnings
+from lightspeed.testing import MemoryMesh
+from lightspeed.tls import create_ca, create_node
+from lightspeed.wire.codec import dumps
+from lightspeed.wire.framing import frame
+
+CA_KEY, CA_CERT = create_ca()
+OTHER_CA_KEY, OTHER_CA_CERT = create_ca("another CA")
+NODES: Dict[str, Any] = {name: create_node(CA_KEY, CA_CERT, name) for name in "abcd"}
+
+
+def signer(name: str, **kw: Any) -> AdvertSigner:
+    key, cert = NODES[name]
+    return AdvertSigner(cert, key, CA_CERT, **kw)
+
+
+class SignerTests(SynchronousTestCase):
+    """
+    L{AdvertSigner} alone: no reactor, no network.
+    """
+
+    lsa = LinkState("a", 7, 3, (("b", 1), ("c", 2)))
+
+    def test_genuine(self):
+        """When an LSA is signed by its origin's certificate, then it verifies."""
+        proof = signer("a").sign(self.lsa)
+        self.assertIsNone(signer("b").verify(self.lsa, proof))
+
+    def test_altered(self):
+        """When a signed LSA's links, sequence number or incarnation change, then the signature fails."""
+        proof = signer("a").sign(self.lsa)
+        for changed in [LinkState("a", 7, 3, (("b", 1),)), LinkState("a", 7, 4, self.lsa.links),
+                        LinkState("a", 8, 3, self.lsa.links), LinkState("a", 7, 3, (("b", 1), ("c", 3)))]:
+            self.assertEqual(signer("b").verify(changed, proof), "its signature is not valid")
+
+    def test_wrong_name(self):
+        """When b signs an LSA in a's name with its own certificate, then it is refused."""
+        proof = signer("b").sign(self.lsa)
+        self.assertEqual(signer("c").verify(self.lsa, proof), "its certificate does not name kernel 'a'")
+
+    def test_other_ca(self):
+        """When the certificate comes from another CA, then the LSA is refused."""
+        key, cert = create_node(OTHER_CA_KEY, OTHER_CA_CERT, "a")
+        proof = AdvertSigner(cert, key, OTHER_CA_CERT).sign(self.lsa)
+        self.assertEqual(signer("b").verify(self.lsa, proof), "its certificate is not issued by this kernel's CA")
+
+    def test_expired(self):
+        """When the certificate has expired (or is not valid yet), then the LSA is refused."""
+        proof = signer("a").sign(self.lsa)
+        later = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=5000)
+        earlier = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(days=1)
+        for when in (later, earlier):
+            judge = signer("b")
+            judge._now = lambda when=when: when
+            self.assertEqual(judge.verify(self.lsa, proof), "its certificate is expired or not yet valid")
+
+    def test_unsigned_and_malformed(self):
+        """When the proof is missing or malformed, then the LSA is refused with a reason."""
+        judge = signer("b")
+        self.assertEqual(judge.verify(self.lsa, None), "it is not signed")
+        for bad in ["x", [b"x"], [b"x", "y"], [b"not DER", b"sig"], {"a": 1}]:
+            self.assertIn(judge.verify(self.lsa, bad), ("its proof is malformed", "its certificate does not parse"))
+
+    def test_own_certificate_checked(self):
+        """When a node's own certificate is not from the CA, then it cannot sign adverts."""
+        key, cert = create_node(OTHER_CA_KEY, OTHER_CA_CERT, "a")
+        self.assertRaises(ValueError, AdvertSigner, cert, key, CA_CERT)
+
+    def test_content_is_canonical(self):
+        """When links are given in any order, then the signed bytes are the same."""
+        self.assertEqual(signed_content(LinkState("a", 1, 2, (("c", 1), ("b", 1)))),
+                         signed_content(LinkState("a", 1, 2, (("b", 1), ("c", 1)))))
+
+
+class SignedMeshTests(SynchronousTestCase):
+    """
+    a - b - c, each signing its adverts; a is the attacker.
+    """
+
+    def setUp(self):
+        self.mesh = MemoryMesh()
+        self.k = {name: self.mesh.kernel(name) for name in "abc"}
+        for name, kernel in self.k.items():
+            kernel.sign_adverts(signer(name))
+        self.ab = self.mesh.link(self.k["a"], self.k["b"])
+        self.bc = self.mesh.link(self.k["b"], self.k["c"])
+        self.mesh.settle()
+        self.log: List[Any] = []
+        self.k["c"].spawn(Sink("s", self.log))
+        self.warnings = Warnings(self)
+
+    def inject(self, lsa: LinkState, proof: Any = None) -> None:
+        message = [LSA, lsa.origin, lsa.incarnation, lsa.seq, [list(link) for link in lsa.links]]
+        if proof is not None:
+            message.append(proof)
+        self.ab.server.dataReceived(frame(dumps(message)))
+        self.mesh.settle()
+
+    def assert_refused(self, reason: str) -> None:
+        """
+        b closed its link to a with BYE bad-advert and c is still reached
+        the honest way.
+        """
+        self.assertEqual([link.peer.name for link in self.k["b"].network.links()], ["c"])
+        self.assertEqual(self.ab.client.closed_reason.code, "bad-advert")
+        self.assertIn(reason, str(self.ab.client.closed_reason))
+        held = self.k["b"].network.router.held("c")
+        self.assertEqual(held.links, (("b", 1),))
+        self.k["b"].post("poe://c/s/hit", "still here")
+        self.mesh.settle()
+        self.assertEqual([entry[2] for entry in self.log], [("still here",)])
+
+    def test_signed_mesh_works(self):
+        """When every kernel signs, then the mesh converges and delivers, and every held LSA carries a proof."""
+        self.k["a"].post("poe://c/s/hit", 1)
+        self.mesh.settle()
+        self.assertEqual([entry[2] for entry in self.log], [(1,)])
+        for kernel in self.k.values():
+            for lsa in kernel.network.router.database():
+                if lsa.origin != kernel.name:
+                    self.assertIsNotNone(lsa.proof)
+
+    def test_unsigned_lie(self):
+        """When a floods an unsigned advert claiming c's links, then b refuses it and closes that link only."""
+        held = self.k["b"].network.router.held("c")
+        self.inject(LinkState("c", held.incarnation, held.seq + 1, (("a", 1),)))
+        self.assert_refused("it is not signed")
+
+    def test_lie_signed_by_liar(self):
+        """When a signs an advert in c's name with its own certificate, then b refuses it."""
+        held = self.k["b"].network.router.held("c")
+        lie = LinkState("c", held.incarnation, held.seq + 1, (("a", 1),))
+        self.inject(lie, signer("a").sign(lie))
+        self.assert_refused("does not name kernel 'c'")
+
+    def test_altered_genuine_advert(self):
+        """When a replays c's genuine proof on altered links, then b refuses it."""
+        held = self.k["b"].network.router.held("c")
+        lie = LinkState("c", held.incarnation, held.seq + 1, (("a", 1), ("b", 1)))
+        self.inject(lie, held.proof)
+        self.assert_refused("its signature is not valid")
+
+    def test_lie_about_down_kernel(self):
+        """When c is down and a advertises links for it, then b believes nothing."""
+        self.bc.close()
+        self.mesh.settle()
+        held = self.k["b"].network.router.held("c")
+        self.inject(LinkState("c", held.incarnation + 1, 1, (("a", 1),)))
+        self.assertEqual([link.peer.name for link in self.k["b"].network.links()], [])
+        self.assertNotIn("c", self.k["b"].network.router.reachable())
+        self.assertEqual(self.k["b"].network.router.held("c").incarnation, held.incarnation)
+
+    def test_forged_own_advert(self):
+        """When a sends an unsigned advert in b's own name, then b closes the link."""
+        own = self.k["b"].network.router.own()
+        self.inject(LinkState("b", own.incarnation, own.seq + 5, ()))
+        self.assertEqual(self.ab.client.closed_reason.code, "bad-advert")
+
+    def test_old_genuine_replay_ignored(self):
+        """When a replays an older genuine advert of c, then it is dropped quietly and the link stays."""
+        held = self.k["b"].network.router.held("c")
+        self.inject(LinkState("c", held.incarnation, held.seq - 1, ()), held.proof)
+        self.assertEqual(sorted(link.peer.name for link in self.k["b"].network.links()), ["a", "c"])
+        self.assertEqual(self.k["b"].network.router.held("c"), held)
+
+    def test_unsigned_kernel_refused(self):
+        """When a kernel that does not sign links to one that requires signatures, then the link closes with a clear reason."""
+        d = self.mesh.kernel("d")
+        link = self.mesh.link(d, self.k["b"])
+        self.mesh.settle()
+        self.assertEqual(sorted(l.peer.name for l in self.k["b"].network.links()), ["a", "c"])
+        self.assertEqual(link.client.closed_reason.code, "bad-advert")
+        self.assertIn("advert of kernel 'd' refused: it is not signed", str(link.client.closed_reason))
+
+    def test_signing_late_outbids_unsigned(self):
+        """When a kernel starts signing after its links are up, then its neighbours get a signed advert at once."""
+        mesh = MemoryMesh()
+        x, y = mesh.kernel("a"), mesh.kernel("b")
+        mesh.link(x, y)
+        mesh.settle()
+        self.assertIsNone(y.network.router.held("a").proof)
+        x.sign_adverts(signer("a"))
+        mesh.settle()
+        self.assertIsNotNone(y.network.router.held("a").proof)
