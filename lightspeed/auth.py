@@ -20,8 +20,11 @@ from twisted.logger import Logger
 
 __all__ = ["AuthRequest", "AuthHooks", "KINDS"]
 
-#: What hooks can be registered for.  C{introspection} and the monitor
-#: kinds are accepted now and consulted by those features.
+#: What hooks can be registered for.  C{introspection} hooks are asked
+#: once per session another kernel's C{list_sessions} / C{list_states}
+#: would show (a refused session is left out); C{monitor_register} and
+#: C{monitor_unregister} hooks, registered for C{'*'}, are asked when
+#: another kernel registers or unregisters a monitor target here.
 KINDS = frozenset({"post", "call", "callreply", "introspection", "monitor_register", "monitor_unregister"})
 
 
@@ -31,13 +34,16 @@ class AuthRequest:
     What a hook sees.
 
     :ivar kind: one of L{KINDS}.
-    :ivar session: the destination session (the L{Session}).
-    :ivar state: the destination state.
-    :ivar rsvp: for a call, the RSVP destination string; else L{None}.
+    :ivar session: the destination session (the L{Session}); for the
+        monitor kinds L{None} (they concern the kernel).
+    :ivar state: the destination state; for C{introspection} the question
+        (C{"sessions"} or C{"states"}), for the monitor kinds the kind.
+    :ivar rsvp: for a call, the RSVP destination string; for the monitor
+        kinds the target events would be posted to; else L{None}.
     :ivar sender: the L{RemoteSender} (its C{remote_kernel},
         C{remote_session}, C{remote_state}, C{remote_file},
         C{remote_line}).
-    :ivar args: the arguments.
+    :ivar args: the arguments; for the monitor kinds C{([topic, ...],)}.
     """
 
     kind: str

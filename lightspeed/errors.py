@@ -94,6 +94,13 @@ class LinkClosed(LightspeedError):
         self.code = code
 
 
+class Refused(LightspeedError):
+    """
+    An authentication hook refused an introspection or monitor request
+    (another kernel sees it as L{RemoteError} C{Refused}).
+    """
+
+
 class RequestTimeout(LightspeedError, TimeoutError):
     """
     A request got no answer before its deadline.

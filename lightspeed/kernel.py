@@ -33,6 +33,7 @@ from lightspeed.errors import (
     RequestTimeout,
 )
 from lightspeed.auth import AuthHooks
+from lightspeed.monitor import Monitor, target_of, topics_of
 from lightspeed.session import Back, Event, Session
 from lightspeed.specifier import SCHEME, Specifier, check_name, check_state, coerce, parse
 
@@ -91,6 +92,8 @@ class Kernel:
         self.network: Any = None
         #: Authentication hooks for messages from other kernels.
         self.auth = AuthHooks()
+        #: Watchers of network events (see L{monitor_register}).
+        self.monitor = Monitor(self)
         # Full specifier strings -> (spec, kernels) when they name only other
         # kernels, (spec, None) when they name one local session.
         self._remote_plans: Dict[str, Tuple[Specifier, Optional[Tuple[str, ...]]]] = {}
@@ -134,6 +137,152 @@ class Kernel:
         :returns: whether there was one.
         """
         return self.auth.unregister(kind, session)
+
+    # -- introspection -----------------------------------------------------
+
+    def list_kernels(self) -> List[str]:
+        """
+        Every kernel of the network this kernel can reach, itself included,
+        sorted by name.
+        """
+        names = {self.name}
+        if self.network is not None:
+            names.update(self.network.router.reachable())
+        return sorted(names)
+
+    def list_sessions(self, kernels: Any = None, rsvp: Any = None, *,
+                      timeout: Optional[float] = DEFAULT_REQUEST_TIMEOUT) -> Optional[Deferred]:
+        """
+        The sessions of a kernel: a list with, per session, every alias it
+        has (or its id if it has none).
+
+        Without C{rsvp}, ask one kernel (default: this one) and get a
+        Deferred.  With C{rsvp} (a full destination), ask C{kernels} (a
+        name, a list, C{'*'} for every kernel, or a remote sender) and post
+        C{(kernel_name, sessions)} there for each answer, as the seed did;
+        a kernel that cannot answer is reported to the current session's
+        C{_undeliverable} state.
+
+        Another kernel's C{introspection} hooks may leave sessions out.
+        """
+        return self._introspect(kernels, "sessions", "*", rsvp, timeout, _caller(1))
+
+    def list_states(self, dest: Any, rsvp: Any = None, *,
+                    timeout: Optional[float] = DEFAULT_REQUEST_TIMEOUT) -> Optional[Deferred]:
+        """
+        The states of sessions: a dict C{{session_name: [state, ...]}}.
+
+        C{dest} names kernels and sessions without a state:
+        C{'poe://K/S'}, C{[K, S]}, C{{'KERNEL': K, 'SESSION': S}} or a
+        remote sender; C{S} may be a list or C{'*'} (every session with an
+        alias).  Without C{rsvp} it must name one kernel and the result is
+        a Deferred; with C{rsvp}, C{(kernel_name, states)} is posted there
+        for each kernel, as in L{list_sessions}.
+
+        :raises BadSpecifier: if C{dest} is malformed.
+        """
+        from lightspeed.introspection import session_specifier
+
+        spec = session_specifier(dest)
+        kernels: Any = "*" if spec.all_kernels else list(spec.kernels)
+        sessions: Any = "*" if spec.all_sessions else list(spec.sessions)
+        return self._introspect(kernels, "states", sessions, rsvp, timeout, _caller(1))
+
+    def _introspect(self, kernels: Any, op: str, sessions: Any, rsvp: Any, timeout: Optional[float],
+                    caller: Tuple[Optional[str], Optional[int]]) -> Optional[Deferred]:
+        from lightspeed.introspection import kernels_of
+
+        names = kernels_of(self, kernels)
+        if rsvp is None:
+            if len(names) != 1:
+                return fail(BadSpecifier(f"without an RSVP, ask one kernel, not {list(names)!r}"))
+            return self._control(names[0], op, sessions, (), timeout, caller)
+        target = coerce(rsvp)
+        if target.state is None:
+            raise BadSpecifier(f"RSVP {str(target)!r} names no state")
+        sender = self._current or self
+        for name in names:
+            d = self._control(name, op, sessions, (), timeout, caller)
+            d.addCallbacks(
+                lambda value, name=name: self.post(target, name, value),
+                lambda f, name=name: self._undeliverable(
+                    Specifier((name,), ("*",) if sessions == "*" else tuple(sessions), op),
+                    f"{op} of kernel {name!r} failed: {f.getErrorMessage()}", caller, sender),
+            )
+        return None
+
+    def _control(self, kernel: str, op: str, sessions: Any, args: Tuple[Any, ...], timeout: Optional[float],
+                 caller: Tuple[Optional[str], Optional[int]]) -> Deferred:
+        """
+        Run a control operation at C{kernel} (this one or another).
+        """
+        sender = self._current or self
+        if kernel == self.name:
+            from lightspeed.control import run
+
+            return maybeDeferred(run, self, op, sessions, args, sender, False)
+        if self.network is None:
+            return fail(NoRoute(f"no route to kernel {kernel!r}"))
+        return self.network.control(kernel, op, sessions, args, sender, self._current_state, caller, timeout)
+
+    # -- the monitor ---------------------------------------------------------
+
+    def monitor_register(self, topics: Any, target: Any, *, kernel: Optional[str] = None,
+                         timeout: Optional[float] = DEFAULT_REQUEST_TIMEOUT) -> Deferred:
+        """
+        Watch network events: C{topics} is a topic, a list of topics or
+        C{'*'} (see L{lightspeed.monitor}); C{target} a callable
+        C{target(topic, info)}, a state name of the current session, or a
+        full destination, where each event is posted with C{(topic,
+        info)}.
+
+        With C{kernel}, watch that kernel's events instead: the target must
+        then be a destination in this kernel (a state name of the current
+        session will do).  The registration is sent again whenever that
+        kernel becomes reachable, so it survives lost links and restarts.
+
+        :returns: a Deferred that fires when the registration holds (at
+            once for this kernel), or fails (L{RemoteError} C{Refused} if
+            the other kernel's C{monitor_register} hook refuses).
+        :raises ValueError: for an unknown topic.
+        :raises BadSpecifier: for a malformed target.
+        """
+        names = topics_of(topics)
+        spec = target_of(self, target)
+        if kernel is None or kernel == self.name:
+            self.monitor.add(names, spec)
+            return maybeDeferred(lambda: True)
+        if not isinstance(spec, Specifier) or spec.kernels != (self.name,):
+            raise BadSpecifier(f"a target for another kernel's events must be a state in kernel {self.name!r}")
+        self.monitor.remote.setdefault(kernel, {})[str(spec)] = names
+        d = self._control(kernel, "monitor_register", [], (list(names), str(spec)), timeout, _caller(1))
+
+        def failed(f: Failure) -> Failure:
+            if not f.check(NoRoute, RequestTimeout):  # refused or malformed: do not send it again
+                self.monitor.remote.get(kernel, {}).pop(str(spec), None)
+            return f
+
+        return d.addErrback(failed)
+
+    def monitor_unregister(self, topics: Any, target: Any, *, kernel: Optional[str] = None,
+                           timeout: Optional[float] = DEFAULT_REQUEST_TIMEOUT) -> Deferred:
+        """
+        Stop watching C{topics} with C{target} (as given to
+        L{monitor_register}).
+
+        :returns: a Deferred firing with whether it was watching.
+        """
+        names = topics_of(topics)
+        spec = target_of(self, target)
+        if kernel is None or kernel == self.name:
+            return maybeDeferred(self.monitor.remove, names, spec)
+        mine = self.monitor.remote.get(kernel, {})
+        kept = tuple(topic for topic in mine.get(str(spec), ()) if topic not in names)
+        if kept:
+            mine[str(spec)] = kept
+        else:
+            mine.pop(str(spec), None)
+        return self._control(kernel, "monitor_unregister", [], (list(names), str(spec)), timeout, _caller(1))
 
     # -- the network -------------------------------------------------------
 
@@ -476,6 +625,8 @@ class Kernel:
             line=caller[1],
             reason=reason,
         )
+        if self.monitor.undeliverable:
+            self.monitor.emit("undeliverable", destination=str(spec), reason=reason, origin=self.name)
         if isinstance(sender, Session) and sender.kernel is self and "_undeliverable" in sender._states:
             self._enqueue(sender, "_undeliverable", (str(spec), reason, tuple(args)), self, None, *caller)
 

@@ -39,6 +39,7 @@ CALLREPLY = 3  # as POST: the value of a call, posted to its RSVP
 REQUEST = 4    # [4, sessions, state, args, s_session, s_state, s_file, s_line, request_id]
 RESPONSE = 5   # [5, sessions(unused, []), request_id, ok, value_or_[type, message]]
 UNDELIVERABLE = 6  # as POST, state "_undeliverable", args [destination, reason, args]; never bounced
+CONTROL = 7    # as REQUEST, state = operation ("sessions", "states", "monitor_register", ...); answered by RESPONSE
 
 #: How many relays a routed message may cross.
 DEFAULT_HOPS = 32
@@ -149,7 +150,7 @@ def parse_payload(payload: Any) -> List[Any]:
         if len(payload) < 5 or type(payload[2]) is not int or type(payload[3]) is not bool:
             raise malformed("RESPONSE")
         return payload
-    if kind not in (POST, CALL, CALLREPLY, REQUEST, UNDELIVERABLE) or len(payload) < 8:
+    if kind not in (POST, CALL, CALLREPLY, REQUEST, UNDELIVERABLE, CONTROL) or len(payload) < 8:
         raise malformed(f"payload kind {kind!r}")
     _, sessions, state, args, s_session, s_state, s_file, s_line = payload[:8]
     if type(sessions) is list:
@@ -166,7 +167,7 @@ def parse_payload(payload: Any) -> List[Any]:
         raise malformed("payload caller")
     if kind == CALL and (len(payload) < 9 or type(payload[8]) is not str):
         raise malformed("CALL rsvp")
-    if kind == REQUEST and (len(payload) < 9 or type(payload[8]) is not int):
+    if (kind == REQUEST or kind == CONTROL) and (len(payload) < 9 or type(payload[8]) is not int):
         raise malformed("REQUEST id")
     return payload
 

@@ -34,6 +34,7 @@ from lightspeed.errors import (
 from lightspeed.message import (
     CALL,
     CALLREPLY,
+    CONTROL,
     DEFAULT_HOPS,
     LSA,
     POST,
@@ -47,6 +48,7 @@ from lightspeed.message import (
     routed_body,
 )
 from lightspeed.auth import AuthRequest
+from lightspeed.monitor import MONITOR_STATE
 from lightspeed.router import LinkState, Router
 from lightspeed.session import RESERVED_STATES, RemoteSender, Session
 from lightspeed.specifier import Specifier, check_state, parse
@@ -70,6 +72,9 @@ def new_incarnation() -> int:
 
 
 _WILD = ("*",)
+
+_KIND_NAMES = {POST: "post", CALL: "call", CALLREPLY: "callreply", REQUEST: "request",
+               UNDELIVERABLE: "undeliverable", CONTROL: "control"}
 
 #: Seconds for which an edge that an LSA withdrew still counts when checking
 #: that a message's origin is behind the link it arrived on.
@@ -121,6 +126,8 @@ class Network:
         #: behind the link they arrived on.
         self.misrouted = 0
         self._fading_call: Any = None
+        #: Reachable kernels and the incarnation we last saw of each.
+        self._known: Dict[str, Optional[int]] = {}
         #: Signs our LSAs and checks everyone else's, when set (see
         #: L{Kernel.sign_adverts}).
         self.signer: Optional["AdvertSigner"] = None
@@ -171,6 +178,8 @@ class Network:
         links = self._links.setdefault(peer.name, [])
         links.append(link)
         self.log.info("link up: {kernel} <-> {peer}", kernel=self.name, peer=peer.name)
+        if self.kernel.monitor.watching("link_up"):
+            self.kernel.monitor.emit("link_up", peer=peer.name, address=str(link.transport.getPeer()))
         # Database sync: the new neighbour learns everything we know.
         for lsa in self.router.database():
             link.send_message(self._lsa_message(lsa))
@@ -192,6 +201,10 @@ class Network:
         if link in links:
             links.remove(link)
         self.log.info("link down: {kernel} <-> {peer}", kernel=self.name, peer=peer.name)
+        if self.kernel.monitor.watching("link_down"):
+            why = link.closed_reason
+            self.kernel.monitor.emit("link_down", peer=peer.name, code=why.code if why is not None else "lost",
+                                     reason=str(why) if why is not None else "connection lost")
         self._split_cache.clear()  # a parallel link may take over
         if not links:
             self._links.pop(peer.name, None)
@@ -225,6 +238,50 @@ class Network:
         for request_id, (d, kernel, _) in list(self._requests.items()):
             if kernel not in reachable:
                 self._fail_request(request_id, NoRoute(f"kernel {kernel!r} became unreachable"))
+        self._membership(reachable)
+
+    def _membership(self, reachable: frozenset) -> None:
+        """
+        Report kernels that joined, left or restarted (a new incarnation
+        counts as leaving and joining), drop the monitor targets of those
+        that left, and send our monitor registrations again to those that
+        joined.
+        """
+        known = self._known
+        links = self._links
+
+        def incarnation_of(kernel: str) -> Optional[int]:
+            # A neighbour's HELLO is news before its LSA is: the LSA held may
+            # still be that of an earlier start.
+            if links.get(kernel):
+                return links[kernel][0].peer.incarnation
+            return self.router.incarnation_of(kernel)
+
+        gone = [k for k in known if k not in reachable]
+        new = [k for k in reachable if k not in known]
+        for k in reachable:
+            if k in known:
+                now = incarnation_of(k)
+                if known[k] is None:
+                    known[k] = now
+                elif now is not None and now != known[k]:
+                    gone.append(k)
+                    new.append(k)
+        if not gone and not new:
+            return
+        monitor = self.kernel.monitor
+        for k in gone:
+            known.pop(k, None)
+            monitor.forget_origin(k)
+            monitor.emit("kernel_down", peer=k)
+        for k in new:
+            known[k] = incarnation_of(k)
+            monitor.emit("kernel_up", peer=k)
+            for target, topics in monitor.remote.get(k, {}).items():
+                d = self.control(k, "monitor_register", [], (list(topics), target), self.kernel, MONITOR_STATE,
+                                 (None, None), 60.0)
+                d.addErrback(lambda f, k=k: self.log.warn("monitor registration at {peer} failed: {why}",
+                                                          peer=k, why=f.getErrorMessage()))
 
     # -- inbound -------------------------------------------------------------
 
@@ -328,18 +385,26 @@ class Network:
         """
         self.log.warn("{why} from {kernel} to {dests} for a message from {origin}",
                       why=why, kernel=self.name, dests=dests, origin=origin)
-        if not bounce:
+        monitor = self.kernel.monitor
+        if not bounce and not monitor.undeliverable:
             return
         try:
             body = parse_payload(loads(payload))
         except ProtocolError:
+            return
+        if monitor.undeliverable and body[0] != RESPONSE and not (body[4] is None and body[5] == MONITOR_STATE):
+            sessions_text = body[1] if body[1] == "*" else ",".join(body[1])
+            for kernel in dests:
+                monitor.emit("undeliverable", destination=f"poe://{kernel}/{sessions_text}/{body[2]}",
+                             reason=reason or f"{why} to kernel {kernel!r}", origin=origin)
+        if not bounce:
             return
         if body[0] in (POST, CALL, CALLREPLY):
             sessions = body[1] if body[1] == "*" else ",".join(body[1])
             for kernel in dests:
                 self.bounce(origin, body[4], f"poe://{kernel}/{sessions}/{body[2]}",
                             reason or f"{why} to kernel {kernel!r}", body[3])
-        elif body[0] == REQUEST:
+        elif body[0] == REQUEST or body[0] == CONTROL:
             self._forward(self.name, (origin,), self.hops,
                           dumps([RESPONSE, [], body[8], False,
                                  ["NoRoute", reason or f"{why} to kernel {dests[0]!r}"]]),
@@ -358,6 +423,15 @@ class Network:
             if len(self._senders) > 1024:
                 self._senders.clear()
             sender = self._senders[key] = RemoteSender(kernel, origin, s_session, s_state, s_file, s_line)
+        if s_state == MONITOR_STATE and s_session is None and kind == POST:
+            self._monitor_event(origin, sessions, state, args, sender)
+            return
+        if kernel.monitor.arrived and not (kind == CONTROL and state.startswith("monitor_")):
+            kernel.monitor.emit("arrived", origin=origin, kind=_KIND_NAMES.get(kind, "?"), sender=sender.id,
+                                destination=f"poe://{self.name}/{sessions if sessions == '*' else ','.join(sessions)}/{state}")
+        if kind == CONTROL:
+            self._control(origin, payload[8], sessions, state, tuple(args), sender)
+            return
         if kind == POST and state in self._states and len(sessions) == 1 and type(sessions) is list \
                 and not kernel.auth._hooks:
             # Hot path: a post to one aliased session, no hooks to ask.
@@ -411,6 +485,32 @@ class Network:
         elif kind == REQUEST:
             self._answer(origin, payload[8], targets, sessions, state, args, sender, s_state, s_file, s_line)
 
+    def _monitor_event(self, origin: str, sessions: Any, state: str, args: list, sender: RemoteSender) -> None:
+        """
+        A monitor event from kernel C{origin}.  It is not reported to our
+        own monitor; if its target session is gone, ask C{origin} to stop
+        sending (instead of reporting it undeliverable).
+        """
+        kernel = self.kernel
+        try:
+            check_state(state)
+        except BadSpecifier:
+            return
+        if sessions == "*" or state in RESERVED_STATES:
+            return
+        targets = [s for s in (kernel.resolve(name) for name in sessions) if s is not None]
+        if kernel.auth._hooks:
+            targets = self._authorized(POST, targets, state, None, sender, tuple(args), None, origin)
+        for session in targets:
+            kernel._enqueue(session, state, tuple(args), sender, MONITOR_STATE, None, None)
+        if not targets and self.router.next_hop(origin) is not None:
+            target = f"poe://{self.name}/{','.join(sessions)}/{state}"
+            self.log.info("monitor events from {origin} to {target} have no session: unregistering",
+                          origin=origin, target=target)
+            self.kernel.monitor.remote.get(origin, {}).pop(target, None)
+            self.control(origin, "monitor_unregister", [], (None, target), kernel, MONITOR_STATE, (None, None),
+                         60.0).addErrback(lambda f: None)
+
     def _authorized(self, kind: int, targets: List[Session], state: str, rsvp: Optional[str], sender: Any,
                     args: Tuple[Any, ...], bounce: Any, origin: str) -> List[Session]:
         """
@@ -459,6 +559,8 @@ class Network:
             "undeliverable message from kernel {origin} to {destination}: {reason}",
             origin=origin, destination=destination, reason=reason,
         )
+        if self.kernel.monitor.undeliverable:
+            self.kernel.monitor.emit("undeliverable", destination=destination, reason=reason, origin=origin)
         if bounce is not None:
             self.bounce(bounce[0], bounce[1], destination, reason, bounce[2])
 
@@ -506,6 +608,10 @@ class Network:
         if len(payload) > self.max_payload:
             raise EncodeError(f"message of {len(payload)} bytes exceeds the {self.max_payload}-byte limit")
         unreachable = self._forward(self.name, kernels, self.hops, payload)
+        if self.kernel.monitor.sent and len(unreachable) < len(kernels):
+            reached = tuple(k for k in kernels if k not in unreachable) if unreachable else kernels
+            self.kernel.monitor.emit("sent", destination=str(Specifier(reached, spec.sessions, spec.state)),
+                                     kind="post" if rsvp is None else "call")
         for kernel in unreachable:
             self.kernel._undeliverable(spec, f"no route to kernel {kernel!r}", (cfile, cline), sender, args)
 
@@ -523,13 +629,46 @@ class Network:
         request_id = next(self._request_ids)
         body = dumps([REQUEST, list(spec.sessions), spec.state, list(args), _wire_name(sender), cstate,
                       caller[0], caller[1], request_id])
+        if self.kernel.monitor.sent:
+            self.kernel.monitor.emit("sent", destination=str(spec), kind="request")
+        return self._pending(request_id, kernel, body, timeout, f"no answer from {str(spec)!r} within {timeout} s")
+
+    def control(self, kernel: str, op: str, sessions: Any, args: Tuple[Any, ...], sender: Any,
+                cstate: Optional[str], caller: Tuple[Optional[str], Optional[int]],
+                timeout: Optional[float]) -> Deferred:
+        """
+        Ask kernel C{kernel} to run a control operation (introspection,
+        monitor registration): see L{lightspeed.control}.
+
+        :returns: a Deferred that fires with the answer or fails as
+            L{request} does.
+        """
+        if self.router.next_hop(kernel) is None:
+            return fail(NoRoute(f"no route to kernel {kernel!r}"))
+        try:
+            check_plain(args)
+        except EncodeError as e:
+            return fail(e)
+        request_id = next(self._request_ids)
+        body = dumps([CONTROL, sessions, op, list(args), _wire_name(sender), cstate, caller[0], caller[1],
+                      request_id])
+        if self.kernel.monitor.sent and not op.startswith("monitor_"):
+            self.kernel.monitor.emit("sent", destination=f"poe://{kernel}/{sessions if sessions == '*' else ','.join(sessions) or '*'}/{op}",
+                                     kind="control")
+        return self._pending(request_id, kernel, body, timeout,
+                             f"no answer to {op!r} from kernel {kernel!r} within {timeout} s")
+
+    def _pending(self, request_id: int, kernel: str, body: bytes, timeout: Optional[float],
+                 late: str) -> Deferred:
+        """
+        Send a REQUEST or CONTROL C{body} to C{kernel} and keep its Deferred
+        until the RESPONSE, a time-out (L{RequestTimeout} saying C{late})
+        or the loss of the route.
+        """
         d = Deferred(lambda _: self._requests.pop(request_id, None))
         timer = None
         if timeout is not None:
-            timer = self.kernel.reactor.callLater(
-                timeout, self._fail_request, request_id,
-                RequestTimeout(f"no answer from {str(spec)!r} within {timeout} s"),
-            )
+            timer = self.kernel.reactor.callLater(timeout, self._fail_request, request_id, RequestTimeout(late))
         self._requests[request_id] = (d, kernel, timer)
         self._forward(self.name, (kernel,), self.hops, body)
         return d
@@ -563,14 +702,36 @@ class Network:
             error = RemoteError("?", repr(value))
         d.errback(Failure(error))
 
+    def _respond(self, origin: str, request_id: int, ok: bool, value: Any) -> None:
+        """
+        Send the RESPONSE to request C{request_id} of kernel C{origin}.
+        """
+        try:
+            body = dumps([RESPONSE, [], request_id, ok, value])
+        except LightspeedError as e:
+            body = dumps([RESPONSE, [], request_id, False, ["EncodeError", str(e)]])
+        self._forward(self.name, (origin,), self.hops, body)
+
+    def _control(self, origin: str, request_id: int, sessions: Any, op: str, args: Tuple[Any, ...],
+                 sender: RemoteSender) -> None:
+        """
+        Run a CONTROL operation another kernel asked for and answer it.
+        """
+        from lightspeed.control import run
+
+        d = maybeDeferred(run, self.kernel, op, sessions, args, sender, True)
+
+        def failed(f: Failure) -> None:
+            if not f.check(LightspeedError, ValueError):
+                self.log.failure("control operation {op!r} from {origin} failed", f, op=op, origin=origin)
+            self._respond(origin, request_id, False, [f.type.__name__ if f.type else "Exception", str(f.value)])
+
+        d.addCallbacks(lambda value: self._respond(origin, request_id, True, value), failed)
+
     def _answer(self, origin: str, request_id: int, targets: List[Session], sessions: Any, state: str,
                 args: Tuple[Any, ...], sender: RemoteSender, s_state: Any, s_file: Any, s_line: Any) -> None:
         def respond(ok: bool, value: Any) -> None:
-            try:
-                body = dumps([RESPONSE, [], request_id, ok, value])
-            except LightspeedError as e:
-                body = dumps([RESPONSE, [], request_id, False, ["EncodeError", str(e)]])
-            self._forward(self.name, (origin,), self.hops, body)
+            self._respond(origin, request_id, ok, value)
 
         refused = self._refused_requests.pop(id(args), None)
         if refused is not None:

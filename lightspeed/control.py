@@ -1,0 +1,45 @@
+# -*- test-case-name: lightspeed.test.test_introspection -*-
+"""
+CONTROL operations: what one kernel can ask another to do besides running
+a state.  Each answers like a request (a RESPONSE with a value or an
+error).
+
+  - C{sessions}: L{lightspeed.introspection.sessions_answer}.
+  - C{states}: L{lightspeed.introspection.states_answer} for the payload's
+    sessions.
+  - C{monitor_register}, C{monitor_unregister}: args C{[topics, target]},
+    see L{lightspeed.monitor.register_op}.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Tuple
+
+from lightspeed.errors import BadSpecifier
+from lightspeed.introspection import sessions_answer, states_answer
+from lightspeed.monitor import register_op
+
+if TYPE_CHECKING:  # pragma: no cover
+    from lightspeed.kernel import Kernel
+
+__all__ = ["OPERATIONS", "run"]
+
+OPERATIONS = frozenset({"sessions", "states", "monitor_register", "monitor_unregister"})
+
+
+def run(kernel: "Kernel", op: str, sessions: Any, args: Tuple[Any, ...], sender: Any, remote: bool) -> Any:
+    """
+    Run operation C{op} for C{sender} (a remote sender when C{remote}).
+
+    :returns: the answer (plain values only).
+    :raises BadSpecifier: for an unknown operation or malformed arguments.
+    """
+    if op == "sessions":
+        return sessions_answer(kernel, sender, remote)
+    if op == "states":
+        return states_answer(kernel, sessions, sender, remote)
+    if op == "monitor_register":
+        return register_op(kernel, args, sender, remote, True)
+    if op == "monitor_unregister":
+        return register_op(kernel, args, sender, remote, False)
+    raise BadSpecifier(f"unknown control operation {op!r}; one of {sorted(OPERATIONS)}")

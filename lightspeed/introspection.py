@@ -1,0 +1,146 @@
+# -*- test-case-name: lightspeed.test.test_introspection -*-
+"""
+Introspection (the seed's Lightspeed::Introspection): which kernels are in
+the network, which sessions a kernel has, which states a session has.
+
+L{Kernel.list_kernels} answers from this kernel's routing database.
+L{Kernel.list_sessions} and L{Kernel.list_states} ask the kernels named
+(this one included) with a CONTROL request; each answer either fires a
+Deferred or, as in the seed, is posted to an RSVP destination as
+C{(kernel_name, answer)}.
+
+Another kernel's questions pass through the C{introspection}
+authentication hooks of the kernel asked, once per session: a session the
+hook refuses is left out of the answer, and a question about a single
+named session that is refused fails with L{Refused}.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
+
+from lightspeed.auth import AuthRequest
+from lightspeed.errors import BadSpecifier, NoSuchSession, Refused
+from lightspeed.session import Session
+from lightspeed.specifier import SCHEME, Specifier, check_name, parse
+
+if TYPE_CHECKING:  # pragma: no cover
+    from lightspeed.kernel import Kernel
+
+__all__ = ["session_names", "sessions_answer", "states_answer", "session_specifier"]
+
+
+def session_names(session: Session) -> List[str]:
+    """
+    Every name C{session} answers to: its aliases, or its id if it has none.
+    """
+    return list(session._alias_names) or [str(session.id)]
+
+
+def _refused(kernel: "Kernel", session: Session, op: str, sender: Any) -> Optional[str]:
+    if not kernel.auth:
+        return None
+    request = AuthRequest("introspection", session, op, None, sender, ())
+    return kernel.auth.check(request, session._alias_names + [str(session.id)])
+
+
+def sessions_answer(kernel: "Kernel", sender: Any, remote: bool) -> List[List[str]]:
+    """
+    The answer to "sessions": one list of names per session (every alias,
+    or the id of a session without one), in the order sessions started.
+    """
+    out = []
+    for session in list(kernel._sessions.values()):
+        if remote and _refused(kernel, session, "sessions", sender) is not None:
+            continue
+        out.append(session_names(session))
+    return out
+
+
+def states_answer(kernel: "Kernel", sessions: Any, sender: Any, remote: bool) -> Dict[str, List[str]]:
+    """
+    The answer to "states": for each session named (C{'*'}: every session
+    with an alias), its name and its sorted states.  Sessions that do not
+    exist or that a hook refuses are left out; if that leaves nothing of a
+    question that named sessions, it fails.
+
+    :raises NoSuchSession: if no named session exists.
+    :raises Refused: if every named session that exists was refused.
+    """
+    if sessions == "*":
+        found = [(session._alias_names[0], session) for session in dict.fromkeys(kernel._aliases.values())]
+    else:
+        if type(sessions) is not list or not sessions:
+            raise BadSpecifier(f"states of which sessions? got {sessions!r}")
+        found = []
+        for name in sessions:
+            session = kernel.resolve(check_name(name, "session"))
+            if session is not None:
+                found.append((name, session))
+        if not found:
+            raise NoSuchSession(f"no session {','.join(sessions)!r} in kernel {kernel.name!r}")
+    out: Dict[str, List[str]] = {}
+    reason = None
+    for name, session in found:
+        if remote:
+            reason = _refused(kernel, session, "states", sender) or None
+            if reason is not None:
+                continue
+        out[name] = sorted(session.states)
+    if not out and found and sessions != "*":
+        raise Refused(reason or "refused by an authentication hook")
+    return out
+
+
+def session_specifier(dest: Any) -> Specifier:
+    """
+    A kernel/session destination without a state, in any of the seed's
+    forms: C{'poe://K/S'} (with or without the last slash), C{[K, S]},
+    C{{'KERNEL': K, 'SESSION': S}}, a remote sender, or a L{Specifier}.
+
+    :raises BadSpecifier: naming the bad part.
+    """
+    if isinstance(dest, Specifier):
+        return dest.session_only()
+    if isinstance(dest, str):
+        if not dest.startswith(SCHEME):
+            raise BadSpecifier(f"{dest!r} is not a poe://KERNEL/SESSION destination")
+        if dest.count("/") == 3:
+            dest += "/"
+        spec = parse(dest)
+        if spec.state is not None:
+            raise BadSpecifier(f"{dest!r} names a state; introspection wants poe://KERNEL/SESSION")
+        return spec
+    if isinstance(dest, (list, tuple)):
+        if len(dest) != 2:
+            raise BadSpecifier(f"list destination must be [kernel, session], not {dest!r}")
+        return Specifier.build(dest[0], dest[1])
+    if isinstance(dest, dict):
+        if set(dest) != {"KERNEL", "SESSION"}:
+            raise BadSpecifier(f"dict destination must have exactly the keys KERNEL and SESSION, not {sorted(map(str, dest))}")
+        return Specifier.build(dest["KERNEL"], dest["SESSION"])
+    spec = getattr(dest, "specifier", None)
+    if isinstance(spec, Specifier):
+        return spec.session_only()
+    raise BadSpecifier(f"not a kernel/session destination: {type(dest).__name__} {dest!r}")
+
+
+def kernels_of(kernel: "Kernel", dest: Any) -> Tuple[str, ...]:
+    """
+    The kernel names C{dest} means: a name, a list of names, C{'*'} (every
+    kernel of the network, this one included), or a remote sender.
+
+    :raises BadSpecifier: naming the bad part.
+    """
+    if dest is None:
+        return (kernel.name,)
+    if dest == "*":
+        return tuple(kernel.list_kernels())
+    remote = getattr(dest, "remote_kernel", None)
+    if isinstance(remote, str):
+        return (remote,)
+    if isinstance(dest, str):
+        return tuple(dict.fromkeys(check_name(name) for name in dest.split(",")))
+    if isinstance(dest, (list, tuple)) and dest:
+        return tuple(dict.fromkeys(check_name(name) for name in dest))
+    raise BadSpecifier(f"not a kernel name, list of names or '*': {dest!r}")

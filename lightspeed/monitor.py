@@ -1,0 +1,216 @@
+# -*- test-case-name: lightspeed.test.test_monitor -*-
+"""
+The monitor (the seed's promised "monitor" system): register for callbacks
+or events whenever something happens in a kernel's part of the network.
+
+Topics and what each event's C{info} dict holds (every value is plain, so
+events can travel to other kernels), besides C{topic} and C{kernel} (the
+kernel that reports):
+
+  - C{link_up}: C{peer}, C{address} — a link finished its handshake.
+  - C{link_down}: C{peer}, C{code}, C{reason} — a link closed (C{code} is
+    the BYE code, or C{lost}).
+  - C{kernel_up}, C{kernel_down}: C{peer} — a kernel became reachable or
+    unreachable.
+  - C{sent}: C{destination}, C{kind} — a message left this kernel for
+    other kernels (C{kind}: post, call, request, control).
+  - C{arrived}: C{origin}, C{destination}, C{sender}, C{kind} — a message
+    from another kernel arrived here.
+  - C{undeliverable}: C{destination}, C{reason}, C{origin} — a message could
+    not be delivered (here or, as a relay, onwards).
+
+A target is a callable C{target(topic, info)}, or a destination: events
+are posted there with C{args == (topic, info)}, the kernel as sender and
+C{caller_state == "_monitor"}.  Another kernel may register its own
+sessions as targets (C{monitor_register} with C{kernel=}); that passes
+through the C{monitor_register} / C{monitor_unregister} authentication
+hooks registered for C{'*'}.  Monitor events are not themselves reported
+(no event about sending an event), so watchers cannot loop.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Optional, Set, Tuple, Union
+
+from twisted.logger import Logger
+
+from lightspeed.auth import AuthRequest
+from lightspeed.errors import BadSpecifier, Refused
+from lightspeed.specifier import Specifier, coerce
+
+if TYPE_CHECKING:  # pragma: no cover
+    from lightspeed.kernel import Kernel
+
+__all__ = ["Monitor", "TOPICS", "MONITOR_STATE"]
+
+TOPICS = frozenset({"link_up", "link_down", "kernel_up", "kernel_down", "sent", "arrived", "undeliverable"})
+
+#: The caller state of monitor events: a receiver does not report them.
+MONITOR_STATE = "_monitor"
+
+Target = Union[Callable[[str, Dict[str, Any]], Any], Specifier]
+
+
+def topics_of(topics: Any) -> Tuple[str, ...]:
+    """
+    :param topics: a topic, an iterable of topics, or C{'*'} for all.
+    :raises ValueError: for an unknown topic.
+    """
+    if topics == "*":
+        return tuple(sorted(TOPICS))
+    if isinstance(topics, str):
+        topics = [topics]
+    out = tuple(dict.fromkeys(topics))
+    for topic in out:
+        if topic not in TOPICS:
+            raise ValueError(f"unknown monitor topic {topic!r}; one of {sorted(TOPICS)} or '*'")
+    if not out:
+        raise ValueError("no monitor topic given")
+    return out
+
+
+class Monitor:
+    """
+    The watchers of one kernel.
+
+    For speed the network layer reads C{sent}, C{arrived} and
+    C{undeliverable} (true while someone watches that topic) before it
+    builds an event.
+    """
+
+    log = Logger()
+
+    def __init__(self, kernel: "Kernel") -> None:
+        self.kernel = kernel
+        self._watchers: Dict[str, Dict[Any, Target]] = {topic: {} for topic in TOPICS}
+        #: For each other kernel, the targets it registered here.
+        self._by_origin: Dict[str, Set[Any]] = {}
+        #: Our registrations at other kernels: {kernel: {target text: topics}},
+        #: sent again whenever that kernel becomes reachable.
+        self.remote: Dict[str, Dict[str, Tuple[str, ...]]] = {}
+        self._emitting = False
+        self.sent = self.arrived = self.undeliverable = False
+
+    def _refresh(self) -> None:
+        self.sent = bool(self._watchers["sent"])
+        self.arrived = bool(self._watchers["arrived"])
+        self.undeliverable = bool(self._watchers["undeliverable"])
+
+    def watching(self, topic: str) -> bool:
+        """
+        Whether anyone watches C{topic}.
+        """
+        return bool(self._watchers[topic])
+
+    def add(self, topics: Iterable[str], target: Target, origin: Optional[str] = None) -> None:
+        """
+        Watch C{topics} with C{target} (registered by kernel C{origin}, or
+        locally).
+        """
+        key = ("remote", origin, str(target)) if origin is not None else _key(target)
+        for topic in topics:
+            self._watchers[topic][key] = target
+        if origin is not None:
+            self._by_origin.setdefault(origin, set()).add(key)
+        self._refresh()
+
+    def remove(self, topics: Iterable[str], target: Target, origin: Optional[str] = None) -> bool:
+        """
+        Stop watching C{topics} with C{target}.
+
+        :returns: whether it watched any of them.
+        """
+        key = ("remote", origin, str(target)) if origin is not None else _key(target)
+        removed = False
+        for topic in topics:
+            removed = self._watchers[topic].pop(key, None) is not None or removed
+        if origin is not None and not any(key in watchers for watchers in self._watchers.values()):
+            self._by_origin.get(origin, set()).discard(key)
+        self._refresh()
+        return removed
+
+    def forget_origin(self, origin: str) -> None:
+        """
+        Drop every target kernel C{origin} registered (it left the network;
+        it registers again when it comes back).
+        """
+        for key in self._by_origin.pop(origin, ()):
+            for watchers in self._watchers.values():
+                watchers.pop(key, None)
+        self._refresh()
+
+    def emit(self, topic: str, **info: Any) -> None:
+        """
+        Report an event to everyone watching C{topic}.
+        """
+        watchers = self._watchers[topic]
+        if not watchers or self._emitting:
+            return
+        info["topic"] = topic
+        info["kernel"] = self.kernel.name
+        kernel = self.kernel
+        self._emitting = True
+        previous = kernel._current, kernel._current_state
+        kernel._current, kernel._current_state = None, MONITOR_STATE
+        try:
+            for target in list(watchers.values()):
+                try:
+                    if isinstance(target, Specifier):
+                        kernel.post(target, topic, dict(info))
+                    else:
+                        target(topic, dict(info))
+                except Exception:
+                    self.log.failure("monitor target {target!r} failed on {topic}", target=target, topic=topic)
+        finally:
+            kernel._current, kernel._current_state = previous
+            self._emitting = False
+
+
+def _key(target: Target) -> Any:
+    return str(target) if isinstance(target, Specifier) else target
+
+
+def target_of(kernel: "Kernel", target: Any) -> Target:
+    """
+    A callable as it is; a state name of the current session; any full
+    destination form.
+
+    :raises BadSpecifier: if it is none of these.
+    """
+    if callable(target) and not isinstance(target, (str, Specifier)):
+        return target
+    if isinstance(target, str) and not target.startswith("poe://"):
+        session = kernel._session_or_current(None)
+        names = session._alias_names
+        return Specifier.build(kernel.name, names[0] if names else str(session.id), target)
+    spec = coerce(target)
+    if spec.state is None:
+        raise BadSpecifier(f"monitor target {str(spec)!r} names no state")
+    return spec
+
+
+def register_op(kernel: "Kernel", args: Tuple[Any, ...], sender: Any, remote: bool, adding: bool) -> bool:
+    """
+    The CONTROL operations C{monitor_register} and C{monitor_unregister}
+    from kernel C{sender.remote_kernel}: C{args == (topics, target)}, the
+    target being a full destination on that kernel.
+
+    :raises Refused: if a hook refuses.
+    :raises BadSpecifier, ValueError: if the arguments are malformed.
+    """
+    if len(args) != 2 or not isinstance(args[1], str):
+        raise BadSpecifier(f"monitor registration wants [topics, target], not {list(args)!r}")
+    topics = topics_of(args[0] if args[0] is not None else "*")
+    spec = coerce(args[1])
+    origin = getattr(sender, "remote_kernel", kernel.name)
+    if spec.state is None or spec.kernels != (origin,):
+        raise BadSpecifier(f"monitor target {args[1]!r} must be a state on the registering kernel {origin!r}")
+    if remote and kernel.auth:
+        kind = "monitor_register" if adding else "monitor_unregister"
+        reason = kernel.auth.check(AuthRequest(kind, None, kind, str(spec), sender, (list(topics),)), [])
+        if reason is not None:
+            raise Refused(reason)
+    if adding:
+        kernel.monitor.add(topics, spec, origin if remote else None)
+        return True
+    return kernel.monitor.remove(topics, spec, origin if remote else None)

@@ -1,0 +1,270 @@
+# -*- test-case-name: lightspeed.test.test_monitor -*-
+"""
+The monitor: local and remote watchers of network events, their hooks,
+and the guarantees that watchers cannot loop and registrations do not go
+stale.
+"""
+
+from __future__ import annotations
+
+from typing import Any, List, Tuple
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from lightspeed import BadSpecifier, NoRoute
+from lightspeed.errors import RemoteError
+from lightspeed.monitor import MONITOR_STATE
+from lightspeed.test.test_introspection import Recorder
+from lightspeed.test.test_mesh import Sink, build
+from lightspeed.testing import MemoryMesh
+
+
+class Events:
+    """
+    A callable target that records (topic, info).
+    """
+
+    def __init__(self) -> None:
+        self.seen: List[Tuple[str, dict]] = []
+
+    def __call__(self, topic: str, info: dict) -> None:
+        self.seen.append((topic, info))
+
+    def topics(self) -> List[str]:
+        return [topic for topic, _ in self.seen]
+
+    def of(self, topic: str) -> List[dict]:
+        return [info for t, info in self.seen if t == topic]
+
+
+class LocalMonitorTests(SynchronousTestCase):
+    def test_links_and_kernels(self):
+        """When links come up and go down, then link_up, kernel_up, kernel_down and link_down are reported with their details."""
+        mesh = MemoryMesh()
+        a, b, c = mesh.kernel("a"), mesh.kernel("b"), mesh.kernel("c")
+        events = Events()
+        a.monitor_register("*", events)
+        ab = mesh.link(a, b)
+        bc = mesh.link(b, c)
+        mesh.settle()
+        self.assertEqual([i["peer"] for i in events.of("link_up")], ["b"])
+        self.assertEqual(sorted(i["peer"] for i in events.of("kernel_up")), ["b", "c"])
+        self.assertTrue(all(i["kernel"] == "a" for _, i in events.seen))
+        bc.close()
+        mesh.settle()
+        self.assertEqual([i["peer"] for i in events.of("kernel_down")], ["c"])
+        ab.client.close("shutdown", "bye now")
+        mesh.settle()
+        (down,) = events.of("link_down")
+        self.assertEqual((down["peer"], down["code"]), ("b", "shutdown"))
+        self.assertIn("bye now", down["reason"])
+
+    def test_restart_is_down_and_up(self):
+        """When a kernel comes back with a new incarnation, then it is reported as leaving and joining."""
+        mesh = MemoryMesh()
+        a, b = mesh.kernel("a"), mesh.kernel("b", incarnation=1)
+        events = Events()
+        a.monitor_register(["kernel_up", "kernel_down"], events)
+        link = mesh.link(a, b)
+        mesh.settle()
+        link.close()
+        b2 = mesh.kernel("b", incarnation=2)
+        mesh.link(a, b2)
+        mesh.settle()
+        self.assertEqual(events.topics(), ["kernel_up", "kernel_down", "kernel_up"])
+
+    def test_sent_arrived_undeliverable(self):
+        """When a posts to c, then a reports 'sent', c reports 'arrived', and a lost message is 'undeliverable'."""
+        mesh, k, _ = build("abc", "ab bc")
+        log: List[Any] = []
+        k["c"].spawn(Sink("s", log))
+        at_a, at_c = Events(), Events()
+        k["a"].monitor_register(["sent", "undeliverable"], at_a)
+        k["c"].monitor_register(["arrived", "undeliverable"], at_c)
+        k["a"].post("poe://c/s/hit", 1)
+        k["a"].post("poe://c/nobody/hit", 2)
+        k["a"].post("poe://zz/s/hit", 3)
+        mesh.settle()
+        self.assertEqual([(i["destination"], i["kind"]) for i in at_a.of("sent")],
+                         [("poe://c/s/hit", "post"), ("poe://c/nobody/hit", "post")])
+        self.assertEqual([i["destination"] for i in at_a.of("undeliverable")], ["poe://zz/s/hit"])
+        arrived = at_c.of("arrived")
+        self.assertEqual([(i["origin"], i["destination"], i["kind"]) for i in arrived],
+                         [("a", "poe://c/s/hit", "post"), ("a", "poe://c/nobody/hit", "post")])
+        (lost,) = at_c.of("undeliverable")
+        self.assertEqual((lost["destination"], lost["origin"]), ("poe://c/nobody/hit", "a"))
+        self.assertIn("no session 'nobody'", lost["reason"])
+
+    def test_session_target(self):
+        """When the target is a session's state, then events are posted there with the kernel as sender and caller_state _monitor."""
+        mesh, k, _ = build("ab", "")
+        seen: List[Any] = []
+        k["a"].spawn(inline_states={
+            "_start": lambda e: (e.kernel.alias_set("w"), e.kernel.monitor_register("link_up", "on_event")),
+            "on_event": lambda e: seen.append((e.args, e.sender, e.caller_state)),
+        })
+        mesh.settle()
+        mesh.link(k["a"], k["b"])
+        mesh.settle()
+        ((args, sender, caller_state),) = seen
+        self.assertEqual(args[0], "link_up")
+        self.assertEqual(args[1]["peer"], "b")
+        self.assertIs(sender, k["a"])
+        self.assertEqual(caller_state, MONITOR_STATE)
+
+    def test_unregister(self):
+        """When a target is unregistered, then it hears nothing more, and unregistering twice says so."""
+        mesh, k, _ = build("abc", "ab")
+        events = Events()
+        k["a"].monitor_register("kernel_up", events)
+        self.assertTrue(self.successResultOf(k["a"].monitor_unregister("kernel_up", events)))
+        self.assertFalse(self.successResultOf(k["a"].monitor_unregister("kernel_up", events)))
+        mesh.link(k["b"], k["c"])
+        mesh.settle()
+        self.assertEqual(events.seen, [])
+
+    def test_bad_arguments(self):
+        """When a topic is unknown or a target names no state, then a clear error at once."""
+        k = build("a", "")[1]["a"]
+        self.assertRaises(ValueError, k.monitor_register, "nonsense", Events())
+        self.assertRaises(ValueError, k.monitor_register, [], Events())
+        self.assertRaises(BadSpecifier, k.monitor_register, "sent", "poe://a/s/")
+        self.assertRaises(BadSpecifier, k.monitor_register, "sent", 42)
+
+    def test_failing_target_logged(self):
+        """When a callable target raises, then the error is logged and other targets still hear the event."""
+        mesh, k, _ = build("ab", "")
+        events = Events()
+
+        def broken(topic, info):
+            raise RuntimeError("watcher broke")
+
+        k["a"].monitor_register("link_up", broken)
+        k["a"].monitor_register("link_up", events)
+        mesh.link(k["a"], k["b"])
+        mesh.settle()
+        self.assertEqual(events.topics(), ["link_up"])
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+
+
+class RemoteMonitorTests(SynchronousTestCase):
+    def setUp(self):
+        self.mesh, self.k, self.links = build("abc", "ab bc")
+        self.log: List[Any] = []
+        self.k["c"].spawn(Sink("s", self.log))
+        self.me = Recorder(self.k["a"], "me")
+        self.mesh.settle()
+
+    def register(self, topics: Any, target: str = "poe://a/me/got", kernel: str = "c") -> Any:
+        d = self.k["a"].monitor_register(topics, target, kernel=kernel)
+        self.mesh.settle()
+        return d
+
+    def test_watch_other_kernel(self):
+        """When a registers at c for 'arrived', then b's post to c is reported to a's session."""
+        self.assertTrue(self.successResultOf(self.register("arrived")))
+        self.k["b"].post("poe://c/s/hit", "x")
+        self.mesh.settle()
+        ((topic, info),) = self.me.got
+        self.assertEqual((topic, info["kernel"], info["origin"]), ("arrived", "c", "b"))
+
+    def test_state_name_target(self):
+        """When a session registers a state name at another kernel, then its own poe:// address is registered."""
+        seen: List[Any] = []
+        self.k["a"].spawn(inline_states={
+            "_start": lambda e: (e.kernel.alias_set("w"), e.kernel.monitor_register("arrived", "ev", kernel="c")),
+            "ev": lambda e: seen.append(e.args[0]),
+        })
+        self.mesh.settle()
+        self.assertEqual(list(self.k["a"].monitor.remote["c"]), ["poe://a/w/ev"])
+        self.k["b"].post("poe://c/s/hit", "x")
+        self.mesh.settle()
+        self.assertEqual(seen, ["arrived"])
+
+    def test_no_loops(self):
+        """When a and c watch each other's sent and arrived events, then one post makes a finite number of events."""
+        self.register(["sent", "arrived"])
+        watcher = Recorder(self.k["c"], "cw")
+        self.k["c"].monitor_register(["sent", "arrived"], "poe://c/cw/got", kernel="a")
+        self.mesh.settle()
+        self.assertEqual((self.me.got, watcher.got), ([], []))  # registrations are not reported
+        self.k["a"].post("poe://c/s/hit", 1)
+        self.mesh.settle()
+        self.assertEqual([t for t, _ in self.me.got], ["arrived"])
+        self.assertEqual([t for t, _ in watcher.got], ["sent"])
+
+    def test_refused(self):
+        """When c's monitor_register hook refuses, then the Deferred fails with the reason and nothing is kept."""
+        seen: List[Any] = []
+        self.k["c"].auth_register("monitor_register", "*", lambda r: seen.append(r) or "not you")
+        error = self.failureResultOf(self.register("sent"), RemoteError).value
+        self.assertEqual((error.remote_type, error.remote_message), ("Refused", "not you"))
+        self.assertEqual(self.k["a"].monitor.remote.get("c"), {})
+        (request,) = seen
+        self.assertEqual((request.kind, request.rsvp, request.args), ("monitor_register", "poe://a/me/got", (["sent"],)))
+        self.assertEqual(request.sender.remote_kernel, "a")
+        self.assertFalse(self.k["c"].monitor.watching("sent"))
+
+    def test_unregister_remote(self):
+        """When a unregisters at c, then the events stop; c's monitor_unregister hook is asked."""
+        self.register("arrived")
+        asked: List[Any] = []
+        self.k["c"].auth_register("monitor_unregister", "*", lambda r: asked.append(r.kind) or True)
+        d = self.k["a"].monitor_unregister("arrived", "poe://a/me/got", kernel="c")
+        self.mesh.settle()
+        self.assertTrue(self.successResultOf(d))
+        self.assertEqual(asked, ["monitor_unregister"])
+        self.k["b"].post("poe://c/s/hit", "x")
+        self.mesh.settle()
+        self.assertEqual(self.me.got, [])
+        self.assertEqual(self.k["a"].monitor.remote["c"], {})
+
+    def test_target_must_be_on_registering_kernel(self):
+        """When a registration names a target on a third kernel, then it is refused (no monitor spam by proxy)."""
+        d = self.k["a"].network.control("c", "monitor_register", [], (["sent"], "poe://b/x/y"), self.k["a"], None,
+                                        (None, None), 5)
+        self.mesh.settle()
+        self.assertEqual(self.failureResultOf(d, RemoteError).value.remote_type, "BadSpecifier")
+        self.assertRaises(BadSpecifier, self.k["a"].monitor_register, "sent", "poe://b/x/y", kernel="c")
+
+    def test_survives_lost_link(self):
+        """When c becomes unreachable and comes back, then c dropped a's registration meanwhile and a sends it again."""
+        self.register("arrived")
+        self.links["bc"].close()
+        self.mesh.settle()
+        self.assertFalse(self.k["c"].monitor.watching("arrived"))
+        self.mesh.link(self.k["b"], self.k["c"])
+        self.mesh.settle()
+        self.assertTrue(self.k["c"].monitor.watching("arrived"))
+        self.k["b"].post("poe://c/s/hit", "again")
+        self.mesh.settle()
+        self.assertEqual([t for t, _ in self.me.got], ["arrived"])
+
+    def test_unreachable_now_kept(self):
+        """When the kernel is not reachable yet, then the Deferred fails with NoRoute but the registration is sent once it is."""
+        mesh = MemoryMesh()
+        a, c = mesh.kernel("a"), mesh.kernel("c")
+        Recorder(a, "me")
+        mesh.settle()
+        self.failureResultOf(a.monitor_register("arrived", "poe://a/me/got", kernel="c"), NoRoute)
+        mesh.link(a, c)
+        mesh.settle()
+        self.assertTrue(c.monitor.watching("arrived"))
+
+    def test_gone_target_unregisters(self):
+        """When the watching session is gone, then the first event makes a unregister it at c instead of failing for ever."""
+        self.register("arrived")
+        self.k["a"].alias_remove("me", self.me.session)
+        self.mesh.settle()
+        self.k["b"].post("poe://c/s/hit", "x")
+        self.mesh.settle()
+        self.assertFalse(self.k["c"].monitor.watching("arrived"))
+        self.assertEqual(self.k["a"].monitor.remote["c"], {})
+
+    def test_post_hooks_still_apply(self):
+        """When a's post hook refuses messages from c, then monitor events from c are not delivered either."""
+        self.register("arrived")
+        self.k["a"].auth_register("post", "*", lambda r: r.sender.remote_kernel != "c")
+        self.k["b"].post("poe://c/s/hit", "x")
+        self.mesh.settle()
+        self.assertEqual(self.me.got, [])
