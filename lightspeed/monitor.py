@@ -45,6 +45,9 @@ __all__ = ["Monitor", "TOPICS", "MONITOR_STATE"]
 
 TOPICS = frozenset({"link_up", "link_down", "kernel_up", "kernel_down", "sent", "arrived", "undeliverable"})
 
+#: How many targets one other kernel may register here.
+MAX_TARGETS_PER_KERNEL = 256
+
 #: The caller state of monitor events: a receiver does not report them.
 MONITOR_STATE = "_monitor"
 
@@ -60,6 +63,8 @@ def topics_of(topics: Any) -> Tuple[str, ...]:
         return tuple(sorted(TOPICS))
     if isinstance(topics, str):
         topics = [topics]
+    if not isinstance(topics, (list, tuple, set, frozenset)) or not all(isinstance(t, str) for t in topics):
+        raise ValueError(f"monitor topics must be a topic name, a list of names or '*', not {topics!r}")
     out = tuple(dict.fromkeys(topics))
     for topic in out:
         if topic not in TOPICS:
@@ -211,6 +216,9 @@ def register_op(kernel: "Kernel", args: Tuple[Any, ...], sender: Any, remote: bo
         if reason is not None:
             raise Refused(reason)
     if adding:
+        if remote and len(kernel.monitor._by_origin.get(origin, ())) >= MAX_TARGETS_PER_KERNEL \
+                and ("remote", origin, str(spec)) not in kernel.monitor._by_origin[origin]:
+            raise Refused(f"kernel {origin!r} already has {MAX_TARGETS_PER_KERNEL} monitor targets here")
         kernel.monitor.add(topics, spec, origin if remote else None)
         return True
     return kernel.monitor.remove(topics, spec, origin if remote else None)

@@ -268,3 +268,62 @@ class RemoteMonitorTests(SynchronousTestCase):
         self.k["b"].post("poe://c/s/hit", "x")
         self.mesh.settle()
         self.assertEqual(self.me.got, [])
+
+
+class ControlFuzzTests(SynchronousTestCase):
+    """
+    CONTROL operations with generated arguments: every one is answered,
+    nothing is logged as a crash, and the link stays up.
+    """
+
+    def test_generated_arguments(self):
+        """When another kernel sends CONTROL operations with arbitrary plain arguments, then each gets an answer and the link stays up."""
+        from hypothesis import given, settings
+        from hypothesis import strategies as st
+
+        mesh, k, _ = build("ab", "ab")
+        k["b"].spawn(Sink("s", []))
+        mesh.settle()
+        plain = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=8) | st.binary(max_size=4),
+                             lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner,
+                                                                                          max_size=3),
+                             max_leaves=8)
+        answers: List[Any] = []
+
+        @settings(max_examples=120, deadline=None)
+        @given(op=st.sampled_from(["sessions", "states", "monitor_register", "monitor_unregister", "bogus", ""]),
+               sessions=st.one_of(st.just("*"), st.lists(st.text(max_size=6), max_size=3)),
+               args=st.lists(plain, max_size=3))
+        def check(op, sessions, args):
+            d = k["a"].network.control("b", op, sessions, tuple(args), k["a"], None, (None, None), 5)
+            d.addBoth(answers.append)
+            mesh.settle()
+            self.assertEqual(len(answers), 1)
+            answers.clear()
+            self.assertEqual([link.peer.name for link in k["b"].network.links()], ["a"])
+
+        check()
+        self.assertEqual(self.flushLoggedErrors(), [])
+
+
+class LimitTests(SynchronousTestCase):
+    def test_targets_per_kernel_bounded(self):
+        """When another kernel registers more targets than the limit, then the extra ones are refused and memory stays bounded."""
+        from lightspeed.monitor import MAX_TARGETS_PER_KERNEL
+
+        mesh, k, _ = build("ab", "ab")
+        results: List[Any] = []
+        for i in range(MAX_TARGETS_PER_KERNEL + 3):
+            d = k["a"].network.control("b", "monitor_register", [], (["sent"], f"poe://a/s{i}/x"), k["a"], None,
+                                       (None, None), 5)
+            d.addBoth(results.append)
+        mesh.settle()
+        refused = [r for r in results if not r is True]
+        self.assertEqual(len(refused), 3)
+        self.assertEqual(refused[0].value.remote_type, "Refused")
+        self.assertEqual(len(k["b"].monitor._by_origin["a"]), MAX_TARGETS_PER_KERNEL)
+        # Registering an existing target again is still fine.
+        d = k["a"].network.control("b", "monitor_register", [], (["arrived"], "poe://a/s0/x"), k["a"], None,
+                                   (None, None), 5)
+        mesh.settle()
+        self.assertTrue(self.successResultOf(d))
