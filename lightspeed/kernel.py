@@ -489,7 +489,7 @@ class Kernel:
             return name if name.kernel is self and not name.stopped else None
         if isinstance(name, str):
             session = self._aliases.get(name)
-            if session is not None or not (name.isascii() and name.isdecimal()):
+            if session is not None or not (name.isascii() and name.isdecimal()) or len(name) > 18:
                 return session
             name = int(name)
         if isinstance(name, int):

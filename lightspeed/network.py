@@ -12,8 +12,8 @@ decoding them.
 
 from __future__ import annotations
 
-import itertools
 import os
+import secrets
 import time
 from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Optional, Tuple
 
@@ -106,7 +106,7 @@ class Network:
         self.kernel = kernel
         self.name = kernel.name
         self.incarnation = incarnation if incarnation is not None else new_incarnation()
-        self.router = Router(self.name, self.incarnation)
+        self.router = Router(self.name, self.incarnation, kernel.reactor.seconds)
         self.hops = DEFAULT_HOPS
         #: The largest encoded payload a post may have: it must fit in a
         #: frame of the default maximum size with its routing header.
@@ -114,7 +114,6 @@ class Network:
         self._links: Dict[str, List["LinkProtocol"]] = {}
         self._all_links: List["LinkProtocol"] = []
         self._requests: Dict[int, Tuple[Deferred, str, Any]] = {}
-        self._request_ids = itertools.count(1)
         self._split_cache: Dict[Tuple[str, ...], Tuple[Dict[str, List[str]], List[str]]] = {}
         self._dirty: List["LinkProtocol"] = []
         self._flush_call: Any = None
@@ -125,6 +124,9 @@ class Network:
         #: How many messages were dropped because their origin was not
         #: behind the link they arrived on.
         self.misrouted = 0
+        #: How many payloads from kernels other than the neighbour that
+        #: passed them on were malformed or failed, and were dropped.
+        self.bad_payloads = 0
         self._fading_call: Any = None
         #: Reachable kernels and the incarnation we last saw of each.
         self._known: Dict[str, Optional[int]] = {}
@@ -227,18 +229,24 @@ class Network:
 
     def _routes_changed(self) -> None:
         self._split_cache.clear()
-        if self.router._fading:
-            # Withdrawn edges still vouch for origins for a while: a message
-            # sent before the change may still be on its way.
-            if self._fading_call is not None and self._fading_call.active():
-                self._fading_call.reset(FADING_GRACE)
-            else:
-                self._fading_call = self.kernel.reactor.callLater(FADING_GRACE, self.router.forget_fading)
+        if self.router._fading and (self._fading_call is None or not self._fading_call.active()):
+            self._expire_fading()
         reachable = self.router.reachable()
         for request_id, (d, kernel, _) in list(self._requests.items()):
             if kernel not in reachable:
                 self._fail_request(request_id, NoRoute(f"kernel {kernel!r} became unreachable"))
         self._membership(reachable)
+
+    def _expire_fading(self) -> None:
+        """
+        Forget the edges withdrawn more than L{FADING_GRACE} seconds ago,
+        and come back when the next one is due.
+        """
+        now = self.kernel.reactor.seconds()
+        oldest = self.router.forget_fading(now - FADING_GRACE)
+        self._fading_call = None
+        if oldest is not None:
+            self._fading_call = self.kernel.reactor.callLater(oldest + FADING_GRACE - now, self._expire_fading)
 
     def _membership(self, reachable: frozenset) -> None:
         """
@@ -298,16 +306,18 @@ class Network:
                     and type(message[1]) is str and type(message[3]) is int and message[1] != self.name:
                 # Hot path: a message for this kernel alone.
                 origin = message[1]
-                if origin != peer and origin not in self.router.behind(peer):
+                if origin == peer:
+                    self._deliver(origin, parse_payload(loads(message[4])))
+                elif origin in self.router.behind(peer):
+                    self._deliver_relayed(origin, peer, message[4])
+                else:
                     self._misrouted(origin, peer, [self.name], message[4])
-                    return
-                self._deliver(origin, parse_payload(loads(message[4])))
             else:
                 origin, dests, hops, payload = parse_routed(message)
                 if origin != peer and origin != self.name and origin not in self.router.behind(peer):
                     self._misrouted(origin, peer, dests, payload)
                     return
-                self._routed(origin, dests, hops, payload)
+                self._routed(origin, dests, hops, payload, peer)
         elif kind == LSA:
             origin, incarnation, seq, links, proof = parse_lsa(message)
             lsa = LinkState(origin, incarnation, seq, links, proof)
@@ -328,21 +338,37 @@ class Network:
         """
         A message claims an origin that is not behind the link it arrived
         on: its origin is forged (or it was sent just before a change of
-        the network that has already reached us).  Drop it with a log
-        line and tell the claimed origin, if we can reach it.
+        the network that has already reached us).  Drop it with a log line
+        and count it.  Nobody is told: the claimed origin did not send it,
+        and a notice would let a forger aim traffic at it.
         """
         self.misrouted += 1
         why = f"origin {origin!r} is not behind the link from {peer!r}: message dropped"
-        self._relay_failed(origin, dests, payload, why, self.router.next_hop(origin) is not None,
-                           f"dropped by kernel {self.name!r}: it arrived from {peer!r}, which is not on a path "
-                           f"from kernel {origin!r}")
+        self._relay_failed(origin, list(dict.fromkeys(dests)), payload, why, False)
 
-    def _routed(self, origin: str, dests: List[str], hops: int, payload: bytes) -> None:
+    def _deliver_relayed(self, origin: str, peer: str, payload: bytes) -> None:
+        """
+        Deliver a payload that a relay passed on.  If it is malformed, or
+        handling it fails, the relay is not to blame: drop it with a log
+        line instead of closing the link.
+        """
+        try:
+            self._deliver(origin, parse_payload(loads(payload)))
+        except ProtocolError as e:
+            self.bad_payloads += 1
+            self.log.warn("malformed payload from kernel {origin} (relayed by {peer}) dropped: {why}",
+                          origin=origin, peer=peer, why=str(e))
+        except Exception:
+            self.bad_payloads += 1
+            self.log.failure("payload from kernel {origin} (relayed by {peer}) failed; dropped",
+                             origin=origin, peer=peer)
+
+    def _routed(self, origin: str, dests: List[str], hops: int, payload: bytes, peer: Optional[str] = None) -> None:
         if origin == self.name:
             raise ProtocolError(f"message claims to come from this kernel ({origin!r})", "forged-origin")
         local = False
         others = []
-        for d in dests:
+        for d in dict.fromkeys(dests):
             if d == self.name:
                 local = True
             else:
@@ -353,7 +379,10 @@ class Network:
             else:
                 self._forward(origin, others, hops - 1, payload)
         if local:
-            self._deliver(origin, parse_payload(loads(payload)))
+            if peer is None or peer == origin:
+                self._deliver(origin, parse_payload(loads(payload)))
+            else:
+                self._deliver_relayed(origin, peer, payload)
 
     def _forward(self, origin: str, dests: Iterable[str], hops: int, payload: bytes,
                  bounce: bool = True) -> List[str]:
@@ -377,11 +406,10 @@ class Network:
             self._relay_failed(origin, unreachable, payload, "no route", bounce)
         return unreachable
 
-    def _relay_failed(self, origin: str, dests: List[str], payload: bytes, why: str, bounce: bool,
-                      reason: Optional[str] = None) -> None:
+    def _relay_failed(self, origin: str, dests: List[str], payload: bytes, why: str, bounce: bool) -> None:
         """
-        A relay cannot pass a message on: log it and tell its sender
-        (C{reason}, default "C{why} to kernel K").
+        A relay cannot pass a message on: log it, report it to the monitor
+        and, with C{bounce}, tell its sender ("C{why} to kernel K").
         """
         self.log.warn("{why} from {kernel} to {dests} for a message from {origin}",
                       why=why, kernel=self.name, dests=dests, origin=origin)
@@ -396,18 +424,18 @@ class Network:
             sessions_text = body[1] if body[1] == "*" else ",".join(body[1])
             for kernel in dests:
                 monitor.emit("undeliverable", destination=f"poe://{kernel}/{sessions_text}/{body[2]}",
-                             reason=reason or f"{why} to kernel {kernel!r}", origin=origin)
+                             reason=f"{why} to kernel {kernel!r}", origin=origin)
         if not bounce:
             return
         if body[0] in (POST, CALL, CALLREPLY):
             sessions = body[1] if body[1] == "*" else ",".join(body[1])
             for kernel in dests:
                 self.bounce(origin, body[4], f"poe://{kernel}/{sessions}/{body[2]}",
-                            reason or f"{why} to kernel {kernel!r}", body[3])
+                            f"{why} to kernel {kernel!r}", body[3])
         elif body[0] == REQUEST or body[0] == CONTROL:
             self._forward(self.name, (origin,), self.hops,
                           dumps([RESPONSE, [], body[8], False,
-                                 ["NoRoute", reason or f"{why} to kernel {dests[0]!r}"]]),
+                                 ["NoRoute", f"{why} to kernel {dests[0]!r}"]]),
                           bounce=False)
 
     def _deliver(self, origin: str, payload: list) -> None:
@@ -626,7 +654,7 @@ class Network:
         kernel = kernels[0]
         if self.router.next_hop(kernel) is None:
             return fail(NoRoute(f"no route to kernel {kernel!r}"))
-        request_id = next(self._request_ids)
+        request_id = self._new_request_id()
         body = dumps([REQUEST, list(spec.sessions), spec.state, list(args), _wire_name(sender), cstate,
                       caller[0], caller[1], request_id])
         if self.kernel.monitor.sent:
@@ -649,7 +677,7 @@ class Network:
             check_plain(args)
         except EncodeError as e:
             return fail(e)
-        request_id = next(self._request_ids)
+        request_id = self._new_request_id()
         body = dumps([CONTROL, sessions, op, list(args), _wire_name(sender), cstate, caller[0], caller[1],
                       request_id])
         if self.kernel.monitor.sent and not op.startswith("monitor_"):
@@ -657,6 +685,16 @@ class Network:
                                      kind="control")
         return self._pending(request_id, kernel, body, timeout,
                              f"no answer to {op!r} from kernel {kernel!r} within {timeout} s")
+
+    def _new_request_id(self) -> int:
+        """
+        A random 63-bit id that no pending request has: other kernels
+        cannot guess it to answer (or fail) a request they did not get.
+        """
+        while True:
+            request_id = secrets.randbits(63)
+            if request_id not in self._requests:
+                return request_id
 
     def _pending(self, request_id: int, kernel: str, body: bytes, timeout: Optional[float],
                  late: str) -> Deferred:

@@ -34,9 +34,12 @@ from __future__ import annotations
 
 import heapq
 from dataclasses import dataclass, field
-from typing import Any, Dict, FrozenSet, Iterable, List, Optional, Tuple
+from typing import Any, Callable, Dict, FrozenSet, Iterable, List, Optional, Tuple
 
-__all__ = ["LinkState", "Router"]
+__all__ = ["LinkState", "Router", "MAX_FADING"]
+
+#: The most withdrawn edges L{Router.behind} keeps counting.
+MAX_FADING = 4096
 
 
 @dataclass(frozen=True)
@@ -82,11 +85,13 @@ class Router:
     :ivar incarnation: this kernel's per-start id.
     """
 
-    def __init__(self, name: str, incarnation: int) -> None:
+    def __init__(self, name: str, incarnation: int, clock: Optional[Callable[[], float]] = None) -> None:
         """
         :param name: this kernel's name.
         :param incarnation: this kernel's per-start id.
+        :param clock: seconds now, to stamp withdrawn edges (see L{fading}).
         """
+        self._clock = clock or (lambda: 0.0)
         self.name = name
         self.incarnation = incarnation
         self._links: Dict[str, int] = {}
@@ -96,7 +101,7 @@ class Router:
         self._hops: Dict[str, str] = {}
         self._distances: Dict[str, int] = {}
         self._behind: Dict[str, FrozenSet[str]] = {}
-        self._fading: set = set()
+        self._fading: Dict[Tuple[str, str], float] = {}
 
     # -- own links -----------------------------------------------------------
 
@@ -193,28 +198,50 @@ class Router:
         if held is None or held.links != lsa.links:
             self._dirty = True
             if held is not None:
-                kept = dict(lsa.links)
-                for peer, _ in held.links:
-                    if peer not in kept:
-                        self._fading.add((lsa.origin, peer))
+                self._withdrawn(lsa.origin, held, lsa)
         return True
 
-    def fading(self) -> FrozenSet[Tuple[str, str]]:
+    def _withdrawn(self, origin: str, held: LinkState, lsa: LinkState) -> None:
         """
-        :returns: the edges C{(origin, peer)} that an LSA has withdrawn since
-            the last L{forget_fading}.
+        Stamp the edges C{lsa} withdraws that were usable (both ends listed
+        them) until now.
         """
-        return frozenset(self._fading)
+        kept = dict(lsa.links)
+        now = self._clock()
+        for peer, _ in held.links:
+            other = self._lsas.get(peer)
+            if peer not in kept and other is not None and origin in dict(other.links):
+                self._fading.pop((origin, peer), None)
+                self._fading[(origin, peer)] = now
+        while len(self._fading) > MAX_FADING:
+            del self._fading[next(iter(self._fading))]  # the oldest
 
-    def forget_fading(self) -> None:
+    def fading(self) -> Dict[Tuple[str, str], float]:
         """
-        Stop counting withdrawn edges in L{behind}; the caller does this a
-        while (longer than a message can take across the network) after
-        the last change.
+        :returns: the usable edges C{(origin, peer)} that an LSA of
+            C{origin} withdrew, with the time each was withdrawn (oldest
+            first; at most L{MAX_FADING}).
         """
-        if self._fading:
-            self._fading.clear()
+        return dict(self._fading)
+
+    def forget_fading(self, before: Optional[float] = None) -> Optional[float]:
+        """
+        Stop counting in L{behind} the edges withdrawn before C{before}
+        (default: all of them).  The caller does this a while (longer than
+        a message can take across the network) after each withdrawal.
+
+        :returns: when the oldest edge still counted was withdrawn, or
+            L{None} if none is left.
+        """
+        removed = False
+        for edge, when in list(self._fading.items()):
+            if before is not None and when >= before:
+                break
+            del self._fading[edge]
+            removed = True
+        if removed:
             self._behind = {}
+        return next(iter(self._fading.values()), None)
 
     def held(self, origin: str) -> Optional[LinkState]:
         """

@@ -810,7 +810,47 @@ class BehindTests(SynchronousTestCase):
         """When an LSA withdraws an edge, then the edge still counts until forget_fading."""
         router = self.make("xa ab")
         router.receive(LinkState("b", 1, 2, ()), "a")
-        self.assertEqual(router.fading(), {("b", "a")})
+        self.assertEqual(set(router.fading()), {("b", "a")})
         self.assertEqual(router.behind("a"), {"a", "b"})
         router.forget_fading()
         self.assertEqual(router.behind("a"), {"a"})
+
+    def test_one_way_never_fades(self):
+        """When an LSA withdraws an edge the other end never listed, then it does not count (no vouching by one-sided claims)."""
+        router = self.make("xa")
+        router.receive(LinkState("a", 1, 2, (("c", 1), ("x", 1))), "a")  # a claims c; c never agreed
+        router.receive(LinkState("a", 1, 3, (("x", 1),)), "a")
+        self.assertEqual(router.fading(), {})
+        self.assertEqual(router.behind("a"), {"a"})
+
+    def test_each_edge_expires_on_its_own(self):
+        """When edges are withdrawn at different times, then each stops counting GRACE after its own withdrawal."""
+        now = [0.0]
+        router = Router("x", 1, lambda: now[0])
+        router.link_up("a")
+        router.receive(LinkState("a", 1, 1, (("b", 1), ("c", 1), ("x", 1))), "a")
+        router.receive(LinkState("b", 1, 1, (("a", 1),)), "a")
+        router.receive(LinkState("c", 1, 1, (("a", 1),)), "a")
+        router.receive(LinkState("b", 1, 2, ()), "a")
+        now[0] = 20.0
+        router.receive(LinkState("c", 1, 2, ()), "a")
+        self.assertEqual(router.fading(), {("b", "a"): 0.0, ("c", "a"): 20.0})
+        self.assertEqual(router.forget_fading(before=30.0 - 30.0 + 1), 20.0)
+        self.assertEqual(router.behind("a"), {"a", "c"})
+        self.assertIsNone(router.forget_fading(before=21.0))
+        self.assertEqual(router.behind("a"), {"a"})
+
+    def test_fading_is_bounded(self):
+        """When more edges are withdrawn than MAX_FADING, then the oldest are forgotten."""
+        from lightspeed.router import MAX_FADING
+
+        router = Router("x", 1)
+        router.link_up("a")
+        names = [f"n{i}" for i in range(MAX_FADING + 10)]
+        router.receive(LinkState("a", 1, 1, tuple(sorted((n, 1) for n in names + ["x"]))), "a")
+        for n in names:
+            router.receive(LinkState(n, 1, 1, (("a", 1),)), "a")
+        for n in names:
+            router.receive(LinkState(n, 1, 2, ()), "a")
+        self.assertEqual(len(router.fading()), MAX_FADING)
+        self.assertNotIn(("n0", "a"), router.fading())
