@@ -33,16 +33,11 @@ CONTEXT = "lightspeed-lsa-1"
 
 def certificate_names(cert: x509.Certificate) -> Set[str]:
     """
-    The names a certificate gives its holder: its common names and its DNS
-    subject alternative names.
+    The kernel names a certificate vouches for: its subject's common
+    names.  Subject alternative names are not used: they hold host names
+    (C{localhost}, addresses) that many nodes' certificates share.
     """
-    names = {str(a.value) for a in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)}
-    try:
-        alt = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-        names.update(alt.get_values_for_type(x509.DNSName))
-    except x509.ExtensionNotFound:
-        pass
-    return names
+    return {str(a.value) for a in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)}
 
 
 def signed_content(lsa: LinkState) -> bytes:
@@ -78,9 +73,15 @@ class AdvertSigner:
             certificate (PEM bytes or a path).
         :param now: the clock for certificate validity (default: UTC now).
         """
-        own = x509.load_pem_x509_certificate(_read(cert))
+        try:
+            own = x509.load_pem_x509_certificate(_read(cert))
+            self._key = serialization.load_pem_private_key(_read(key), None)
+        except (TypeError, ValueError) as e:  # TypeError: an encrypted key
+            raise ValueError(f"cannot load the certificate and key: {e}") from None
         self.certificate = own.public_bytes(serialization.Encoding.DER)
-        self._key = serialization.load_pem_private_key(_read(key), None)
+        spki = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        if own.public_key().public_bytes(*spki) != self._key.public_key().public_bytes(*spki):
+            raise ValueError("the private key does not belong to the certificate")
         self._ca = x509.load_pem_x509_certificate(_read(ca))
         self._now = now or (lambda: datetime.datetime.now(datetime.timezone.utc))
         self._checked: Dict[bytes, Tuple[Set[str], Any, datetime.datetime, datetime.datetime]] = {}

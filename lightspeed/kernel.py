@@ -307,8 +307,9 @@ class Kernel:
         Sign this kernel's routing adverts (LSAs) with the key of its node
         certificate, and from now on believe another kernel's advert only
         if it is signed by a certificate that the CA issued and that names
-        that kernel; any other advert closes the link it came on (BYE
-        C{bad-advert}).  Every kernel of the mesh must do the same.
+        that kernel (unsigned adverts held so far are dropped); a forged
+        advert closes the link it came on (BYE C{bad-advert}).  Every
+        kernel of the mesh must do the same.
 
         :param tls: a L{lightspeed.tls.TLSConfig} with a CA, or a
             L{lightspeed.adverts.AdvertSigner}.
@@ -319,6 +320,8 @@ class Kernel:
         signer = tls if isinstance(tls, AdvertSigner) else AdvertSigner.from_tls(tls)
         network = self.network_start()
         network.signer = signer
+        if network.router.drop_unsigned():
+            network._routes_changed()
         if network.links():
             # Neighbours hold our unsigned advert: outbid it with a signed one.
             network._flood(network.router.readvertise(), None)

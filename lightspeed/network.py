@@ -73,6 +73,23 @@ def new_incarnation() -> int:
 
 _WILD = ("*",)
 
+#: Seconds between fresh copies of a kernel's own LSA, and the age past which
+#: another kernel's LSA that was not refreshed is dropped.
+LSA_REFRESH = 600.0
+LSA_MAX_AGE = 1800.0
+
+#: Seconds past now that an incarnation (microseconds since the epoch in its
+#: high bits, see L{new_incarnation}) may claim before it counts as a lie.
+INCARNATION_SLACK = 24 * 3600
+
+#: Reasons to refuse another kernel's LSA that do not make the relay a liar.
+_EXCUSABLE = frozenset({"it is not signed", "its certificate is expired or not yet valid"})
+
+
+def _latest_incarnation() -> int:
+    return int((time.time() + INCARNATION_SLACK) * 1_000_000) << 16
+
+
 _KIND_NAMES = {POST: "post", CALL: "call", CALLREPLY: "callreply", REQUEST: "request",
                UNDELIVERABLE: "undeliverable", CONTROL: "control"}
 
@@ -127,7 +144,10 @@ class Network:
         #: How many payloads from kernels other than the neighbour that
         #: passed them on were malformed or failed, and were dropped.
         self.bad_payloads = 0
+        #: How many LSAs were refused (see L{_bad_advert}).
+        self.bad_adverts = 0
         self._fading_call: Any = None
+        self._refresh_call: Any = None
         #: Reachable kernels and the incarnation we last saw of each.
         self._known: Dict[str, Optional[int]] = {}
         #: Signs our LSAs and checks everyone else's, when set (see
@@ -186,6 +206,8 @@ class Network:
         for lsa in self.router.database():
             link.send_message(self._lsa_message(lsa))
         self._split_cache.clear()
+        if self._refresh_call is None:
+            self._refresh_call = self.kernel.reactor.callLater(LSA_REFRESH, self._refresh)
         if len(links) == 1:
             self._flood(self.router.link_up(peer.name), None)
             self._routes_changed()
@@ -213,6 +235,35 @@ class Network:
             lsa = self.router.link_down(peer.name)
             if lsa is not None:
                 self._flood(lsa, None)
+            self._routes_changed()
+        if not self._all_links:
+            self._stop_timers()
+
+    def _stop_timers(self) -> None:
+        """
+        No link is left (or the kernel leaves): nothing to refresh, no
+        message in flight that a withdrawn edge must vouch for.
+        """
+        self.router.forget_fading()
+        for call in (self._fading_call, self._refresh_call):
+            if call is not None and call.active():
+                call.cancel()
+        self._fading_call = self._refresh_call = None
+
+    def _refresh(self) -> None:
+        """
+        Every L{LSA_REFRESH} seconds while links are up: send a fresh copy
+        of our own LSA, and drop other kernels' LSAs older than
+        L{LSA_MAX_AGE}.
+        """
+        self._refresh_call = None
+        if not self._all_links:
+            return
+        self._refresh_call = self.kernel.reactor.callLater(LSA_REFRESH, self._refresh)
+        self._flood(self.router.readvertise(), None)
+        dropped = self.router.expire(LSA_MAX_AGE)
+        if dropped:
+            self.log.info("adverts of {kernels} aged out", kernels=dropped)
             self._routes_changed()
 
     def links(self) -> List["LinkProtocol"]:
@@ -246,7 +297,8 @@ class Network:
         oldest = self.router.forget_fading(now - FADING_GRACE)
         self._fading_call = None
         if oldest is not None:
-            self._fading_call = self.kernel.reactor.callLater(oldest + FADING_GRACE - now, self._expire_fading)
+            self._fading_call = self.kernel.reactor.callLater(max(oldest + FADING_GRACE - now, 0.001),
+                                                              self._expire_fading)
 
     def _membership(self, reachable: frozenset) -> None:
         """
@@ -321,18 +373,46 @@ class Network:
         elif kind == LSA:
             origin, incarnation, seq, links, proof = parse_lsa(message)
             lsa = LinkState(origin, incarnation, seq, links, proof)
-            assert link.peer is not None
-            if self.signer is not None and (origin == self.name or lsa.newer_than(self.router.held(origin))):
+            peer = link.peer.name  # type: ignore[union-attr]
+            own = self.router.own()
+            if origin == self.name:
+                if lsa == own or (incarnation, seq) < (own.incarnation, own.seq):
+                    return  # our own advert coming back, or an old one: nothing to do, nothing to check
+                if incarnation > own.incarnation:
+                    self._bad_advert(origin, peer, "it claims a later start of this kernel", True)
+                    return
+            elif not lsa.newer_than(self.router.held(origin)):
+                return  # a duplicate or stale copy
+            if incarnation > _latest_incarnation():
+                self._bad_advert(origin, peer, "its incarnation lies in the future", origin != peer)
+                return
+            if self.signer is not None:
                 reason = self.signer.verify(lsa, proof)
                 if reason is not None:
-                    raise ProtocolError(f"advert of kernel {origin!r} refused: {reason}", "bad-advert")
-            before = self.router.own()
+                    # A relay holding an advert that has since expired, or an
+                    # unsigned one from before signing was on, is not lying.
+                    self._bad_advert(origin, peer, reason, origin != peer and reason in _EXCUSABLE)
+                    return
+            before = own
             if self.router.receive(lsa, link.peer.name):
                 self._flood(lsa, link.peer.name)
                 self._routes_changed()
             elif self.router.own() is not before:
                 self._flood(self.router.own(), None)  # outbid a stale or forged copy of our own advert
         # Other link-level messages (PONG, future types) need no action.
+
+    def _bad_advert(self, origin: str, peer: str, reason: str, excusable: bool) -> None:
+        """
+        Refuse an LSA: drop it with a log line if the neighbour that sent
+        it may be honest (C{excusable}), else close that link.
+
+        :raises ProtocolError: to close the link.
+        """
+        self.bad_adverts += 1
+        text = f"advert of kernel {origin!r} refused: {reason}"
+        if not excusable:
+            raise ProtocolError(text, "bad-advert")
+        self.log.warn("{text} (from {peer}; dropped)", text=text, peer=peer)
 
     def _misrouted(self, origin: str, peer: str, dests: List[str], payload: bytes) -> None:
         """
@@ -801,9 +881,7 @@ class Network:
         """
         Close every link with a BYE.
         """
-        self.router.forget_fading()
-        if self._fading_call is not None and self._fading_call.active():
-            self._fading_call.cancel()
+        self._stop_timers()
         for link in list(self._all_links):
             link.close(code, message)
 

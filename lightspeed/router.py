@@ -23,11 +23,12 @@ Rules of the computation:
     query recomputes them once, so a burst of LSAs costs one computation.
 
 LSAs of unreachable kernels stay in the database (they are not routed to and
-L{Router.incarnation_of} ignores them).  Dropping them is unsafe without
-ageing: a kernel that joins receives its neighbour's database I{before} the
-LSA that makes those kernels reachable, and an LSA dropped in between is
-never sent again.  Holding one never blocks a newer LSA from the same kernel
-(a restart has a larger incarnation), so a stale entry costs only memory.
+L{Router.incarnation_of} ignores them) until they age out: every kernel
+sends a fresh LSA of its own every few minutes, and L{Router.expire} drops
+an LSA that nothing has refreshed for longer than that (the caller runs it
+on a timer).  Dropping an LSA merely because its kernel is unreachable
+would be unsafe: a kernel that joins receives its neighbour's database
+I{before} the LSA that makes those kernels reachable.
 """
 
 from __future__ import annotations
@@ -102,6 +103,7 @@ class Router:
         self._distances: Dict[str, int] = {}
         self._behind: Dict[str, FrozenSet[str]] = {}
         self._fading: Dict[Tuple[str, str], float] = {}
+        self._stamps: Dict[str, float] = {}
 
     # -- own links -----------------------------------------------------------
 
@@ -195,6 +197,7 @@ class Router:
         if not lsa.newer_than(held):
             return False
         self._lsas[lsa.origin] = lsa
+        self._stamps[lsa.origin] = self._clock()
         if held is None or held.links != lsa.links:
             self._dirty = True
             if held is not None:
@@ -226,8 +229,8 @@ class Router:
 
     def forget_fading(self, before: Optional[float] = None) -> Optional[float]:
         """
-        Stop counting in L{behind} the edges withdrawn before C{before}
-        (default: all of them).  The caller does this a while (longer than
+        Stop counting in L{behind} the edges withdrawn at or before
+        C{before} (default: all of them).  The caller does this a while (longer than
         a message can take across the network) after each withdrawal.
 
         :returns: when the oldest edge still counted was withdrawn, or
@@ -235,13 +238,46 @@ class Router:
         """
         removed = False
         for edge, when in list(self._fading.items()):
-            if before is not None and when >= before:
+            if before is not None and when > before:
                 break
             del self._fading[edge]
             removed = True
         if removed:
             self._behind = {}
         return next(iter(self._fading.values()), None)
+
+    def expire(self, max_age: float) -> List[str]:
+        """
+        Drop the LSAs that no newer copy has replaced for more than
+        C{max_age} seconds: their kernels are gone (a live kernel sends a
+        fresh LSA more often than that).  Without this, a former neighbour
+        of a departed kernel could keep it "reachable" for ever by
+        advertising its old link to it.
+
+        :returns: the origins dropped.
+        """
+        now = self._clock()
+        old = [origin for origin, stamp in self._stamps.items() if now - stamp > max_age]
+        for origin in old:
+            del self._stamps[origin]
+            held = self._lsas.pop(origin)
+            if held.links:
+                self._dirty = True
+        return old
+
+    def drop_unsigned(self) -> List[str]:
+        """
+        Drop every held LSA that carries no proof (signing was just turned
+        on: only signed adverts count from now on).
+
+        :returns: the origins dropped.
+        """
+        gone = [origin for origin, lsa in self._lsas.items() if lsa.proof is None]
+        for origin in gone:
+            del self._lsas[origin]
+            self._stamps.pop(origin, None)
+            self._dirty = True
+        return gone
 
     def held(self, origin: str) -> Optional[LinkState]:
         """

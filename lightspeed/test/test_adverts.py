@@ -112,14 +112,19 @@ class SignedMeshTests(SynchronousTestCase):
         self.ab.server.dataReceived(frame(dumps(message)))
         self.mesh.settle()
 
-    def assert_refused(self, reason: str) -> None:
+    def assert_refused(self, reason: str, closed: bool = True) -> None:
         """
-        b closed its link to a with BYE bad-advert and c is still reached
-        the honest way.
+        b refused the advert (and closed its link to a, if C{closed}) and
+        c is still reached the honest way.
         """
-        self.assertEqual([link.peer.name for link in self.k["b"].network.links()], ["c"])
-        self.assertEqual(self.ab.client.closed_reason.code, "bad-advert")
-        self.assertIn(reason, str(self.ab.client.closed_reason))
+        self.assertEqual(self.k["b"].network.bad_adverts, 1)
+        if closed:
+            self.assertEqual([link.peer.name for link in self.k["b"].network.links()], ["c"])
+            self.assertEqual(self.ab.client.closed_reason.code, "bad-advert")
+            self.assertIn(reason, str(self.ab.client.closed_reason))
+        else:
+            self.assertEqual(sorted(link.peer.name for link in self.k["b"].network.links()), ["a", "c"])
+            self.assertTrue(any(reason in str(w.get("text")) for w in self.warnings.events))
         held = self.k["b"].network.router.held("c")
         self.assertEqual(held.links, (("b", 1),))
         self.k["b"].post("poe://c/s/hit", "still here")
@@ -137,10 +142,28 @@ class SignedMeshTests(SynchronousTestCase):
                     self.assertIsNotNone(lsa.proof)
 
     def test_unsigned_lie(self):
-        """When a floods an unsigned advert claiming c's links, then b refuses it and closes that link only."""
+        """When a passes on an unsigned advert claiming c's links, then b drops it (a relay may hold old unsigned adverts) and keeps the link."""
         held = self.k["b"].network.router.held("c")
         self.inject(LinkState("c", held.incarnation, held.seq + 1, (("a", 1),)))
-        self.assert_refused("it is not signed")
+        self.assert_refused("it is not signed", closed=False)
+
+    def test_expired_third_party(self):
+        """When a relay passes on an advert whose certificate has since expired, then it is dropped and the link stays."""
+        import datetime
+
+        self.k["b"].network.signer._now = lambda: datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=5000)
+        held = self.k["b"].network.router.held("c")
+        lie = LinkState("c", held.incarnation, held.seq + 1, (("a", 1),))
+        self.inject(lie, signer("c").sign(lie))
+        self.assert_refused("expired", closed=False)
+
+    def test_future_incarnation(self):
+        """When an advert claims an incarnation far in the future (to outbid its owner for ever), then it is refused."""
+        held = self.k["b"].network.router.held("c")
+        self.inject(LinkState("c", held.incarnation << 40, 1, (("a", 1),)))
+        self.assert_refused("incarnation lies in the future", closed=False)
+        self.inject(LinkState("a", 1 << 200, 1, (("b", 1),)))
+        self.assertEqual(self.ab.client.closed_reason.code, "bad-advert")
 
     def test_lie_signed_by_liar(self):
         """When a signs an advert in c's name with its own certificate, then b refuses it."""
@@ -162,15 +185,28 @@ class SignedMeshTests(SynchronousTestCase):
         self.mesh.settle()
         held = self.k["b"].network.router.held("c")
         self.inject(LinkState("c", held.incarnation + 1, 1, (("a", 1),)))
-        self.assertEqual([link.peer.name for link in self.k["b"].network.links()], [])
+        lie = LinkState("c", held.incarnation + 2, 1, (("a", 1),))
+        self.inject(lie, signer("a").sign(lie))
+        self.assertEqual(self.k["b"].network.bad_adverts, 2)
         self.assertNotIn("c", self.k["b"].network.router.reachable())
         self.assertEqual(self.k["b"].network.router.held("c").incarnation, held.incarnation)
 
     def test_forged_own_advert(self):
-        """When a sends an unsigned advert in b's own name, then b closes the link."""
+        """When a passes on an unsigned advert in b's own name, then b drops it and does not even raise its own sequence number."""
         own = self.k["b"].network.router.own()
         self.inject(LinkState("b", own.incarnation, own.seq + 5, ()))
-        self.assertEqual(self.ab.client.closed_reason.code, "bad-advert")
+        self.assertEqual(self.k["b"].network.bad_adverts, 1)
+        self.assertEqual(self.k["b"].network.router.own(), own)
+
+    def test_own_advert_replay_is_free(self):
+        """When a replays b's own current advert, then b does not verify it at all."""
+        calls: List[Any] = []
+        real = self.k["b"].network.signer.verify
+        self.k["b"].network.signer.verify = lambda *a: calls.append(a) or real(*a)
+        own = self.k["b"].network.router.own()
+        for _ in range(10):
+            self.inject(own, signer("b").sign(own))
+        self.assertEqual(calls, [])
 
     def test_old_genuine_replay_ignored(self):
         """When a replays an older genuine advert of c, then it is dropped quietly and the link stays."""
@@ -198,3 +234,89 @@ class SignedMeshTests(SynchronousTestCase):
         x.sign_adverts(signer("a"))
         mesh.settle()
         self.assertIsNotNone(y.network.router.held("a").proof)
+        self.assertIsNone(x.network.router.held("b"))  # dropped: unsigned
+        y.sign_adverts(signer("b"))  # a's advert is signed and stays; b's own is sent again, signed
+        mesh.settle()
+        self.assertIsNotNone(x.network.router.held("b").proof)
+        self.assertEqual(y.network.router.reachable(), {"a"})
+
+    def test_signing_drops_unsigned(self):
+        """When signing is turned on, then the unsigned adverts held so far are dropped."""
+        mesh = MemoryMesh()
+        x, y, z = mesh.kernel("a"), mesh.kernel("b"), mesh.kernel("c")
+        mesh.link(x, y)
+        mesh.link(y, z)
+        mesh.settle()
+        self.assertIsNotNone(x.network.router.held("c"))
+        x.sign_adverts(signer("a"))
+        self.assertIsNone(x.network.router.held("c"))
+        self.assertNotIn("c", x.network.router.reachable())
+
+
+class AgeingTests(SynchronousTestCase):
+    """
+    Adverts that nothing refreshes age out; live kernels refresh theirs.
+    """
+
+    def advance(self, mesh: MemoryMesh, seconds: float) -> None:
+        for _ in range(int(seconds // 30) + 1):
+            mesh.advance(30)
+
+    def test_live_kernels_never_age_out(self):
+        """When time passes far beyond the maximum age, then live kernels stay reachable (they refresh their adverts)."""
+        from lightspeed.network import LSA_MAX_AGE
+        from lightspeed.test.test_mesh import build
+
+        mesh, k, _ = build("abc", "ab bc")
+        seq = k["c"].network.router.own().seq
+        self.advance(mesh, 3 * LSA_MAX_AGE)
+        self.assertEqual(k["a"].network.router.reachable(), {"b", "c"})
+        self.assertGreater(k["a"].network.router.held("c").seq, seq)
+
+    def test_phantom_ages_out(self):
+        """When a former neighbour keeps advertising its link to a departed kernel, then the phantom dies with its old advert and the kernel can rejoin."""
+        from lightspeed.network import LSA_MAX_AGE, LSA_REFRESH
+        from lightspeed.test.test_mesh import build
+
+        mesh, k, links = build("mxy", "mx my")
+        links["mx"].close()
+        mesh.settle()
+        own = k["m"].network.router.own()
+        links["my"].client.send_message([LSA, "m", own.incarnation, own.seq + 100, [["x", 1], ["y", 1]]])
+        mesh.settle()
+        self.assertIn("x", k["y"].network.router.reachable())
+        x2 = mesh.kernel("x")
+        early = mesh.link(x2, k["y"])
+        mesh.settle()
+        self.assertIn("already used", str(self.failureResultOf(early.client.when_ready()).value))
+        self.advance(mesh, LSA_MAX_AGE + LSA_REFRESH)
+        self.assertNotIn("x", k["y"].network.router.reachable())
+        later = mesh.link(x2, k["y"])
+        mesh.settle()
+        self.assertIs(self.successResultOf(later.client.when_ready()), later.client)
+
+
+class SignerSetupTests(SynchronousTestCase):
+    def test_key_must_match(self):
+        """When the key belongs to another certificate, then the signer refuses to start."""
+        error = self.assertRaises(ValueError, AdvertSigner, NODES["a"][1], NODES["b"][0], CA_CERT)
+        self.assertIn("does not belong", str(error))
+
+    def test_encrypted_key(self):
+        """When the key is encrypted, then a ValueError says it cannot be loaded (not a TypeError)."""
+        from cryptography.hazmat.primitives import serialization
+
+        key = serialization.load_pem_private_key(NODES["a"][0], None)
+        locked = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                   serialization.BestAvailableEncryption(b"pw"))
+        error = self.assertRaises(ValueError, AdvertSigner, NODES["a"][1], locked, CA_CERT)
+        self.assertIn("cannot load", str(error))
+
+    def test_names_are_common_names_only(self):
+        """When a certificate lists host names as alternative names, then only its common name counts as a kernel name."""
+        from cryptography import x509
+
+        from lightspeed.adverts import certificate_names
+
+        cert = x509.load_pem_x509_certificate(NODES["a"][1])
+        self.assertEqual(certificate_names(cert), {"a"})
