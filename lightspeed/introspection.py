@@ -101,7 +101,9 @@ def session_specifier(dest: Any) -> Specifier:
     :raises BadSpecifier: naming the bad part.
     """
     if isinstance(dest, Specifier):
-        return dest.session_only()
+        if dest.state is not None:
+            raise BadSpecifier(f"{str(dest)!r} names a state; introspection wants poe://KERNEL/SESSION")
+        return dest
     if isinstance(dest, str):
         if not dest.startswith(SCHEME):
             raise BadSpecifier(f"{dest!r} is not a poe://KERNEL/SESSION destination")

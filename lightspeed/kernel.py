@@ -204,12 +204,23 @@ class Kernel:
         for name in names:
             d = self._control(name, op, sessions, (), timeout, caller)
             d.addCallbacks(
-                lambda value, name=name: self.post(target, name, value),
+                lambda value, name=name: self._post_as_kernel(target, name, value),
                 lambda f, name=name: self._undeliverable(
                     Specifier((name,), ("*",) if sessions == "*" else tuple(sessions), op),
                     f"{op} of kernel {name!r} failed: {f.getErrorMessage()}", caller, sender),
             )
         return None
+
+    def _post_as_kernel(self, dest: Any, *args: Any) -> None:
+        """
+        Post with the kernel as sender, whatever session is current.
+        """
+        previous = self._current, self._current_state
+        self._current, self._current_state = None, None
+        try:
+            self.post(dest, *args)
+        finally:
+            self._current, self._current_state = previous
 
     def _control(self, kernel: str, op: str, sessions: Any, args: Tuple[Any, ...], timeout: Optional[float],
                  caller: Tuple[Optional[str], Optional[int]]) -> Deferred:
@@ -254,7 +265,8 @@ class Kernel:
             return maybeDeferred(lambda: True)
         if not isinstance(spec, Specifier) or spec.kernels != (self.name,):
             raise BadSpecifier(f"a target for another kernel's events must be a state in kernel {self.name!r}")
-        self.monitor.remote.setdefault(kernel, {})[str(spec)] = names
+        mine = self.monitor.remote.setdefault(kernel, {})
+        names = mine[str(spec)] = tuple(dict.fromkeys(mine.get(str(spec), ()) + names))
         d = self._control(kernel, "monitor_register", [], (list(names), str(spec)), timeout, _caller(1))
 
         def failed(f: Failure) -> Failure:

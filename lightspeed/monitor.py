@@ -156,13 +156,14 @@ class Monitor:
         kernel = self.kernel
         self._emitting = True
         previous = kernel._current, kernel._current_state
-        kernel._current, kernel._current_state = None, MONITOR_STATE
         try:
             for target in list(watchers.values()):
                 try:
                     if isinstance(target, Specifier):
+                        kernel._current, kernel._current_state = None, MONITOR_STATE
                         kernel.post(target, topic, dict(info))
                     else:
+                        kernel._current, kernel._current_state = None, None
                         target(topic, dict(info))
                 except Exception:
                     self.log.failure("monitor target {target!r} failed on {topic}", target=target, topic=topic)
@@ -191,6 +192,8 @@ def target_of(kernel: "Kernel", target: Any) -> Target:
     spec = coerce(target)
     if spec.state is None:
         raise BadSpecifier(f"monitor target {str(spec)!r} names no state")
+    if spec.all_kernels or spec.all_sessions:
+        raise BadSpecifier(f"monitor target {str(spec)!r} must name its kernel and sessions, not '*'")
     return spec
 
 
@@ -208,7 +211,7 @@ def register_op(kernel: "Kernel", args: Tuple[Any, ...], sender: Any, remote: bo
     topics = topics_of(args[0] if args[0] is not None else "*")
     spec = coerce(args[1])
     origin = getattr(sender, "remote_kernel", kernel.name)
-    if spec.state is None or spec.kernels != (origin,):
+    if spec.state is None or spec.kernels != (origin,) or spec.all_sessions:
         raise BadSpecifier(f"monitor target {args[1]!r} must be a state on the registering kernel {origin!r}")
     if remote and kernel.auth:
         kind = "monitor_register" if adding else "monitor_unregister"

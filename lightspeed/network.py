@@ -148,6 +148,7 @@ class Network:
         self.bad_adverts = 0
         self._fading_call: Any = None
         self._refresh_call: Any = None
+        self._check_call: Any = None
         #: Reachable kernels and the incarnation we last saw of each.
         self._known: Dict[str, Optional[int]] = {}
         #: Signs our LSAs and checks everyone else's, when set (see
@@ -249,6 +250,9 @@ class Network:
             if call is not None and call.active():
                 call.cancel()
         self._fading_call = self._refresh_call = None
+        if self._check_call is not None:
+            self._check_call.cancel()
+            self._check_reachability()
 
     def _refresh(self) -> None:
         """
@@ -282,6 +286,17 @@ class Network:
         self._split_cache.clear()
         if self.router._fading and (self._fading_call is None or not self._fading_call.active()):
             self._expire_fading()
+        if self._check_call is None:
+            # Settle first: one burst of adverts (a database sync) can make a
+            # kernel unreachable for a moment and reachable again.
+            self._check_call = self.kernel.reactor.callLater(0, self._check_reachability)
+
+    def _check_reachability(self) -> None:
+        """
+        After a change of routes: fail the requests to kernels that are
+        now unreachable, and report kernels that joined or left.
+        """
+        self._check_call = None
         reachable = self.router.reachable()
         for request_id, (d, kernel, _) in list(self._requests.items()):
             if kernel not in reachable:
@@ -531,9 +546,11 @@ class Network:
             if len(self._senders) > 1024:
                 self._senders.clear()
             sender = self._senders[key] = RemoteSender(kernel, origin, s_session, s_state, s_file, s_line)
-        if s_state == MONITOR_STATE and s_session is None and kind == POST:
-            self._monitor_event(origin, sessions, state, args, sender)
-            return
+        if s_state == MONITOR_STATE and s_session is None and kind == POST and type(sessions) is list:
+            target = f"poe://{self.name}/{','.join(sessions)}/{state}"
+            if target in kernel.monitor.remote.get(origin, ()):
+                self._monitor_event(origin, target, sessions, state, args, sender)
+                return
         if kernel.monitor.arrived and not (kind == CONTROL and state.startswith("monitor_")):
             kernel.monitor.emit("arrived", origin=origin, kind=_KIND_NAMES.get(kind, "?"), sender=sender.id,
                                 destination=f"poe://{self.name}/{sessions if sessions == '*' else ','.join(sessions)}/{state}")
@@ -593,31 +610,34 @@ class Network:
         elif kind == REQUEST:
             self._answer(origin, payload[8], targets, sessions, state, args, sender, s_state, s_file, s_line)
 
-    def _monitor_event(self, origin: str, sessions: Any, state: str, args: list, sender: RemoteSender) -> None:
+    def _monitor_event(self, origin: str, target: str, sessions: List[str], state: str, args: list,
+                       sender: RemoteSender) -> None:
         """
-        A monitor event from kernel C{origin}.  It is not reported to our
-        own monitor; if its target session is gone, ask C{origin} to stop
-        sending (instead of reporting it undeliverable).
+        A monitor event from kernel C{origin} for a target we registered
+        there.  It is not reported to our own monitor; a post hook that
+        refuses it drops it quietly; if the target's sessions are gone, ask
+        C{origin} (once) to stop sending.
         """
         kernel = self.kernel
         try:
             check_state(state)
         except BadSpecifier:
             return
-        if sessions == "*" or state in RESERVED_STATES:
-            return
-        targets = [s for s in (kernel.resolve(name) for name in sessions) if s is not None]
-        if kernel.auth._hooks:
-            targets = self._authorized(POST, targets, state, None, sender, tuple(args), None, origin)
-        for session in targets:
-            kernel._enqueue(session, state, tuple(args), sender, MONITOR_STATE, None, None)
-        if not targets and self.router.next_hop(origin) is not None:
-            target = f"poe://{self.name}/{','.join(sessions)}/{state}"
+        found = [s for s in (kernel.resolve(name) for name in sessions) if s is not None]
+        if not found or state in RESERVED_STATES:
             self.log.info("monitor events from {origin} to {target} have no session: unregistering",
                           origin=origin, target=target)
-            self.kernel.monitor.remote.get(origin, {}).pop(target, None)
+            kernel.monitor.remote.get(origin, {}).pop(target, None)
             self.control(origin, "monitor_unregister", [], (None, target), kernel, MONITOR_STATE, (None, None),
                          60.0).addErrback(lambda f: None)
+            return
+        args_t = tuple(args)
+        for session in found:
+            if kernel.auth._hooks:
+                request = AuthRequest("post", session, state, None, sender, args_t)
+                if kernel.auth.check(request, session._alias_names + [str(session.id)]) is not None:
+                    continue
+            kernel._enqueue(session, state, args_t, sender, MONITOR_STATE, None, None)
 
     def _authorized(self, kind: int, targets: List[Session], state: str, rsvp: Optional[str], sender: Any,
                     args: Tuple[Any, ...], bounce: Any, origin: str) -> List[Session]:
@@ -719,7 +739,7 @@ class Network:
         if self.kernel.monitor.sent and len(unreachable) < len(kernels):
             reached = tuple(k for k in kernels if k not in unreachable) if unreachable else kernels
             self.kernel.monitor.emit("sent", destination=str(Specifier(reached, spec.sessions, spec.state)),
-                                     kind="post" if rsvp is None else "call")
+                                     kind="call" if rsvp is not None else _KIND_NAMES[kind or POST])
         for kernel in unreachable:
             self.kernel._undeliverable(spec, f"no route to kernel {kernel!r}", (cfile, cline), sender, args)
 

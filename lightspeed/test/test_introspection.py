@@ -111,6 +111,27 @@ class IntrospectionTests(SynchronousTestCase):
         self.assertEqual(sorted(name for name, _ in me.got), ["a", "b", "c"])
         self.assertEqual(dict(me.got)["b"], {})
 
+    def test_rsvp_sender_is_the_kernel(self):
+        """When answers come back to an RSVP, then each one's sender is the asking kernel, local answer included."""
+        senders: List[Any] = []
+        self.k["a"].spawn(inline_states={
+            "_start": lambda e: e.kernel.alias_set("me"),
+            "go": lambda e: e.kernel.list_sessions(["a", "c"], "poe://a/me/got"),
+            "got": lambda e: senders.append((e.args[0], e.sender)),
+        })
+        self.mesh.settle()
+        self.k["a"].post("me", "go")
+        self.mesh.settle()
+        self.assertEqual(sorted(name for name, _ in senders), ["a", "c"])
+        self.assertEqual({id(sender) for _, sender in senders}, {id(self.k["a"])})
+
+    def test_specifier_with_state_refused(self):
+        """When list_states gets a Specifier that names a state, then BadSpecifier, as for the string form."""
+        from lightspeed import parse
+
+        self.assertRaises(BadSpecifier, self.k["a"].list_states, parse("poe://c/s/hit"))
+        self.assertEqual(list(result(self, self.mesh, self.k["a"].list_states(parse("poe://c/s/")))), ["s"])
+
     def test_missing_session(self):
         """When the session does not exist, then NoSuchSession."""
         failure(self, self.mesh, self.k["a"].list_states("poe://c/nobody"), NoSuchSession)

@@ -59,6 +59,17 @@ class LocalMonitorTests(SynchronousTestCase):
         self.assertEqual((down["peer"], down["code"]), ("b", "shutdown"))
         self.assertIn("bye now", down["reason"])
 
+    def test_relink_does_not_flap(self):
+        """When a lost kernel links again (its database sync briefly says it has no links), then it is reported up once."""
+        mesh, k, links = build("abc", "ab bc")
+        events = Events()
+        k["a"].monitor_register(["kernel_up", "kernel_down"], events)
+        links["bc"].close()
+        mesh.settle()
+        mesh.link(k["b"], k["c"])
+        mesh.settle()
+        self.assertEqual([(t, i["peer"]) for t, i in events.seen], [("kernel_down", "c"), ("kernel_up", "c")])
+
     def test_restart_is_down_and_up(self):
         """When a kernel comes back with a new incarnation, then it is reported as leaving and joining."""
         mesh = MemoryMesh()
@@ -327,3 +338,75 @@ class LimitTests(SynchronousTestCase):
                                    (None, None), 5)
         mesh.settle()
         self.assertTrue(self.successResultOf(d))
+
+
+class MonitorReviewTests(SynchronousTestCase):
+    """
+    Cases found in review.
+    """
+
+    def setUp(self):
+        self.mesh, self.k, self.links = build("abc", "ab bc")
+        self.log: List[Any] = []
+        self.k["c"].spawn(Sink("s", self.log))
+        self.me = Recorder(self.k["a"], "me")
+        self.mesh.settle()
+
+    def test_marked_post_is_not_hidden(self):
+        """When a kernel marks an ordinary post as a monitor event, then it is still reported as arrived and nothing is unregistered."""
+        from lightspeed.message import POST, routed_body
+        from lightspeed.wire.codec import dumps
+
+        events = Events()
+        self.k["c"].monitor_register("arrived", events)
+        self.links["bc"].client.send_body(routed_body("b", ("c",), 5, dumps(
+            [POST, ["s"], "hit", [1], None, MONITOR_STATE, None, None])))
+        self.links["bc"].client.send_body(routed_body("b", ("c",), 5, dumps(
+            [POST, ["gone"], "hit", [1], None, MONITOR_STATE, None, None])))
+        self.mesh.settle()
+        self.assertEqual([i["destination"] for i in events.of("arrived")], ["poe://c/s/hit", "poe://c/gone/hit"])
+        self.assertEqual(len(self.log), 1)
+        self.assertEqual(self.k["c"].network._requests, {})  # no unregister sent anywhere
+
+    def test_refused_event_kept_quiet(self):
+        """When a's post hook refuses a monitor event, then it is dropped quietly and the registration stays."""
+        self.k["a"].monitor_register("arrived", "poe://a/me/got", kernel="c")
+        self.mesh.settle()
+        undeliverable = Events()
+        self.k["a"].monitor_register("undeliverable", undeliverable)
+        self.k["a"].auth_register("post", "me", lambda r: False)
+        self.k["b"].post("poe://c/s/hit", 1)
+        self.mesh.settle()
+        self.assertEqual((self.me.got, undeliverable.seen), ([], []))
+        self.assertTrue(self.k["c"].monitor.watching("arrived"))
+
+    def test_wildcard_target_refused(self):
+        """When a target names '*' sessions or kernels, then it is refused at once."""
+        self.assertRaises(BadSpecifier, self.k["a"].monitor_register, "sent", "poe://a/*/got")
+        self.assertRaises(BadSpecifier, self.k["a"].monitor_register, "sent", "poe://*/me/got")
+        self.assertRaises(BadSpecifier, self.k["a"].monitor_register, "sent", "poe://a/*/got", kernel="c")
+
+    def test_topics_add_up(self):
+        """When a target is registered at another kernel twice with different topics, then both survive a lost link."""
+        self.k["a"].monitor_register("arrived", "poe://a/me/got", kernel="c")
+        self.k["a"].monitor_register("undeliverable", "poe://a/me/got", kernel="c")
+        self.mesh.settle()
+        self.assertEqual(self.k["a"].monitor.remote["c"]["poe://a/me/got"], ("arrived", "undeliverable"))
+        self.links["bc"].close()
+        self.mesh.settle()
+        self.mesh.link(self.k["b"], self.k["c"])
+        self.mesh.settle()
+        self.assertTrue(self.k["c"].monitor.watching("arrived"))
+        self.assertTrue(self.k["c"].monitor.watching("undeliverable"))
+
+    def test_callreply_sent_kind(self):
+        """When a call's reply leaves for another kernel, then 'sent' says callreply."""
+        events = Events()
+        self.k["c"].monitor_register("sent", events)
+        self.k["a"].spawn(inline_states={"_start": lambda e: e.kernel.alias_set("asker"),
+                                         "go": lambda e: e.kernel.call("poe://c/s/ask", "poe://a/asker/answer"),
+                                         "answer": lambda e: None})
+        self.mesh.settle()
+        self.k["a"].post("asker", "go")
+        self.mesh.settle()
+        self.assertEqual([i["kind"] for i in events.of("sent")], ["callreply"])
