@@ -342,15 +342,10 @@ class LimitTests(SynchronousTestCase):
 
 class MonitorReviewTests(SynchronousTestCase):
     """
-    Cases found in review.
+    Cases found in review (same mesh as L{RemoteMonitorTests}).
     """
 
-    def setUp(self):
-        self.mesh, self.k, self.links = build("abc", "ab bc")
-        self.log: List[Any] = []
-        self.k["c"].spawn(Sink("s", self.log))
-        self.me = Recorder(self.k["a"], "me")
-        self.mesh.settle()
+    setUp = RemoteMonitorTests.setUp
 
     def test_marked_post_is_not_hidden(self):
         """When a kernel marks an ordinary post as a monitor event, then it is still reported as arrived and nothing is unregistered."""
