@@ -41,6 +41,9 @@ RESPONSE = 5   # [5, sessions(unused, []), request_id, ok, value_or_[type, messa
 UNDELIVERABLE = 6  # as POST, state "_undeliverable", args [destination, reason, args]; never bounced
 CONTROL = 7    # as REQUEST, state = operation ("sessions", "states", "monitor_register", ...); answered by RESPONSE
 
+#: The most links one LSA may list.
+MAX_LSA_LINKS = 4096
+
 #: How many relays a routed message may cross.
 DEFAULT_HOPS = 32
 
@@ -127,6 +130,8 @@ def parse_lsa(message: List[Any]) -> Tuple[str, int, int, Tuple[Tuple[str, int],
     if type(origin) is not str or type(incarnation) is not int or type(seq) is not int \
             or type(links) is not list:
         raise malformed("LSA field types")
+    if len(links) > MAX_LSA_LINKS:
+        raise malformed(f"LSA lists {len(links)} links, more than {MAX_LSA_LINKS}")
     out = []
     for link in links:
         if type(link) is not list or len(link) != 2 or type(link[0]) is not str \

@@ -320,3 +320,18 @@ class SignerSetupTests(SynchronousTestCase):
 
         cert = x509.load_pem_x509_certificate(NODES["a"][1])
         self.assertEqual(certificate_names(cert), {"a"})
+
+
+class HugeAdvertTests(SynchronousTestCase):
+    def test_too_many_links(self):
+        """When an advert lists more links than MAX_LSA_LINKS, then the link it came on closes as malformed."""
+        from lightspeed.message import MAX_LSA_LINKS
+        from lightspeed.test.test_mesh import build
+
+        mesh, k, links = build("ab", "ab")
+        own = k["a"].network.router.own()
+        links["ab"].client.send_message([LSA, "a", own.incarnation, own.seq + 1,
+                                         [[f"n{i}", 1] for i in range(MAX_LSA_LINKS + 1)]])
+        mesh.settle()
+        self.assertEqual(k["b"].network.links(), [])
+        self.assertEqual(links["ab"].client.closed_reason.code, "malformed")
