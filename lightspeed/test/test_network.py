@@ -89,6 +89,31 @@ class TCPTests(RealKernels):
         self.assertEqual(result, ["answer", "tcp-b", 1])
 
     @inlineCallbacks
+    def test_introspection_and_monitor_over_tcp(self):
+        """When kernels link over loopback TCP, then one lists the other's sessions and states and watches its arrivals."""
+        a, b, c = self.kernel("tcp-ia"), self.kernel("tcp-ib"), self.kernel("tcp-ic")
+        seen: List[Any] = []
+        a.monitor_register(["link_up", "kernel_up"], lambda topic, info: seen.append((topic, info["peer"])))
+        port = yield self.listen(b)
+        yield a.connect(f"tcp:host=127.0.0.1:port={port}").whenConnected()
+        yield c.connect(f"tcp:host=127.0.0.1:port={port}").whenConnected()
+        yield wait_for(lambda: ("kernel_up", "tcp-ic") in seen)
+        self.assertIn(("link_up", "tcp-ib"), seen)
+        b.spawn(Collector("s", []))
+        sessions = yield a.list_sessions("tcp-ib")
+        self.assertEqual(sessions, [["s"]])
+        states = yield a.list_states("poe://tcp-ib/s")
+        self.assertIn("hit", states["s"])
+        arrived: List[Any] = []
+        a.spawn(inline_states={"_start": lambda e: e.kernel.alias_set("w"),
+                               "ev": lambda e: arrived.append(e.args[1]["origin"])})
+        ok = yield a.monitor_register("arrived", "poe://tcp-ia/w/ev", kernel="tcp-ib")
+        self.assertTrue(ok)
+        c.post("poe://tcp-ib/s/hit", 1)
+        yield wait_for(lambda: arrived)
+        self.assertEqual(arrived, ["tcp-ic"])
+
+    @inlineCallbacks
     def test_client_in_same_process_and_compression_password(self):
         """When a client links to a server in the same process with compression and a password, then it works."""
         log: List[Any] = []
