@@ -89,6 +89,8 @@ class AdvertSigner:
         reason = self._certificate(self.certificate)
         if isinstance(reason, str):
             raise ValueError(f"this node's own certificate cannot sign adverts: {reason}")
+        if not self._valid_now(reason[2], reason[3]):
+            raise ValueError("this node's own certificate cannot sign adverts: it is expired or not yet valid")
 
     @classmethod
     def from_tls(cls, config: Any) -> "AdvertSigner":
@@ -121,11 +123,12 @@ class AdvertSigner:
             proof = self._signed[key]
         return proof
 
-    def _certificate(self, der: bytes) -> "str | Tuple[Set[str], Any]":
+    def _certificate(self, der: bytes) -> "str | Tuple[Set[str], Any, datetime.datetime, datetime.datetime]":
         """
-        Check a certificate against the CA and the clock.
+        Check a certificate against the CA (not the clock).
 
-        :returns: C{(names, public_key)}, or the reason it is refused.
+        :returns: C{(names, public_key, not_before, not_after)}, or the
+            reason it is refused.
         """
         entry = self._checked.get(der)
         if entry is None:
@@ -137,15 +140,16 @@ class AdvertSigner:
                 cert.verify_directly_issued_by(self._ca)
             except (ValueError, TypeError, InvalidSignature):
                 return "its certificate is not issued by this kernel's CA"
+            try:
+                if cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca:
+                    return "its certificate is a CA certificate"
+            except x509.ExtensionNotFound:
+                pass
             if len(self._checked) > 4096:
                 self._checked.clear()
             entry = self._checked[der] = (certificate_names(cert), cert.public_key(),
                                           cert.not_valid_before_utc, cert.not_valid_after_utc)
-        names, public, start, end = entry
-        now = self._now()
-        if not start <= now <= end:
-            return "its certificate is expired or not yet valid"
-        return names, public
+        return entry
 
     def verify(self, lsa: LinkState, proof: Any) -> Optional[str]:
         """
@@ -161,7 +165,7 @@ class AdvertSigner:
         checked = self._certificate(proof[0])
         if isinstance(checked, str):
             return checked
-        names, public = checked
+        names, public, start, end = checked
         if lsa.origin not in names:
             return f"its certificate does not name kernel {lsa.origin!r}"
         content = signed_content(lsa)
@@ -176,4 +180,9 @@ class AdvertSigner:
                 return f"its certificate's {type(public).__name__} key cannot sign adverts"
         except InvalidSignature:
             return "its signature is not valid"
+        if not self._valid_now(start, end):  # last: only a genuine signature may be excused for its date
+            return "its certificate is expired or not yet valid"
         return None
+
+    def _valid_now(self, start: datetime.datetime, end: datetime.datetime) -> bool:
+        return start <= self._now() <= end

@@ -266,12 +266,16 @@ class Kernel:
         if not isinstance(spec, Specifier) or spec.kernels != (self.name,):
             raise BadSpecifier(f"a target for another kernel's events must be a state in kernel {self.name!r}")
         mine = self.monitor.remote.setdefault(kernel, {})
-        names = mine[str(spec)] = tuple(dict.fromkeys(mine.get(str(spec), ()) + names))
+        before = mine.get(str(spec))
+        names = mine[str(spec)] = tuple(dict.fromkeys((before or ()) + names))
         d = self._control(kernel, "monitor_register", [], (list(names), str(spec)), timeout, _caller(1))
 
         def failed(f: Failure) -> Failure:
             if not f.check(NoRoute, RequestTimeout):  # refused or malformed: do not send it again
-                self.monitor.remote.get(kernel, {}).pop(str(spec), None)
+                if before:
+                    self.monitor.remote.setdefault(kernel, {})[str(spec)] = before
+                else:
+                    self.monitor.remote.get(kernel, {}).pop(str(spec), None)
             return f
 
         return d.addErrback(failed)

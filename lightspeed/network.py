@@ -203,7 +203,10 @@ class Network:
         self.log.info("link up: {kernel} <-> {peer}", kernel=self.name, peer=peer.name)
         if self.kernel.monitor.watching("link_up"):
             self.kernel.monitor.emit("link_up", peer=peer.name, address=str(link.transport.getPeer()))
-        # Database sync: the new neighbour learns everything we know.
+        # Database sync: the new neighbour learns everything we know (but
+        # nothing that has aged out while we had no links).
+        if self.router.expire(LSA_MAX_AGE):
+            self._routes_changed()
         for lsa in self.router.database():
             link.send_message(self._lsa_message(lsa))
         self._split_cache.clear()
@@ -347,6 +350,9 @@ class Network:
         monitor = self.kernel.monitor
         for k in gone:
             known.pop(k, None)
+            for request_id, (_, kernel, _) in list(self._requests.items()):
+                if kernel == k:  # a restart, or gone and back within a turn: no answer will come
+                    self._fail_request(request_id, NoRoute(f"kernel {k!r} left or restarted"))
             monitor.forget_origin(k)
             monitor.emit("kernel_down", peer=k)
         for k in new:

@@ -104,6 +104,9 @@ class Router:
         self._behind: Dict[str, FrozenSet[str]] = {}
         self._fading: Dict[Tuple[str, str], float] = {}
         self._stamps: Dict[str, float] = {}
+        #: The last LSA of each origin that aged out: a copy that is not
+        #: newer (a replay, or an old database) never comes back.
+        self._expired: Dict[str, LinkState] = {}
 
     # -- own links -----------------------------------------------------------
 
@@ -193,7 +196,7 @@ class Router:
             if lsa != own and (lsa.incarnation, lsa.seq) >= (own.incarnation, own.seq):
                 self._advertise(max(own.seq, lsa.seq) + 1)
             return False
-        held = self._lsas.get(lsa.origin)
+        held = self._lsas.get(lsa.origin) or self._expired.get(lsa.origin)
         if not lsa.newer_than(held):
             return False
         self._lsas[lsa.origin] = lsa
@@ -260,7 +263,7 @@ class Router:
         old = [origin for origin, stamp in self._stamps.items() if now - stamp > max_age]
         for origin in old:
             del self._stamps[origin]
-            held = self._lsas.pop(origin)
+            held = self._expired[origin] = self._lsas.pop(origin)
             if held.links:
                 self._dirty = True
         return old

@@ -335,3 +335,45 @@ class HugeAdvertTests(SynchronousTestCase):
         mesh.settle()
         self.assertEqual(k["b"].network.links(), [])
         self.assertEqual(links["ab"].client.closed_reason.code, "malformed")
+
+
+class SecondReviewTests(SynchronousTestCase):
+    def test_aged_out_advert_cannot_be_replayed(self):
+        """When a departed kernel's advert has aged out, then a replay of that same advert is not believed again."""
+        from lightspeed.network import LSA_MAX_AGE, LSA_REFRESH
+        from lightspeed.test.test_mesh import build
+
+        mesh, k, links = build("mxy", "mx my")
+        old = k["y"].network.router.held("x")
+        links["mx"].close()
+        mesh.settle()
+        AgeingTests().advance(mesh, LSA_MAX_AGE + LSA_REFRESH)
+        self.assertIsNone(k["y"].network.router.held("x"))
+        links["my"].client.send_message([LSA, "x", old.incarnation, old.seq, [list(l) for l in old.links]])
+        mesh.settle()
+        self.assertIsNone(k["y"].network.router.held("x"))
+
+    def test_garbage_signature_with_expired_certificate_closes(self):
+        """When a forged advert carries a certificate outside its dates and a bad signature, then the link closes (dates are excused only for genuine signatures)."""
+        case = SignedMeshTests("test_signed_mesh_works")
+        case.setUp()
+        try:
+            import datetime
+
+            case.k["b"].network.signer._now = lambda: datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=5000)
+            held = case.k["b"].network.router.held("c")
+            lie = LinkState("c", held.incarnation, held.seq + 1, (("a", 1),))
+            case.inject(lie, [signer("c").certificate, b"garbage"])
+            self.assertEqual(case.ab.client.closed_reason.code, "bad-advert")
+            self.assertIn("signature is not valid", str(case.ab.client.closed_reason))
+        finally:
+            case.doCleanups()
+
+    def test_ca_certificate_cannot_sign(self):
+        """When an advert carries the CA's own certificate, then it is refused."""
+        from cryptography import x509
+        from cryptography.hazmat.primitives import serialization
+
+        ca_der = x509.load_pem_x509_certificate(CA_CERT).public_bytes(serialization.Encoding.DER)
+        self.assertEqual(signer("b").verify(LinkState("lightspeed CA", 1, 1, ()), [ca_der, b"x"]),
+                         "its certificate is a CA certificate")

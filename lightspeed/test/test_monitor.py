@@ -405,3 +405,18 @@ class MonitorReviewTests(SynchronousTestCase):
         self.k["a"].post("asker", "go")
         self.mesh.settle()
         self.assertEqual([i["kind"] for i in events.of("sent")], ["callreply"])
+
+
+class RefusedAdditionTests(SynchronousTestCase):
+    def test_refused_topics_keep_earlier_registration(self):
+        """When adding topics to a registration is refused, then the earlier accepted topics stay remembered."""
+        mesh, k, _ = build("ac", "ac")
+        Recorder(k["a"], "me")
+        mesh.settle()
+        k["a"].monitor_register("arrived", "poe://a/me/got", kernel="c")
+        mesh.settle()
+        k["c"].auth_register("monitor_register", "*", lambda r: "arrived" in r.args[0] and len(r.args[0]) == 1)
+        d = k["a"].monitor_register("sent", "poe://a/me/got", kernel="c")
+        mesh.settle()
+        self.failureResultOf(d, RemoteError)
+        self.assertEqual(k["a"].monitor.remote["c"]["poe://a/me/got"], ("arrived",))
