@@ -18,7 +18,7 @@ import sys
 from collections import deque
 from typing import Any, Callable, Deque, Dict, Iterable, List, Optional, Tuple
 
-from twisted.internet.defer import Deferred, ensureDeferred, fail, maybeDeferred
+from twisted.internet.defer import Deferred, ensureDeferred, fail, maybeDeferred, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -262,7 +262,7 @@ class Kernel:
         spec = target_of(self, target)
         if kernel is None or kernel == self.name:
             self.monitor.add(names, spec)
-            return maybeDeferred(lambda: True)
+            return succeed(True)
         if not isinstance(spec, Specifier) or spec.kernels != (self.name,):
             raise BadSpecifier(f"a target for another kernel's events must be a state in kernel {self.name!r}")
         mine = self.monitor.remote.setdefault(kernel, {})

@@ -112,7 +112,7 @@ class Monitor:
         Watch C{topics} with C{target} (registered by kernel C{origin}, or
         locally).
         """
-        key = ("remote", origin, str(target)) if origin is not None else _key(target)
+        key = _key(target, origin)
         for topic in topics:
             self._watchers[topic][key] = target
         if origin is not None:
@@ -125,7 +125,7 @@ class Monitor:
 
         :returns: whether it watched any of them.
         """
-        key = ("remote", origin, str(target)) if origin is not None else _key(target)
+        key = _key(target, origin)
         removed = False
         for topic in topics:
             removed = self._watchers[topic].pop(key, None) is not None or removed
@@ -172,7 +172,13 @@ class Monitor:
             self._emitting = False
 
 
-def _key(target: Target) -> Any:
+def _key(target: Target, origin: Optional[str] = None) -> Any:
+    """
+    How a target is told apart: a destination by its text, a callable by
+    itself; another kernel's targets also by that kernel.
+    """
+    if origin is not None:
+        return ("remote", origin, str(target))
     return str(target) if isinstance(target, Specifier) else target
 
 
@@ -220,7 +226,7 @@ def register_op(kernel: "Kernel", args: Tuple[Any, ...], sender: Any, remote: bo
             raise Refused(reason)
     if adding:
         if remote and len(kernel.monitor._by_origin.get(origin, ())) >= MAX_TARGETS_PER_KERNEL \
-                and ("remote", origin, str(spec)) not in kernel.monitor._by_origin[origin]:
+                and _key(spec, origin) not in kernel.monitor._by_origin[origin]:
             raise Refused(f"kernel {origin!r} already has {MAX_TARGETS_PER_KERNEL} monitor targets here")
         kernel.monitor.add(topics, spec, origin if remote else None)
         return True

@@ -301,10 +301,10 @@ class Network:
         """
         self._check_call = None
         reachable = self.router.reachable()
+        gone = self._membership(reachable)
         for request_id, (d, kernel, _) in list(self._requests.items()):
-            if kernel not in reachable:
-                self._fail_request(request_id, NoRoute(f"kernel {kernel!r} became unreachable"))
-        self._membership(reachable)
+            if kernel not in reachable or kernel in gone:  # gone: also a restart; no answer will come
+                self._fail_request(request_id, NoRoute(f"kernel {kernel!r} became unreachable or restarted"))
 
     def _expire_fading(self) -> None:
         """
@@ -318,12 +318,14 @@ class Network:
             self._fading_call = self.kernel.reactor.callLater(max(oldest + FADING_GRACE - now, 0.001),
                                                               self._expire_fading)
 
-    def _membership(self, reachable: frozenset) -> None:
+    def _membership(self, reachable: frozenset) -> List[str]:
         """
         Report kernels that joined, left or restarted (a new incarnation
         counts as leaving and joining), drop the monitor targets of those
         that left, and send our monitor registrations again to those that
         joined.
+
+        :returns: the kernels that left or restarted.
         """
         known = self._known
         links = self._links
@@ -346,13 +348,10 @@ class Network:
                     gone.append(k)
                     new.append(k)
         if not gone and not new:
-            return
+            return gone
         monitor = self.kernel.monitor
         for k in gone:
             known.pop(k, None)
-            for request_id, (_, kernel, _) in list(self._requests.items()):
-                if kernel == k:  # a restart, or gone and back within a turn: no answer will come
-                    self._fail_request(request_id, NoRoute(f"kernel {k!r} left or restarted"))
             monitor.forget_origin(k)
             monitor.emit("kernel_down", peer=k)
         for k in new:
@@ -363,6 +362,7 @@ class Network:
                                  (None, None), 60.0)
                 d.addErrback(lambda f, k=k: self.log.warn("monitor registration at {peer} failed: {why}",
                                                           peer=k, why=f.getErrorMessage()))
+        return gone
 
     # -- inbound -------------------------------------------------------------
 
@@ -402,8 +402,8 @@ class Network:
                 if incarnation > own.incarnation:
                     self._bad_advert(origin, peer, "it claims a later start of this kernel", True)
                     return
-            elif not lsa.newer_than(self.router.held(origin)):
-                return  # a duplicate or stale copy
+            elif not self.router.newer(lsa):
+                return  # a duplicate, stale or aged-out copy
             if incarnation > _latest_incarnation():
                 self._bad_advert(origin, peer, "its incarnation lies in the future", origin != peer)
                 return
@@ -521,15 +521,16 @@ class Network:
             body = parse_payload(loads(payload))
         except ProtocolError:
             return
-        if monitor.undeliverable and body[0] != RESPONSE and not (body[4] is None and body[5] == MONITOR_STATE):
-            sessions_text = body[1] if body[1] == "*" else ",".join(body[1])
+        if body[0] == RESPONSE:
+            return
+        sessions = body[1] if body[1] == "*" else ",".join(body[1])
+        if monitor.undeliverable and not (body[4] is None and body[5] == MONITOR_STATE):
             for kernel in dests:
-                monitor.emit("undeliverable", destination=f"poe://{kernel}/{sessions_text}/{body[2]}",
+                monitor.emit("undeliverable", destination=f"poe://{kernel}/{sessions}/{body[2]}",
                              reason=f"{why} to kernel {kernel!r}", origin=origin)
         if not bounce:
             return
         if body[0] in (POST, CALL, CALLREPLY):
-            sessions = body[1] if body[1] == "*" else ",".join(body[1])
             for kernel in dests:
                 self.bounce(origin, body[4], f"poe://{kernel}/{sessions}/{body[2]}",
                             f"{why} to kernel {kernel!r}", body[3])
@@ -552,7 +553,7 @@ class Network:
             if len(self._senders) > 1024:
                 self._senders.clear()
             sender = self._senders[key] = RemoteSender(kernel, origin, s_session, s_state, s_file, s_line)
-        if s_state == MONITOR_STATE and s_session is None and kind == POST and type(sessions) is list:
+        if s_session is None and s_state == MONITOR_STATE and kind == POST and type(sessions) is list:
             target = f"poe://{self.name}/{','.join(sessions)}/{state}"
             if target in kernel.monitor.remote.get(origin, ()):
                 self._monitor_event(origin, target, sessions, state, args, sender)
@@ -865,32 +866,37 @@ class Network:
 
         d = maybeDeferred(run, self.kernel, op, sessions, args, sender, True)
 
-        def failed(f: Failure) -> None:
+        def log_bug(f: Failure) -> Failure:
             if not f.check(LightspeedError, ValueError):
                 self.log.failure("control operation {op!r} from {origin} failed", f, op=op, origin=origin)
-            self._respond(origin, request_id, False, [f.type.__name__ if f.type else "Exception", str(f.value)])
+            return f
 
-        d.addCallbacks(lambda value: self._respond(origin, request_id, True, value), failed)
+        self._respond_when(origin, request_id, d.addErrback(log_bug))
+
+    def _respond_when(self, origin: str, request_id: int, d: Deferred) -> None:
+        """
+        Answer request C{request_id} of kernel C{origin} with C{d}'s result:
+        its value, or C{[type_name, message]} of its failure.
+        """
+        d.addCallbacks(
+            lambda value: self._respond(origin, request_id, True, value),
+            lambda f: self._respond(origin, request_id, False,
+                                    [f.type.__name__ if f.type else "Exception", str(f.value)]),
+        )
 
     def _answer(self, origin: str, request_id: int, targets: List[Session], sessions: Any, state: str,
                 args: Tuple[Any, ...], sender: RemoteSender, s_state: Any, s_file: Any, s_line: Any) -> None:
-        def respond(ok: bool, value: Any) -> None:
-            self._respond(origin, request_id, ok, value)
-
         refused = self._refused_requests.pop(id(args), None)
         if refused is not None:
-            respond(False, ["Refused", refused])
+            self._respond(origin, request_id, False, ["Refused", refused])
             return
         if len(targets) != 1:
-            respond(False, ["NoSuchSession", f"no session {','.join(sessions)!r} in kernel {self.name!r}"])
+            self._respond(origin, request_id, False,
+                          ["NoSuchSession", f"no session {','.join(sessions)!r} in kernel {self.name!r}"])
             return
         session = targets[0]
-        d = maybeDeferred(self.kernel._call, session, state, args, sender, s_state, s_file, s_line)
-
-        def failed(f: Failure) -> None:
-            respond(False, [f.type.__name__ if f.type else "Exception", str(f.value)])
-
-        d.addCallbacks(lambda value: respond(True, value), failed)
+        self._respond_when(origin, request_id,
+                           maybeDeferred(self.kernel._call, session, state, args, sender, s_state, s_file, s_line))
 
     def _lsa_message(self, lsa: LinkState) -> list:
         message = [LSA, lsa.origin, lsa.incarnation, lsa.seq, [list(link) for link in lsa.links]]

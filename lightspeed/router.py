@@ -42,6 +42,9 @@ __all__ = ["LinkState", "Router", "MAX_FADING"]
 #: The most withdrawn edges L{Router.behind} keeps counting.
 MAX_FADING = 4096
 
+#: The most aged-out LSAs L{Router.newer} remembers.
+MAX_EXPIRED = 4096
+
 
 @dataclass(frozen=True)
 class LinkState:
@@ -196,9 +199,10 @@ class Router:
             if lsa != own and (lsa.incarnation, lsa.seq) >= (own.incarnation, own.seq):
                 self._advertise(max(own.seq, lsa.seq) + 1)
             return False
-        held = self._lsas.get(lsa.origin) or self._expired.get(lsa.origin)
-        if not lsa.newer_than(held):
+        if not self.newer(lsa):
             return False
+        held = self._lsas.get(lsa.origin)
+        self._expired.pop(lsa.origin, None)
         self._lsas[lsa.origin] = lsa
         self._stamps[lsa.origin] = self._clock()
         if held is None or held.links != lsa.links:
@@ -206,6 +210,14 @@ class Router:
             if held is not None:
                 self._withdrawn(lsa.origin, held, lsa)
         return True
+
+    def newer(self, lsa: LinkState) -> bool:
+        """
+        Whether another kernel's C{lsa} is news: newer than the one held
+        for its origin, and than the last one of that origin that aged out
+        (so a replay of an old advert never comes back).
+        """
+        return lsa.newer_than(self._lsas.get(lsa.origin) or self._expired.get(lsa.origin))
 
     def _withdrawn(self, origin: str, held: LinkState, lsa: LinkState) -> None:
         """
@@ -266,6 +278,8 @@ class Router:
             held = self._expired[origin] = self._lsas.pop(origin)
             if held.links:
                 self._dirty = True
+        while len(self._expired) > MAX_EXPIRED:
+            del self._expired[next(iter(self._expired))]  # the oldest
         return old
 
     def drop_unsigned(self) -> List[str]:

@@ -854,3 +854,29 @@ class BehindTests(SynchronousTestCase):
             router.receive(LinkState(n, 1, 2, ()), "a")
         self.assertEqual(len(router.fading()), MAX_FADING)
         self.assertNotIn(("n0", "a"), router.fading())
+
+
+class ExpireTests(SynchronousTestCase):
+    def test_aged_out_not_news(self):
+        """When an LSA ages out, then the same copy is not news again, but a newer one is."""
+        now = [0.0]
+        router = Router("x", 1, lambda: now[0])
+        lsa = LinkState("a", 1, 5, ())
+        self.assertTrue(router.receive(lsa, "a"))
+        now[0] = 100.0
+        self.assertEqual(router.expire(50.0), ["a"])
+        self.assertFalse(router.newer(lsa))
+        self.assertFalse(router.receive(lsa, "a"))
+        self.assertTrue(router.receive(LinkState("a", 1, 6, ()), "a"))
+
+    def test_remembered_aged_out_bounded(self):
+        """When more origins age out than MAX_EXPIRED, then the oldest are forgotten."""
+        from lightspeed.router import MAX_EXPIRED
+
+        now = [0.0]
+        router = Router("x", 1, lambda: now[0])
+        for i in range(MAX_EXPIRED + 5):
+            router.receive(LinkState(f"n{i}", 1, 1, ()), "a")
+        now[0] = 100.0
+        router.expire(50.0)
+        self.assertEqual(len(router._expired), MAX_EXPIRED)
