@@ -14,6 +14,7 @@ from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
 from lightspeed import Kernel
+from lightspeed.errors import ProtocolError
 from lightspeed.message import BYE, HELLO, PING, PONG, READY
 from lightspeed.testing import MemoryMesh
 from lightspeed.wire.codec import dumps, loads
@@ -130,6 +131,7 @@ class ProtocolTests(SynchronousTestCase):
         ab.server.dataReceived(frame(b"\xff\xfe"))
         mesh.settle()
         self.assertEqual([link.peer.name for link in b.network.links()], ["c"])
+        self.assertEqual((ab.server.closed_reason.code, ab.client.closed_reason.code), ("malformed", "malformed"))
         c.post("poe://b/s/hit", 1)
         mesh.settle()
         self.assertEqual(got, [(1,)])
@@ -149,13 +151,16 @@ class HostileInputTests(SynchronousTestCase):
         self.b.spawn(inline_states={"_start": lambda e: e.kernel.alias_set("s"),
                                     "hit": lambda e: self.got.append(e.args)})
 
-    def attack(self, data: bytes) -> None:
+    def attack(self, data: bytes, code: str) -> None:
         """
-        Feed C{data} to b's end of the a-b link, then check that c still
-        reaches b and a's link is gone.
+        Feed C{data} to b's end of the a-b link, then check that b closed
+        that link with BYE C{code} (and a heard it), that c still reaches b
+        and a's link is gone.
         """
         self.ab.server.dataReceived(data)
         self.mesh.settle()
+        self.assertEqual(self.ab.server.closed_reason.code, code)
+        self.assertEqual(self.ab.client.closed_reason.code, code)
         self.assertEqual([link.peer.name for link in self.b.network.links()], ["c"])
         self.c.post("poe://b/s/hit", "still here")
         self.mesh.settle()
@@ -166,34 +171,34 @@ class HostileInputTests(SynchronousTestCase):
         from lightspeed.message import POST, routed_body
 
         payload = dumps([POST, ["s"], "hit", [1], None, None, None, None])
-        self.attack(frame(routed_body("b", ("b",), 5, payload)))
+        self.attack(frame(routed_body("b", ("b",), 5, payload)), "forged-origin")
 
     def test_huge_container_claims(self):
         """When CBOR claims enormous arrays, maps or strings, then the link closes at once without allocating them."""
         for claim in [b"\x9b" + (2 ** 60).to_bytes(8, "big"), b"\xbb" + (2 ** 60).to_bytes(8, "big"),
                       b"\x5b" + (2 ** 60).to_bytes(8, "big")]:
-            self.assertRaises(Exception, loads, claim)
-        self.attack(frame(b"\x9b" + (2 ** 60).to_bytes(8, "big")))
+            self.assertEqual(self.assertRaises(ProtocolError, loads, claim).code, "malformed")
+        self.attack(frame(b"\x9b" + (2 ** 60).to_bytes(8, "big")), "malformed")
 
     def test_wrong_types_in_routed(self):
         """When ROUTED fields have the wrong types, then the link closes."""
         from lightspeed.message import ROUTED
 
-        self.attack(frame(dumps([ROUTED, 5, ["b"], 3, b"x"])))
+        self.attack(frame(dumps([ROUTED, 5, ["b"], 3, b"x"])), "malformed")
 
     def test_bad_payload(self):
         """When a payload is not a valid payload, then the link closes."""
         from lightspeed.message import routed_body
 
-        self.attack(frame(routed_body("a", ("b",), 5, dumps({"not": "a payload"}))))
+        self.attack(frame(routed_body("a", ("b",), 5, dumps({"not": "a payload"}))), "malformed")
 
     def test_unknown_type(self):
         """When an unknown message type arrives, then the link closes."""
-        self.attack(frame(dumps([99, "x"])))
+        self.attack(frame(dumps([99, "x"])), "unknown-type")
 
     def test_oversized(self):
         """When a frame is over the maximum, then the link closes before the body arrives."""
-        self.attack((20 * 1024 * 1024).to_bytes(4, "big"))
+        self.attack((20 * 1024 * 1024).to_bytes(4, "big"), "frame-too-large")
 
     def test_slow_reader(self):
         """When the peer does not read and the backlog passes the limit, then the link closes as slow-reader."""
@@ -207,6 +212,8 @@ class HostileInputTests(SynchronousTestCase):
         self.mesh.settle()
         self.assertEqual([link.peer.name for link in self.b.network.links()], ["c"])
         self.assertEqual(self.a.network.links(), [])
+        self.assertEqual(self.ab.client.closed_reason.code, "slow-reader")
+        self.assertEqual(self.ab.server.closed_reason.code, "slow-reader")  # b heard why
 
     def test_paused_then_resumed_delivers(self):
         """When the transport pauses and resumes the link, then everything queued meanwhile arrives in order."""
