@@ -12,6 +12,7 @@ from typing import Any, Dict, List
 from twisted.trial.unittest import SynchronousTestCase
 
 from lightspeed.adverts import AdvertSigner, signed_content
+from lightspeed.errors import LinkClosed
 from lightspeed.message import LSA
 from lightspeed.router import LinkState
 from lightspeed.test.test_mesh import Sink, Warnings
@@ -188,6 +189,9 @@ class SignedMeshTests(SynchronousTestCase):
         lie = LinkState("c", held.incarnation + 2, 1, (("a", 1),))
         self.inject(lie, signer("a").sign(lie))
         self.assertEqual(self.k["b"].network.bad_adverts, 2)
+        # The unsigned one may be an honest relay's old copy (dropped); a's own signature on c's links is a lie.
+        self.assertEqual(self.ab.client.closed_reason.code, "bad-advert")
+        self.assertIn("does not name kernel 'c'", str(self.ab.client.closed_reason))
         self.assertNotIn("c", self.k["b"].network.router.reachable())
         self.assertEqual(self.k["b"].network.router.held("c").incarnation, held.incarnation)
 
@@ -288,7 +292,9 @@ class AgeingTests(SynchronousTestCase):
         x2 = mesh.kernel("x")
         early = mesh.link(x2, k["y"])
         mesh.settle()
-        self.assertIn("already used", str(self.failureResultOf(early.client.when_ready()).value))
+        refused = self.failureResultOf(early.client.when_ready(), LinkClosed).value
+        self.assertEqual(refused.code, "duplicate-name")
+        self.assertIn("already used", str(refused))
         self.advance(mesh, LSA_MAX_AGE + LSA_REFRESH)
         self.assertNotIn("x", k["y"].network.router.reachable())
         later = mesh.link(x2, k["y"])

@@ -13,7 +13,7 @@ from twisted.logger import LogLevel, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
 from lightspeed import BadSpecifier, NoRoute, NoSuchSession, Session
-from lightspeed.errors import RemoteError, RequestTimeout
+from lightspeed.errors import LinkClosed, RemoteError, RequestTimeout
 from lightspeed.testing import MemoryMesh
 
 
@@ -389,8 +389,10 @@ class MeshTests(SynchronousTestCase):
         impostor = mesh.kernel("c")  # a different incarnation, while c lives
         link = mesh.link(impostor, k["a"])
         mesh.settle()
-        failure = self.failureResultOf(link.client.when_ready())
+        failure = self.failureResultOf(link.client.when_ready(), LinkClosed)
+        self.assertEqual(failure.value.code, "duplicate-name")
         self.assertIn("already used", str(failure.value))
+        self.assertEqual(link.server.closed_reason.code, "duplicate-name")  # a refused it
         self.assertEqual(k["a"].network.router.incarnation_of("c"), k["c"].network.incarnation)
 
     def test_self_link_refused(self):
@@ -398,7 +400,9 @@ class MeshTests(SynchronousTestCase):
         mesh, k, _ = build("a", "")
         link = mesh.link(k["a"], k["a"])
         mesh.settle()
-        self.failureResultOf(link.client.when_ready())
+        failure = self.failureResultOf(link.client.when_ready(), LinkClosed)
+        self.assertEqual(failure.value.code, "duplicate-name")
+        self.assertIn("cannot link to itself", str(failure.value))
         self.assertEqual(k["a"].network.links(), [])
 
     def test_parallel_links(self):

@@ -254,7 +254,8 @@ class LifecycleTests(RealKernels):
         a, b = self.kernel("bo-a"), self.kernel("bo-b")
         port = yield b.listen("tcp:0:interface=127.0.0.1", password="right").whenListening()
         service = a.connect(f"tcp:host=127.0.0.1:port={port.getHost().port}", password="wrong")
-        yield self.assertFailure(service.whenConnected(failAfterFailures=1), LinkClosed)
+        error = yield self.assertFailure(service.whenConnected(failAfterFailures=1), LinkClosed)
+        self.assertEqual(error.code, "auth")
         self.assertGreaterEqual(service.refusals, 1)
         self.assertGreater(service._policy(0), 0.5)  # later than a first retry
 

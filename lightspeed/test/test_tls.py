@@ -47,7 +47,10 @@ class TLSTests(RealKernels):
     @inlineCallbacks
     def refused(self, server_tls: TLSConfig, client_tls: TLSConfig, name: str) -> Any:
         a, b, service = yield self.pair(server_tls, client_tls, name)
-        yield self.assertFailure(service.whenConnected(failAfterFailures=1), LinkClosed)
+        error = yield self.assertFailure(service.whenConnected(failAfterFailures=1), LinkClosed)
+        # TLS refuses before any lightspeed byte: no BYE, the link is just closed.
+        self.assertEqual(error.code, "closed")
+        self.assertTrue(str(error).startswith("link closed before the handshake finished: "), str(error))
         self.assertEqual((a.network.links(), b.network.links()), ([], []))
         self.flushLoggedErrors()
 

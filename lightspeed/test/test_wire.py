@@ -160,7 +160,8 @@ class HandshakeTests(SynchronousTestCase):
         """When only one end has a password, then the link is refused with 'auth'."""
         a, b = pair({"password": b"s3cret"}, {})
         self.assertEqual(a.ups + b.ups, [])
-        self.assertIn("auth", {c[0] for c in a.closes + b.closes})
+        self.assertEqual([c[:2] for c in a.closes], [("auth", "password required")])
+        self.assertEqual([c[:2] for c in b.closes], [("auth", "peer requires a password we do not have")])
 
     def test_version_mismatch(self):
         """When the peer speaks another version, then BYE 'version' naming both."""
@@ -182,6 +183,7 @@ class HandshakeTests(SynchronousTestCase):
         t.conn.start()
         pump(s, t)
         self.assertEqual(s.closes[0][0], "duplicate-name")
+        self.assertEqual(t.closes[0][0], "duplicate-name")
         self.assertEqual(t.closes[0][2], True)  # the peer heard why
         self.assertIn("already used", t.closes[0][1])
 
@@ -192,6 +194,7 @@ class HandshakeTests(SynchronousTestCase):
         t.conn.start()
         pump(s, t)
         self.assertEqual((s.ups, t.ups), ([], []))
+        self.assertEqual([c[0] for c in s.closes + t.closes], ["duplicate-name", "duplicate-name"])
 
     def test_message_before_handshake(self):
         """When a routed message comes before the handshake, then the link closes with 'protocol'."""
