@@ -581,13 +581,19 @@ class SessionClassTests(SynchronousTestCase):
         self.assertRaises(ValueError, k.spawn, s)
 
 
-class ReviewFixTests(SynchronousTestCase):
+class OneKernelCase(SynchronousTestCase):
     """
-    Behaviours found wrong in review, now fixed.
+    A base for the classes below: one kernel on a clock, nothing spawned.
     """
 
     def setUp(self):
         self.kernel, self.clock = make_kernel()
+
+
+class DeferredCallResultTests(OneKernelCase):
+    """
+    A Lightspeed-form call whose handler answers later.
+    """
 
     def test_call_rsvp_deferred_value_returned(self):
         """When a Lightspeed-form call's handler returns a Deferred, then the caller's Deferred fires with the value too."""
@@ -597,6 +603,12 @@ class ReviewFixTests(SynchronousTestCase):
         result = self.kernel.call("poe://testbox/s/slow", "poe://testbox/s/reply")
         d.callback(5)
         self.assertEqual(self.successResultOf(result), 5)
+
+
+class SessionReferenceTests(OneKernelCase):
+    """
+    Destinations given as a session object or a session id.
+    """
 
     def test_session_object_and_id(self):
         """When posting or requesting with a session object or id, then exactly that session gets it."""
@@ -608,6 +620,12 @@ class ReviewFixTests(SynchronousTestCase):
         self.assertEqual([e.args for e in first.events], [(1,), (2,)])
         self.assertEqual(other.events, [])
         self.assertEqual(self.successResultOf(self.kernel.request(first, "hit", 3)), ("hit", (3,)))
+
+
+class LastAliasInCallTests(OneKernelCase):
+    """
+    A session that drops its last alias while it is being called.
+    """
 
     def test_alias_removed_during_call_stops(self):
         """When a session drops its last alias inside a called handler, then it stops after the call."""
@@ -621,6 +639,12 @@ class ReviewFixTests(SynchronousTestCase):
         self.assertTrue(s.stopped)
         self.assertEqual(stopped, [True])
 
+
+class AliasTargetTests(OneKernelCase):
+    """
+    alias_set gives aliases only to live sessions of this kernel.
+    """
+
     def test_alias_set_foreign_session(self):
         """When alias_set names a session of another kernel or a stopped one, then NoSuchSession."""
         other, _ = make_kernel("other")
@@ -629,6 +653,12 @@ class ReviewFixTests(SynchronousTestCase):
         gone = self.kernel.spawn(inline_states={})
         self.assertTrue(gone.stopped)
         self.assertRaises(NoSuchSession, self.kernel.alias_set, "y", gone)
+
+
+class SpawnArgumentTests(OneKernelCase):
+    """
+    Arguments given to spawn reach a session object's _start.
+    """
 
     def test_spawn_object_with_args(self):
         """When a session object is spawned with args, then _start sees them."""

@@ -482,9 +482,10 @@ class ForgedAdvertTests(SynchronousTestCase):
         self.assertGreater(k["c"].network.router.own().seq, c_own.seq + 5)
 
 
-class NetworkReviewTests(SynchronousTestCase):
+class ThreeKernelLineCase(SynchronousTestCase):
     """
-    Behaviours found wrong in review, now fixed.
+    A base for the classes below: a - b - c, each kernel with Sinks 's'
+    and 't' logging to C{self.log}.
     """
 
     def setUp(self):
@@ -493,6 +494,12 @@ class NetworkReviewTests(SynchronousTestCase):
         for kernel in self.k.values():
             kernel.spawn(Sink("s", self.log))
             kernel.spawn(Sink("t", self.log))
+
+
+class RequestAnswerTests(ThreeKernelLineCase):
+    """
+    Which answers settle a pending request.
+    """
 
     def test_relay_no_route_answer(self):
         """When a relay answers a request with NoRoute, then the request fails with NoRoute at once."""
@@ -514,6 +521,12 @@ class NetworkReviewTests(SynchronousTestCase):
         d.cancel()
         self.failureResultOf(d)
 
+
+class PayloadLimitTests(ThreeKernelLineCase):
+    """
+    Messages too large for a frame are refused where they are sent.
+    """
+
     def test_oversized_post_refused_at_sender(self):
         """When a post would not fit in a frame, then EncodeError at the call site and the link stays up."""
         from lightspeed.errors import EncodeError
@@ -523,6 +536,12 @@ class NetworkReviewTests(SynchronousTestCase):
         self.k["a"].post("poe://b/s/hit", b"small")
         self.mesh.settle()
         self.assertEqual([x[2] for x in self.log], [(b"small",)])
+
+
+class ReservedStateTests(ThreeKernelLineCase):
+    """
+    The reserved states cannot be reached from another kernel.
+    """
 
     def test_reserved_states_not_remotely_postable(self):
         """When another kernel posts to _start, _stop, _default or _undeliverable, then nothing runs and the sender hears why."""
@@ -540,6 +559,12 @@ class NetworkReviewTests(SynchronousTestCase):
         self.assertEqual(started, [1])
         self.assertEqual(len(notices), 4)
         self.assertIn("reserved", notices[0])
+
+
+class RequestDestinationTests(ThreeKernelLineCase):
+    """
+    A request names exactly one session on one kernel.
+    """
 
     def test_request_names_one_session(self):
         """When a request names several sessions or '*', then BadSpecifier, locally and remotely alike."""

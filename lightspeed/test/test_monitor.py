@@ -340,9 +340,10 @@ class LimitTests(SynchronousTestCase):
         self.assertTrue(self.successResultOf(d))
 
 
-class MonitorReviewTests(SynchronousTestCase):
+class MonitorEventDeliveryTests(SynchronousTestCase):
     """
-    Cases found in review (same mesh as L{RemoteMonitorTests}).
+    Monitor events between kernels: what counts as one, and the hooks
+    they pass (same mesh as L{RemoteMonitorTests}).
     """
 
     setUp = RemoteMonitorTests.setUp
@@ -375,11 +376,28 @@ class MonitorReviewTests(SynchronousTestCase):
         self.assertEqual((self.me.got, undeliverable.seen), ([], []))
         self.assertTrue(self.k["c"].monitor.watching("arrived"))
 
+
+class MonitorTargetTests(SynchronousTestCase):
+    """
+    Which targets a registration may name (same mesh as L{RemoteMonitorTests}).
+    """
+
+    setUp = RemoteMonitorTests.setUp
+
     def test_wildcard_target_refused(self):
         """When a target names '*' sessions or kernels, then it is refused at once."""
         self.assertRaises(BadSpecifier, self.k["a"].monitor_register, "sent", "poe://a/*/got")
         self.assertRaises(BadSpecifier, self.k["a"].monitor_register, "sent", "poe://*/me/got")
         self.assertRaises(BadSpecifier, self.k["a"].monitor_register, "sent", "poe://a/*/got", kernel="c")
+
+
+class RegistrationTopicsTests(SynchronousTestCase):
+    """
+    Topics registered for one target at another kernel (same mesh as
+    L{RemoteMonitorTests}).
+    """
+
+    setUp = RemoteMonitorTests.setUp
 
     def test_topics_add_up(self):
         """When a target is registered at another kernel twice with different topics, then both survive a lost link."""
@@ -393,6 +411,14 @@ class MonitorReviewTests(SynchronousTestCase):
         self.mesh.settle()
         self.assertTrue(self.k["c"].monitor.watching("arrived"))
         self.assertTrue(self.k["c"].monitor.watching("undeliverable"))
+
+
+class SentEventKindTests(SynchronousTestCase):
+    """
+    The kind that 'sent' events report (same mesh as L{RemoteMonitorTests}).
+    """
+
+    setUp = RemoteMonitorTests.setUp
 
     def test_callreply_sent_kind(self):
         """When a call's reply leaves for another kernel, then 'sent' says callreply."""
