@@ -63,7 +63,7 @@ class UndeliverableTests(SynchronousTestCase):
     def test_unknown_local_session(self):
         """When a post names a missing local session, then the sender gets _undeliverable."""
         self.post_as_asker("poe://a/nobody/hit", 1)
-        self.assertEqual(len(self.asker.notices), 1)
+        self.assertEqual(self.asker.notices, [("poe://a/nobody/hit", "no session 'nobody' in kernel 'a'", (1,))])
 
     def test_no_route_at_relay(self):
         """When a relay has no route onwards (or the hop limit is reached), then the sender hears it from the relay."""

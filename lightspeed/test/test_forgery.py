@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, List
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.trial.unittest import SynchronousTestCase
 
 from lightspeed.message import POST, REQUEST, routed_body
@@ -224,4 +224,4 @@ class ForgedResponseTests(SynchronousTestCase):
         mesh.settle()
         self.assertNoResult(d)
         d.cancel()
-        self.failureResultOf(d)
+        self.failureResultOf(d, CancelledError)

@@ -20,6 +20,7 @@ from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 import lightspeed
+from lightspeed.adverts import AdvertSigner
 from lightspeed.tap import DEFAULT_LISTEN, NodeService, Options, makeService
 
 CHECKOUT = os.path.dirname(os.path.dirname(os.path.abspath(lightspeed.__file__)))
@@ -74,7 +75,7 @@ class OptionsTests(SynchronousTestCase):
         """When --tls-ca is given, then the node signs and requires signed adverts (unless --unsigned-adverts)."""
         pki = self.pki("n")
         options = self.parse("--kernel", "n", *self.tls(pki, "n"))
-        self.assertIsNotNone(options["signer"])
+        self.assertIsInstance(options["signer"], AdvertSigner)
         service = makeService(options)
         node = list(service)[0]
         self.assertIs(node.signer, options["signer"])

@@ -37,7 +37,7 @@ class TLSTests(RealKernels):
         a, b, service = yield self.pair(node("ok-b"), node("ok-a"), "ok")
         link = yield service.whenConnected(failAfterFailures=1)
         self.assertEqual(link.peer.name, "ok-b")
-        self.assertIsNotNone(link.transport.getPeerCertificate())
+        self.assertEqual(link.transport.getPeerCertificate().get_subject().CN, "ok-b")
         log: List[Any] = []
         b.spawn(Collector("s", log))
         a.post("poe://ok-b/s/hit", "secret")
@@ -106,8 +106,8 @@ class TLSTests(RealKernels):
         yield service.whenConnected(failAfterFailures=1)
         yield wait_for(lambda: a.network.router.held("sig-b") is not None
                        and b.network.router.held("sig-a") is not None)
-        self.assertIsNotNone(a.network.router.held("sig-b").proof)
-        self.assertIsNotNone(b.network.router.held("sig-a").proof)
+        self.assertIsNone(a.network.signer.verify(a.network.router.held("sig-b"), a.network.router.held("sig-b").proof))
+        self.assertIsNone(b.network.signer.verify(b.network.router.held("sig-a"), b.network.router.held("sig-a").proof))
         log: List[Any] = []
         b.spawn(Collector("s", log))
         a.post("poe://sig-b/s/hit", "signed")

@@ -150,7 +150,7 @@ class HandshakeTests(SynchronousTestCase):
     def test_password(self):
         """When both ends share a password, then the link comes up; a wrong one is refused on both ends."""
         a, b = pair({"password": b"s3cret"}, {"password": b"s3cret"})
-        self.assertEqual(len(a.ups) + len(b.ups), 2)
+        self.assertEqual((a.ups, b.ups), ([PeerInfo("b", 2, False)], [PeerInfo("a", 1, False)]))
         a, b = pair({"password": b"s3cret"}, {"password": b"other"})
         self.assertEqual(a.ups + b.ups, [])
         codes = {c[0] for c in a.closes + b.closes}
