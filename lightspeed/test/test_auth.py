@@ -133,8 +133,8 @@ class AuthHookTests(SynchronousTestCase):
     def test_unregister(self):
         """When a hook is unregistered, then messages flow again."""
         self.k["b"].auth_register("post", "s", lambda r: False)
-        self.assertTrue(self.k["b"].auth_unregister("post", "s"))
-        self.assertFalse(self.k["b"].auth_unregister("post", "s"))
+        self.assertIs(self.k["b"].auth_unregister("post", "s"), True)
+        self.assertIs(self.k["b"].auth_unregister("post", "s"), False)
         self.send("poe://b/s/hit", 1)
         self.assertEqual(len(self.log), 1)
 

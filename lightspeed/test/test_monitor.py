@@ -128,8 +128,8 @@ class LocalMonitorTests(SynchronousTestCase):
         mesh, k, _ = build("abc", "ab")
         events = Events()
         k["a"].monitor_register("kernel_up", events)
-        self.assertTrue(self.successResultOf(k["a"].monitor_unregister("kernel_up", events)))
-        self.assertFalse(self.successResultOf(k["a"].monitor_unregister("kernel_up", events)))
+        self.assertIs(self.successResultOf(k["a"].monitor_unregister("kernel_up", events)), True)
+        self.assertIs(self.successResultOf(k["a"].monitor_unregister("kernel_up", events)), False)
         mesh.link(k["b"], k["c"])
         mesh.settle()
         self.assertEqual(events.seen, [])
@@ -173,7 +173,7 @@ class RemoteMonitorTests(SynchronousTestCase):
 
     def test_watch_other_kernel(self):
         """When a registers at c for 'arrived', then b's post to c is reported to a's session."""
-        self.assertTrue(self.successResultOf(self.register("arrived")))
+        self.assertIs(self.successResultOf(self.register("arrived")), True)
         self.k["b"].post("poe://c/s/hit", "x")
         self.mesh.settle()
         ((topic, info),) = self.me.got
@@ -223,7 +223,7 @@ class RemoteMonitorTests(SynchronousTestCase):
         self.k["c"].auth_register("monitor_unregister", "*", lambda r: asked.append(r.kind) or True)
         d = self.k["a"].monitor_unregister("arrived", "poe://a/me/got", kernel="c")
         self.mesh.settle()
-        self.assertTrue(self.successResultOf(d))
+        self.assertIs(self.successResultOf(d), True)
         self.assertEqual(asked, ["monitor_unregister"])
         self.k["b"].post("poe://c/s/hit", "x")
         self.mesh.settle()
@@ -329,15 +329,15 @@ class LimitTests(SynchronousTestCase):
                                        (None, None), 5)
             d.addBoth(results.append)
         mesh.settle()
-        refused = [r for r in results if not r is True]
-        self.assertEqual(len(refused), 3)
-        self.assertEqual(refused[0].value.remote_type, "Refused")
+        self.assertEqual(results[:MAX_TARGETS_PER_KERNEL], [True] * MAX_TARGETS_PER_KERNEL)
+        refused = results[MAX_TARGETS_PER_KERNEL:]
+        self.assertEqual([(r.type, r.value.remote_type) for r in refused], [(RemoteError, "Refused")] * 3)
         self.assertEqual(len(k["b"].monitor._by_origin["a"]), MAX_TARGETS_PER_KERNEL)
         # Registering an existing target again is still fine.
         d = k["a"].network.control("b", "monitor_register", [], (["arrived"], "poe://a/s0/x"), k["a"], None,
                                    (None, None), 5)
         mesh.settle()
-        self.assertTrue(self.successResultOf(d))
+        self.assertIs(self.successResultOf(d), True)
 
 
 class MonitorEventDeliveryTests(SynchronousTestCase):
@@ -444,5 +444,5 @@ class RefusedAdditionTests(SynchronousTestCase):
         k["c"].auth_register("monitor_register", "*", lambda r: "arrived" in r.args[0] and len(r.args[0]) == 1)
         d = k["a"].monitor_register("sent", "poe://a/me/got", kernel="c")
         mesh.settle()
-        self.failureResultOf(d, RemoteError)
+        self.assertEqual(self.failureResultOf(d, RemoteError).value.remote_type, "Refused")
         self.assertEqual(k["a"].monitor.remote["c"]["poe://a/me/got"], ("arrived",))

@@ -108,7 +108,7 @@ class TCPTests(RealKernels):
         a.spawn(inline_states={"_start": lambda e: e.kernel.alias_set("w"),
                                "ev": lambda e: arrived.append(e.args[1]["origin"])})
         ok = yield a.monitor_register("arrived", "poe://tcp-ia/w/ev", kernel="tcp-ib")
-        self.assertTrue(ok)
+        self.assertIs(ok, True)
         c.post("poe://tcp-ib/s/hit", 1)
         yield wait_for(lambda: arrived)
         self.assertEqual(arrived, ["tcp-ic"])
@@ -120,7 +120,7 @@ class TCPTests(RealKernels):
         a, b = self.kernel("same-a"), self.kernel("same-b")
         port = yield self.listen(b, compression=True, password="pw")
         link = yield a.connect(f"tcp:host=127.0.0.1:port={port}", compression=True, password="pw").whenConnected()
-        self.assertTrue(link.peer.compression)
+        self.assertIs(link.peer.compression, True)
         b.spawn(Collector("s", log))
         a.post("poe://same-b/s/hit", "x" * 10000)
         yield wait_for(lambda: log)
@@ -147,6 +147,7 @@ class TCPTests(RealKernels):
         b.spawn(Collector("s", log))
         a.post("poe://unix-b/s/hit", 1)
         yield wait_for(lambda: log)
+        self.assertEqual(log, [("unix-b", (1,), "poe://unix-a/")])
 
     @inlineCallbacks
     def test_reconnect_after_drop(self):
@@ -160,6 +161,7 @@ class TCPTests(RealKernels):
         yield wait_for(lambda: a.network.links() and a.network.links()[0] is not link)
         a.post("poe://re-b/s/hit", 2)
         yield wait_for(lambda: log)
+        self.assertEqual(log, [("re-b", (2,), "poe://re-a/")])
 
     @inlineCallbacks
     def test_three_kernel_chain(self):
