@@ -153,11 +153,11 @@ def measure_lightspeed(port, target):
         done[0] = Deferred()
         ctl = kernel.resolve("ctl")
         dest = f"poe://{target}/sink/hit"
-        kernel._current = ctl  # post as the ctl session, so 'done' can answer it
+        kernel.local.current = ctl  # post as the ctl session, so 'done' can answer it
         start = time.perf_counter()
         for i in range(N):
             kernel.post(dest, ARG)
-        kernel._current = None
+        kernel.local.current = None
         yield done[0]
         results["one_way"] = N / (time.perf_counter() - start)
         latencies = []

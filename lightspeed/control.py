@@ -13,21 +13,19 @@ error).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Tuple
+from typing import Any, Tuple
 
 from lightspeed.errors import BadSpecifier
+from lightspeed.interfaces import IKernel
 from lightspeed.introspection import sessions_answer, states_answer
 from lightspeed.monitor import register_op
-
-if TYPE_CHECKING:  # pragma: no cover
-    from lightspeed.kernel import Kernel
 
 __all__ = ["OPERATIONS", "run"]
 
 OPERATIONS = frozenset({"sessions", "states", "monitor_register", "monitor_unregister"})
 
 
-def run(kernel: "Kernel", op: str, sessions: Any, args: Tuple[Any, ...], sender: Any, remote: bool) -> Any:
+def run(kernel: IKernel, op: str, sessions: Any, args: Tuple[Any, ...], sender: Any, remote: bool) -> Any:
     """
     Run operation C{op} for C{sender} (a remote sender when C{remote}).
 

@@ -17,17 +17,98 @@ named session that is refused fails with L{Refused}.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
+
+from twisted.internet.defer import Deferred, fail
 
 from lightspeed.auth import AuthRequest
 from lightspeed.errors import BadSpecifier, NoSuchSession, Refused
+from lightspeed.interfaces import IKernel
 from lightspeed.session import Session
-from lightspeed.specifier import SCHEME, Specifier, check_name, parse
+from lightspeed.specifier import SCHEME, Specifier, check_name, coerce, parse
 
-if TYPE_CHECKING:  # pragma: no cover
-    from lightspeed.kernel import Kernel
+__all__ = ["list_sessions", "list_states", "session_names", "sessions_answer", "states_answer",
+           "session_specifier", "kernels_of"]
 
-__all__ = ["session_names", "sessions_answer", "states_answer", "session_specifier"]
+
+def list_sessions(kernel: IKernel, kernels: Any, rsvp: Any, timeout: Optional[float],
+                  where: Tuple[Optional[str], Optional[int]]) -> Optional[Deferred]:
+    """
+    The sessions of a kernel: a list with, per session, every alias it has
+    (or its id if it has none).
+
+    Without ``rsvp``, ask one kernel (default: this one) and get a Deferred
+    through which every failure comes.  With ``rsvp`` (a full
+    destination), ask ``kernels`` (a name, a list, ``'*'`` or a remote
+    sender) and post ``(kernel_name, sessions)`` there for each answer, as
+    the seed did; a kernel that cannot answer is reported to the current
+    session's ``_undeliverable`` state, and a malformed argument raises
+    :class:`BadSpecifier` at once.
+
+    ``'*'`` here means *every kernel of the network, this one included*
+    (in a destination specifier, ``*`` leaves out the kernel that posts).
+
+    Another kernel's ``introspection`` hooks may leave sessions out.
+    """
+    if rsvp is None:
+        try:
+            names = kernels_of(kernel, kernels)
+        except BadSpecifier as e:
+            return fail(e)
+        return _ask_one(kernel, names, "sessions", "*", timeout, where)
+    _ask_all(kernel, kernels_of(kernel, kernels), "sessions", "*", rsvp, timeout, where)
+    return None
+
+
+def list_states(kernel: IKernel, dest: Any, rsvp: Any, timeout: Optional[float],
+                where: Tuple[Optional[str], Optional[int]]) -> Optional[Deferred]:
+    """
+    The states of sessions: a dict ``{session_name: [state, ...]}``.
+
+    ``dest`` names kernels and sessions without a state: ``'poe://K/S'``,
+    ``[K, S]``, ``{'KERNEL': K, 'SESSION': S}`` or a remote sender; ``S``
+    may be a list or ``'*'`` (every session with an alias), ``K`` ``'*'``
+    (every kernel, this one included).  Without ``rsvp`` it must name one
+    kernel and the result is a Deferred, through which every failure comes
+    (:class:`BadSpecifier` for a malformed ``dest``); with ``rsvp``,
+    ``(kernel_name, states)`` is posted there for each kernel, as in
+    :func:`list_sessions`, and a malformed ``dest`` raises at once.
+    """
+    try:
+        spec = session_specifier(dest)
+    except BadSpecifier as e:
+        if rsvp is None:
+            return fail(e)
+        raise
+    kernels: Any = "*" if spec.all_kernels else list(spec.kernels)
+    sessions: Any = "*" if spec.all_sessions else list(spec.sessions)
+    if rsvp is None:
+        return _ask_one(kernel, kernels_of(kernel, kernels), "states", sessions, timeout, where)
+    _ask_all(kernel, kernels_of(kernel, kernels), "states", sessions, rsvp, timeout, where)
+    return None
+
+
+def _ask_one(kernel: IKernel, names: Tuple[str, ...], op: str, sessions: Any, timeout: Optional[float],
+             where: Tuple[Optional[str], Optional[int]]) -> Deferred:
+    if len(names) != 1:
+        return fail(BadSpecifier(f"without an RSVP, ask one kernel, not {list(names)!r}"))
+    return kernel.control_at(names[0], op, sessions, (), timeout, where)
+
+
+def _ask_all(kernel: IKernel, names: Tuple[str, ...], op: str, sessions: Any, rsvp: Any,
+             timeout: Optional[float], where: Tuple[Optional[str], Optional[int]]) -> None:
+    target = coerce(rsvp)
+    if target.state is None:
+        raise BadSpecifier(f"RSVP {str(target)!r} names no state")
+    sender = kernel.local.current or kernel
+    for name in names:
+        d = kernel.control_at(name, op, sessions, (), timeout, where)
+        d.addCallbacks(
+            lambda value, name=name: kernel.post_as_kernel(None, target, name, value),
+            lambda f, name=name: kernel.local.undeliverable(
+                Specifier((name,), ("*",) if sessions == "*" else tuple(sessions), op),
+                f"{op} of kernel {name!r} failed: {f.getErrorMessage()}", where, sender),
+        )
 
 
 def session_names(session: Session) -> List[str]:
@@ -37,27 +118,27 @@ def session_names(session: Session) -> List[str]:
     return list(session._alias_names) or [str(session.id)]
 
 
-def _refused(kernel: "Kernel", session: Session, op: str, sender: Any) -> Optional[str]:
+def _refused(kernel: IKernel, session: Session, op: str, sender: Any) -> Optional[str]:
     if not kernel.auth:
         return None
     request = AuthRequest("introspection", session, op, None, sender, ())
     return kernel.auth.check(request, session._alias_names + [str(session.id)])
 
 
-def sessions_answer(kernel: "Kernel", sender: Any, remote: bool) -> List[List[str]]:
+def sessions_answer(kernel: IKernel, sender: Any, remote: bool) -> List[List[str]]:
     """
     The answer to "sessions": one list of names per session (every alias,
     or the id of a session without one), in the order sessions started.
     """
     out = []
-    for session in list(kernel._sessions.values()):
+    for session in kernel.sessions_list():
         if remote and _refused(kernel, session, "sessions", sender) is not None:
             continue
         out.append(session_names(session))
     return out
 
 
-def states_answer(kernel: "Kernel", sessions: Any, sender: Any, remote: bool) -> Dict[str, List[str]]:
+def states_answer(kernel: IKernel, sessions: Any, sender: Any, remote: bool) -> Dict[str, List[str]]:
     """
     The answer to "states": for each session named (C{'*'}: every session
     with an alias), its name and its sorted states.  Sessions that do not
@@ -68,13 +149,13 @@ def states_answer(kernel: "Kernel", sessions: Any, sender: Any, remote: bool) ->
     :raises Refused: if every named session that exists was refused.
     """
     if sessions == "*":
-        found = [(session._alias_names[0], session) for session in dict.fromkeys(kernel._aliases.values())]
+        found = [(session._alias_names[0], session) for session in kernel.local.aliased_sessions()]
     else:
         if type(sessions) is not list or not sessions:
             raise BadSpecifier(f"states of which sessions? got {sessions!r}")
         found = []
         for name in sessions:
-            session = kernel.resolve(check_name(name, "session"))
+            session = kernel.local.lookup(check_name(name, "session"))
             if session is not None:
                 found.append((name, session))
         if not found:
@@ -127,7 +208,7 @@ def session_specifier(dest: Any) -> Specifier:
     raise BadSpecifier(f"not a kernel/session destination: {type(dest).__name__} {dest!r}")
 
 
-def kernels_of(kernel: "Kernel", dest: Any) -> Tuple[str, ...]:
+def kernels_of(kernel: IKernel, dest: Any) -> Tuple[str, ...]:
     """
     The kernel names C{dest} means: a name, a list of names, C{'*'} (every
     kernel of the network, this one included), or a remote sender.

@@ -41,6 +41,9 @@ RESPONSE = 5   # [5, sessions(unused, []), request_id, ok, value_or_[type, messa
 UNDELIVERABLE = 6  # as POST, state "_undeliverable", args [destination, reason, args]; never bounced
 CONTROL = 7    # as REQUEST, state = operation ("sessions", "states", "monitor_register", ...); answered by RESPONSE
 
+#: The caller state of monitor events: a receiver does not report them.
+MONITOR_STATE = "_monitor"
+
 #: The most links one LSA may list.
 MAX_LSA_LINKS = 4096
 

@@ -10,8 +10,9 @@ kernel that reports):
   - C{link_up}: C{peer}, C{address} — a link finished its handshake.
   - C{link_down}: C{peer}, C{code}, C{reason} — a link closed (C{code} is
     the BYE code, or C{lost}).
-  - C{kernel_up}, C{kernel_down}: C{peer} — a kernel became reachable or
-    unreachable.
+  - C{kernel_up}, C{kernel_down}: C{peer}, C{incarnation} — a kernel
+    became reachable or unreachable (a restart is a C{kernel_down} of the
+    old incarnation, then a C{kernel_up} of the new).
   - C{sent}: C{destination}, C{kind} — a message left this kernel for
     other kernels (C{kind}: post, call, request, control).
   - C{arrived}: C{origin}, C{destination}, C{sender}, C{kind} — a message
@@ -30,26 +31,26 @@ hooks registered for C{'*'}.  Monitor events are not themselves reported
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Optional, Set, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, List, Optional, Set, Tuple, Union
 
+from twisted.internet.defer import Deferred, fail, maybeDeferred, succeed
 from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from lightspeed.auth import AuthRequest
-from lightspeed.errors import BadSpecifier, Refused
-from lightspeed.specifier import Specifier, coerce
+from lightspeed.errors import BadSpecifier, NoRoute, Refused, RequestTimeout
+from lightspeed.interfaces import IEventSink, IKernel
+from lightspeed.message import MONITOR_STATE
+from lightspeed.session import RESERVED_STATES
+from lightspeed.specifier import Specifier, check_state, coerce
 
-if TYPE_CHECKING:  # pragma: no cover
-    from lightspeed.kernel import Kernel
-
-__all__ = ["Monitor", "TOPICS", "MONITOR_STATE"]
+__all__ = ["Monitor", "TOPICS", "MONITOR_STATE", "register", "unregister"]
 
 TOPICS = frozenset({"link_up", "link_down", "kernel_up", "kernel_down", "sent", "arrived", "undeliverable"})
 
 #: How many targets one other kernel may register here.
 MAX_TARGETS_PER_KERNEL = 256
-
-#: The caller state of monitor events: a receiver does not report them.
-MONITOR_STATE = "_monitor"
 
 Target = Union[Callable[[str, Dict[str, Any]], Any], Specifier]
 
@@ -74,6 +75,7 @@ def topics_of(topics: Any) -> Tuple[str, ...]:
     return out
 
 
+@implementer(IEventSink)
 class Monitor:
     """
     The watchers of one kernel.
@@ -85,7 +87,7 @@ class Monitor:
 
     log = Logger()
 
-    def __init__(self, kernel: "Kernel") -> None:
+    def __init__(self, kernel: IKernel) -> None:
         self.kernel = kernel
         self._watchers: Dict[str, Dict[Any, Target]] = {topic: {} for topic in TOPICS}
         #: For each other kernel, the targets it registered here.
@@ -155,21 +157,71 @@ class Monitor:
         info["kernel"] = self.kernel.name
         kernel = self.kernel
         self._emitting = True
-        previous = kernel._current, kernel._current_state
         try:
             for target in list(watchers.values()):
                 try:
                     if isinstance(target, Specifier):
-                        kernel._current, kernel._current_state = None, MONITOR_STATE
-                        kernel.post(target, topic, dict(info))
+                        kernel.post_as_kernel(MONITOR_STATE, target, topic, dict(info))
                     else:
-                        kernel._current, kernel._current_state = None, None
-                        target(topic, dict(info))
+                        kernel.call_as_kernel(target, topic, dict(info))
                 except Exception:
                     self.log.failure("monitor target {target!r} failed on {topic}", target=target, topic=topic)
         finally:
-            kernel._current, kernel._current_state = previous
             self._emitting = False
+
+    # -- our registrations at other kernels ------------------------------------------
+
+    def remote_event(self, origin: str, sessions: List[str], state: str, args: list, sender: Any) -> bool:
+        """
+        A message from kernel ``origin`` posted by its monitor: if it is for
+        a target we registered there, deliver it (it is not reported to our
+        own monitor; a post hook that refuses it drops it quietly; if the
+        target's sessions are gone, ask ``origin`` once to stop sending).
+
+        :returns: whether it was such an event.
+        """
+        target = f"poe://{self.kernel.name}/{','.join(sessions)}/{state}"
+        if target not in self.remote.get(origin, ()):
+            return False
+        kernel = self.kernel
+        local = kernel.local
+        try:
+            check_state(state)
+        except BadSpecifier:
+            return True
+        found = [s for s in (local.lookup(name) for name in sessions) if s is not None]
+        if not found or state in RESERVED_STATES:
+            self.log.info("monitor events from {origin} to {target} have no session: unregistering",
+                          origin=origin, target=target)
+            self.remote.get(origin, {}).pop(target, None)
+            kernel.call_as_kernel(kernel.control_at, origin, "monitor_unregister", [], (None, target), 60.0,
+                                  cstate=MONITOR_STATE).addErrback(lambda f: None)
+            return True
+        args_t = tuple(args)
+        for session in found:
+            if kernel.auth and kernel.authorize("post", session, state, None, sender, args_t) is not None:
+                continue
+            local.enqueue(session, state, args_t, sender, MONITOR_STATE, None, None)
+        return True
+
+    def membership_changed(self, gone: List[Tuple[str, Optional[int]]],
+                           joined: List[Tuple[str, Optional[int]]]) -> None:
+        """
+        Kernels left (or restarted) and joined: report them, drop the
+        targets of those that left, and send our registrations again to
+        those that joined.
+        """
+        kernel = self.kernel
+        for name, incarnation in gone:
+            self.forget_origin(name)
+            self.emit("kernel_down", peer=name, incarnation=incarnation)
+        for name, incarnation in joined:
+            self.emit("kernel_up", peer=name, incarnation=incarnation)
+            for target, topics in self.remote.get(name, {}).items():
+                d = kernel.call_as_kernel(kernel.control_at, name, "monitor_register", [], (list(topics), target),
+                                          60.0, cstate=MONITOR_STATE)
+                d.addErrback(lambda f, k=name: self.log.warn("monitor registration at {peer} failed: {why}",
+                                                             peer=k, why=f.getErrorMessage()))
 
 
 def _key(target: Target, origin: Optional[str] = None) -> Any:
@@ -182,7 +234,7 @@ def _key(target: Target, origin: Optional[str] = None) -> Any:
     return str(target) if isinstance(target, Specifier) else target
 
 
-def target_of(kernel: "Kernel", target: Any) -> Target:
+def target_of(kernel: IKernel, target: Any) -> Target:
     """
     A callable as it is; a state name of the current session; any full
     destination form.
@@ -192,7 +244,7 @@ def target_of(kernel: "Kernel", target: Any) -> Target:
     if callable(target) and not isinstance(target, (str, Specifier)):
         return target
     if isinstance(target, str) and not target.startswith("poe://"):
-        session = kernel._session_or_current(None)
+        session = kernel.current_session()
         names = session._alias_names
         return Specifier.build(kernel.name, names[0] if names else str(session.id), target)
     spec = coerce(target)
@@ -203,7 +255,7 @@ def target_of(kernel: "Kernel", target: Any) -> Target:
     return spec
 
 
-def register_op(kernel: "Kernel", args: Tuple[Any, ...], sender: Any, remote: bool, adding: bool) -> bool:
+def register_op(kernel: IKernel, args: Tuple[Any, ...], sender: Any, remote: bool, adding: bool) -> bool:
     """
     The CONTROL operations C{monitor_register} and C{monitor_unregister}
     from kernel C{sender.remote_kernel}: C{args == (topics, target)}, the
@@ -231,3 +283,74 @@ def register_op(kernel: "Kernel", args: Tuple[Any, ...], sender: Any, remote: bo
         kernel.monitor.add(topics, spec, origin if remote else None)
         return True
     return kernel.monitor.remove(topics, spec, origin if remote else None)
+
+
+def register(kernel: IKernel, topics: Any, target: Any, at: Optional[str], timeout: Optional[float],
+             where: Tuple[Optional[str], Optional[int]]) -> Deferred:
+    """
+    Watch network events: ``topics`` is a topic, a list of topics or
+    ``'*'``; ``target`` a callable ``target(topic, info)``, a state name of
+    the current session, or a full destination, where each event is posted
+    with ``(topic, info)``.
+
+    With ``at`` (a kernel name), watch that kernel's events instead: the
+    target must then be a destination in this kernel (a state name of the
+    current session will do).  The registration is sent again whenever that
+    kernel becomes reachable, so it survives lost links and restarts.
+
+    :returns: a Deferred that fires when the registration holds (at once
+        for this kernel), or fails: ``ValueError`` for an unknown topic,
+        :class:`BadSpecifier` for a malformed target,
+        :class:`~lightspeed.errors.RemoteError` ``Refused`` if the other
+        kernel's ``monitor_register`` hook refuses, :class:`NoRoute`.
+    """
+    try:
+        names = topics_of(topics)
+        spec = target_of(kernel, target)
+    except ValueError as e:  # BadSpecifier is a ValueError too
+        return fail(e)
+    monitor = kernel.monitor
+    if at is None or at == kernel.name:
+        monitor.add(names, spec)
+        return succeed(True)
+    if not isinstance(spec, Specifier) or spec.kernels != (kernel.name,):
+        return fail(BadSpecifier(f"a target for another kernel's events must be a state in kernel {kernel.name!r}"))
+    mine = monitor.remote.setdefault(at, {})
+    before = mine.get(str(spec))
+    names = mine[str(spec)] = tuple(dict.fromkeys((before or ()) + names))
+    d = kernel.control_at(at, "monitor_register", [], (list(names), str(spec)), timeout, where)
+
+    def failed(f: Failure) -> Failure:
+        if not f.check(NoRoute, RequestTimeout):  # refused or malformed: do not send it again
+            if before:
+                monitor.remote.setdefault(at, {})[str(spec)] = before
+            else:
+                monitor.remote.get(at, {}).pop(str(spec), None)
+        return f
+
+    return d.addErrback(failed)
+
+
+def unregister(kernel: IKernel, topics: Any, target: Any, at: Optional[str], timeout: Optional[float],
+               where: Tuple[Optional[str], Optional[int]]) -> Deferred:
+    """
+    Stop watching ``topics`` with ``target`` (as given to :func:`register`).
+
+    :returns: a Deferred firing with whether it was watching; every failure
+        comes through it.
+    """
+    try:
+        names = topics_of(topics)
+        spec = target_of(kernel, target)
+    except ValueError as e:
+        return fail(e)
+    monitor = kernel.monitor
+    if at is None or at == kernel.name:
+        return maybeDeferred(monitor.remove, names, spec)
+    mine = monitor.remote.get(at, {})
+    kept = tuple(topic for topic in mine.get(str(spec), ()) if topic not in names)
+    if kept:
+        mine[str(spec)] = kept
+    else:
+        mine.pop(str(spec), None)
+    return kernel.control_at(at, "monitor_unregister", [], (list(names), str(spec)), timeout, where)

@@ -110,6 +110,9 @@ class Router:
         #: The last LSA of each origin that aged out: a copy that is not
         #: newer (a replay, or an old database) never comes back.
         self._expired: Dict[str, LinkState] = {}
+        #: Kernels whose held LSA may be outdated (see L{outdated}), with
+        #: when it was found so (oldest first).
+        self._outdated: Dict[str, float] = {}
 
     # -- own links -----------------------------------------------------------
 
@@ -203,6 +206,7 @@ class Router:
             return False
         held = self._lsas.get(lsa.origin)
         self._expired.pop(lsa.origin, None)
+        self._outdated.pop(lsa.origin, None)
         self._lsas[lsa.origin] = lsa
         self._stamps[lsa.origin] = self._clock()
         if held is None or held.links != lsa.links:
@@ -222,7 +226,8 @@ class Router:
     def _withdrawn(self, origin: str, held: LinkState, lsa: LinkState) -> None:
         """
         Stamp the edges C{lsa} withdraws that were usable (both ends listed
-        them) until now.
+        them) until now, and mark the LSA of the kernel at the other end,
+        which still lists the edge, as outdated.
         """
         kept = dict(lsa.links)
         now = self._clock()
@@ -231,6 +236,8 @@ class Router:
             if peer not in kept and other is not None and origin in dict(other.links):
                 self._fading.pop((origin, peer), None)
                 self._fading[(origin, peer)] = now
+                self._outdated.pop(peer, None)
+                self._outdated[peer] = now
         while len(self._fading) > MAX_FADING:
             del self._fading[next(iter(self._fading))]  # the oldest
 
@@ -245,11 +252,14 @@ class Router:
     def forget_fading(self, before: Optional[float] = None) -> Optional[float]:
         """
         Stop counting in L{behind} the edges withdrawn at or before
-        C{before} (default: all of them).  The caller does this a while (longer than
-        a message can take across the network) after each withdrawal.
+        C{before} (default: all of them), and stop taking for L{outdated}
+        the LSAs found so at or before C{before}.  The caller does this a
+        while (longer than a message can take across the network) after
+        each withdrawal.
 
-        :returns: when the oldest edge still counted was withdrawn, or
-            L{None} if none is left.
+        :returns: when the oldest edge still counted was withdrawn (or the
+            oldest LSA still outdated was found so, if earlier), or L{None}
+            if none is left.
         """
         removed = False
         for edge, when in list(self._fading.items()):
@@ -259,7 +269,26 @@ class Router:
             removed = True
         if removed:
             self._behind = {}
-        return next(iter(self._fading.values()), None)
+        for kernel, when in list(self._outdated.items()):
+            if before is not None and when > before:
+                break
+            del self._outdated[kernel]
+        stamps = [next(iter(d.values())) for d in (self._fading, self._outdated) if d]
+        return min(stamps) if stamps else None
+
+    def outdated(self, kernel: str) -> bool:
+        """
+        Whether the LSA held for C{kernel} may predate a change at that
+        kernel, so that its incarnation is not to be trusted: a neighbour of
+        C{kernel} withdrew their link while C{kernel}'s LSA, still listing
+        it, has not been replaced since.  If C{kernel} is alive it noticed
+        the loss too and its newer LSA is on its way; but it may be dead,
+        and the neighbour may list the link again to a restarted kernel of
+        the same name whose LSA (with a new incarnation) is still on its
+        way.  The mark goes when a newer LSA of C{kernel} arrives, or with
+        L{forget_fading}.
+        """
+        return kernel in self._outdated
 
     def expire(self, max_age: float) -> List[str]:
         """
@@ -275,6 +304,7 @@ class Router:
         old = [origin for origin, stamp in self._stamps.items() if now - stamp > max_age]
         for origin in old:
             del self._stamps[origin]
+            self._outdated.pop(origin, None)
             held = self._expired[origin] = self._lsas.pop(origin)
             if held.links:
                 self._dirty = True
@@ -293,6 +323,7 @@ class Router:
         for origin in gone:
             del self._lsas[origin]
             self._stamps.pop(origin, None)
+            self._outdated.pop(origin, None)
             self._dirty = True
         return gone
 

@@ -9,23 +9,23 @@ C{whenConnected()}) and stop (C{stopService()}).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, List, Optional
+from typing import Any, List, Optional
 
 from twisted.application.internet import ClientService, backoffPolicy
-from twisted.application.service import MultiService, Service
+from twisted.application.service import Service
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.endpoints import clientFromString, serverFromString
 from twisted.internet.interfaces import IListeningPort, IStreamClientEndpoint, IStreamServerEndpoint
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from lightspeed.errors import LinkClosed
-from lightspeed.wire.protocol import LinkFactory, LinkOptions, LinkProtocol
+from zope.interface import implementer
 
-if TYPE_CHECKING:  # pragma: no cover
-    from lightspeed.network import Network
+from lightspeed.interfaces import ILinkOwner
+from lightspeed.wire.protocol import LinkFactory, LinkOptions
 
-__all__ = ["ListenService", "ConnectService", "connect_service", "server_endpoint", "client_endpoint", "DEFAULT_PORT"]
+__all__ = ["ListenService", "ConnectService", "listen_service", "connect_service", "server_endpoint",
+           "client_endpoint", "DEFAULT_PORT"]
 
 #: The seed's default port.
 DEFAULT_PORT = 9876
@@ -58,8 +58,9 @@ class ListenService(Service):
 
     log = Logger()
 
-    def __init__(self, endpoint: IStreamServerEndpoint, factory: LinkFactory) -> None:
+    def __init__(self, endpoint: IStreamServerEndpoint, factory: Any, kernel: str = "?") -> None:
         self.endpoint = endpoint
+        self.kernel = kernel
         self.factory = factory
         self.port: Optional[IListeningPort] = None
         self._error: Optional[Failure] = None
@@ -82,7 +83,7 @@ class ListenService(Service):
     def _failed(self, failure: Failure) -> None:
         self._listen = None
         self._error = failure
-        self.log.failure("kernel {kernel} cannot listen", failure, kernel=self.factory.network.name)
+        self.log.failure("kernel {kernel} cannot listen", failure, kernel=self.kernel)
         for d in self._take_waiters():
             d.errback(failure)
 
@@ -111,81 +112,108 @@ class ListenService(Service):
         return succeed(None)
 
 
-class ConnectService(MultiService):
+class ConnectService(ClientService):
     """
-    Keeps one link to an endpoint up, reconnecting with Twisted's
-    exponential back-off (from 0.5 s, growing 1.5 times per failure with up
-    to 1 s of jitter, at most 30 s) whenever it drops, cannot connect, or
-    has its handshake refused.  A C{ClientService} does the connecting; this
-    adds waiting for the handshake.
+    Keeps one link to an endpoint up: a :class:`ClientService` whose
+    ``prepareConnection`` waits for the lightspeed handshake, so that a
+    connection counts as made only once its handshake is done and a
+    refused handshake counts as a failed attempt.  It reconnects with
+    Twisted's exponential back-off (from 0.5 s, growing 1.5 times per
+    failure with up to 1 s of jitter, at most 30 s) whenever the link
+    drops, cannot connect, or has its handshake refused.
+
+    ``whenConnected()`` fires with the :class:`LinkProtocol` once its
+    handshake is done.
+
+    :ivar failures: failed attempts in a row when the last retry was
+        scheduled (a refused handshake counts).
+    :ivar delay: the seconds the last retry waited for.
     """
 
-    def __init__(self, network: "Network", endpoint: IStreamClientEndpoint, options: LinkOptions,
+    def __init__(self, owner: ILinkOwner, endpoint: IStreamClientEndpoint, options: LinkOptions,
                  reconnect: bool = True) -> None:
-        super().__init__()
-        self._base_policy = backoffPolicy(initialDelay=0.5, maxDelay=30.0) if reconnect else _once_policy
-        # Handshakes refused in a row: a connection that is made but refused
-        # still backs off (Twisted counts it as a success).
-        self.refusals = 0
-        factory = _ReportingFactory(network, options, self)
-        self.client = ClientService(endpoint, factory, retryPolicy=self._policy, clock=network.kernel.reactor)
-        self.client.setServiceParent(self)
+        self._backoff = backoffPolicy(initialDelay=0.5, maxDelay=30.0) if reconnect else _once_policy
+        self.failures = 0
+        self.delay = 0.0
+        super().__init__(_HandshakeEndpoint(endpoint), LinkFactory(owner, options), retryPolicy=self._policy,
+                         clock=owner.reactor, prepareConnection=_handshake)
 
-    def _policy(self, attempt: int) -> float:
-        return self._base_policy(attempt + self.refusals)
-
-    def _link_result(self, result: Any) -> None:
-        self.refusals = 0 if isinstance(result, LinkProtocol) else self.refusals + 1
-
-    def whenConnected(self, failAfterFailures: Optional[int] = None) -> Deferred:
-        """
-        :param failAfterFailures: fail after this many failed attempts
-            (refused connections and failed handshakes both count); L{None}
-            waits for ever.
-        :returns: a Deferred that fires with the L{LinkProtocol} once a link
-            is up, or fails with the last attempt's error.
-        """
-        return Deferred.fromCoroutine(self._when_connected(failAfterFailures))
-
-    async def _when_connected(self, fail_after: Optional[int]) -> LinkProtocol:
-        failures = 0
-        while True:
-            remaining = None if fail_after is None else fail_after - failures
-            protocol = await self.client.whenConnected(failAfterFailures=remaining)
-            try:
-                return await protocol.when_ready()
-            except LinkClosed:
-                failures += 1
-                if fail_after is not None and failures >= fail_after:
-                    raise
-                await protocol.when_lost()
+    def _policy(self, failures: int) -> float:
+        self.failures = failures
+        self.delay = self._backoff(failures)
+        return self.delay
 
 
-class _ReportingFactory(LinkFactory):
+def _handshake(protocol: Any) -> Deferred:
+    return protocol.when_ready()
+
+
+@implementer(IStreamClientEndpoint)
+class _HandshakeEndpoint:
     """
-    A link factory that tells its L{ConnectService} how each handshake
-    ended.
+    An endpoint that tells :class:`ClientService` of a lost connection only
+    if its handshake had finished.
+
+    ClientService (Twisted 26.10) has no transition for the loss of a
+    connection that ``prepareConnection`` rejected or is still preparing:
+    it raises ``NoTransition`` into the transport.  A link whose handshake
+    never finished is counted as a failed attempt when its ``when_ready()``
+    fails (at the latest while the connection is lost), so its loss need
+    not be reported again.
     """
 
-    def __init__(self, network: "Network", options: LinkOptions, owner: ConnectService) -> None:
-        super().__init__(network, options)
-        self.owner = owner
+    def __init__(self, endpoint: IStreamClientEndpoint) -> None:
+        self._endpoint = endpoint
 
-    def buildProtocol(self, addr: Any) -> LinkProtocol:
-        protocol = super().buildProtocol(addr)
-        protocol.when_ready().addBoth(self._report)
-        return protocol
-
-    def _report(self, result: Any) -> None:
-        self.owner._link_result(result)
+    def connect(self, factory: Any) -> Deferred:
+        return self._endpoint.connect(_HandshakeFactory(factory))
 
 
-def connect_service(network: "Network", endpoint: IStreamClientEndpoint, options: LinkOptions,
+class _HandshakeFactory:
+    def __init__(self, factory: Any) -> None:
+        self._factory = factory
+
+    def buildProtocol(self, addr: Any) -> Any:
+        proxy = self._factory.buildProtocol(addr)
+        if proxy is not None:
+            link, notify = proxy._protocol, proxy._lostNotification
+
+            def lost(reason: Failure) -> None:
+                if link.peer is not None:
+                    notify(reason)
+
+            proxy._lostNotification = lost
+        return proxy
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._factory, name)
+
+
+def listen_service(owner: ILinkOwner, endpoint: Any, tls: Any, options: dict) -> ListenService:
+    """
+    A :class:`ListenService` for ``endpoint`` (a string or an endpoint),
+    with TLS when ``tls`` is a :class:`~lightspeed.tls.TLSConfig`.
+    """
+    if tls is not None and tls.ca is not None and tls.bind_names:
+        options.setdefault("tls_names", True)
+    factory: Any = LinkFactory(owner, LinkOptions(**options))
+    if tls is not None:
+        factory = tls_server_factory(tls, factory)
+    return ListenService(server_endpoint(owner.reactor, endpoint), factory, owner.name)
+
+
+def connect_service(owner: ILinkOwner, endpoint: Any, tls: Any, options: dict,
                     reconnect: bool = True) -> ConnectService:
     """
-    A L{ConnectService} for C{endpoint}.
+    A :class:`ConnectService` for ``endpoint`` (a string or an endpoint),
+    with TLS when ``tls`` is a :class:`~lightspeed.tls.TLSConfig`.
     """
-    return ConnectService(network, endpoint, options, reconnect)
+    if tls is not None and tls.ca is not None and tls.bind_names:
+        options.setdefault("tls_names", True)
+    client = client_endpoint(owner.reactor, endpoint)
+    if tls is not None:
+        client = tls_client_endpoint(tls, endpoint, client)
+    return ConnectService(owner, client, LinkOptions(**options), reconnect)
 
 
 def _once_policy(attempt: int) -> float:

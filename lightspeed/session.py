@@ -18,10 +18,7 @@ from __future__ import annotations
 
 import weakref
 from operator import itemgetter
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
-
-if TYPE_CHECKING:  # pragma: no cover
-    from lightspeed.kernel import Kernel
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 __all__ = ["Session", "Event", "RESERVED_STATES"]
 
@@ -74,7 +71,7 @@ class Event(tuple):
     caller_line = property(itemgetter(6))
 
     @property
-    def kernel(self) -> "Kernel":
+    def kernel(self) -> Any:
         return self[0].kernel
 
     @property
@@ -119,7 +116,7 @@ class Session:
         self.heap: Any = {} if heap is None else heap
         self.args = tuple(args)
         self.id: int = 0
-        self.kernel: Optional["Kernel"] = None
+        self.kernel: Optional[Any] = None
         self.stopped = False
         # Reference counts that keep the session alive (see module docstring).
         self._pending = 0
@@ -181,7 +178,7 @@ class Session:
         kernel = self.kernel
         if kernel is None:
             raise RuntimeError("session is not running in a kernel")
-        return kernel._make_back(self, state, args, synchronous)
+        return kernel.local.make_back(self, state, args, synchronous)
 
     def __repr__(self) -> str:
         kernel = self.kernel.name if self.kernel is not None else None
@@ -222,7 +219,7 @@ class RemoteSender:
     is_lightspeed = True
     __slots__ = ("_kernel", "remote_kernel", "remote_session", "remote_state", "remote_file", "remote_line")
 
-    def __init__(self, kernel: "Kernel", remote_kernel: str, remote_session: Optional[str],
+    def __init__(self, kernel: Any, remote_kernel: str, remote_session: Optional[str],
                  remote_state: Optional[str], remote_file: Optional[str], remote_line: Optional[int]) -> None:
         self._kernel = kernel
         self.remote_kernel = remote_kernel

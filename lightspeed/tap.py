@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib
 import sys
-from typing import Any, Callable, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 from twisted.application.service import MultiService, Service
 from twisted.logger import Logger
@@ -134,64 +134,53 @@ def load_app(spec: str) -> Callable[[Kernel], Any]:
 
 class NodeService(Service):
     """
-    A kernel joined to the network while the service runs.
+    The last child of a node's kernel: once the listeners and connectors
+    before it have started, it runs the ``--app`` functions.
     """
 
     log = Logger()
 
-    def __init__(self, kernel: Kernel, listen: List[str], connect: List[str],
-                 apps: List[Callable[[Kernel], Any]], link_options: dict) -> None:
+    def __init__(self, kernel: Kernel, apps: List[Callable[[Kernel], Any]]) -> None:
         self.kernel = kernel
-        self.listen = listen
-        self.connect = connect
         self.apps = apps
-        self.link_options = link_options
-        self.listeners: List[Any] = []
-        self.connectors: List[Any] = []
-        #: Signs and checks routing adverts (with a TLS CA), or L{None}.
-        self.signer: Any = None
 
     def startService(self) -> None:
         super().startService()
-        self.kernel.network_start()
-        if self.signer is not None:
-            self.kernel.sign_adverts(self.signer)
-        self.log.info("lightspeed kernel {name} starting", name=self.kernel.name)
-        for endpoint in self.listen:
-            listener = self.kernel.listen(endpoint, **self.link_options)
-            listener.whenListening().addCallbacks(
-                lambda port, e=endpoint: self.log.info("listening on {endpoint}: {address}",
-                                                       endpoint=e, address=port.getHost()),
-                lambda failure, e=endpoint: self.log.critical(
-                    "cannot listen on {endpoint}: {why}", endpoint=e, why=failure.getErrorMessage()))
-            self.listeners.append(listener)
-        for endpoint in self.connect:
-            self.connectors.append(self.kernel.connect(endpoint, **self.link_options))
+        self.log.info("lightspeed kernel {name} started", name=self.kernel.name)
         for app in self.apps:
             app(self.kernel)
-
-    def stopService(self) -> Any:
-        super().stopService()
-        return self.kernel.shutdown()
 
 
 def makeService(options: Options, reactor: Optional[Any] = None) -> MultiService:
     """
-    Build the node's service tree from parsed L{Options}.
+    Build the node's service tree from parsed :class:`Options`: a
+    :class:`Kernel` whose children are a listener per ``--listen``, a
+    connector per ``--connect`` and the :class:`NodeService` that runs the
+    apps.
     """
     if reactor is None:
         from twisted.internet import reactor as global_reactor
 
         reactor = global_reactor
     kernel = Kernel(options["kernel"], reactor=reactor)
-    link_options = {"compression": bool(options["compression"]), "keepalive": options["keepalive"]}
+    link_options: Dict[str, Any] = {"compression": bool(options["compression"]), "keepalive": options["keepalive"]}
     if options["password"]:
         link_options["password"] = options["password"]
     if options["tls"] is not None:
         link_options["tls"] = options["tls"]
     top = MultiService()
-    node = NodeService(kernel, options["listen"], options["connect"], options["apps"], link_options)
-    node.signer = options.get("signer")
-    node.setServiceParent(top)
-    top.kernel = kernel  # type: ignore[attr-defined]
+    kernel.setServiceParent(top)
+    kernel.network_start()
+    if options.get("signer") is not None:
+        kernel.sign_adverts(options["signer"])
+    for endpoint in options["listen"]:
+        listener = kernel.listen(endpoint, **link_options)
+        listener.whenListening().addCallbacks(
+            lambda port, e=endpoint: NodeService.log.info("listening on {endpoint}: {address}",
+                                                          endpoint=e, address=port.getHost()),
+            lambda failure, e=endpoint: NodeService.log.critical(
+                "cannot listen on {endpoint}: {why}", endpoint=e, why=failure.getErrorMessage()))
+    for endpoint in options["connect"]:
+        kernel.connect(endpoint, **link_options)
+    NodeService(kernel, options["apps"]).setServiceParent(kernel)
     return top

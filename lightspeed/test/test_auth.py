@@ -38,11 +38,11 @@ class UndeliverableTests(SynchronousTestCase):
     def post_as_asker(self, *args: Any) -> None:
         self.k["a"].call(self.asker.session, "_undeliverable", "warm-up")  # sanity: the state exists
         self.asker.notices.clear()
-        self.k["a"]._current = self.asker.session
+        self.k["a"].local.current = self.asker.session
         try:
             self.k["a"].post(*args)
         finally:
-            self.k["a"]._current = None
+            self.k["a"].local.current = None
         self.mesh.settle()
 
     def test_unknown_remote_session(self):
@@ -71,8 +71,8 @@ class UndeliverableTests(SynchronousTestCase):
         from lightspeed.wire.codec import dumps
 
         payload = dumps([POST, ["s"], "hit", [7], "asker", None, None, None])
-        self.k["b"].network._routed("a", ["zz"], 5, payload)
-        self.k["b"].network._routed("a", ["c"], 1, payload)
+        self.k["b"].network.relay.routed("a", ["zz"], 5, payload)
+        self.k["b"].network.relay.routed("a", ["c"], 1, payload)
         self.mesh.settle()
         reasons = [n[1] for n in self.asker.notices]
         self.assertEqual(len(reasons), 2)
@@ -99,11 +99,11 @@ class AuthHookTests(SynchronousTestCase):
         self.seen: List[Any] = []
 
     def send(self, dest: str, *args: Any) -> None:
-        self.k["a"]._current = self.asker.session
+        self.k["a"].local.current = self.asker.session
         try:
             self.k["a"].post(dest, *args)
         finally:
-            self.k["a"]._current = None
+            self.k["a"].local.current = None
         self.mesh.settle()
 
     def test_star_hook_refuses_with_notice(self):

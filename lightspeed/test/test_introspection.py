@@ -58,6 +58,14 @@ class IntrospectionTests(SynchronousTestCase):
         self.mesh.settle()
         self.assertEqual(self.k["a"].list_kernels(), ["a", "b"])
 
+    def test_list_kernels_incarnations(self):
+        """When asked with incarnations=True, then list_kernels maps the same sorted names to each kernel's incarnation."""
+        k = self.k
+        answer = k["a"].list_kernels(incarnations=True)
+        self.assertEqual(answer, {name: k[name].network.incarnation for name in "abc"})
+        self.assertEqual(list(answer), k["a"].list_kernels())
+        self.assertEqual(Kernel("alone").list_kernels(incarnations=True), {"alone": None})
+
     def test_list_sessions_remote(self):
         """When a asks c for its sessions, then it gets every alias of every session."""
         sessions = result(self, self.mesh, self.k["a"].list_sessions("c"))
@@ -129,7 +137,7 @@ class IntrospectionTests(SynchronousTestCase):
         """When list_states gets a Specifier that names a state, then BadSpecifier, as for the string form."""
         from lightspeed import parse
 
-        self.assertRaises(BadSpecifier, self.k["a"].list_states, parse("poe://c/s/hit"))
+        self.failureResultOf(self.k["a"].list_states(parse("poe://c/s/hit")), BadSpecifier)
         self.assertEqual(list(result(self, self.mesh, self.k["a"].list_states(parse("poe://c/s/")))), ["s"])
 
     def test_missing_session(self):
@@ -142,11 +150,11 @@ class IntrospectionTests(SynchronousTestCase):
         me = Recorder(self.k["a"], "me")
         self.k["a"].call(me.session, "got", "warm-up")
         me.got.clear()
-        self.k["a"]._current = me.session
+        self.k["a"].local.current = me.session
         try:
             self.k["a"].list_sessions("zz", "poe://a/me/got")
         finally:
-            self.k["a"]._current = None
+            self.k["a"].local.current = None
         self.mesh.settle()
         self.assertEqual(me.got, [])
         (notice,) = me.notices
@@ -154,9 +162,9 @@ class IntrospectionTests(SynchronousTestCase):
 
     def test_malformed(self):
         """When a destination is malformed or asks several kernels without an RSVP, then BadSpecifier."""
-        self.assertRaises(BadSpecifier, self.k["a"].list_states, "poe://c/s/state")
-        self.assertRaises(BadSpecifier, self.k["a"].list_states, ["c"])
-        self.assertRaises(BadSpecifier, self.k["a"].list_states, "c/s")
+        self.failureResultOf(self.k["a"].list_states("poe://c/s/state"), BadSpecifier)
+        self.failureResultOf(self.k["a"].list_states(["c"]), BadSpecifier)
+        self.failureResultOf(self.k["a"].list_states("c/s"), BadSpecifier)
         self.assertRaises(BadSpecifier, self.k["a"].list_sessions, "a/b", "poe://a/me/got")
         failure(self, self.mesh, self.k["a"].list_sessions(["b", "c"]), BadSpecifier)
         self.assertRaises(BadSpecifier, self.k["a"].list_sessions, "c", "poe://a/me")

@@ -694,7 +694,7 @@ class AsyncHandlerTests(SynchronousTestCase):
         self.assertEqual(kernel.alias_list(session), ["worker", "later"])
         self.assertEqual(seen, [((1,), session)])
         self.assertIs(target.events[0].sender, session)
-        self.assertIsNone(kernel._current)
+        self.assertIsNone(kernel.local.current)
 
     def test_async_failure_after_await_logged(self):
         """When an async handler raises after an await, then the failure is logged with its session."""

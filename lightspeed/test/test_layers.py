@@ -82,7 +82,8 @@ LAYERS = [
     Layer(
         # The local runtime: sessions, timers, dispatch inside one kernel.
         "runtime",
-        modules=["lightspeed.session", "lightspeed.timers", "lightspeed.runtime"],
+        modules=["lightspeed.session", "lightspeed.registry", "lightspeed.timers", "lightspeed.calls",
+                 "lightspeed.runtime"],
         may_import=["errors", "contracts"],
     ),
     Layer(
@@ -116,6 +117,7 @@ LAYERS = [
         modules=[
             "lightspeed",
             "lightspeed.kernel",
+            "lightspeed.node",
             "lightspeed.service",
             "lightspeed.tls",
             "lightspeed.tap",

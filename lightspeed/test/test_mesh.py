@@ -506,8 +506,8 @@ class RequestAnswerTests(ThreeKernelLineCase):
         from lightspeed.message import RESPONSE
 
         d = self.k["a"].request("poe://c/s/slow", timeout=None)
-        (request_id,) = list(self.k["a"].network._requests)
-        self.k["a"].network._deliver("b", [RESPONSE, [], request_id, False, ["NoRoute", "no route to kernel 'c'"]])
+        (request_id,) = list(self.k["a"].network.requests.pending)
+        self.k["a"].network.dispatch.deliver("b", [RESPONSE, [], request_id, False, ["NoRoute", "no route to kernel 'c'"]])
         self.failureResultOf(d, NoRoute)
 
     def test_answer_from_wrong_kernel_ignored(self):
@@ -515,8 +515,8 @@ class RequestAnswerTests(ThreeKernelLineCase):
         from lightspeed.message import RESPONSE
 
         d = self.k["a"].request("poe://c/s/slow", timeout=None)
-        (request_id,) = list(self.k["a"].network._requests)
-        self.k["a"].network._deliver("b", [RESPONSE, [], request_id, True, "forged"])
+        (request_id,) = list(self.k["a"].network.requests.pending)
+        self.k["a"].network.dispatch.deliver("b", [RESPONSE, [], request_id, True, "forged"])
         self.assertNoResult(d)
         d.cancel()
         self.failureResultOf(d, CancelledError)

@@ -49,10 +49,13 @@ class LocalMonitorTests(SynchronousTestCase):
         mesh.settle()
         self.assertEqual([i["peer"] for i in events.of("link_up")], ["b"])
         self.assertEqual(sorted(i["peer"] for i in events.of("kernel_up")), ["b", "c"])
+        self.assertEqual({i["peer"]: i["incarnation"] for i in events.of("kernel_up")},
+                         {"b": b.network.incarnation, "c": c.network.incarnation})
         self.assertTrue(all(i["kernel"] == "a" for _, i in events.seen))
         bc.close()
         mesh.settle()
-        self.assertEqual([i["peer"] for i in events.of("kernel_down")], ["c"])
+        self.assertEqual([(i["peer"], i["incarnation"]) for i in events.of("kernel_down")],
+                         [("c", c.network.incarnation)])
         ab.client.close("shutdown", "bye now")
         mesh.settle()
         (down,) = events.of("link_down")
@@ -83,6 +86,7 @@ class LocalMonitorTests(SynchronousTestCase):
         mesh.link(a, b2)
         mesh.settle()
         self.assertEqual(events.topics(), ["kernel_up", "kernel_down", "kernel_up"])
+        self.assertEqual([i["incarnation"] for _, i in events.seen], [1, 1, 2])
 
     def test_sent_arrived_undeliverable(self):
         """When a posts to c, then a reports 'sent', c reports 'arrived', and a lost message is 'undeliverable'."""
@@ -137,10 +141,10 @@ class LocalMonitorTests(SynchronousTestCase):
     def test_bad_arguments(self):
         """When a topic is unknown or a target names no state, then a clear error at once."""
         k = build("a", "")[1]["a"]
-        self.assertRaises(ValueError, k.monitor_register, "nonsense", Events())
-        self.assertRaises(ValueError, k.monitor_register, [], Events())
-        self.assertRaises(BadSpecifier, k.monitor_register, "sent", "poe://a/s/")
-        self.assertRaises(BadSpecifier, k.monitor_register, "sent", 42)
+        self.failureResultOf(k.monitor_register("nonsense", Events()), ValueError)
+        self.failureResultOf(k.monitor_register([], Events()), ValueError)
+        self.failureResultOf(k.monitor_register("sent", "poe://a/s/"), BadSpecifier)
+        self.failureResultOf(k.monitor_register("sent", 42), BadSpecifier)
 
     def test_failing_target_logged(self):
         """When a callable target raises, then the error is logged and other targets still hear the event."""
@@ -236,7 +240,7 @@ class RemoteMonitorTests(SynchronousTestCase):
                                         (None, None), 5)
         self.mesh.settle()
         self.assertEqual(self.failureResultOf(d, RemoteError).value.remote_type, "BadSpecifier")
-        self.assertRaises(BadSpecifier, self.k["a"].monitor_register, "sent", "poe://b/x/y", kernel="c")
+        self.failureResultOf(self.k["a"].monitor_register("sent", "poe://b/x/y", kernel="c"), BadSpecifier)
 
     def test_survives_lost_link(self):
         """When c becomes unreachable and comes back, then c dropped a's registration meanwhile and a sends it again."""
@@ -362,7 +366,7 @@ class MonitorEventDeliveryTests(SynchronousTestCase):
         self.mesh.settle()
         self.assertEqual([i["destination"] for i in events.of("arrived")], ["poe://c/s/hit", "poe://c/gone/hit"])
         self.assertEqual(len(self.log), 1)
-        self.assertEqual(self.k["c"].network._requests, {})  # no unregister sent anywhere
+        self.assertEqual(self.k["c"].network.requests.pending, {})  # no unregister sent anywhere
 
     def test_refused_event_kept_quiet(self):
         """When a's post hook refuses a monitor event, then it is dropped quietly and the registration stays."""
@@ -386,9 +390,9 @@ class MonitorTargetTests(SynchronousTestCase):
 
     def test_wildcard_target_refused(self):
         """When a target names '*' sessions or kernels, then it is refused at once."""
-        self.assertRaises(BadSpecifier, self.k["a"].monitor_register, "sent", "poe://a/*/got")
-        self.assertRaises(BadSpecifier, self.k["a"].monitor_register, "sent", "poe://*/me/got")
-        self.assertRaises(BadSpecifier, self.k["a"].monitor_register, "sent", "poe://a/*/got", kernel="c")
+        self.failureResultOf(self.k["a"].monitor_register("sent", "poe://a/*/got"), BadSpecifier)
+        self.failureResultOf(self.k["a"].monitor_register("sent", "poe://*/me/got"), BadSpecifier)
+        self.failureResultOf(self.k["a"].monitor_register("sent", "poe://a/*/got", kernel="c"), BadSpecifier)
 
 
 class RegistrationTopicsTests(SynchronousTestCase):
@@ -446,3 +450,146 @@ class RefusedAdditionTests(SynchronousTestCase):
         mesh.settle()
         self.assertEqual(self.failureResultOf(d, RemoteError).value.remote_type, "Refused")
         self.assertEqual(k["a"].monitor.remote["c"]["poe://a/me/got"], ("arrived",))
+
+
+class RestartTests(SynchronousTestCase):
+    """
+    Issue 8: a kernel that restarts under the same name is reported by an
+    observer two hops away as exactly one C{kernel_down} of the old
+    incarnation and one C{kernel_up} of the new, whatever order the
+    adverts arrive in, and a request sent from that C{kernel_up} succeeds.
+    """
+
+    def start(self, names: str, edges: str) -> None:
+        """
+        Kernels C{names} linked by C{edges} (see L{build}); a watcher on
+        'a' records C{(topic, peer, incarnation)} for kernel events about
+        'c' and, on every C{kernel_up} of 'c', asks c's session 's' for
+        its kernel's incarnation.
+        """
+        self.mesh, self.k, self.links = build(names, edges)
+        self.old = self.k["c"]
+        self.old_inc = self.old.network.incarnation
+        self.seen: List[Tuple[str, str, Any]] = []
+        self.answers: List[Any] = []
+        self.answering(self.old)
+
+        def watch(topic: str, info: dict) -> None:
+            if info["peer"] != "c":
+                return
+            self.seen.append((topic, info["peer"], info.get("incarnation")))
+            if topic == "kernel_up":
+                self.k["a"].request("poe://c/s/ask").addBoth(self.answers.append)
+
+        self.k["a"].monitor_register(["kernel_up", "kernel_down"], watch)
+        self.mesh.settle()
+        self.assertEqual(self.seen, [])
+
+    def answering(self, kernel: Any) -> None:
+        kernel.spawn(inline_states={"_start": lambda e: e.kernel.alias_set("s"),
+                                    "ask": lambda e: e.kernel.network.incarnation})
+
+    def new_c(self) -> Any:
+        """
+        The restarted 'c': a new kernel object, larger incarnation, with
+        the same session.
+        """
+        self.new = self.mesh.kernel("c", incarnation=self.old_inc + 1)
+        self.new_inc = self.new.network.incarnation
+        self.answering(self.new)
+        return self.new
+
+    def assert_restarted(self) -> None:
+        """
+        Exactly kernel_down(old) then kernel_up(new), and the request sent
+        from kernel_up reached the new c.
+        """
+        self.mesh.settle()
+        self.assertEqual(self.seen, [("kernel_down", "c", self.old_inc), ("kernel_up", "c", self.new_inc)])
+        self.assertEqual(self.answers, [self.new_inc])
+
+    def test_new_kernel_connects_to_neighbour(self):
+        """When c shuts down and its new start connects to b, then a sees down(old) then up(new)."""
+        self.start("abc", "ab bc")
+        self.old.shutdown()
+        self.mesh.settle()
+        self.assertEqual(self.seen, [("kernel_down", "c", self.old_inc)])
+        self.mesh.link(self.new_c(), self.k["b"])
+        self.assert_restarted()
+
+    def test_neighbour_connects_to_new_kernel(self):
+        """When b connects to c's new start (b's advert reaches a before c's new one), then a does not report the old c up again."""
+        self.start("abc", "ab bc")
+        self.old.shutdown()
+        self.mesh.settle()
+        self.mesh.link(self.k["b"], self.new_c())
+        self.assert_restarted()
+
+    def test_new_link_before_observer_checks(self):
+        """When b's adverts without c and with the new c reach a in one burst, then a still reports down(old) then up(new) once."""
+        self.start("abc", "ab bc")
+        self.old.shutdown()
+        self.mesh.link(self.k["b"], self.new_c())
+        self.assert_restarted()
+
+    def test_ring(self):
+        """When c, two hops away on both sides of a ring, restarts and both neighbours connect to it, then down(old) then up(new)."""
+        self.start("abcd", "ab bc cd da")
+        self.old.shutdown()
+        self.mesh.settle()
+        new = self.new_c()
+        self.mesh.link(self.k["b"], new)
+        self.mesh.settle()
+        self.mesh.link(self.k["d"], new)
+        self.assert_restarted()
+
+    def test_ring_both_at_once(self):
+        """When both neighbours in a ring link to c's new start in the same turn, then down(old) then up(new)."""
+        self.start("abcd", "ab bc cd da")
+        self.old.shutdown()
+        self.mesh.settle()
+        new = self.new_c()
+        self.mesh.link(self.k["b"], new)
+        self.mesh.link(new, self.k["d"])
+        self.mesh.settle()
+        self.assert_restarted()
+
+    def test_new_start_before_loss_noticed(self):
+        """When the new c connects while b still holds the dead c's link (no BYE), then it is refused, and once the loss is noticed and it retries, down(old) then up(new)."""
+        self.start("abc", "ab bc")
+        first = self.mesh.link(self.new_c(), self.k["b"])
+        self.mesh.settle()
+        self.assertIn("already used", str(self.failureResultOf(first.client.when_ready()).value))
+        self.assertEqual(self.seen, [])
+        self.links["bc"].close()  # the old c's connection is lost, as when its process died
+        self.mesh.settle()
+        self.assertEqual(self.seen, [("kernel_down", "c", self.old_inc)])
+        self.mesh.link(self.k["b"], self.new)  # the connect service retries
+        self.assert_restarted()
+
+    def test_loss_and_new_link_same_turn(self):
+        """When the dead c's connection is lost in the same turn as the new c connects, then down(old) then up(new)."""
+        self.start("abc", "ab bc")
+        self.links["bc"].close()
+        self.mesh.link(self.k["b"], self.new_c())
+        self.assert_restarted()
+
+    def test_outdated_advert_trusted_after_grace(self):
+        """When b drops its half of c's link and links again but c never noticed (it sends no new advert), then c is reported up again after the grace period."""
+        from twisted.internet.error import ConnectionLost
+        from twisted.python.failure import Failure
+
+        from lightspeed.network import FADING_GRACE
+
+        self.start("abc", "ab bc")
+        half = self.links["bc"].client  # b's end
+        half.transport.closed = True
+        half.connectionLost(Failure(ConnectionLost("half-open")))
+        self.mesh.settle()
+        self.mesh.link(self.k["b"], self.old)
+        self.mesh.settle()
+        self.assertEqual(self.seen, [("kernel_down", "c", self.old_inc)])  # c's advert may be outdated
+        self.assertEqual(self.k["a"].list_kernels(incarnations=True)["c"], None)
+        self.mesh.advance(FADING_GRACE + 1)
+        self.assertEqual(self.seen, [("kernel_down", "c", self.old_inc), ("kernel_up", "c", self.old_inc)])
+        self.assertEqual(self.k["a"].list_kernels(incarnations=True)["c"], self.old_inc)

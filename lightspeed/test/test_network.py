@@ -258,8 +258,8 @@ class LifecycleTests(RealKernels):
         service = a.connect(f"tcp:host=127.0.0.1:port={port.getHost().port}", password="wrong")
         error = yield self.assertFailure(service.whenConnected(failAfterFailures=1), LinkClosed)
         self.assertEqual(error.code, "auth")
-        self.assertGreaterEqual(service.refusals, 1)
-        self.assertGreater(service._policy(0), 0.5)  # later than a first retry
+        self.assertGreaterEqual(service.failures, 1)
+        self.assertGreater(service.delay, 0.5)  # later than a first retry
 
     def test_positional_tcp_host(self):
         """When a TLS connect uses the positional tcp:HOST:PORT form, then the host is the name checked."""

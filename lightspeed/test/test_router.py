@@ -856,6 +856,79 @@ class BehindTests(SynchronousTestCase):
         self.assertNotIn(("n0", "a"), router.fading())
 
 
+class OutdatedTests(SynchronousTestCase):
+    """
+    L{Router.outdated}: an LSA that still lists a link its other end
+    withdrew is not vouched for until a newer one replaces it.
+    """
+
+    def make(self) -> Tuple[Router, List[float]]:
+        """
+        Router 'a' of the chain a-b-c, on a settable clock.
+        """
+        now = [0.0]
+        router = Router("a", 1, lambda: now[0])
+        router.link_up("b")
+        router.receive(lsa("b", {"a": 1, "c": 1}), "b")
+        router.receive(lsa("c", {"b": 1}, 7, 1), "b")
+        return router, now
+
+    def test_withdrawn_link_marks_other_end(self):
+        """When b withdraws its link to c while c's LSA still lists b, then c's LSA is outdated, b's is not."""
+        router, _ = self.make()
+        self.assertFalse(router.outdated("c"))
+        router.receive(lsa("b", {"a": 1}, 1, 2), "b")
+        self.assertTrue(router.outdated("c"))
+        self.assertFalse(router.outdated("b"))
+
+    def test_relisted_link_stays_outdated(self):
+        """When b lists c again (a restarted c, say), then c's old LSA is still outdated and still routed."""
+        router, _ = self.make()
+        router.receive(lsa("b", {"a": 1}, 1, 2), "b")
+        router.receive(lsa("b", {"a": 1, "c": 1}, 1, 3), "b")
+        self.assertTrue(router.outdated("c"))
+        self.assertEqual(router.incarnation_of("c"), 7)
+
+    def test_newer_lsa_clears(self):
+        """When a newer LSA of c arrives (same or new incarnation), then it is no longer outdated."""
+        for incarnation, seq in [(7, 2), (8, 1)]:
+            router, _ = self.make()
+            router.receive(lsa("b", {"a": 1}, 1, 2), "b")
+            router.receive(lsa("c", {"b": 1}, incarnation, seq), "b")
+            self.assertFalse(router.outdated("c"))
+
+    def test_forgotten_with_fading(self):
+        """When forget_fading passes the time of the withdrawal, then the mark goes too; the oldest stamp is returned."""
+        router, now = self.make()
+        now[0] = 10.0
+        router.receive(lsa("b", {"a": 1}, 1, 2), "b")
+        self.assertEqual(router.forget_fading(before=5.0), 10.0)
+        self.assertTrue(router.outdated("c"))
+        self.assertIsNone(router.forget_fading(before=10.0))
+        self.assertFalse(router.outdated("c"))
+
+    def test_own_withdrawal_marks_nothing(self):
+        """When our own link goes down, then nothing is outdated (the neighbour's LSA is not ours to doubt)."""
+        router, _ = self.make()
+        router.link_down("b")
+        self.assertFalse(router.outdated("b"))
+
+    def test_expired_and_dropped(self):
+        """When an outdated LSA ages out or is dropped as unsigned, then its mark goes with it."""
+        router, now = self.make()
+        router.receive(lsa("b", {"a": 1}, 1, 2), "b")
+        now[0] = 100.0
+        router.receive(lsa("b", {"a": 1}, 1, 3), "b")
+        self.assertEqual(router.expire(50.0), ["c"])
+        self.assertFalse(router.outdated("c"))
+        router.receive(lsa("c", {"b": 1}, 7, 2), "b")
+        router.receive(lsa("b", {"a": 1, "c": 1}, 1, 4), "b")
+        router.receive(lsa("b", {"a": 1}, 1, 5), "b")
+        self.assertTrue(router.outdated("c"))
+        router.drop_unsigned()
+        self.assertFalse(router.outdated("c"))
+
+
 class ExpireTests(SynchronousTestCase):
     def test_aged_out_not_news(self):
         """When an LSA ages out, then the same copy is not news again, but a newer one is."""

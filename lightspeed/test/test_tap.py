@@ -21,6 +21,8 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 import lightspeed
 from lightspeed.adverts import AdvertSigner
+from lightspeed.kernel import Kernel
+from lightspeed.service import ConnectService, ListenService
 from lightspeed.tap import DEFAULT_LISTEN, NodeService, Options, makeService
 
 CHECKOUT = os.path.dirname(os.path.dirname(os.path.abspath(lightspeed.__file__)))
@@ -76,9 +78,8 @@ class OptionsTests(SynchronousTestCase):
         pki = self.pki("n")
         options = self.parse("--kernel", "n", *self.tls(pki, "n"))
         self.assertIsInstance(options["signer"], AdvertSigner)
-        service = makeService(options)
-        node = list(service)[0]
-        self.assertIs(node.signer, options["signer"])
+        (kernel,) = list(makeService(options))
+        self.assertIs(kernel.network.signer, options["signer"])
         self.assertIsNone(self.parse("--kernel", "n", "--unsigned-adverts", *self.tls(pki, "n"))["signer"])
 
     def test_tls_cert_not_from_ca(self):
@@ -95,12 +96,20 @@ class OptionsTests(SynchronousTestCase):
         self.assertRaises(usage.UsageError, self.parse, "--app", "nocolon")
 
     def test_make_service(self):
-        """When makeService runs, then it holds a NodeService for a kernel of the given name."""
-        service = makeService(self.parse("--kernel", "otherbox", "--compression"))
-        (node,) = list(service)
+        """When makeService runs, then its tree is the kernel with a listener, a connector and the app runner."""
+        service = makeService(self.parse("--kernel", "otherbox", "--compression", "--listen", "tcp:0",
+                                         "--connect", "tcp:host=127.0.0.1:port=1"))
+        (kernel,) = list(service)
+        self.assertIsInstance(kernel, Kernel)
+        self.assertEqual(kernel.name, "otherbox")
+        self.assertIs(service.getServiceNamed("otherbox"), kernel)
+        listener, connector, node = list(kernel)
+        self.assertIsInstance(listener, ListenService)
+        self.assertIsInstance(connector, ConnectService)
         self.assertIsInstance(node, NodeService)
-        self.assertEqual(node.kernel.name, "otherbox")
-        self.assertEqual(node.link_options["compression"], True)
+        self.assertIs(node.kernel, kernel)
+        self.assertEqual(listener.factory.options.compression, True)
+        self.assertFalse(kernel.running)
 
     def test_plugin_found(self):
         """When twistd looks for plugins, then 'lightspeed' is among them."""

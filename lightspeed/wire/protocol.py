@@ -7,7 +7,7 @@ frames queued in one reactor turn go out in one write).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, List, Optional
+from typing import Any, Callable, List, Optional
 
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IAddress, IReactorTime
@@ -16,12 +16,10 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from lightspeed.errors import LinkClosed
+from lightspeed.interfaces import ILinkOwner
 from lightspeed.message import PING
 from lightspeed.wire.connection import Connection, LinkConfig, PeerInfo
 from lightspeed.wire.framing import DEFAULT_MAX_FRAME
-
-if TYPE_CHECKING:  # pragma: no cover
-    from lightspeed.network import Network
 
 __all__ = ["LinkProtocol", "LinkFactory", "LinkOptions"]
 
@@ -73,8 +71,8 @@ class LinkProtocol(Protocol):
     log = Logger()
     peer: Optional[PeerInfo] = None
 
-    def __init__(self, network: "Network", options: LinkOptions, reactor: IReactorTime) -> None:
-        self.network = network
+    def __init__(self, owner: ILinkOwner, options: LinkOptions, reactor: IReactorTime) -> None:
+        self.owner = owner
         self.options = options
         self.reactor = reactor
         self._ready_waiters: List[Deferred] = []
@@ -99,7 +97,7 @@ class LinkProtocol(Protocol):
             self._closing = True
             self.transport.abortConnection()
             return
-        config = LinkConfig(self.network.name, self.network.incarnation, self.options.compression,
+        config = LinkConfig(self.owner.name, self.owner.incarnation, self.options.compression,
                             self.options.password, self.options.max_frame)
         self.conn = Connection(config, self._admit, self._up, self._message, self._closed,
                                self._want_flush)
@@ -113,8 +111,7 @@ class LinkProtocol(Protocol):
         if self.conn is not None:
             self.conn.receive(data)
             # Handle what arrived and write the answers in this same turn.
-            self.network.kernel.run_soon()
-            self.network.flush()
+            self.owner.after_read(self)
 
     def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
         for name in ("_handshake_timer", "_keepalive_call"):
@@ -123,10 +120,10 @@ class LinkProtocol(Protocol):
                 call.cancel()
             setattr(self, name, None)
         if self.peer is not None:
-            self.network.link_down(self)
+            self.owner.link_down(self)
         elif self.conn is not None and self.conn.state != "closed":
             self.log.warn("kernel {kernel}: link from {address} lost before its handshake finished: {why}",
-                          kernel=self.network.name, address=self.transport.getPeer(),
+                          kernel=self.owner.name, address=self.transport.getPeer(),
                           why=reason.getErrorMessage() if reason is not None else "?")
         waiters, self._lost_waiters = self._lost_waiters or [], None
         for d in waiters:
@@ -136,12 +133,16 @@ class LinkProtocol(Protocol):
 
     def _admit(self, name: str, incarnation: int) -> Any:
         """
-        The network's admission rule, plus, on a TLS link whose options say
-        so, the rule that the peer's certificate names its kernel.
+        The owner's admission rule.
         """
-        if self.options.tls_names and not _certificate_names(self.transport, name):
-            return ("auth", f"the peer's TLS certificate does not name kernel {name!r}")
-        return self.network.admit(name, incarnation)
+        return self.owner.admit(self, name, incarnation)
+
+    def peer_certificate(self) -> Any:
+        """
+        The peer's TLS certificate (a pyOpenSSL X509), or ``None``.
+        """
+        getter = getattr(self.transport, "getPeerCertificate", None)
+        return getter() if getter is not None else None
 
     # -- readiness -----------------------------------------------------------
 
@@ -202,9 +203,12 @@ class LinkProtocol(Protocol):
             self.conn.close(code, message)
 
     def _want_flush(self) -> None:
-        self.network.mark_dirty(self)
+        self.owner.mark_dirty(self)
 
-    def _flush(self) -> None:
+    def flush(self) -> None:
+        """
+        Write the waiting output, unless the peer is not reading.
+        """
         conn = self.conn
         if conn is None:
             return
@@ -223,7 +227,7 @@ class LinkProtocol(Protocol):
 
     def resumeProducing(self) -> None:
         self._paused = False
-        self.network.mark_dirty(self)
+        self.owner.mark_dirty(self)
 
     def stopProducing(self) -> None:
         self._paused = False
@@ -235,26 +239,26 @@ class LinkProtocol(Protocol):
         if self._handshake_timer is not None and self._handshake_timer.active():
             self._handshake_timer.cancel()
         self._handshake_timer = None
-        self.network.link_up(self)
+        self.owner.link_up(self)
         if self.options.keepalive:
             self._keepalive_call = self.reactor.callLater(self.options.keepalive, self._keepalive, 0)
         self._set_ready(self)
 
     def _message(self, message: list) -> None:
-        self.network.message_received(self, message)
+        self.owner.message_received(self, message)
 
     def _closed(self, code: str, message: str, by_peer: bool) -> None:
         who = self.peer.name if self.peer is not None else self.transport.getPeer()
         if by_peer:
             self.log.warn("kernel {kernel}: link to {peer} closed by the peer: {code}: {message}",
-                          kernel=self.network.name, peer=who, code=code, message=message)
+                          kernel=self.owner.name, peer=who, code=code, message=message)
         else:
             self.log.warn("kernel {kernel}: closing link to {peer}: {code}: {message}",
-                          kernel=self.network.name, peer=who, code=code, message=message)
+                          kernel=self.owner.name, peer=who, code=code, message=message)
         self.closed_reason = LinkClosed(f"{code}: {message}", code)
         self._set_ready(Failure(self.closed_reason))
         self._paused = False  # the BYE goes out whatever the backlog
-        self._flush()
+        self.flush()
         self._closing = True
         self.transport.unregisterProducer()
         self.transport.loseConnection()
@@ -283,26 +287,13 @@ class LinkFactory(Factory):
 
     noisy = False
 
-    def __init__(self, network: "Network", options: Optional[LinkOptions] = None,
+    def __init__(self, owner: ILinkOwner, options: Optional[LinkOptions] = None,
                  reactor: Optional[IReactorTime] = None) -> None:
-        self.network = network
+        self.owner = owner
         self.options = options or LinkOptions()
-        self.reactor = reactor or network.kernel.reactor
+        self.reactor = reactor or owner.reactor
 
     def buildProtocol(self, addr: IAddress) -> LinkProtocol:
-        protocol = LinkProtocol(self.network, self.options, self.reactor)
+        protocol = LinkProtocol(self.owner, self.options, self.reactor)
         protocol.factory = self
         return protocol
-
-
-def _certificate_names(transport: Any, name: str) -> bool:
-    """
-    Whether the peer certificate on C{transport} names C{name}.
-    """
-    getter = getattr(transport, "getPeerCertificate", None)
-    certificate = getter() if getter is not None else None
-    if certificate is None:
-        return False
-    from lightspeed.adverts import certificate_names
-
-    return name in certificate_names(certificate.to_cryptography())

@@ -1,0 +1,249 @@
+# -*- test-case-name: lightspeed.test.test_mesh -*-
+"""
+Payloads that arrived for this kernel, one handler per kind: POST and
+CALLREPLY are queued, CALL runs and posts its value to the RSVP, REQUEST
+and CONTROL are answered with a RESPONSE, UNDELIVERABLE reaches the
+sender's ``_undeliverable`` state, RESPONSE settles a pending request.
+
+The kernel is reached only through its
+:class:`~lightspeed.interfaces.IKernelPort`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional, Tuple
+
+from twisted.internet.defer import maybeDeferred
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from lightspeed.errors import BadSpecifier, LightspeedError
+from lightspeed.message import CALL, CALLREPLY, CONTROL, MONITOR_STATE, POST, REQUEST, RESPONSE, UNDELIVERABLE
+from lightspeed.session import RESERVED_STATES, RemoteSender
+from lightspeed.specifier import check_state, parse
+
+__all__ = ["Dispatcher", "KIND_NAMES"]
+
+KIND_NAMES = {POST: "post", CALL: "call", CALLREPLY: "callreply", REQUEST: "request",
+              UNDELIVERABLE: "undeliverable", CONTROL: "control"}
+
+#: The authentication hook kind that each payload kind passes.
+_HOOK_KINDS = {POST: "post", CALL: "call", CALLREPLY: "callreply", REQUEST: "call"}
+
+Bounce = Optional[Tuple[str, Optional[str], Any]]
+
+
+class Dispatcher:
+    """
+    Delivers payloads to the local kernel.
+    """
+
+    log = Logger()
+
+    def __init__(self, network: Any) -> None:
+        self._network = network
+        self._port = network.port
+        self._local = network.port.local
+        self._name = network.name
+        self._senders: Dict[tuple, RemoteSender] = {}
+        self._states: set = set()  # states seen valid (and not reserved)
+        self._handlers = {POST: self._post, CALLREPLY: self._post, CALL: self._call, REQUEST: self._request,
+                          UNDELIVERABLE: self._notice, CONTROL: self._control}
+
+    def deliver(self, origin: str, payload: list) -> None:
+        """
+        Handle a parsed payload from kernel ``origin``.
+        """
+        kind = payload[0]
+        if kind == RESPONSE:
+            self._network.requests.response(origin, payload)
+            return
+        sessions, state, args = payload[1], payload[2], payload[3]
+        sender = self._sender(origin, payload)
+        if payload[4] is None and payload[5] == MONITOR_STATE and kind == POST and type(sessions) is list:
+            if self._port.monitor_event(origin, sessions, state, args, sender):
+                return
+        events = self._network.events
+        if events.arrived and not (kind == CONTROL and state.startswith("monitor_")):
+            events.emit("arrived", origin=origin, kind=KIND_NAMES.get(kind, "?"), sender=sender.id,
+                        destination=self._destination(sessions, state))
+        if kind == POST and state in self._states and len(sessions) == 1 and type(sessions) is list \
+                and not self._port.guarded:
+            # Hot path: a post to one aliased session, no hooks to ask.
+            session = self._local.aliases.get(sessions[0])
+            if session is not None:
+                self._local.enqueue(session, state, tuple(args), sender, payload[5], payload[6], payload[7])
+                return
+        self._handlers[kind](origin, payload, sender)
+
+    def _sender(self, origin: str, payload: list) -> RemoteSender:
+        key = (origin, payload[4], payload[5], payload[6], payload[7])
+        sender = self._senders.get(key)
+        if sender is None:
+            if len(self._senders) >= 1024:
+                self._senders.clear()
+            sender = self._senders[key] = RemoteSender(self._port, *key)
+        return sender
+
+    def _destination(self, sessions: Any, state: str) -> str:
+        return f"poe://{self._name}/{sessions if sessions == '*' else ','.join(sessions)}/{state}"
+
+    # -- one handler per kind ----------------------------------------------------
+
+    def _post(self, origin: str, payload: list, sender: RemoteSender) -> None:
+        targets = self._accepted(origin, payload, sender)
+        if targets:
+            args = tuple(payload[3])
+            for session in targets:
+                self._local.enqueue(session, payload[2], args, sender, payload[5], payload[6], payload[7])
+
+    def _call(self, origin: str, payload: list, sender: RemoteSender) -> None:
+        targets = self._accepted(origin, payload, sender)
+        if targets is None:
+            return
+        state = payload[2]
+        try:
+            rsvp = parse(payload[8])
+            if rsvp.state is None:
+                raise BadSpecifier(f"RSVP {payload[8]!r} names no state")
+        except BadSpecifier as e:
+            self.undeliverable(origin, payload[1], state, f"bad RSVP: {e}", self._bounce(origin, payload))
+            return
+        args = tuple(payload[3])
+        local = self._local
+        for session in targets:
+            try:
+                result = local.call_now(session, state, args, sender, payload[5], payload[6], payload[7])
+            except Exception:
+                local.log_failure(session, state)
+                continue
+            local.reply(session, state, rsvp, result)
+
+    def _request(self, origin: str, payload: list, sender: RemoteSender) -> None:
+        requests = self._network.requests
+        sessions, state, request_id = payload[1], payload[2], payload[8]
+        reason = self._bad_state(state)
+        if reason is not None:
+            requests.respond(origin, request_id, False, ["BadSpecifier", reason])
+            self.undeliverable(origin, sessions, state, reason)
+            return
+        targets = self._targets(origin, sessions, state)
+        if len(targets) != 1:
+            requests.respond(origin, request_id, False,
+                             ["NoSuchSession", f"no session {','.join(sessions)!r} in kernel {self._name!r}"])
+            return
+        session, args = targets[0], tuple(payload[3])
+        if self._port.guarded:
+            refused = self._port.authorize("call", session, state, None, sender, args)
+            if refused is not None:
+                requests.respond(origin, request_id, False, ["Refused", refused])
+                return
+        d = maybeDeferred(self._local.call_now, session, state, args, sender, payload[5], payload[6], payload[7])
+        requests.respond_when(origin, request_id, d)
+
+    def _notice(self, origin: str, payload: list, sender: RemoteSender) -> None:
+        state = payload[2]
+        reason = self._bad_state(state, notice=True)
+        if reason is not None:
+            self.undeliverable(origin, payload[1], state, reason)
+            return
+        args = tuple(payload[3])
+        for session in self._targets(origin, payload[1], state):
+            if self._local.handles(session, "_undeliverable"):
+                self._local.enqueue(session, state, args, sender, payload[5], payload[6], payload[7])
+
+    def _control(self, origin: str, payload: list, sender: RemoteSender) -> None:
+        """
+        Run a CONTROL operation another kernel asked for and answer it.
+        """
+        op = payload[2]
+        d = maybeDeferred(self._port.control, op, payload[1], tuple(payload[3]), sender)
+
+        def log_bug(f: Failure) -> Failure:
+            if not f.check(LightspeedError, ValueError):
+                self.log.failure("control operation {op!r} from {origin} failed", f, op=op, origin=origin)
+            return f
+
+        self._network.requests.respond_when(origin, payload[8], d.addErrback(log_bug))
+
+    # -- shared steps ------------------------------------------------------------
+
+    def _bounce(self, origin: str, payload: list) -> Bounce:
+        return (origin, payload[4], payload[3])
+
+    def _bad_state(self, state: Any, notice: bool = False) -> Optional[str]:
+        """
+        Why ``state`` cannot be run for another kernel, or ``None``.
+        """
+        if state in self._states:
+            return None
+        try:
+            check_state(state)
+        except BadSpecifier as e:
+            return str(e)
+        if state in RESERVED_STATES:
+            if notice:
+                return None
+            return f"state {state!r} is reserved and cannot be sent from another kernel"
+        if len(self._states) < 4096:
+            self._states.add(state)
+        return None
+
+    def _accepted(self, origin: str, payload: list, sender: RemoteSender) -> Optional[List[Any]]:
+        """
+        The targets of a POST, CALL or CALLREPLY that exist and that the
+        authentication hooks accept; the others are reported undeliverable
+        and bounced.  ``None`` if the state itself is bad.
+        """
+        sessions, state = payload[1], payload[2]
+        bounce = self._bounce(origin, payload)
+        reason = self._bad_state(state)
+        if reason is not None:
+            self.undeliverable(origin, sessions, state, reason, bounce)
+            return None
+        targets = self._targets(origin, sessions, state, bounce)
+        if not self._port.guarded:
+            return targets
+        kind = _HOOK_KINDS[payload[0]]
+        rsvp = payload[8] if payload[0] == CALL else None
+        args = tuple(payload[3])
+        accepted = []
+        for session in targets:
+            refused = self._port.authorize(kind, session, state, rsvp, sender, args)
+            if refused is None:
+                accepted.append(session)
+            else:
+                self.undeliverable(origin, [self._local.wire_name(session)], state, refused, bounce)
+        return accepted
+
+    def _targets(self, origin: str, sessions: Any, state: str, bounce: Bounce = None) -> List[Any]:
+        local = self._local
+        if sessions == "*":
+            return local.aliased_sessions()
+        if len(sessions) == 1:
+            session = local.aliases.get(sessions[0]) or local.lookup(sessions[0])
+            if session is not None:
+                return [session]
+        found: Dict[Any, None] = {}
+        for name in sessions:
+            session = local.lookup(name)
+            if session is None:
+                self.undeliverable(origin, [name], state, f"no session {name!r} in kernel {self._name!r}", bounce)
+            else:
+                found[session] = None
+        return list(found)
+
+    def undeliverable(self, origin: str, sessions: Any, state: Any, reason: str, bounce: Bounce = None) -> None:
+        """
+        Log a message that cannot be delivered here and, when ``bounce`` is
+        ``(origin, sender_session, args)``, send it back to its sender as an
+        ``_undeliverable`` event.
+        """
+        destination = self._destination(sessions, state)
+        self.log.warn("undeliverable message from kernel {origin} to {destination}: {reason}",
+                      origin=origin, destination=destination, reason=reason)
+        events = self._network.events
+        if events.undeliverable:
+            events.emit("undeliverable", destination=destination, reason=reason, origin=origin)
+        if bounce is not None:
+            self._network.relay.bounce(bounce[0], bounce[1], destination, reason, bounce[2])

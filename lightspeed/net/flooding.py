@@ -1,0 +1,197 @@
+# -*- test-case-name: lightspeed.test.test_adverts -*-
+"""
+Routing adverts (LSAs) in and out: database sync when a link comes up,
+flooding, the periodic refresh of our own advert and the ageing of
+others', the grace period of withdrawn edges, and the checks that refuse
+adverts that lie (see ``docs/protocol.rst``).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any, Optional
+
+from twisted.logger import Logger
+
+from lightspeed.errors import ProtocolError
+from lightspeed.message import LSA, parse_lsa
+from lightspeed.router import LinkState
+
+if TYPE_CHECKING:  # pragma: no cover
+    from lightspeed.adverts import AdvertSigner
+
+__all__ = ["Flooding", "LSA_REFRESH", "LSA_MAX_AGE", "INCARNATION_SLACK", "FADING_GRACE"]
+
+#: Seconds between fresh copies of a kernel's own LSA, and the age past which
+#: another kernel's LSA that was not refreshed is dropped.
+LSA_REFRESH = 600.0
+LSA_MAX_AGE = 1800.0
+
+#: Seconds past now that an incarnation (microseconds since the epoch in its
+#: high bits) may claim before it counts as a lie.
+INCARNATION_SLACK = 24 * 3600
+
+#: Seconds for which an edge that an LSA withdrew still counts when checking
+#: that a message's origin is behind the link it arrived on.
+FADING_GRACE = 30.0
+
+#: Reasons to refuse another kernel's LSA that do not make the relay a liar.
+_EXCUSABLE = frozenset({"it is not signed", "its certificate is expired or not yet valid"})
+
+
+def _latest_incarnation() -> int:
+    return int((time.time() + INCARNATION_SLACK) * 1_000_000) << 16
+
+
+class Flooding:
+    """
+    The advert side of one network.
+
+    :ivar signer: signs our LSAs and checks everyone else's, when set.
+    :ivar bad_adverts: how many LSAs were refused.
+    """
+
+    log = Logger()
+
+    def __init__(self, network: Any) -> None:
+        self._network = network
+        self._router = network.router
+        self._links = network.link_table
+        self._reactor = network.reactor
+        self.signer: Optional["AdvertSigner"] = None
+        self.bad_adverts = 0
+        self._refresh_call: Any = None
+        self._fading_call: Any = None
+
+    def message(self, lsa: LinkState) -> list:
+        """
+        The LSA message for ``lsa``, signed if it is ours and we sign.
+        """
+        message = [LSA, lsa.origin, lsa.incarnation, lsa.seq, [list(link) for link in lsa.links]]
+        proof = lsa.proof
+        if lsa.origin == self._network.name and self.signer is not None:
+            proof = self.signer.sign(lsa)
+        if proof is not None:
+            message.append(proof)
+        return message
+
+    def flood(self, lsa: LinkState, source: Optional[str] = None) -> None:
+        """
+        Send ``lsa`` to every neighbour but ``source``.
+        """
+        self._links.send_all(self.message(lsa), source)
+
+    def sync(self, link: Any) -> None:
+        """
+        Database sync: a new neighbour learns everything we know (but
+        nothing that aged out while we had no links).
+        """
+        if self._router.expire(LSA_MAX_AGE):
+            self._network.routes_changed()
+        for lsa in self._router.database():
+            link.send_message(self.message(lsa))
+        if self._refresh_call is None:
+            self._refresh_call = self._reactor.callLater(LSA_REFRESH, self._refresh)
+
+    def sign(self, signer: "AdvertSigner") -> None:
+        """
+        Sign from now on; drop the unsigned adverts held and outbid our own
+        unsigned copies at the neighbours.
+        """
+        self.signer = signer
+        if self._router.drop_unsigned():
+            self._network.routes_changed()
+        if len(self._links):
+            self.flood(self._router.readvertise())
+
+    def receive(self, peer: str, message: list) -> None:
+        """
+        An LSA message from neighbour ``peer``.
+
+        :raises ProtocolError: if it is malformed or lies; the link closes.
+        """
+        origin, incarnation, seq, links, proof = parse_lsa(message)
+        lsa = LinkState(origin, incarnation, seq, links, proof)
+        router = self._router
+        own = router.own()
+        if origin == self._network.name:
+            if lsa == own or (incarnation, seq) < (own.incarnation, own.seq):
+                return  # our own advert coming back, or an old one: nothing to check
+            if incarnation > own.incarnation:
+                return self._bad_advert(origin, peer, "it claims a later start of this kernel", True)
+        elif not router.newer(lsa):
+            return  # a duplicate, stale or aged-out copy
+        if incarnation > _latest_incarnation():
+            return self._bad_advert(origin, peer, "its incarnation lies in the future", origin != peer)
+        if self.signer is not None:
+            reason = self.signer.verify(lsa, proof)
+            if reason is not None:
+                # A relay holding an advert that has since expired, or an
+                # unsigned one from before signing was on, is not lying.
+                return self._bad_advert(origin, peer, reason, origin != peer and reason in _EXCUSABLE)
+        if router.receive(lsa, peer):
+            self.flood(lsa, peer)
+            self._network.routes_changed()
+        elif router.own() is not own:
+            self.flood(router.own())  # outbid a stale or forged copy of our own advert
+
+    def _bad_advert(self, origin: str, peer: str, reason: str, excusable: bool) -> None:
+        """
+        Refuse an LSA: drop it with a log line if the neighbour that sent
+        it may be honest (``excusable``), else close that link.
+
+        :raises ProtocolError: to close the link.
+        """
+        self.bad_adverts += 1
+        text = f"advert of kernel {origin!r} refused: {reason}"
+        if not excusable:
+            raise ProtocolError(text, "bad-advert")
+        self.log.warn("{text} (from {peer}; dropped)", text=text, peer=peer)
+
+    def _refresh(self) -> None:
+        """
+        Every :data:`LSA_REFRESH` seconds while links are up: send a fresh
+        copy of our own LSA and drop others' older than :data:`LSA_MAX_AGE`.
+        """
+        self._refresh_call = None
+        if not len(self._links):
+            return
+        self._refresh_call = self._reactor.callLater(LSA_REFRESH, self._refresh)
+        self.flood(self._router.readvertise())
+        dropped = self._router.expire(LSA_MAX_AGE)
+        if dropped:
+            self.log.info("adverts of {kernels} aged out", kernels=dropped)
+            self._network.routes_changed()
+
+    def fading_changed(self) -> None:
+        """
+        Routes changed: start expiring withdrawn edges if some wait.
+        """
+        if self._router._fading and (self._fading_call is None or not self._fading_call.active()):
+            self._expire_fading()
+
+    def _expire_fading(self) -> None:
+        """
+        Forget the edges withdrawn more than :data:`FADING_GRACE` seconds
+        ago, and come back when the next one is due.
+        """
+        now = self._reactor.seconds()
+        oldest = self._router.forget_fading(now - FADING_GRACE)
+        self._fading_call = None
+        if oldest is not None:
+            self._fading_call = self._reactor.callLater(max(oldest + FADING_GRACE - now, 0.001),
+                                                        self._expire_fading)
+        # An advert no longer taken for outdated may let a kernel be
+        # reported up (see Membership.incarnation_of).
+        self._network.membership.schedule()
+
+    def stop(self) -> None:
+        """
+        No link is left (or the kernel leaves): nothing to refresh, no
+        message in flight that a withdrawn edge must vouch for.
+        """
+        self._router.forget_fading()
+        for call in (self._fading_call, self._refresh_call):
+            if call is not None and call.active():
+                call.cancel()
+        self._fading_call = self._refresh_call = None

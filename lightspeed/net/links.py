@@ -1,0 +1,122 @@
+# -*- test-case-name: lightspeed.test.test_mesh -*-
+"""
+The links of one kernel, grouped by neighbour, and write coalescing: every
+link with output waiting writes it once, at the end of a batch of work (or
+on the next reactor turn at the latest).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional
+
+from twisted.internet.interfaces import IReactorTime
+
+__all__ = ["Links"]
+
+
+class Links:
+    """
+    The links that finished their handshake.
+
+    :ivar by_peer: ``{neighbour: [link, ...]}``, oldest first; the first
+        carries what is sent to that neighbour.
+    """
+
+    def __init__(self, reactor: IReactorTime) -> None:
+        self._reactor = reactor
+        self.by_peer: Dict[str, List[Any]] = {}
+        self._all: List[Any] = []
+        self._dirty: List[Any] = []
+        self._flush_call: Any = None
+
+    def __len__(self) -> int:
+        return len(self._all)
+
+    def __contains__(self, link: Any) -> bool:
+        return link in self._all
+
+    def all(self) -> List[Any]:
+        """
+        Every link that is up.
+        """
+        return list(self._all)
+
+    def add(self, link: Any) -> bool:
+        """
+        A link came up.
+
+        :returns: whether it is the first to its neighbour.
+        """
+        self._all.append(link)
+        links = self.by_peer.setdefault(link.peer.name, [])
+        links.append(link)
+        return len(links) == 1
+
+    def remove(self, link: Any) -> Optional[bool]:
+        """
+        A link went down.
+
+        :returns: ``None`` if it was not up, else whether it was the last
+            to its neighbour.
+        """
+        if link not in self._all:
+            return None
+        self._all.remove(link)
+        links = self.by_peer.get(link.peer.name, [])
+        if link in links:
+            links.remove(link)
+        if links:
+            return False
+        self.by_peer.pop(link.peer.name, None)
+        return True
+
+    def to(self, peer: str) -> Any:
+        """
+        The link that carries what goes to neighbour ``peer``.
+        """
+        return self.by_peer[peer][0]
+
+    def incarnation(self, peer: str) -> Optional[int]:
+        """
+        The incarnation neighbour ``peer`` said HELLO with, if it is one.
+        """
+        links = self.by_peer.get(peer)
+        return links[0].peer.incarnation if links else None
+
+    def send_all(self, message: list, source: Optional[str] = None) -> None:
+        """
+        Send ``message`` to every neighbour but ``source``, once each.
+        """
+        for neighbour, links in self.by_peer.items():
+            if neighbour != source and links:
+                links[0].send_message(message)
+
+    # -- output coalescing -----------------------------------------------------
+
+    def mark_dirty(self, link: Any) -> None:
+        """
+        ``link`` has output waiting.
+        """
+        self._dirty.append(link)
+        if self._flush_call is None:
+            self._flush_call = self._reactor.callLater(0, self.flush)
+
+    def flush(self) -> None:
+        """
+        Write every link's waiting output, one write per link.
+        """
+        if self._flush_call is not None:
+            if self._flush_call.active():
+                self._flush_call.cancel()
+            self._flush_call = None
+        while self._dirty:
+            dirty, self._dirty = self._dirty, []
+            for link in dirty:
+                link.flush()
+
+    def close_all(self, code: str, message: str) -> None:
+        """
+        Close every link with a BYE.
+        """
+        for link in list(self._all):
+            link.close(code, message)

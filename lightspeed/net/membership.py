@@ -1,0 +1,107 @@
+# -*- test-case-name: lightspeed.test.test_monitor -*-
+"""
+Which kernels are in the network, and which start (incarnation) of each:
+joins, departures and restarts are judged at the end of a reactor turn,
+after a burst of adverts has settled, and reported to the kernel.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional, Tuple
+
+__all__ = ["Membership"]
+
+
+class Membership:
+    """
+    The reachable kernels and the incarnation last seen of each.
+    """
+
+    def __init__(self, network: Any) -> None:
+        self._network = network
+        self._router = network.router
+        #: The kernels reported up, with the incarnation reported.
+        self.known: Dict[str, int] = {}
+        self._check_call: Any = None
+
+    def incarnation_of(self, kernel: str) -> Optional[int]:
+        """
+        The incarnation of the kernel that ``kernel`` now names, as far as
+        this kernel can vouch for it: a neighbour's from its HELLO (the
+        advert held may still be that of an earlier start), another
+        reachable kernel's from its advert.
+
+        :returns: the incarnation, or ``None`` if ``kernel`` is unreachable
+            or its advert may be outdated (:meth:`Router.outdated`): after a
+            restart, a neighbour's advert listing the new start can make the
+            old start's advert usable again until the new one arrives.
+        """
+        now = self._network.link_table.incarnation(kernel)
+        if now is not None:
+            return now
+        if self._router.outdated(kernel):
+            return None
+        return self._router.incarnation_of(kernel)
+
+    def schedule(self) -> None:
+        """
+        Routes changed: judge membership once this turn's adverts settled
+        (one burst, such as a database sync, can make a kernel unreachable
+        for a moment and reachable again).
+        """
+        if self._check_call is None:
+            self._check_call = self._network.reactor.callLater(0, self.check)
+
+    def check_now(self) -> None:
+        """
+        Judge membership now if a judgement is due.
+        """
+        if self._check_call is not None:
+            self._check_call.cancel()
+            self.check()
+
+    def check(self) -> None:
+        """
+        Fail the requests to kernels that are unreachable or restarted, and
+        report kernels that joined, left or restarted.
+        """
+        self._check_call = None
+        reachable = self._router.reachable()
+        gone, joined = self._changes(reachable)
+        # Failed before the news goes out: a request sent from a kernel_up
+        # callback is for the kernel as it is now, not for the one that went.
+        self._network.requests.fail_lost(reachable, {name for name, _ in gone})
+        if gone or joined:
+            self._network.port.membership_changed(gone, joined)
+
+    def _changes(self, reachable: frozenset) -> Tuple[List[Tuple[str, Optional[int]]], List[Tuple[str, int]]]:
+        """
+        The kernels that left (or restarted: their old incarnation) and the
+        kernels that joined (or restarted: their new one), updating what is
+        known.
+
+        Membership goes by incarnation: a reachable kernel whose incarnation
+        cannot be vouched for yet is not reported up (it will be once its
+        advert is news), and one already reported stays up with the
+        incarnation it had.  So a restart seen two hops away is one
+        ``kernel_down`` of the old incarnation and one ``kernel_up`` of the
+        new, never the old one up again in between.
+        """
+        known = self.known
+        now = {k: self.incarnation_of(k) for k in reachable}
+        gone: List[Tuple[str, Optional[int]]] = [(k, known[k]) for k in known if k not in reachable]
+        joined: List[Tuple[str, int]] = []
+        for k in reachable:
+            incarnation = now[k]
+            if incarnation is None:
+                continue
+            if k not in known:
+                joined.append((k, incarnation))
+            elif incarnation != known[k]:
+                gone.append((k, known[k]))
+                joined.append((k, incarnation))
+        for k, _ in gone:
+            known.pop(k, None)
+        for k, incarnation in joined:
+            known[k] = incarnation
+        return gone, joined

@@ -1,0 +1,151 @@
+# -*- test-case-name: lightspeed.test.test_mesh -*-
+"""
+Request correlation: REQUEST and CONTROL messages out, each with a random
+id and a Deferred kept until its RESPONSE, its time-out, or the loss of
+its kernel; RESPONSE messages in; and our own answers to other kernels'
+requests.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any, Callable, Collection, Dict, Optional, Tuple
+
+from twisted.internet.defer import Deferred, fail
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from lightspeed.errors import EncodeError, LightspeedError, NoRoute, NoSuchSession, RemoteError, RequestTimeout
+from lightspeed.message import RESPONSE
+from lightspeed.wire.codec import dumps
+
+__all__ = ["Requests", "remote_error"]
+
+
+def remote_error(kind: str, message: str) -> Exception:
+    """
+    The exception for a failed answer ``[kind, message]``.
+    """
+    if kind == "NoSuchSession":
+        return NoSuchSession(message)
+    if kind == "NoRoute":
+        return NoRoute(message)
+    return RemoteError(kind, message)
+
+
+class Requests:
+    """
+    The pending requests of one network, by id: ``(deferred, kernel, timer)``.
+    """
+
+    log = Logger()
+
+    def __init__(self, network: Any) -> None:
+        self._network = network
+        self.pending: Dict[int, Tuple[Deferred, str, Any]] = {}
+
+    def __len__(self) -> int:
+        return len(self.pending)
+
+    def new_id(self) -> int:
+        """
+        A random 63-bit id that no pending request has: other kernels
+        cannot guess it to answer (or fail) a request they did not get.
+        """
+        while True:
+            request_id = secrets.randbits(63)
+            if request_id not in self.pending:
+                return request_id
+
+    def start(self, kernel: str, build: Callable[[int], list], timeout: Optional[float], late: str) -> Deferred:
+        """
+        Send the message ``build(request_id)`` to ``kernel`` and keep its
+        Deferred until the RESPONSE, a time-out (:class:`RequestTimeout`
+        saying ``late``) or the loss of the kernel.  A message too large to
+        travel fails the Deferred at once with :class:`EncodeError`.
+        """
+        network = self._network
+        if network.router.next_hop(kernel) is None:
+            return fail(NoRoute(f"no route to kernel {kernel!r}"))
+        request_id = self.new_id()
+        try:
+            body = network.encode(build(request_id))
+        except EncodeError as e:
+            return fail(e)
+        d = Deferred(lambda _: self.pending.pop(request_id, None))
+        timer = None
+        if timeout is not None:
+            timer = network.reactor.callLater(timeout, self.fail, request_id, RequestTimeout(late))
+        self.pending[request_id] = (d, kernel, timer)
+        network.relay.send(kernel, body)
+        return d
+
+    def fail(self, request_id: int, error: Exception) -> None:
+        """
+        Fail one pending request with ``error``.
+        """
+        entry = self.pending.pop(request_id, None)
+        if entry is None:
+            return
+        d, _, timer = entry
+        if timer is not None and timer.active():
+            timer.cancel()
+        d.errback(Failure(error))
+
+    def fail_lost(self, reachable: Collection[str], gone: Collection[str]) -> None:
+        """
+        Fail the requests to kernels that are not ``reachable`` or that are
+        ``gone`` (left or restarted: no answer will come).
+        """
+        for request_id, (d, kernel, _) in list(self.pending.items()):
+            if kernel not in reachable or kernel in gone:
+                self.fail(request_id, NoRoute(f"kernel {kernel!r} became unreachable or restarted"))
+
+    def response(self, origin: str, payload: list) -> None:
+        """
+        A RESPONSE from ``origin`` (or a relay's NoRoute on its behalf).
+        """
+        _, _, request_id, ok, value = payload[:5]
+        entry = self.pending.get(request_id)
+        relay_no_route = (not ok and type(value) is list and value[:1] == ["NoRoute"])
+        if entry is None or (entry[1] != origin and not relay_no_route):
+            self.log.warn("answer from {origin} to unknown or expired request {id}", origin=origin, id=request_id)
+            return
+        del self.pending[request_id]
+        d, _, timer = entry
+        if timer is not None and timer.active():
+            timer.cancel()
+        if ok:
+            d.callback(value)
+            return
+        if type(value) is list and len(value) >= 2 and type(value[0]) is str and type(value[1]) is str:
+            error: Exception = remote_error(value[0], value[1])
+        else:
+            error = RemoteError("?", repr(value))
+        d.errback(Failure(error))
+
+    # -- answering -----------------------------------------------------------------
+
+    def respond(self, origin: str, request_id: int, ok: bool, value: Any) -> None:
+        """
+        Send the RESPONSE to request ``request_id`` of kernel ``origin``.  A
+        value that cannot travel (or is too large) is answered with an
+        ``EncodeError``.
+        """
+        network = self._network
+        try:
+            body = network.encode([RESPONSE, [], request_id, ok, value])
+        except LightspeedError as e:
+            body = dumps([RESPONSE, [], request_id, False, ["EncodeError", str(e)]])
+        network.relay.send(origin, body)
+
+    def respond_when(self, origin: str, request_id: int, d: Deferred) -> None:
+        """
+        Answer request ``request_id`` of kernel ``origin`` with ``d``'s
+        result: its value, or ``[type_name, message]`` of its failure.
+        """
+        d.addCallbacks(
+            lambda value: self.respond(origin, request_id, True, value),
+            lambda f: self.respond(origin, request_id, False,
+                                   [f.type.__name__ if f.type else "Exception", str(f.value)]),
+        )

@@ -1,0 +1,134 @@
+# -*- test-case-name: lightspeed.test.test_network -*-
+"""
+The service half of a kernel: a :class:`~twisted.application.service.MultiService`
+that joins the network, listens and connects.
+
+The services :meth:`Node.listen` and :meth:`Node.connect` return are its
+children, so an application that does ``kernel.setServiceParent(application)``
+sees every listener and connector in its tree; ``twistd lightspeed`` builds
+exactly that tree.  A kernel used on its own, outside any service tree,
+starts with its first listener or connector.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from twisted.application.service import MultiService
+from twisted.internet.defer import Deferred, maybeDeferred, succeed
+
+__all__ = ["Node"]
+
+
+class Node(MultiService):
+    """
+    A kernel's place in the service tree.  :class:`~lightspeed.kernel.Kernel`
+    is one; it sets ``name``, ``reactor``, ``local`` and ``network``.
+    """
+
+    name: str
+    reactor: Any
+    local: Any
+    network: Any
+
+    def network_start(self, incarnation: Optional[int] = None) -> Any:
+        """
+        Join the network layer (done for you by :meth:`listen` and :meth:`connect`).
+
+        :returns: the kernel's :class:`~lightspeed.network.Network`.
+        """
+        if self.network is None:
+            from lightspeed.network import Network
+
+            self.network = self.local.remote = Network(self, incarnation)
+        return self.network
+
+    def sign_adverts(self, tls: Any) -> None:
+        """
+        Sign this kernel's routing adverts with the key of its node
+        certificate and from now on believe another kernel's advert only if
+        the CA issued the certificate that signed it and that certificate
+        names that kernel (see ``docs/tls.rst``).  Every kernel of the mesh
+        must do the same.
+
+        :param tls: a :class:`~lightspeed.tls.TLSConfig` with a CA, or an
+            :class:`~lightspeed.adverts.AdvertSigner`.
+        :raises ValueError: if there is no CA or the certificate cannot sign.
+        """
+        from lightspeed.adverts import AdvertSigner
+
+        signer = tls if isinstance(tls, AdvertSigner) else AdvertSigner.from_tls(tls)
+        self.network_start().flooding.sign(signer)
+
+    def listen(self, endpoint: Any = "tcp:9876:interface=127.0.0.1", *, tls: Any = None, **options: Any) -> Any:
+        """
+        Accept links from other kernels (the seed's Server).
+
+        :param endpoint: a server endpoint string (``'tcp:9876'``,
+            ``'tcp:0:interface=127.0.0.1'``, ``'unix:/path'``) or object.
+        :param tls: a :class:`~lightspeed.tls.TLSConfig` (mutual TLS when it
+            names a CA).
+        :param options: see :class:`~lightspeed.wire.protocol.LinkOptions`.
+        :returns: a :class:`~lightspeed.service.ListenService`, a child of
+            this kernel (started with it); wait on ``whenListening()``.
+        """
+        from lightspeed.service import listen_service
+
+        return self._adopt(listen_service(self.network_start(), endpoint, tls, options))
+
+    def connect(self, endpoint: Any, *, reconnect: bool = True, tls: Any = None, **options: Any) -> Any:
+        """
+        Keep a link to another kernel (the seed's Client), reconnecting with
+        back-off when it drops or its handshake is refused.
+
+        :param endpoint: a client endpoint string
+            (``'tcp:host=127.0.0.1:port=9876'``, ``'unix:path=/path'``) or object.
+        :param reconnect: whether to reconnect after the link drops.
+        :param tls: a :class:`~lightspeed.tls.TLSConfig`: the server's
+            certificate must chain to its CA and name ``tls.name`` (default:
+            the host connected to).
+        :param options: as for :meth:`listen`.
+        :returns: a :class:`~lightspeed.service.ConnectService`, a child of
+            this kernel; ``whenConnected()`` fires with the link once its
+            handshake is done.
+        """
+        from lightspeed.service import connect_service
+
+        return self._adopt(connect_service(self.network_start(), endpoint, tls, options, reconnect))
+
+    def _adopt(self, service: Any) -> Any:
+        service.setServiceParent(self)
+        if not self.running and self.parent is None:
+            self.startService()  # a kernel used on its own starts with its first link
+        return service
+
+    def startService(self) -> None:
+        if not self.running:
+            super().startService()
+
+    def stopService(self) -> Deferred:
+        """
+        Close every link with a BYE and stop the listeners and connectors.
+        """
+        if self.network is not None:
+            self.network.close_links()
+        return super().stopService()  # type: ignore[return-value]
+
+    def shutdown(self) -> Deferred:
+        """
+        Leave the network: stop listening and reconnecting, close every link
+        with a BYE (the seed's ``shutdown`` command).  The listeners and
+        connectors leave the service tree; the kernel may listen again.
+
+        :returns: a Deferred that fires when all is stopped.
+        """
+        if self.network is None:
+            return succeed(None)
+        if not self.running:
+            self.network.close_links()
+            stopped: Deferred = succeed(None)
+        else:
+            stopped = maybeDeferred(self.stopService)
+        for service in list(self):
+            service.disownServiceParent()
+        return stopped
