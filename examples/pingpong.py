@@ -1,5 +1,5 @@
 """
-The seed's two programs, as lightspeed apps for C{twistd lightspeed --app}.
+The seed's two programs, as lightspeed apps for ``twistd lightspeed --app``.
 
 In one terminal (the server, kernel ``otherbox``)::
 

@@ -1,7 +1,7 @@
 """
 lightspeed: join Twisted event-loop kernels into one network.
 
-A session in any kernel posts to C{poe://otherbox/mysession/ping} the way it
+A session in any kernel posts to ``poe://otherbox/mysession/ping`` the way it
 posts to a local session.
 """
 

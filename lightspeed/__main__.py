@@ -1,5 +1,5 @@
 """
-C{python -m lightspeed ...}: the same as the C{lightspeed} command.
+``python -m lightspeed ...``: the same as the ``lightspeed`` command.
 """
 
 import sys

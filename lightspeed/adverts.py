@@ -7,8 +7,8 @@ LSA's origin, and a valid signature by that certificate's key.
 
 With signed adverts no kernel can lie about another kernel's links: a
 forged or altered LSA fails verification and closes the link it came on.
-See C{docs/security.rst} and the "Signed adverts" part of
-C{docs/protocol.rst}.
+See ``docs/security.rst`` and the "Signed adverts" part of
+``docs/protocol.rst``.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ def certificate_names(cert: x509.Certificate) -> Set[str]:
     """
     The kernel names a certificate vouches for: its subject's common
     names.  Subject alternative names are not used: they hold host names
-    (C{localhost}, addresses) that many nodes' certificates share.
+    (``localhost``, addresses) that many nodes' certificates share.
     """
     return {str(a.value) for a in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)}
 
@@ -43,8 +43,8 @@ def certificate_names(cert: x509.Certificate) -> Set[str]:
 def signed_content(lsa: LinkState) -> bytes:
     """
     The bytes an LSA's signature covers: the CBOR encoding of
-    C{["lightspeed-lsa-1", origin, incarnation, seq, [[neighbour, cost],
-    ...]]} with the links sorted by neighbour name.
+    ``["lightspeed-lsa-1", origin, incarnation, seq, [[neighbour, cost],
+    ...]]`` with the links sorted by neighbour name.
     """
     return dumps_trusted([CONTEXT, lsa.origin, lsa.incarnation, lsa.seq,
                           [[n, c] for n, c in sorted(lsa.links)]])
@@ -95,7 +95,7 @@ class AdvertSigner:
     @classmethod
     def from_tls(cls, config: Any) -> "AdvertSigner":
         """
-        A signer from a L{lightspeed.tls.TLSConfig} that has a CA.
+        A signer from a :obj:`lightspeed.tls.TLSConfig` that has a CA.
         """
         if config.ca is None:
             raise ValueError("signed adverts need a CA")
@@ -103,8 +103,8 @@ class AdvertSigner:
 
     def sign(self, lsa: LinkState) -> list:
         """
-        :returns: the proof for our own C{lsa}: C{[certificate_der,
-            signature]}.
+        :returns: the proof for our own ``lsa``: ``[certificate_der,
+            signature]``.
         """
         key = (lsa.incarnation, lsa.seq, lsa.links)
         proof = self._signed.get(key)
@@ -127,7 +127,7 @@ class AdvertSigner:
         """
         Check a certificate against the CA (not the clock).
 
-        :returns: C{(names, public_key, not_before, not_after)}, or the
+        :returns: ``(names, public_key, not_before, not_after)``, or the
             reason it is refused.
         """
         entry = self._checked.get(der)
@@ -155,7 +155,7 @@ class AdvertSigner:
         """
         Check the proof of a received LSA.
 
-        :returns: L{None} if the LSA is genuine, else the reason it is not.
+        :returns: :obj:`None` if the LSA is genuine, else the reason it is not.
         """
         if proof is None:
             return "it is not signed"

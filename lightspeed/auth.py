@@ -1,14 +1,14 @@
 # -*- test-case-name: lightspeed.test.test_auth -*-
 """
 Authentication hooks (the seed's Lightspeed::Authentication): decide, per
-destination session or for all (C{'*'}), whether a message from another
+destination session or for all (``'*'``), whether a message from another
 kernel may be delivered.  The hook for the specific session wins over the
-C{'*'} hook.
+``'*'`` hook.
 
-A hook is called with an L{AuthRequest} and returns a true value to accept;
+A hook is called with an :obj:`AuthRequest` and returns a true value to accept;
 a false value, a string (the reason) or an exception refuses.  A refused
 message is not delivered and comes back to its sender as an
-C{_undeliverable} event naming the reason (a refused request fails).
+``_undeliverable`` event naming the reason (a refused request fails).
 """
 
 from __future__ import annotations
@@ -20,10 +20,10 @@ from twisted.logger import Logger
 
 __all__ = ["AuthRequest", "AuthHooks", "KINDS"]
 
-#: What hooks can be registered for.  C{introspection} hooks are asked
-#: once per session another kernel's C{list_sessions} / C{list_states}
-#: would show (a refused session is left out); C{monitor_register} and
-#: C{monitor_unregister} hooks, registered for C{'*'}, are asked when
+#: What hooks can be registered for.  ``introspection`` hooks are asked
+#: once per session another kernel's ``list_sessions`` / ``list_states``
+#: would show (a refused session is left out); ``monitor_register`` and
+#: ``monitor_unregister`` hooks, registered for ``'*'``, are asked when
 #: another kernel registers or unregisters a monitor target here.
 KINDS = frozenset({"post", "call", "callreply", "introspection", "monitor_register", "monitor_unregister"})
 
@@ -33,17 +33,17 @@ class AuthRequest:
     """
     What a hook sees.
 
-    :ivar kind: one of L{KINDS}.
-    :ivar session: the destination session (the L{Session}); for the
-        monitor kinds L{None} (they concern the kernel).
-    :ivar state: the destination state; for C{introspection} the question
-        (C{"sessions"} or C{"states"}), for the monitor kinds the kind.
+    :ivar kind: one of :obj:`KINDS`.
+    :ivar session: the destination session (the :obj:`Session`); for the
+        monitor kinds :obj:`None` (they concern the kernel).
+    :ivar state: the destination state; for ``introspection`` the question
+        (``"sessions"`` or ``"states"``), for the monitor kinds the kind.
     :ivar rsvp: for a call, the RSVP destination string; for the monitor
-        kinds the target events would be posted to; else L{None}.
-    :ivar sender: the L{RemoteSender} (its C{remote_kernel},
-        C{remote_session}, C{remote_state}, C{remote_file},
-        C{remote_line}).
-    :ivar args: the arguments; for the monitor kinds C{([topic, ...],)}.
+        kinds the target events would be posted to; else :obj:`None`.
+    :ivar sender: the :obj:`RemoteSender` (its ``remote_kernel``,
+        ``remote_session``, ``remote_state``, ``remote_file``,
+        ``remote_line``).
+    :ivar args: the arguments; for the monitor kinds ``([topic, ...],)``.
     """
 
     kind: str
@@ -72,8 +72,8 @@ class AuthHooks:
 
     def register(self, kind: str, session: str, hook: Hook) -> None:
         """
-        Register C{hook} for C{kind} messages to C{session} (an alias, a
-        session id as a string, or C{'*'}), replacing any earlier one.
+        Register ``hook`` for ``kind`` messages to ``session`` (an alias, a
+        session id as a string, or ``'*'``), replacing any earlier one.
 
         :raises ValueError: for an unknown kind.
         """
@@ -89,10 +89,10 @@ class AuthHooks:
 
     def check(self, request: AuthRequest, names: Iterable[str]) -> Optional[str]:
         """
-        Ask the hook for the session (by any of C{names}), else the C{'*'}
+        Ask the hook for the session (by any of ``names``), else the ``'*'``
         hook.
 
-        :returns: L{None} to deliver, or the reason for refusing.
+        :returns: :obj:`None` to deliver, or the reason for refusing.
         """
         hook = None
         for name in names:

@@ -1,6 +1,6 @@
 # -*- test-case-name: lightspeed.test.test_cli -*-
 """
-The C{lightspeed} command line.
+The ``lightspeed`` command line.
 
     lightspeed certs DIR NAME [NAME ...]   make a private CA and node certificates
 """

@@ -4,11 +4,11 @@ CONTROL operations: what one kernel can ask another to do besides running
 a state.  Each answers like a request (a RESPONSE with a value or an
 error).
 
-  - C{sessions}: L{lightspeed.introspection.sessions_answer}.
-  - C{states}: L{lightspeed.introspection.states_answer} for the payload's
+  - ``sessions``: :obj:`lightspeed.introspection.sessions_answer`.
+  - ``states``: :obj:`lightspeed.introspection.states_answer` for the payload's
     sessions.
-  - C{monitor_register}, C{monitor_unregister}: args C{[topics, target]},
-    see L{lightspeed.monitor.register_op}.
+  - ``monitor_register``, ``monitor_unregister``: args ``[topics, target]``,
+    see :obj:`lightspeed.monitor.register_op`.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ OPERATIONS = frozenset({"sessions", "states", "monitor_register", "monitor_unreg
 
 def run(kernel: IKernel, op: str, sessions: Any, args: Tuple[Any, ...], sender: Any, remote: bool) -> Any:
     """
-    Run operation C{op} for C{sender} (a remote sender when C{remote}).
+    Run operation ``op`` for ``sender`` (a remote sender when ``remote``).
 
     :returns: the answer (plain values only).
     :raises BadSpecifier: for an unknown operation or malformed arguments.

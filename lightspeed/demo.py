@@ -2,7 +2,7 @@
 """
 The seed's ping/pong exchange between two sessions of one local kernel.
 
-Run it with C{python -m lightspeed.demo}.  It prints the exchange, then
+Run it with ``python -m lightspeed.demo``.  It prints the exchange, then
 stops the reactor.
 """
 
@@ -17,8 +17,8 @@ from lightspeed.session import Event, Session
 
 class Server(Session):
     """
-    The seed's server session: answers C{ping} with two C{pong}s and pokes
-    the client's C{confused} state.
+    The seed's server session: answers ``ping`` with two ``pong``s and pokes
+    the client's ``confused`` state.
     """
 
     def __init__(self, out: TextIO) -> None:
@@ -70,7 +70,7 @@ class Client(Session):
 
 def run(kernel: Kernel, out: TextIO, done: Callable[[], Any]) -> None:
     """
-    Start the two sessions in C{kernel}; C{done} is called after the
+    Start the two sessions in ``kernel``; ``done`` is called after the
     exchange.
     """
     kernel.spawn(Server(out))

@@ -2,7 +2,7 @@
 """
 The one exception family of lightspeed.
 
-Every error that lightspeed raises on purpose is a L{LightspeedError}; the
+Every error that lightspeed raises on purpose is a :obj:`LightspeedError`; the
 ones a caller is expected to handle have their own subclass.
 """
 
@@ -28,7 +28,7 @@ class NoSuchSession(LightspeedError, LookupError):
 
 class NoCurrentSession(LightspeedError, RuntimeError):
     """
-    An operation that acts on "the current session" (C{yield_}, a delay given
+    An operation that acts on "the current session" (``yield_``, a delay given
     by state name alone) was used outside of any event handler.
     """
 
@@ -86,7 +86,7 @@ class HandshakeRefused(ProtocolError):
 
 class LinkClosed(LightspeedError):
     """
-    A link ended; C{code} and the message say why.
+    A link ended; ``code`` and the message say why.
     """
 
     def __init__(self, message: str, code: str = "closed") -> None:
@@ -97,7 +97,7 @@ class LinkClosed(LightspeedError):
 class Refused(LightspeedError):
     """
     An authentication hook refused an introspection or monitor request
-    (another kernel sees it as L{RemoteError} C{Refused}).
+    (another kernel sees it as :obj:`RemoteError` ``Refused``).
     """
 
 

@@ -3,16 +3,16 @@
 Introspection (the seed's Lightspeed::Introspection): which kernels are in
 the network, which sessions a kernel has, which states a session has.
 
-L{Kernel.list_kernels} answers from this kernel's routing database.
-L{Kernel.list_sessions} and L{Kernel.list_states} ask the kernels named
+:obj:`Kernel.list_kernels` answers from this kernel's routing database.
+:obj:`Kernel.list_sessions` and :obj:`Kernel.list_states` ask the kernels named
 (this one included) with a CONTROL request; each answer either fires a
 Deferred or, as in the seed, is posted to an RSVP destination as
-C{(kernel_name, answer)}.
+``(kernel_name, answer)``.
 
-Another kernel's questions pass through the C{introspection}
+Another kernel's questions pass through the ``introspection``
 authentication hooks of the kernel asked, once per session: a session the
 hook refuses is left out of the answer, and a question about a single
-named session that is refused fails with L{Refused}.
+named session that is refused fails with :obj:`Refused`.
 """
 
 from __future__ import annotations
@@ -113,7 +113,7 @@ def _ask_all(kernel: IKernel, names: Tuple[str, ...], op: str, sessions: Any, rs
 
 def session_names(session: Session) -> List[str]:
     """
-    Every name C{session} answers to: its aliases, or its id if it has none.
+    Every name ``session`` answers to: its aliases, or its id if it has none.
     """
     return list(session._alias_names) or [str(session.id)]
 
@@ -140,7 +140,7 @@ def sessions_answer(kernel: IKernel, sender: Any, remote: bool) -> List[List[str
 
 def states_answer(kernel: IKernel, sessions: Any, sender: Any, remote: bool) -> Dict[str, List[str]]:
     """
-    The answer to "states": for each session named (C{'*'}: every session
+    The answer to "states": for each session named (``'*'``: every session
     with an alias), its name and its sorted states.  Sessions that do not
     exist or that a hook refuses are left out; if that leaves nothing of a
     question that named sessions, it fails.
@@ -176,8 +176,8 @@ def states_answer(kernel: IKernel, sessions: Any, sender: Any, remote: bool) -> 
 def session_specifier(dest: Any) -> Specifier:
     """
     A kernel/session destination without a state, in any of the seed's
-    forms: C{'poe://K/S'} (with or without the last slash), C{[K, S]},
-    C{{'KERNEL': K, 'SESSION': S}}, a remote sender, or a L{Specifier}.
+    forms: ``'poe://K/S'`` (with or without the last slash), ``[K, S]``,
+    ``{'KERNEL': K, 'SESSION': S}``, a remote sender, or a :obj:`Specifier`.
 
     :raises BadSpecifier: naming the bad part.
     """
@@ -210,7 +210,7 @@ def session_specifier(dest: Any) -> Specifier:
 
 def kernels_of(kernel: IKernel, dest: Any) -> Tuple[str, ...]:
     """
-    The kernel names C{dest} means: a name, a list of names, C{'*'} (every
+    The kernel names ``dest`` means: a name, a list of names, ``'*'`` (every
     kernel of the network, this one included), or a remote sender.
 
     :raises BadSpecifier: naming the bad part.

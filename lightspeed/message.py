@@ -2,7 +2,7 @@
 """
 The messages kernels exchange, as CBOR arrays whose first item is the type.
 
-See C{docs/protocol.rst} for the normative description.  Link messages
+See ``docs/protocol.rst`` for the normative description.  Link messages
 (HELLO ... LSA) travel one hop; a ROUTED message carries a routing header
 that relays read and an opaque payload (a CBOR byte string holding another
 CBOR array) that only the destination kernels decode.
@@ -70,7 +70,7 @@ def _bstr_head(length: int) -> bytes:
 
 def routed_body(origin: str, dests: Tuple[str, ...], hops: int, payload: bytes) -> bytes:
     """
-    The CBOR body of C{[ROUTED, origin, dests, hops, payload]}, built from
+    The CBOR body of ``[ROUTED, origin, dests, hops, payload]``, built from
     a cached encoding of the header so that only the payload is new bytes:
     relays re-wrap a payload without decoding it.
     """
@@ -104,7 +104,7 @@ def check_message(message: Any) -> int:
 
 def parse_routed(message: List[Any]) -> Tuple[str, List[str], int, bytes]:
     """
-    :returns: C{(origin, destinations, hops_left, payload)} of a ROUTED
+    :returns: ``(origin, destinations, hops_left, payload)`` of a ROUTED
         message.
     :raises ProtocolError: if a field has the wrong type.
     """
@@ -122,9 +122,9 @@ def parse_routed(message: List[Any]) -> Tuple[str, List[str], int, bytes]:
 
 def parse_lsa(message: List[Any]) -> Tuple[str, int, int, Tuple[Tuple[str, int], ...], Any]:
     """
-    :returns: C{(origin, incarnation, seq, links, proof)} of an LSA message;
-        C{proof} is its sixth item (a signature, see L{lightspeed.adverts}),
-        L{None} if absent, checked by the caller.
+    :returns: ``(origin, incarnation, seq, links, proof)`` of an LSA message;
+        ``proof`` is its sixth item (a signature, see :obj:`lightspeed.adverts`),
+        :obj:`None` if absent, checked by the caller.
     :raises ProtocolError: if a field has the wrong type.
     """
     if len(message) < 5:
@@ -146,8 +146,8 @@ def parse_lsa(message: List[Any]) -> Tuple[str, int, int, Tuple[Tuple[str, int],
 
 def parse_payload(payload: Any) -> List[Any]:
     """
-    Check the common head of a decoded payload: C{[kind, sessions, state,
-    args, s_session, s_state, s_file, s_line, extra]}.
+    Check the common head of a decoded payload: ``[kind, sessions, state,
+    args, s_session, s_state, s_file, s_line, extra]``.
 
     :raises ProtocolError: if a field has the wrong type.
     """

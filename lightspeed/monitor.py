@@ -3,29 +3,29 @@
 The monitor (the seed's promised "monitor" system): register for callbacks
 or events whenever something happens in a kernel's part of the network.
 
-Topics and what each event's C{info} dict holds (every value is plain, so
-events can travel to other kernels), besides C{topic} and C{kernel} (the
+Topics and what each event's ``info`` dict holds (every value is plain, so
+events can travel to other kernels), besides ``topic`` and ``kernel`` (the
 kernel that reports):
 
-  - C{link_up}: C{peer}, C{address} — a link finished its handshake.
-  - C{link_down}: C{peer}, C{code}, C{reason} — a link closed (C{code} is
-    the BYE code, or C{lost}).
-  - C{kernel_up}, C{kernel_down}: C{peer}, C{incarnation} — a kernel
-    became reachable or unreachable (a restart is a C{kernel_down} of the
-    old incarnation, then a C{kernel_up} of the new).
-  - C{sent}: C{destination}, C{kind} — a message left this kernel for
-    other kernels (C{kind}: post, call, request, control).
-  - C{arrived}: C{origin}, C{destination}, C{sender}, C{kind} — a message
+  - ``link_up``: ``peer``, ``address`` — a link finished its handshake.
+  - ``link_down``: ``peer``, ``code``, ``reason`` — a link closed (``code`` is
+    the BYE code, or ``lost``).
+  - ``kernel_up``, ``kernel_down``: ``peer``, ``incarnation`` — a kernel
+    became reachable or unreachable (a restart is a ``kernel_down`` of the
+    old incarnation, then a ``kernel_up`` of the new).
+  - ``sent``: ``destination``, ``kind`` — a message left this kernel for
+    other kernels (``kind``: post, call, request, control).
+  - ``arrived``: ``origin``, ``destination``, ``sender``, ``kind`` — a message
     from another kernel arrived here.
-  - C{undeliverable}: C{destination}, C{reason}, C{origin} — a message could
+  - ``undeliverable``: ``destination``, ``reason``, ``origin`` — a message could
     not be delivered (here or, as a relay, onwards).
 
-A target is a callable C{target(topic, info)}, or a destination: events
-are posted there with C{args == (topic, info)}, the kernel as sender and
-C{caller_state == "_monitor"}.  Another kernel may register its own
-sessions as targets (C{monitor_register} with C{kernel=}); that passes
-through the C{monitor_register} / C{monitor_unregister} authentication
-hooks registered for C{'*'}.  Monitor events are not themselves reported
+A target is a callable ``target(topic, info)``, or a destination: events
+are posted there with ``args == (topic, info)``, the kernel as sender and
+``caller_state == "_monitor"``.  Another kernel may register its own
+sessions as targets (``monitor_register`` with ``kernel=``); that passes
+through the ``monitor_register`` / ``monitor_unregister`` authentication
+hooks registered for ``'*'``.  Monitor events are not themselves reported
 (no event about sending an event), so watchers cannot loop.
 """
 
@@ -57,7 +57,7 @@ Target = Union[Callable[[str, Dict[str, Any]], Any], Specifier]
 
 def topics_of(topics: Any) -> Tuple[str, ...]:
     """
-    :param topics: a topic, an iterable of topics, or C{'*'} for all.
+    :param topics: a topic, an iterable of topics, or ``'*'`` for all.
     :raises ValueError: for an unknown topic.
     """
     if topics == "*":
@@ -80,8 +80,8 @@ class Monitor:
     """
     The watchers of one kernel.
 
-    For speed the network layer reads C{sent}, C{arrived} and
-    C{undeliverable} (true while someone watches that topic) before it
+    For speed the network layer reads ``sent``, ``arrived`` and
+    ``undeliverable`` (true while someone watches that topic) before it
     builds an event.
     """
 
@@ -105,13 +105,13 @@ class Monitor:
 
     def watching(self, topic: str) -> bool:
         """
-        Whether anyone watches C{topic}.
+        Whether anyone watches ``topic``.
         """
         return bool(self._watchers[topic])
 
     def add(self, topics: Iterable[str], target: Target, origin: Optional[str] = None) -> None:
         """
-        Watch C{topics} with C{target} (registered by kernel C{origin}, or
+        Watch ``topics`` with ``target`` (registered by kernel ``origin``, or
         locally).
         """
         key = _key(target, origin)
@@ -123,7 +123,7 @@ class Monitor:
 
     def remove(self, topics: Iterable[str], target: Target, origin: Optional[str] = None) -> bool:
         """
-        Stop watching C{topics} with C{target}.
+        Stop watching ``topics`` with ``target``.
 
         :returns: whether it watched any of them.
         """
@@ -138,7 +138,7 @@ class Monitor:
 
     def forget_origin(self, origin: str) -> None:
         """
-        Drop every target kernel C{origin} registered (it left the network;
+        Drop every target kernel ``origin`` registered (it left the network;
         it registers again when it comes back).
         """
         for key in self._by_origin.pop(origin, ()):
@@ -148,7 +148,7 @@ class Monitor:
 
     def emit(self, topic: str, **info: Any) -> None:
         """
-        Report an event to everyone watching C{topic}.
+        Report an event to everyone watching ``topic``.
         """
         watchers = self._watchers[topic]
         if not watchers or self._emitting:
@@ -257,8 +257,8 @@ def target_of(kernel: IKernel, target: Any) -> Target:
 
 def register_op(kernel: IKernel, args: Tuple[Any, ...], sender: Any, remote: bool, adding: bool) -> bool:
     """
-    The CONTROL operations C{monitor_register} and C{monitor_unregister}
-    from kernel C{sender.remote_kernel}: C{args == (topics, target)}, the
+    The CONTROL operations ``monitor_register`` and ``monitor_unregister``
+    from kernel ``sender.remote_kernel``: ``args == (topics, target)``, the
     target being a full destination on that kernel.
 
     :raises Refused: if a hook refuses.

@@ -2,16 +2,16 @@
 """
 Link-state routing between kernels, pure: no I/O, no clock, no reactor.
 
-Every kernel advertises its own links in a L{LinkState} (an LSA) stamped
+Every kernel advertises its own links in a :obj:`LinkState` (an LSA) stamped
 with its incarnation and an increasing sequence number.  Each kernel floods
 its LSAs to its neighbours, which flood every LSA that is new to them on to
 their other neighbours, so every kernel ends up holding the newest LSA of
-every kernel it can reach.  From that database each L{Router} computes
+every kernel it can reach.  From that database each :obj:`Router` computes
 shortest paths with Dijkstra's algorithm.
 
 Rules of the computation:
 
-  - An edge A-B is usable only when A's LSA lists B I{and} B's LSA lists A
+  - An edge A-B is usable only when A's LSA lists B *and* B's LSA lists A
     (the two-way check); its cost is the larger of the two advertised costs.
     Our own links are the exception: the caller reports a link up only once
     its handshake is done at both ends, so it is usable at once, before the
@@ -23,12 +23,12 @@ Rules of the computation:
     query recomputes them once, so a burst of LSAs costs one computation.
 
 LSAs of unreachable kernels stay in the database (they are not routed to and
-L{Router.incarnation_of} ignores them) until they age out: every kernel
-sends a fresh LSA of its own every few minutes, and L{Router.expire} drops
+:obj:`Router.incarnation_of` ignores them) until they age out: every kernel
+sends a fresh LSA of its own every few minutes, and :obj:`Router.expire` drops
 an LSA that nothing has refreshed for longer than that (the caller runs it
 on a timer).  Dropping an LSA merely because its kernel is unreachable
 would be unsafe: a kernel that joins receives its neighbour's database
-I{before} the LSA that makes those kernels reachable.
+*before* the LSA that makes those kernels reachable.
 """
 
 from __future__ import annotations
@@ -39,10 +39,10 @@ from typing import Any, Callable, Dict, FrozenSet, Iterable, List, Optional, Tup
 
 __all__ = ["LinkState", "Router", "MAX_FADING"]
 
-#: The most withdrawn edges L{Router.behind} keeps counting.
+#: The most withdrawn edges :obj:`Router.behind` keeps counting.
 MAX_FADING = 4096
 
-#: The most aged-out LSAs L{Router.newer} remembers.
+#: The most aged-out LSAs :obj:`Router.newer` remembers.
 MAX_EXPIRED = 4096
 
 
@@ -55,10 +55,10 @@ class LinkState:
     :ivar incarnation: the per-start id of that kernel; a larger one is newer
         (a restart).
     :ivar seq: increases with every new LSA of the same incarnation.
-    :ivar links: C{(neighbour, cost)} pairs, cost at least 1, sorted by
+    :ivar links: ``(neighbour, cost)`` pairs, cost at least 1, sorted by
         neighbour name.
     :ivar proof: the origin's signature as it travels (see
-        L{lightspeed.adverts}), or L{None}; passed on with the LSA, never
+        :obj:`lightspeed.adverts`), or :obj:`None`; passed on with the LSA, never
         compared.
     """
 
@@ -70,11 +70,11 @@ class LinkState:
 
     def newer_than(self, other: Optional["LinkState"]) -> bool:
         """
-        Whether this LSA supersedes C{other}.
+        Whether this LSA supersedes ``other``.
 
-        :param other: the LSA held so far for the same origin, or L{None}.
-        :returns: C{True} if C{other} is L{None} or this LSA's
-            C{(incarnation, seq)} is lexicographically larger.
+        :param other: the LSA held so far for the same origin, or :obj:`None`.
+        :returns: ``True`` if ``other`` is :obj:`None` or this LSA's
+            ``(incarnation, seq)`` is lexicographically larger.
         """
         if other is None:
             return True
@@ -93,7 +93,7 @@ class Router:
         """
         :param name: this kernel's name.
         :param incarnation: this kernel's per-start id.
-        :param clock: seconds now, to stamp withdrawn edges (see L{fading}).
+        :param clock: seconds now, to stamp withdrawn edges (see :obj:`fading`).
         """
         self._clock = clock or (lambda: 0.0)
         self.name = name
@@ -110,7 +110,7 @@ class Router:
         #: The last LSA of each origin that aged out: a copy that is not
         #: newer (a replay, or an old database) never comes back.
         self._expired: Dict[str, LinkState] = {}
-        #: Kernels whose held LSA may be outdated (see L{outdated}), with
+        #: Kernels whose held LSA may be outdated (see :obj:`outdated`), with
         #: when it was found so (oldest first).
         self._outdated: Dict[str, float] = {}
 
@@ -118,7 +118,7 @@ class Router:
 
     def _advertise(self, seq: int) -> LinkState:
         """
-        Replace our own LSA by one with C{seq} and the current links.
+        Replace our own LSA by one with ``seq`` and the current links.
 
         :param seq: the new sequence number.
         :returns: the new own LSA.
@@ -131,13 +131,13 @@ class Router:
 
     def link_up(self, neighbour: str, cost: int = 1) -> LinkState:
         """
-        A link to C{neighbour} is up, or its cost changed.
+        A link to ``neighbour`` is up, or its cost changed.
 
         :param neighbour: the kernel at the other end.
         :param cost: the cost of the link, at least 1.
         :returns: our new LSA, to flood to every neighbour.  It is fresh even
             if nothing changed; the caller may then ignore it.
-        :raises ValueError: if C{cost} is below 1 or C{neighbour} is us.
+        :raises ValueError: if ``cost`` is below 1 or ``neighbour`` is us.
         """
         if isinstance(cost, bool) or not isinstance(cost, int) or cost < 1:
             raise ValueError(f"link cost must be an integer of at least 1, not {cost!r}")
@@ -148,11 +148,11 @@ class Router:
 
     def link_down(self, neighbour: str) -> Optional[LinkState]:
         """
-        The (last) link to C{neighbour} is down.
+        The (last) link to ``neighbour`` is down.
 
         :param neighbour: the kernel at the other end.
-        :returns: our new LSA, to flood to every neighbour, or L{None} if no
-            link to C{neighbour} was up.
+        :returns: our new LSA, to flood to every neighbour, or :obj:`None` if no
+            link to ``neighbour`` was up.
         """
         if self._links.pop(neighbour, None) is None:
             return None
@@ -186,15 +186,15 @@ class Router:
 
         An LSA with our own name is never stored.  If it is newer than ours
         (a forgery, or a leftover of an earlier start with the same
-        incarnation) our sequence number jumps above it, so that L{own} and
+        incarnation) our sequence number jumps above it, so that :obj:`own` and
         every later own LSA supersede it wherever it went.  That cannot win
         against a larger incarnation: that is another live kernel with our
         name, which the caller must refuse.
 
         :param lsa: the LSA.
         :param from_neighbour: the neighbour it came from.
-        :returns: C{True} if it was new and is now held (flood it to every
-            neighbour except C{from_neighbour}); C{False} if it was a
+        :returns: ``True`` if it was new and is now held (flood it to every
+            neighbour except ``from_neighbour``); ``False`` if it was a
             duplicate, stale or in our name (drop it).
         """
         if lsa.origin == self.name:
@@ -217,7 +217,7 @@ class Router:
 
     def newer(self, lsa: LinkState) -> bool:
         """
-        Whether another kernel's C{lsa} is news: newer than the one held
+        Whether another kernel's ``lsa`` is news: newer than the one held
         for its origin, and than the last one of that origin that aged out
         (so a replay of an old advert never comes back).
         """
@@ -225,7 +225,7 @@ class Router:
 
     def _withdrawn(self, origin: str, held: LinkState, lsa: LinkState) -> None:
         """
-        Stamp the edges C{lsa} withdraws that were usable (both ends listed
+        Stamp the edges ``lsa`` withdraws that were usable (both ends listed
         them) until now, and mark the LSA of the kernel at the other end,
         which still lists the edge, as outdated.
         """
@@ -243,22 +243,22 @@ class Router:
 
     def fading(self) -> Dict[Tuple[str, str], float]:
         """
-        :returns: the usable edges C{(origin, peer)} that an LSA of
-            C{origin} withdrew, with the time each was withdrawn (oldest
-            first; at most L{MAX_FADING}).
+        :returns: the usable edges ``(origin, peer)`` that an LSA of
+            ``origin`` withdrew, with the time each was withdrawn (oldest
+            first; at most :obj:`MAX_FADING`).
         """
         return dict(self._fading)
 
     def forget_fading(self, before: Optional[float] = None) -> Optional[float]:
         """
-        Stop counting in L{behind} the edges withdrawn at or before
-        C{before} (default: all of them), and stop taking for L{outdated}
-        the LSAs found so at or before C{before}.  The caller does this a
+        Stop counting in :obj:`behind` the edges withdrawn at or before
+        ``before`` (default: all of them), and stop taking for :obj:`outdated`
+        the LSAs found so at or before ``before``.  The caller does this a
         while (longer than a message can take across the network) after
         each withdrawal.
 
         :returns: when the oldest edge still counted was withdrawn (or the
-            oldest LSA still outdated was found so, if earlier), or L{None}
+            oldest LSA still outdated was found so, if earlier), or :obj:`None`
             if none is left.
         """
         removed = False
@@ -278,22 +278,22 @@ class Router:
 
     def outdated(self, kernel: str) -> bool:
         """
-        Whether the LSA held for C{kernel} may predate a change at that
+        Whether the LSA held for ``kernel`` may predate a change at that
         kernel, so that its incarnation is not to be trusted: a neighbour of
-        C{kernel} withdrew their link while C{kernel}'s LSA, still listing
-        it, has not been replaced since.  If C{kernel} is alive it noticed
+        ``kernel`` withdrew their link while ``kernel``'s LSA, still listing
+        it, has not been replaced since.  If ``kernel`` is alive it noticed
         the loss too and its newer LSA is on its way; but it may be dead,
         and the neighbour may list the link again to a restarted kernel of
         the same name whose LSA (with a new incarnation) is still on its
-        way.  The mark goes when a newer LSA of C{kernel} arrives, or with
-        L{forget_fading}.
+        way.  The mark goes when a newer LSA of ``kernel`` arrives, or with
+        :obj:`forget_fading`.
         """
         return kernel in self._outdated
 
     def expire(self, max_age: float) -> List[str]:
         """
         Drop the LSAs that no newer copy has replaced for more than
-        C{max_age} seconds: their kernels are gone (a live kernel sends a
+        ``max_age`` seconds: their kernels are gone (a live kernel sends a
         fresh LSA more often than that).  Without this, a former neighbour
         of a departed kernel could keep it "reachable" for ever by
         advertising its old link to it.
@@ -329,8 +329,8 @@ class Router:
 
     def held(self, origin: str) -> Optional[LinkState]:
         """
-        :returns: the LSA held for C{origin} (our own for our name), or
-            L{None}.
+        :returns: the LSA held for ``origin`` (our own for our name), or
+            :obj:`None`.
         """
         return self._own if origin == self.name else self._lsas.get(origin)
 
@@ -386,7 +386,7 @@ class Router:
     def next_hop(self, kernel: str) -> Optional[str]:
         """
         :param kernel: a destination kernel.
-        :returns: the neighbour to send to for C{kernel}, or L{None} if it is
+        :returns: the neighbour to send to for ``kernel``, or :obj:`None` if it is
             unreachable or is us.
         """
         return self._routes().get(kernel)
@@ -407,7 +407,7 @@ class Router:
     def incarnation_of(self, kernel: str) -> Optional[int]:
         """
         :param kernel: a kernel name.
-        :returns: the incarnation in its LSA if it is reachable, else L{None}
+        :returns: the incarnation in its LSA if it is reachable, else :obj:`None`
             (also for a neighbour whose LSA has not arrived yet).
         """
         held = self._lsas.get(kernel)
@@ -417,19 +417,19 @@ class Router:
 
     def behind(self, neighbour: str) -> FrozenSet[str]:
         """
-        The kernels a message arriving from C{neighbour} can honestly come
-        from: C{neighbour} itself and every kernel that reaches it over
+        The kernels a message arriving from ``neighbour`` can honestly come
+        from: ``neighbour`` itself and every kernel that reaches it over
         usable (two-way) edges without passing through us.
 
         In a tree that is the subtree behind the link; in a cycle it holds
         every kernel of the cycle, since any of them may route through
-        C{neighbour} after a change.  Edges that went away recently (see
-        L{fading}) still count, so that a message sent before a change
+        ``neighbour`` after a change.  Edges that went away recently (see
+        :obj:`fading`) still count, so that a message sent before a change
         that overtook it is not taken for a forgery.  Computed on demand
         and cached until the database changes.
 
         :param neighbour: a kernel we have a link to.
-        :returns: the set, C{neighbour} included.
+        :returns: the set, ``neighbour`` included.
         """
         if self._dirty:
             self._recompute()
@@ -461,7 +461,7 @@ class Router:
 
         :param kernels: destination kernels; our own name is skipped (the
             caller delivers locally) and a repeated name counts once.
-        :returns: C{({next_hop: [kernel, ...]}, [unreachable kernel, ...])},
+        :returns: ``({next_hop: [kernel, ...]}, [unreachable kernel, ...])``,
             each list in the order given.
         """
         hops = self._routes()

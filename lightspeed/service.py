@@ -1,10 +1,10 @@
 # -*- test-case-name: lightspeed.test.test_network -*-
 """
-Listening and connecting, as services of the C{twisted.application} tree.
+Listening and connecting, as services of the ``twisted.application`` tree.
 
-L{Kernel.listen} and L{Kernel.connect} use these; both return a started
-service that a caller can wait on (C{whenListening()} /
-C{whenConnected()}) and stop (C{stopService()}).
+:obj:`Kernel.listen` and :obj:`Kernel.connect` use these; both return a started
+service that a caller can wait on (``whenListening()`` /
+``whenConnected()``) and stop (``stopService()``).
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ DEFAULT_PORT = 9876
 
 def server_endpoint(reactor: Any, endpoint: Any) -> IStreamServerEndpoint:
     """
-    An endpoint string (C{'tcp:9876'}, C{'tcp:9876:interface=127.0.0.1'},
-    C{'unix:/path'}, C{'ssl:...'}) or an endpoint object.
+    An endpoint string (``'tcp:9876'``, ``'tcp:9876:interface=127.0.0.1'``,
+    ``'unix:/path'``, ``'ssl:...'``) or an endpoint object.
     """
     if isinstance(endpoint, str):
         return serverFromString(reactor, endpoint)
@@ -43,8 +43,8 @@ def server_endpoint(reactor: Any, endpoint: Any) -> IStreamServerEndpoint:
 
 def client_endpoint(reactor: Any, endpoint: Any) -> IStreamClientEndpoint:
     """
-    An endpoint string (C{'tcp:host=...:port=...:bindAddress=...'},
-    C{'unix:path=...'}, C{'tls:...'}) or an endpoint object.
+    An endpoint string (``'tcp:host=...:port=...:bindAddress=...'``,
+    ``'unix:path=...'``, ``'tls:...'``) or an endpoint object.
     """
     if isinstance(endpoint, str):
         return clientFromString(reactor, endpoint)
@@ -93,7 +93,7 @@ class ListenService(Service):
 
     def whenListening(self) -> Deferred:
         """
-        :returns: a Deferred that fires with the L{IListeningPort}, or fails
+        :returns: a Deferred that fires with the :obj:`IListeningPort`, or fails
             if listening failed.
         """
         if self.port is not None:
@@ -233,7 +233,7 @@ def tls_server_factory(tls: Any, factory: LinkFactory) -> Any:
 
 def tls_client_endpoint(tls: Any, description: Any, endpoint: IStreamClientEndpoint) -> IStreamClientEndpoint:
     """
-    Wrap a client endpoint in TLS, checking the server's name: C{tls.name},
+    Wrap a client endpoint in TLS, checking the server's name: ``tls.name``,
     else the host of the endpoint.
     """
     from twisted.internet.endpoints import wrapClientTLS

@@ -3,14 +3,14 @@
 Sessions, the events their handlers receive, and postbacks.
 
 A session is a set of named states.  Give them either by subclassing
-L{Session} (every method whose name does not start with C{_} is a state, plus
-the reserved C{_start}, C{_stop}, C{_default} and C{_undeliverable}) or with
-C{inline_states={'name': callable}}.  A handler takes one argument, the
-L{Event}.
+:obj:`Session` (every method whose name does not start with ``_`` is a state, plus
+the reserved ``_start``, ``_stop``, ``_default`` and ``_undeliverable``) or with
+``inline_states={'name': callable}``.  A handler takes one argument, the
+:obj:`Event`.
 
 Lifetime (as POE): a session lives while it has an alias, a pending event,
 a timer or a live postback/callback.  When none is left after one of its
-events ran, it stops and its C{_stop} state runs.  L{Kernel.stop_session}
+events ran, it stops and its ``_stop`` state runs.  :obj:`Kernel.stop_session`
 stops it at once.
 """
 
@@ -29,22 +29,22 @@ Handler = Callable[["Event"], Any]
 
 class Event(tuple):
     """
-    What a handler receives: everything POE passes in C{@_}.  It is also
+    What a handler receives: everything POE passes in ``@_``.  It is also
     the kernel's queue entry, so a post builds exactly one object.
 
-    :ivar kernel: the L{Kernel} dispatching the event.
-    :ivar session: the L{Session} that handles it.
-    :ivar heap: C{session.heap}.
-    :ivar sender: who posted it: a L{Session}, a remote sender (whose
-        C{is_lightspeed} is true), or the kernel itself for posts made from
+    :ivar kernel: the :obj:`Kernel` dispatching the event.
+    :ivar session: the :obj:`Session` that handles it.
+    :ivar heap: ``session.heap``.
+    :ivar sender: who posted it: a :obj:`Session`, a remote sender (whose
+        ``is_lightspeed`` is true), or the kernel itself for posts made from
         outside any handler.
-    :ivar state: the state being run (for C{_default}, the state that was
+    :ivar state: the state being run (for ``_default``, the state that was
         asked for).
     :ivar args: the arguments, a tuple.
-    :ivar arg0: the first argument (POE's C{ARG0}), or L{None}.
+    :ivar arg0: the first argument (POE's ``ARG0``), or :obj:`None`.
     :ivar caller_state: the state that was running when the post was made,
-        or L{None}.
-    :ivar caller_file: the file of the C{post}/C{call} that caused this.
+        or :obj:`None`.
+    :ivar caller_file: the file of the ``post``/``call`` that caused this.
     :ivar caller_line: its line.
     """
 
@@ -97,7 +97,7 @@ def _sender_id(sender: Any) -> Any:
 class Session:
     """
     A POE session.  Subclass it and define handler methods, or pass
-    C{inline_states}; then hand it to L{Kernel.spawn}.
+    ``inline_states``; then hand it to :obj:`Kernel.spawn`.
 
     :ivar id: the session id, an integer unique within its kernel, set when
         the kernel adopts it.
@@ -152,16 +152,16 @@ class Session:
 
     def handler(self, state: str) -> Optional[Handler]:
         """
-        :returns: the handler for C{state}, else the C{_default} handler,
-            else L{None}.
+        :returns: the handler for ``state``, else the ``_default`` handler,
+            else :obj:`None`.
         """
         states = self._states
         return states.get(state) or states.get("_default")
 
     def postback(self, _state: str, *args: Any) -> Callable[..., None]:
         """
-        A callable that, each time it is called with C{*given}, posts
-        C{_state} to this session with C{args == (args, given)} (POE's
+        A callable that, each time it is called with ``*given``, posts
+        ``_state`` to this session with ``args == (args, given)`` (POE's
         postback: ARG0 the creation arguments, ARG1 the call's).  While the
         postback exists it keeps the session alive.
         """
@@ -169,7 +169,7 @@ class Session:
 
     def callback(self, _state: str, *args: Any) -> Callable[..., Any]:
         """
-        As L{postback}, but the call is synchronous and returns the handler's
+        As :obj:`postback`, but the call is synchronous and returns the handler's
         value.
         """
         return self._make_back(_state, args, synchronous=True)
@@ -205,13 +205,13 @@ class RemoteSender:
     """
     The sender of an event that came from another kernel.
 
-    Post back to it with C{kernel.post(sender, 'state', ...)} or
-    C{kernel.post(sender.id + 'state', ...)}; its postbacks post there too.
+    Post back to it with ``kernel.post(sender, 'state', ...)`` or
+    ``kernel.post(sender.id + 'state', ...)``; its postbacks post there too.
 
     :ivar remote_kernel: the name of the kernel it came from.
     :ivar remote_session: the sending session's first alias, else its id
-        (a string); L{None} when it was posted from outside any session.
-    :ivar remote_state: the state that made the post, or L{None}.
+        (a string); :obj:`None` when it was posted from outside any session.
+    :ivar remote_state: the state that made the post, or :obj:`None`.
     :ivar remote_file: the file of the post.
     :ivar remote_line: its line.
     """
@@ -231,8 +231,8 @@ class RemoteSender:
     @property
     def id(self) -> str:
         """
-        C{'poe://K/S/'}, so that C{id + 'state'} is a full specifier; just
-        C{'poe://K/'} when the post came from outside any session.
+        ``'poe://K/S/'``, so that ``id + 'state'`` is a full specifier; just
+        ``'poe://K/'`` when the post came from outside any session.
         """
         if self.remote_session is None:
             return f"poe://{self.remote_kernel}/"
@@ -241,7 +241,7 @@ class RemoteSender:
     @property
     def specifier(self) -> Any:
         """
-        The session-only L{Specifier} of the sender.
+        The session-only :obj:`Specifier` of the sender.
 
         :raises BadSpecifier: when the post came from outside any session.
         """
@@ -257,15 +257,15 @@ class RemoteSender:
 
     def postback(self, _state: str, *args: Any) -> Callable[..., None]:
         """
-        A callable that posts C{_state} to the remote session with
-        C{args == (args, given)}, as a local postback does.
+        A callable that posts ``_state`` to the remote session with
+        ``args == (args, given)``, as a local postback does.
         """
         return self._make_back(_state, args)
 
     def callback(self, _state: str, *args: Any) -> Callable[..., None]:
         """
-        As L{postback}: a remote session cannot be run synchronously, so the
-        callback posts and returns L{None}.
+        As :obj:`postback`: a remote session cannot be run synchronously, so the
+        callback posts and returns :obj:`None`.
         """
         return self._make_back(_state, args)
 

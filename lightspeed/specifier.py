@@ -10,12 +10,12 @@ A destination names one or more kernels, one or more sessions and a state::
     poe://K/*/STATE          every session with an alias on K
     poe://K/S/               a session only (a sender's id); add a state
 
-The same destination may be given as C{[K, S, STATE]} (where C{K} and C{S}
+The same destination may be given as ``[K, S, STATE]`` (where ``K`` and ``S``
 may be comma strings or lists of names), as
-C{{'KERNEL': K, 'SESSION': S, 'STATE': STATE}}, or as a L{Specifier}.
+``{'KERNEL': K, 'SESSION': S, 'STATE': STATE}``, or as a :obj:`Specifier`.
 
 This module is pure: it knows nothing of kernels or sockets.  Everything
-malformed raises L{BadSpecifier}, whose message names the bad part.
+malformed raises :obj:`BadSpecifier`, whose message names the bad part.
 """
 
 from __future__ import annotations
@@ -54,9 +54,9 @@ def check_name(name: Any, what: str = "kernel name") -> str:
 
     :param name: the candidate.
     :param what: how to call it in the error message.
-    :returns: C{name}, unchanged.
-    :raises BadSpecifier: if C{name} is not a non-empty string free of
-        C{* / ,} and control characters.
+    :returns: ``name``, unchanged.
+    :raises BadSpecifier: if ``name`` is not a non-empty string free of
+        ``* / ,`` and control characters.
     """
     if not isinstance(name, str):
         raise BadSpecifier(f"{what} must be a string, not {type(name).__name__}: {name!r}")
@@ -73,8 +73,8 @@ def check_state(state: Any) -> str:
     Validate a state name.
 
     :param state: the candidate.
-    :returns: C{state}, unchanged.
-    :raises BadSpecifier: if C{state} is not a non-empty string free of C{/}
+    :returns: ``state``, unchanged.
+    :raises BadSpecifier: if ``state`` is not a non-empty string free of ``/``
         and control characters.
     """
     if not isinstance(state, str):
@@ -90,7 +90,7 @@ def check_state(state: Any) -> str:
 def _names(part: Any, what: str) -> Tuple[str, ...]:
     """
     Turn a kernel or session part (comma string or list of names) into a
-    tuple of unique names in their first order, or C{('*',)}.
+    tuple of unique names in their first order, or ``('*',)``.
     """
     if isinstance(part, str):
         if not part:
@@ -121,13 +121,13 @@ def _names(part: Any, what: str) -> Tuple[str, ...]:
 @dataclass(frozen=True)
 class Specifier:
     """
-    A parsed destination: immutable, hashable; C{str()} gives the canonical
-    string, which L{parse} turns back into an equal value.
+    A parsed destination: immutable, hashable; ``str()`` gives the canonical
+    string, which :obj:`parse` turns back into an equal value.
 
-    :ivar kernels: kernel names, or C{('*',)} for every other kernel.
-    :ivar sessions: session aliases or ids, or C{('*',)} for every aliased
+    :ivar kernels: kernel names, or ``('*',)`` for every other kernel.
+    :ivar sessions: session aliases or ids, or ``('*',)`` for every aliased
         session.
-    :ivar state: the state, or L{None} for a session-only specifier.
+    :ivar state: the state, or :obj:`None` for a session-only specifier.
     """
 
     __slots__ = ("kernels", "sessions", "state")
@@ -141,9 +141,9 @@ class Specifier:
         """
         Validate the parts and build a specifier.
 
-        :param kernels: a kernel name, comma string, list of names or C{'*'}.
-        :param sessions: a session alias/id, comma string, list or C{'*'}.
-        :param state: a state name, or L{None} for a session-only specifier.
+        :param kernels: a kernel name, comma string, list of names or ``'*'``.
+        :param sessions: a session alias/id, comma string, list or ``'*'``.
+        :param state: a state name, or :obj:`None` for a session-only specifier.
         :raises BadSpecifier: naming the bad part.
         """
         if state is not None:
@@ -153,21 +153,21 @@ class Specifier:
     @property
     def all_kernels(self) -> bool:
         """
-        Whether this names every other kernel (C{*}).
+        Whether this names every other kernel (``*``).
         """
         return self.kernels == (WILDCARD,)
 
     @property
     def all_sessions(self) -> bool:
         """
-        Whether this names every aliased session (C{*}).
+        Whether this names every aliased session (``*``).
         """
         return self.sessions == (WILDCARD,)
 
     def with_state(self, state: str) -> "Specifier":
         """
-        :returns: a copy naming C{state}.
-        :raises BadSpecifier: if C{state} is malformed.
+        :returns: a copy naming ``state``.
+        :raises BadSpecifier: if ``state`` is malformed.
         """
         return Specifier(self.kernels, self.sessions, check_state(state))
 
@@ -188,7 +188,7 @@ class Specifier:
 
 def parse(text: str) -> Specifier:
     """
-    Parse the string form C{poe://K/S/STATE} or C{poe://K/S/}.
+    Parse the string form ``poe://K/S/STATE`` or ``poe://K/S/``.
 
     Results are cached, so posting to the same string again costs one
     dictionary look-up.
@@ -216,11 +216,11 @@ def _parse(text: str) -> Specifier:
 
 def coerce(value: Any) -> Specifier:
     """
-    Turn any full specifier form into a L{Specifier}: the string form,
-    C{[K, S, STATE]}, C{{'KERNEL':…, 'SESSION':…, 'STATE':…}} or a
-    L{Specifier}.
+    Turn any full specifier form into a :obj:`Specifier`: the string form,
+    ``[K, S, STATE]``, ``{'KERNEL':…, 'SESSION':…, 'STATE':…}`` or a
+    :obj:`Specifier`.
 
-    :raises BadSpecifier: if C{value} is none of these or is malformed.
+    :raises BadSpecifier: if ``value`` is none of these or is malformed.
     """
     if isinstance(value, Specifier):
         return value

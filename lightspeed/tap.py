@@ -1,6 +1,6 @@
 # -*- test-case-name: lightspeed.test.test_tap -*-
 """
-What C{twistd lightspeed} runs: L{Options} and L{makeService}.
+What ``twistd lightspeed`` runs: :obj:`Options` and :obj:`makeService`.
 
     twistd -n lightspeed --kernel otherbox --listen tcp:9876:interface=127.0.0.1 \\
         --connect tcp:host=127.0.0.1:port=9877 --app examples.pingpong:server
@@ -24,7 +24,7 @@ DEFAULT_LISTEN = "tcp:9876:interface=127.0.0.1"
 
 class Options(usage.Options):
     """
-    Command-line options of C{twistd lightspeed}.
+    Command-line options of ``twistd lightspeed``.
     """
 
     synopsis = "[options]"
@@ -118,7 +118,7 @@ class Options(usage.Options):
 
 def load_app(spec: str) -> Callable[[Kernel], Any]:
     """
-    Import C{module:function}.
+    Import ``module:function``.
 
     :raises usage.UsageError: if it cannot be found.
     """

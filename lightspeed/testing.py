@@ -1,6 +1,6 @@
 # -*- test-case-name: lightspeed.test.test_mesh -*-
 """
-In-memory links between kernels of one process, on one L{task.Clock}:
+In-memory links between kernels of one process, on one :obj:`task.Clock`:
 for your tests and for simulating large meshes.
 
     mesh = MemoryMesh()
@@ -96,7 +96,7 @@ class MemoryMesh:
     """
     Kernels on one clock, joined by in-memory links.
 
-    :ivar clock: the shared L{task.Clock}.
+    :ivar clock: the shared :obj:`task.Clock`.
     """
 
     def __init__(self, clock: Optional[Clock] = None) -> None:
@@ -116,7 +116,7 @@ class MemoryMesh:
     def link(self, a: Kernel, b: Kernel, a_options: Optional[LinkOptions] = None,
              b_options: Optional[LinkOptions] = None) -> MemoryLink:
         """
-        Connect C{a} (client end) to C{b} (server end).  Call L{settle} to
+        Connect ``a`` (client end) to ``b`` (server end).  Call :obj:`settle` to
         let the handshake run.
         """
         a_options = a_options or LinkOptions(keepalive=0)
@@ -139,7 +139,7 @@ class MemoryMesh:
         in the future are left alone) and flush every kernel's queue.
 
         :returns: how many turns it took.
-        :raises RuntimeError: if it does not settle within C{limit} turns.
+        :raises RuntimeError: if it does not settle within ``limit`` turns.
         """
         for turn in range(limit):
             now = self.clock.seconds()

@@ -44,7 +44,7 @@ def create_ca(common_name: str = "lightspeed CA", days: int = 3650) -> Tuple[byt
     """
     A new self-signed certificate authority.
 
-    :returns: C{(key_pem, cert_pem)}.
+    :returns: ``(key_pem, cert_pem)``.
     """
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
@@ -70,9 +70,9 @@ def create_node(ca_key_pem: bytes, ca_cert_pem: bytes, name: str,
                 not_before: Optional[datetime.datetime] = None) -> Tuple[bytes, bytes]:
     """
     A certificate for one node, signed by the CA, valid for both ends of a
-    link, naming C{name} and C{hosts} (DNS names or IP addresses).
+    link, naming ``name`` and ``hosts`` (DNS names or IP addresses).
 
-    :returns: C{(key_pem, cert_pem)}.
+    :returns: ``(key_pem, cert_pem)``.
     """
     ca_key = serialization.load_pem_private_key(ca_key_pem, None)
     ca_cert = x509.load_pem_x509_certificate(ca_cert_pem)
@@ -103,7 +103,7 @@ def create_node(ca_key_pem: bytes, ca_cert_pem: bytes, name: str,
 def write_pki(directory: str, names: Iterable[str], ca_name: str = "lightspeed CA",
               hosts: Iterable[str] = ("localhost", "127.0.0.1", "::1")) -> List[str]:
     """
-    Create (or reuse) C{directory}/ca.key and ca.crt, and a NAME.key and
+    Create (or reuse) ``directory``/ca.key and ca.crt, and a NAME.key and
     NAME.crt for each node name.  Keys are written readable by the owner
     only.
 
@@ -194,8 +194,8 @@ def server_options(config: TLSConfig) -> CertificateOptions:
 
 def client_options(config: TLSConfig, host: str) -> object:
     """
-    Options for a client end connecting to C{host}: the server's certificate
-    must chain to the CA and carry C{config.name} (default C{host}).
+    Options for a client end connecting to ``host``: the server's certificate
+    must chain to the CA and carry ``config.name`` (default ``host``).
     """
     return optionsForClientTLS(
         config.name or host,

@@ -1,14 +1,14 @@
 # -*- test-case-name: lightspeed.test.test_layers -*-
 """
-The static checks behind L{lightspeed.test.test_layers}: the import graph of
+The static checks behind :obj:`lightspeed.test.test_layers`: the import graph of
 a set of modules, its cycles, the imports a layer table forbids, and
 oversize modules, classes and functions.
 
-Every check takes C{sources}, a mapping of dotted module name to source text,
-and reads it with L{ast}; nothing here imports the modules it checks.  An
-optional C{packages} names the modules that are packages (an C{__init__.py}),
+Every check takes ``sources``, a mapping of dotted module name to source text,
+and reads it with :obj:`ast`; nothing here imports the modules it checks.  An
+optional ``packages`` names the modules that are packages (an ``__init__.py``),
 which matters for relative imports; when it is left out, a module counts as
-a package when C{sources} holds a module inside it.
+a package when ``sources`` holds a module inside it.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ __all__ = [
     "describe_rule",
 ]
 
-#: In L{Layer.may_import}: every layer of the table.
+#: In :obj:`Layer.may_import`: every layer of the table.
 ANY = "*"
 
 
@@ -62,12 +62,12 @@ class Layer:
     """
     One row of a layer table.
 
-    @ivar name: the layer's name, used in other rows' C{may_import}.
-    @ivar modules: dotted module names in this layer; C{"a.b.*"} covers every
-        module below C{a.b} (but not C{a.b} itself).
-    @ivar may_import: names of the other layers whose modules this layer's
-        modules may import, or C{[ANY]}.  Its own layer is always allowed.
-    @ivar also: single modules of other layers that may be imported as well.
+    :ivar name: the layer's name, used in other rows' ``may_import``.
+    :ivar modules: dotted module names in this layer; ``"a.b.*"`` covers every
+        module below ``a.b`` (but not ``a.b`` itself).
+    :ivar may_import: names of the other layers whose modules this layer's
+        modules may import, or ``[ANY]``.  Its own layer is always allowed.
+    :ivar also: single modules of other layers that may be imported as well.
     """
 
     name: str
@@ -82,16 +82,16 @@ class Layer:
 @dataclass(frozen=True)
 class Import:
     """
-    One imported name.  C{from a import b, c} gives two.
+    One imported name.  ``from a import b, c`` gives two.
 
-    @ivar importer: the module holding the import statement.
-    @ivar line: its line number.
-    @ivar module: the absolute module named by C{import X} or C{from X
-        import}, relative imports resolved; C{None} for a relative import
+    :ivar importer: the module holding the import statement.
+    :ivar line: its line number.
+    :ivar module: the absolute module named by ``import X`` or ``from X
+        import``, relative imports resolved; ``None`` for a relative import
         that climbs above the top-level package.
-    @ivar name: the name after C{from X import}, or C{None} for C{import X}.
-    @ivar where: where the statement is, for messages: C{"top level"},
-        C{"in Kernel.start"}, C{"under TYPE_CHECKING"}...
+    :ivar name: the name after ``from X import``, or ``None`` for ``import X``.
+    :ivar where: where the statement is, for messages: ``"top level"``,
+        ``"in Kernel.start"``, ``"under TYPE_CHECKING"``...
     """
 
     importer: str
@@ -116,10 +116,10 @@ class Forbidden:
     """
     An import the layer table does not allow.
 
-    @ivar imp: the import (of the first name, for C{from X import a, b}).
-    @ivar target: the module it imports (see L{resolve}).
-    @ivar reason: why it is forbidden.
-    @ivar names: every name the statement imports from C{target}.
+    :ivar imp: the import (of the first name, for ``from X import a, b``).
+    :ivar target: the module it imports (see :obj:`resolve`).
+    :ivar reason: why it is forbidden.
+    :ivar names: every name the statement imports from ``target``.
     """
 
     imp: Import
@@ -162,12 +162,12 @@ def load_tree(
     package_dir: str, exclude: Collection[str] = ("test",), extra: Mapping[str, str] = {}
 ) -> Tuple[Dict[str, str], Set[str]]:
     """
-    Read every C{.py} module of the package in C{package_dir}.
+    Read every ``.py`` module of the package in ``package_dir``.
 
-    @param exclude: subdirectories of C{package_dir} to leave out.
-    @param extra: more modules, as module name to file path; missing files are
+    :param exclude: subdirectories of ``package_dir`` to leave out.
+    :param extra: more modules, as module name to file path; missing files are
         left out.
-    @return: C{(sources, packages)}.
+    :return: ``(sources, packages)``.
     """
     top = os.path.basename(os.path.normpath(package_dir))
     parent = os.path.dirname(os.path.normpath(package_dir))
@@ -224,7 +224,7 @@ def _is_type_checking(test: ast.expr) -> bool:
 
 def _is_dynamic_import(func: ast.expr) -> bool:
     """
-    C{importlib.import_module(...)}, C{import_module(...)}, C{__import__(...)}.
+    ``importlib.import_module(...)``, ``import_module(...)``, ``__import__(...)``.
     """
     if isinstance(func, ast.Name):
         return func.id in ("import_module", "__import__")
@@ -311,8 +311,8 @@ def collect_imports(
 ) -> Dict[str, List[Import]]:
     """
     Every import of every module, in source order: top level, in functions,
-    methods and class bodies, under C{if TYPE_CHECKING:}, and calls of
-    C{importlib.import_module} or C{__import__} with a literal absolute name.
+    methods and class bodies, under ``if TYPE_CHECKING:``, and calls of
+    ``importlib.import_module`` or ``__import__`` with a literal absolute name.
     """
     pkgs = _packages(sources, packages)
     result = {}
@@ -329,16 +329,16 @@ def _ours(name: str, top: str) -> bool:
 
 def resolve(imp: Import, modules: Collection[str], top: str = "lightspeed") -> Optional[str]:
     """
-    The module C{imp} imports, as far as C{modules} is concerned.
+    The module ``imp`` imports, as far as ``modules`` is concerned.
 
-    C{from p import x} imports the module C{p.x} when C{modules} has one
-    (C{from lightspeed import errors}), else C{p} (C{from lightspeed import
-    Kernel} imports the package).  C{import a.b.c} imports C{a.b.c} alone,
+    ``from p import x`` imports the module ``p.x`` when ``modules`` has one
+    (``from lightspeed import errors``), else ``p`` (``from lightspeed import
+    Kernel`` imports the package).  ``import a.b.c`` imports ``a.b.c`` alone,
     not the packages around it.
 
-    @return: a name in C{modules}; or, for a name in package C{top} that is no
-        module in C{modules} (and for a relative import above the top-level
-        package), that name, which then belongs to no layer; or C{None} for a
+    :return: a name in ``modules``; or, for a name in package ``top`` that is no
+        module in ``modules`` (and for a relative import above the top-level
+        package), that name, which then belongs to no layer; or ``None`` for a
         module outside (the standard library, Twisted...).
     """
     if imp.module is None:
@@ -357,7 +357,7 @@ def import_graph(
 ) -> Dict[str, Dict[str, Import]]:
     """
     Module -> module it imports -> its first import of that module, for
-    imports between modules of C{sources}.
+    imports between modules of ``sources``.
     """
     graph: Dict[str, Dict[str, Import]] = {}
     for module, imports in collect_imports(sources, packages).items():
@@ -444,14 +444,14 @@ def format_cycle(cycle: List[Import]) -> str:
 
 def layers_of(module: str, table: Sequence[Layer]) -> List[str]:
     """
-    The names of the layers of C{table} that place C{module}.
+    The names of the layers of ``table`` that place ``module``.
     """
     return [layer.name for layer in table if layer.places(module)]
 
 
 def misplaced(modules: Iterable[str], table: Sequence[Layer]) -> List[Tuple[str, List[str]]]:
     """
-    C{(module, layers)} for each module that is not in exactly one layer.
+    ``(module, layers)`` for each module that is not in exactly one layer.
     """
     result = []
     for module in sorted(modules):
@@ -470,7 +470,7 @@ def _allowed_layers(layer: Layer, table: Sequence[Layer]) -> Set[str]:
 def table_problems(table: Sequence[Layer]) -> List[str]:
     """
     Mistakes in the table itself: repeated or unknown layer names, modules
-    named by two layers, C{also} modules no layer places, and layers that may
+    named by two layers, ``also`` modules no layer places, and layers that may
     import each other (so that the table would allow a cycle).
     """
     problems = []
@@ -510,11 +510,11 @@ def forbidden_imports(
     top: str = "lightspeed",
 ) -> List[Forbidden]:
     """
-    Every import of a module of package C{top} (or of any module in
-    C{sources}) that C{table} does not allow.  Each import statement is
+    Every import of a module of package ``top`` (or of any module in
+    ``sources``) that ``table`` does not allow.  Each import statement is
     reported once per module it imports, wherever it is.  Imports within one
     layer are allowed; an import of or by a module in no single layer, or of a
-    name of C{top} that is no module, is not.
+    name of ``top`` that is no module, is not.
     """
     found: Dict[Tuple[str, int, str], Forbidden] = {}
     for module, imports in collect_imports(sources, packages).items():
@@ -552,7 +552,7 @@ def _forbidden_reason(
 
 def describe_rule(layer: Layer) -> str:
     """
-    What C{layer} may import, in words.
+    What ``layer`` may import, in words.
     """
     if ANY in layer.may_import:
         return f"{layer.name} may import anything"
@@ -571,8 +571,8 @@ def imports_of(
     packages: Optional[Collection[str]] = None,
 ) -> List[Import]:
     """
-    The imports in C{module} of C{prefix} or anything below it
-    (C{from twisted import internet} counts for C{twisted.internet}).
+    The imports in ``module`` of ``prefix`` or anything below it
+    (``from twisted import internet`` counts for ``twisted.internet``).
     """
     found = []
     for imp in collect_imports(sources, packages).get(module, []):
@@ -591,9 +591,9 @@ def oversize(
     sources: Mapping[str, str], max_module: int, max_class: int, max_function: int
 ) -> List[Oversize]:
     """
-    Modules over C{max_module} lines, classes over C{max_class} and functions
-    or methods over C{max_function}.  A class or function is measured from its
-    C{class} or C{def} line (decorators left out) to its last line; a nested
+    Modules over ``max_module`` lines, classes over ``max_class`` and functions
+    or methods over ``max_function``.  A class or function is measured from its
+    ``class`` or ``def`` line (decorators left out) to its last line; a nested
     function counts both on its own and within its parent.
     """
     result = []

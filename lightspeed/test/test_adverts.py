@@ -1,6 +1,6 @@
 # -*- test-case-name: lightspeed.test.test_adverts -*-
 """
-Signed routing adverts (L{lightspeed.adverts}): no kernel can lie about
+Signed routing adverts (:obj:`lightspeed.adverts`): no kernel can lie about
 another kernel's links.
 """
 
@@ -33,7 +33,7 @@ def signer(name: str, **kw: Any) -> AdvertSigner:
 
 class SignerTests(SynchronousTestCase):
     """
-    L{AdvertSigner} alone: no reactor, no network.
+    :obj:`AdvertSigner` alone: no reactor, no network.
     """
 
     lsa = LinkState("a", 7, 3, (("b", 1), ("c", 2)))
@@ -125,7 +125,7 @@ class SignedMeshTests(SynchronousTestCase):
 
     def assert_refused(self, reason: str, closed: bool = True) -> None:
         """
-        b refused the advert (and closed its link to a, if C{closed}) and
+        b refused the advert (and closed its link to a, if ``closed``) and
         c is still reached the honest way.
         """
         self.assertEqual(self.k["b"].network.bad_adverts, 1)

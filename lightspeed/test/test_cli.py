@@ -1,6 +1,6 @@
 # -*- test-case-name: lightspeed.test.test_cli -*-
 """
-Tests for the C{lightspeed} command line and TLS through twistd options.
+Tests for the ``lightspeed`` command line and TLS through twistd options.
 """
 
 from __future__ import annotations

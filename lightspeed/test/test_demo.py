@@ -1,6 +1,6 @@
 # -*- test-case-name: lightspeed.test.test_demo -*-
 """
-Tests for L{lightspeed.demo}, what C{make run} shows before the network.
+Tests for :obj:`lightspeed.demo`, what ``make run`` shows before the network.
 """
 
 import io

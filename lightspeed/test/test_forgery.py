@@ -41,7 +41,7 @@ class ForgedOriginTests(SynchronousTestCase):
 
     def inject(self, origin: str, dests: tuple, payload: bytes) -> None:
         """
-        Make a send C{payload} as if it came from C{origin}.
+        Make a send ``payload`` as if it came from ``origin``.
         """
         self.links["ab"].server.dataReceived(frame(routed_body(origin, dests, 5, payload)))
         self.mesh.settle()

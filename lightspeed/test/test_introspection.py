@@ -27,7 +27,7 @@ def failure(case: SynchronousTestCase, mesh: Any, d: Any, *types: type) -> Any:
 
 class Recorder:
     """
-    A session on C{kernel} aliased C{alias} that records 'got' and
+    A session on ``kernel`` aliased ``alias`` that records 'got' and
     '_undeliverable' events.
     """
 

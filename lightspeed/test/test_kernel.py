@@ -1,6 +1,6 @@
 # -*- test-case-name: lightspeed.test.test_kernel -*-
 """
-Tests for L{lightspeed.kernel} and L{lightspeed.session}: the local kernel.
+Tests for :obj:`lightspeed.kernel` and :obj:`lightspeed.session`: the local kernel.
 """
 
 from __future__ import annotations

@@ -1,20 +1,21 @@
 # -*- test-case-name: lightspeed.test.test_layers -*-
 """
 The architecture's layer table, kept true: every module of the package (and
-the C{twistd} plugin) is in exactly one layer and imports only what its layer
+the ``twistd`` plugin) is in exactly one layer and imports only what its layer
 may import, no imports form a cycle, no module, class or function grows past
-its size limit, and L{lightspeed.clientlite} stays free of the reactor.
+its size limit, and :obj:`lightspeed.clientlite` stays free of the reactor.
 
-The modules are read with L{ast} (see L{lightspeed.test.layers}), never
+The modules are read with :obj:`ast` (see :obj:`lightspeed.test.layers`), never
 imported, so every import counts: top level, inside functions, methods and
-classes, and under C{if TYPE_CHECKING:}.  There are no exemptions: the table
+classes, and under ``if TYPE_CHECKING:``.  There are no exemptions: the table
 below and these rules are the whole truth.  A new module fails
-L{LayerTests.test_every_module_placed} until it is given a layer here.
+:obj:`LayerTests.test_every_module_placed` until it is given a layer here.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import textwrap
 from typing import Dict, List, Mapping, Optional, Set, Tuple
 
@@ -170,8 +171,8 @@ _tree: Optional[Tuple[Dict[str, str], Set[str]]] = None
 
 def tree() -> Tuple[Dict[str, str], Set[str]]:
     """
-    C{(sources, packages)} of every module of the package except
-    C{lightspeed/test/}, and of the plugin when it is there.
+    ``(sources, packages)`` of every module of the package except
+    ``lightspeed/test/``, and of the plugin when it is there.
     """
     global _tree
     if _tree is None:
@@ -292,8 +293,8 @@ class LayerTests(SynchronousTestCase):
 
 def _sources(**modules: str) -> Dict[str, str]:
     """
-    Module sources from keyword arguments: C{lightspeed__wire__codec="..."}
-    is C{lightspeed.wire.codec}; a name with a dot is kept as it is.
+    Module sources from keyword arguments: ``lightspeed__wire__codec="..."``
+    is ``lightspeed.wire.codec``; a name with a dot is kept as it is.
     """
     return {
         name if "." in name else name.replace("__", "."): textwrap.dedent(src)
@@ -307,7 +308,7 @@ def _edges(sources: Mapping[str, str], packages: Optional[Set[str]] = None) -> S
 
 class ImportCollectionTests(SynchronousTestCase):
     """
-    L{collect_imports}, L{resolve} and L{import_graph} on small module sets.
+    :obj:`collect_imports`, :obj:`resolve` and :obj:`import_graph` on small module sets.
     """
 
     def test_everywhere(self) -> None:
@@ -359,7 +360,7 @@ class ImportCollectionTests(SynchronousTestCase):
     def test_relative(self) -> None:
         """
         When imports are relative, then they resolve against the importer's
-        package: a module's own package, or a package's C{__init__} itself.
+        package: a module's own package, or a package's ``__init__`` itself.
         """
         sources = _sources(
             lightspeed="from . import errors\nfrom .wire import codec",
@@ -382,8 +383,8 @@ class ImportCollectionTests(SynchronousTestCase):
 
     def test_explicit_packages(self) -> None:
         """
-        When a package has no modules in the mapping, then C{packages} still
-        makes C{from . import x} in it resolve against itself.
+        When a package has no modules in the mapping, then ``packages`` still
+        makes ``from . import x`` in it resolve against itself.
         """
         sources = _sources(lightspeed="", lightspeed__web="from . import x", lightspeed__x="")
         self.assertEqual(_edges(sources), {("lightspeed.web", "lightspeed.x")})
@@ -394,8 +395,8 @@ class ImportCollectionTests(SynchronousTestCase):
     def test_package_or_submodule(self) -> None:
         """
         When a module imports from the package, then a submodule name counts
-        as that submodule, a re-exported name as the package, and C{import
-        a.b.c} as C{a.b.c} alone.
+        as that submodule, a re-exported name as the package, and ``import
+        a.b.c`` as ``a.b.c`` alone.
         """
         sources = _sources(
             lightspeed="",
@@ -425,7 +426,7 @@ class ImportCollectionTests(SynchronousTestCase):
 
 class CycleTests(SynchronousTestCase):
     """
-    L{find_cycles}.
+    :obj:`find_cycles`.
     """
 
     def test_long_cycle(self) -> None:
@@ -494,7 +495,7 @@ class CycleTests(SynchronousTestCase):
 
 class ForbiddenTests(SynchronousTestCase):
     """
-    L{forbidden_imports}, L{misplaced} and L{table_problems}, with the real
+    :obj:`forbidden_imports`, :obj:`misplaced` and :obj:`table_problems`, with the real
     table and with small ones.
     """
 
@@ -598,7 +599,7 @@ class ForbiddenTests(SynchronousTestCase):
     def test_misplaced(self) -> None:
         """
         When patterns of two layers cover one module, then it is misplaced;
-        C{a.*} covers modules below C{a}, not C{a}.
+        ``a.*`` covers modules below ``a``, not ``a``.
         """
         table = [Layer("one", ["lightspeed.web.*", "lightspeed.x"]), Layer("two", ["lightspeed.web.a"])]
         self.assertEqual(layers_of("lightspeed.web", table), [])
@@ -638,7 +639,7 @@ class ForbiddenTests(SynchronousTestCase):
 
 class SizeAndReactorTests(SynchronousTestCase):
     """
-    L{oversize} and L{imports_of}.
+    :obj:`oversize` and :obj:`imports_of`.
     """
 
     def test_oversize(self) -> None:
@@ -685,3 +686,17 @@ class SizeAndReactorTests(SynchronousTestCase):
         )
         found = imports_of(sources, "lightspeed.clientlite", "twisted.internet")
         self.assertEqual([imp.line for imp in found], [3, 4, 6])
+
+
+class DocstringMarkupTests(SynchronousTestCase):
+    """
+    Docstrings use one markup, reStructuredText field lists (for Sphinx
+    autodoc): no epytext markers.
+    """
+
+    def test_no_epytext(self):
+        """When the package's sources are read, then none holds an epytext marker."""
+        marker = re.compile(r"(?<![\w])[CLIB]\{|^\s*@(param|return|returns|raise|raises|ivar|type)\b", re.M)
+        found = [f"{name} line {source[:m.start()].count(chr(10)) + 1}: {m.group(0).strip()}"
+                 for name, source in sorted(tree()[0].items()) for m in marker.finditer(source)]
+        self.assertEqual(found, [])

@@ -1,6 +1,6 @@
 # -*- test-case-name: lightspeed.test.test_mesh -*-
 """
-Remote post, call and request across in-memory meshes (L{lightspeed.testing}).
+Remote post, call and request across in-memory meshes (:obj:`lightspeed.testing`).
 """
 
 from __future__ import annotations
@@ -485,7 +485,7 @@ class ForgedAdvertTests(SynchronousTestCase):
 class ThreeKernelLineCase(SynchronousTestCase):
     """
     A base for the classes below: a - b - c, each kernel with Sinks 's'
-    and 't' logging to C{self.log}.
+    and 't' logging to ``self.log``.
     """
 
     def setUp(self):

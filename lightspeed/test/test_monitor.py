@@ -347,7 +347,7 @@ class LimitTests(SynchronousTestCase):
 class MonitorEventDeliveryTests(SynchronousTestCase):
     """
     Monitor events between kernels: what counts as one, and the hooks
-    they pass (same mesh as L{RemoteMonitorTests}).
+    they pass (same mesh as :obj:`RemoteMonitorTests`).
     """
 
     setUp = RemoteMonitorTests.setUp
@@ -383,7 +383,7 @@ class MonitorEventDeliveryTests(SynchronousTestCase):
 
 class MonitorTargetTests(SynchronousTestCase):
     """
-    Which targets a registration may name (same mesh as L{RemoteMonitorTests}).
+    Which targets a registration may name (same mesh as :obj:`RemoteMonitorTests`).
     """
 
     setUp = RemoteMonitorTests.setUp
@@ -398,7 +398,7 @@ class MonitorTargetTests(SynchronousTestCase):
 class RegistrationTopicsTests(SynchronousTestCase):
     """
     Topics registered for one target at another kernel (same mesh as
-    L{RemoteMonitorTests}).
+    :obj:`RemoteMonitorTests`).
     """
 
     setUp = RemoteMonitorTests.setUp
@@ -419,7 +419,7 @@ class RegistrationTopicsTests(SynchronousTestCase):
 
 class SentEventKindTests(SynchronousTestCase):
     """
-    The kind that 'sent' events report (same mesh as L{RemoteMonitorTests}).
+    The kind that 'sent' events report (same mesh as :obj:`RemoteMonitorTests`).
     """
 
     setUp = RemoteMonitorTests.setUp
@@ -455,16 +455,16 @@ class RefusedAdditionTests(SynchronousTestCase):
 class RestartTests(SynchronousTestCase):
     """
     Issue 8: a kernel that restarts under the same name is reported by an
-    observer two hops away as exactly one C{kernel_down} of the old
-    incarnation and one C{kernel_up} of the new, whatever order the
-    adverts arrive in, and a request sent from that C{kernel_up} succeeds.
+    observer two hops away as exactly one ``kernel_down`` of the old
+    incarnation and one ``kernel_up`` of the new, whatever order the
+    adverts arrive in, and a request sent from that ``kernel_up`` succeeds.
     """
 
     def start(self, names: str, edges: str) -> None:
         """
-        Kernels C{names} linked by C{edges} (see L{build}); a watcher on
-        'a' records C{(topic, peer, incarnation)} for kernel events about
-        'c' and, on every C{kernel_up} of 'c', asks c's session 's' for
+        Kernels ``names`` linked by ``edges`` (see :obj:`build`); a watcher on
+        'a' records ``(topic, peer, incarnation)`` for kernel events about
+        'c' and, on every ``kernel_up`` of 'c', asks c's session 's' for
         its kernel's incarnation.
         """
         self.mesh, self.k, self.links = build(names, edges)

@@ -21,7 +21,7 @@ from lightspeed.errors import LinkClosed
 
 def wait_for(predicate, timeout: float = 10.0, step: float = 0.01) -> Deferred:
     """
-    Poll C{predicate} on the reactor until it is true (the test's own
+    Poll ``predicate`` on the reactor until it is true (the test's own
     timeout bounds it; this is about behaviour, not speed).
     """
     @inlineCallbacks

@@ -1,7 +1,7 @@
 # -*- test-case-name: lightspeed.test.test_protocol -*-
 """
-Tests for L{lightspeed.wire.protocol}: one link protocol on an in-memory
-transport and a L{task.Clock}.
+Tests for :obj:`lightspeed.wire.protocol`: one link protocol on an in-memory
+transport and a :obj:`task.Clock`.
 """
 
 from __future__ import annotations
@@ -153,8 +153,8 @@ class HostileInputTests(SynchronousTestCase):
 
     def attack(self, data: bytes, code: str) -> None:
         """
-        Feed C{data} to b's end of the a-b link, then check that b closed
-        that link with BYE C{code} (and a heard it), that c still reaches b
+        Feed ``data`` to b's end of the a-b link, then check that b closed
+        that link with BYE ``code`` (and a heard it), that c still reaches b
         and a's link is gone.
         """
         self.ab.server.dataReceived(data)

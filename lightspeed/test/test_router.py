@@ -1,6 +1,6 @@
 # -*- test-case-name: lightspeed.test.test_router -*-
 """
-Tests for L{lightspeed.router}: link-state advertisements and routes.
+Tests for :obj:`lightspeed.router`: link-state advertisements and routes.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from lightspeed.router import LinkState, Router
 
-#: Edges as C{{(x, y): (cost x advertises, cost y advertises)}} with C{x < y}.
+#: Edges as ``{(x, y): (cost x advertises, cost y advertises)}`` with ``x < y``.
 Edges = Dict[Tuple[str, str], Tuple[int, int]]
-#: An LSA in flight: C{(to, from, lsa)}.
+#: An LSA in flight: ``(to, from, lsa)``.
 Message = Tuple[str, str, LinkState]
 
 NAMES = ["ash", "bay", "cob", "dun", "elm", "fir", "gum", "hob"]
@@ -25,14 +25,14 @@ INF = float("inf")
 
 def lsa(origin: str, links: Dict[str, int], incarnation: int = 1, seq: int = 1) -> LinkState:
     """
-    An LSA of C{origin} listing C{links}.
+    An LSA of ``origin`` listing ``links``.
     """
     return LinkState(origin, incarnation, seq, tuple(sorted(links.items())))
 
 
 def edge(x: str, y: str, cx: int = 1, cy: Optional[int] = None) -> Edges:
     """
-    One edge; C{cy} defaults to C{cx}.
+    One edge; ``cy`` defaults to ``cx``.
     """
     cy = cx if cy is None else cy
     return {(x, y): (cx, cy)} if x < y else {(y, x): (cy, cx)}
@@ -40,7 +40,7 @@ def edge(x: str, y: str, cx: int = 1, cy: Optional[int] = None) -> Edges:
 
 def chain(spec: str) -> Edges:
     """
-    Unit-cost edges written like C{"a-b b-c"}.
+    Unit-cost edges written like ``"a-b b-c"``.
     """
     edges: Edges = {}
     for pair in spec.split():
@@ -51,7 +51,7 @@ def chain(spec: str) -> Edges:
 
 def costs_of(edges: Edges, x: str, y: str) -> Tuple[int, int]:
     """
-    The costs C{x} and C{y} advertise for their edge.
+    The costs ``x`` and ``y`` advertise for their edge.
     """
     if x < y:
         return edges[(x, y)]
@@ -61,7 +61,7 @@ def costs_of(edges: Edges, x: str, y: str) -> Tuple[int, int]:
 
 def adverts(edges: Edges) -> Dict[str, Dict[str, int]]:
     """
-    What each kernel advertises for C{edges}.
+    What each kernel advertises for ``edges``.
     """
     out: Dict[str, Dict[str, int]] = {}
     for (x, y), (cx, cy) in edges.items():
@@ -72,7 +72,7 @@ def adverts(edges: Edges) -> Dict[str, Dict[str, int]]:
 
 def router_for(me: str, edges: Edges, order: Optional[Iterable[str]] = None) -> Router:
     """
-    A router for C{me} with its links up and every other kernel's LSA held.
+    A router for ``me`` with its links up and every other kernel's LSA held.
     """
     ads = adverts(edges)
     router = Router(me, 1)
@@ -110,14 +110,14 @@ def oracle(names: Iterable[str], edges: Edges) -> Tuple[Dict[str, Dict[str, int]
 def simulate_flood(routers: Dict[str, Router], links: Set[FrozenSet[str]], pending: List[Message],
                    choose: Callable[[int], int], limit: Optional[int] = None) -> int:
     """
-    Deliver in-flight LSAs the way L{lightspeed.network} does: a new one is
+    Deliver in-flight LSAs the way :obj:`lightspeed.network` does: a new one is
     flooded to every neighbour but its sender, and routes are queried after
     every delivery.
 
     :param routers: the live routers by name.
     :param links: the links that are up.
     :param pending: the messages in flight; consumed.
-    :param choose: picks the index of the next message among C{n}.
+    :param choose: picks the index of the next message among ``n``.
     :param limit: deliver at most this many, or all.
     :returns: how many were delivered.
     """
@@ -185,7 +185,7 @@ class Mesh:
 
     def restart(self, name: str, same_incarnation: bool = False) -> Router:
         """
-        Kill C{name} (its neighbours see their links drop) and start it again
+        Kill ``name`` (its neighbours see their links drop) and start it again
         with no links and the next incarnation (or the same one).
         """
         old = self.routers[name]
@@ -205,7 +205,7 @@ class Mesh:
 def meshes(draw: Callable, min_nodes: int = 2, max_nodes: int = 8, cyclic: bool = False) -> Tuple[List[str], Edges]:
     """
     A connected graph: a random spanning tree plus random chords (at least
-    one if C{cyclic}), each end advertising a cost of 1 to 4.
+    one if ``cyclic``), each end advertising a cost of 1 to 4.
     """
     n = draw(st.integers(min_nodes, max_nodes))
     names = draw(st.permutations(NAMES))[:n]
@@ -222,7 +222,7 @@ def meshes(draw: Callable, min_nodes: int = 2, max_nodes: int = 8, cyclic: bool 
 
 def components(names: Iterable[str], edges: Edges) -> List[Set[str]]:
     """
-    The connected components of C{edges}.
+    The connected components of ``edges``.
     """
     groups = {n: {n} for n in names}
     for x, y in edges:
@@ -235,7 +235,7 @@ def components(names: Iterable[str], edges: Edges) -> List[Set[str]]:
 
 class ConvergenceMixin:
     """
-    Checks that a whole L{Mesh} agrees with the oracle.
+    Checks that a whole :obj:`Mesh` agrees with the oracle.
     """
 
     def assert_converged(self, mesh: Mesh) -> None:
@@ -768,12 +768,12 @@ class FloodingTests(ConvergenceMixin, SynchronousTestCase):
 
 class BehindTests(SynchronousTestCase):
     """
-    L{Router.behind}: which origins a neighbour's link can carry.
+    :obj:`Router.behind`: which origins a neighbour's link can carry.
     """
 
     def make(self, edges: str) -> "Router":
         """
-        Router 'x' whose database holds a two-way LSA set for C{edges}
+        Router 'x' whose database holds a two-way LSA set for ``edges``
         ('xa ab bc': x's own links plus the others').
         """
         adjacency: dict = {}
@@ -858,7 +858,7 @@ class BehindTests(SynchronousTestCase):
 
 class OutdatedTests(SynchronousTestCase):
     """
-    L{Router.outdated}: an LSA that still lists a link its other end
+    :obj:`Router.outdated`: an LSA that still lists a link its other end
     withdrew is not vouched for until a newer one replaces it.
     """
 

@@ -1,7 +1,7 @@
 # -*- test-case-name: lightspeed.test.test_specifier -*-
 """
-Tests for L{lightspeed.specifier}: parsing, validating and printing
-destination specifiers, and the L{BadSpecifier} raised for every malformed
+Tests for :obj:`lightspeed.specifier`: parsing, validating and printing
+destination specifiers, and the :obj:`BadSpecifier` raised for every malformed
 one.
 """
 
@@ -100,7 +100,7 @@ garbageText = st.one_of(
 
 class BadSpecifierTypeTests(SynchronousTestCase):
     """
-    Tests for the L{BadSpecifier} exception class itself.
+    Tests for the :obj:`BadSpecifier` exception class itself.
     """
 
     def test_isValueError(self):
@@ -111,7 +111,7 @@ class BadSpecifierTypeTests(SynchronousTestCase):
 
 class ParseTests(SynchronousTestCase):
     """
-    Tests for every form that L{parse} accepts.
+    Tests for every form that :obj:`parse` accepts.
     """
 
     def test_full(self):
@@ -185,7 +185,7 @@ class ParseTests(SynchronousTestCase):
 
 class CoerceTests(SynchronousTestCase):
     """
-    Tests for every form that L{coerce} accepts.
+    Tests for every form that :obj:`coerce` accepts.
     """
 
     def test_string(self):
@@ -267,7 +267,7 @@ class CoerceTests(SynchronousTestCase):
 
 class SpecifierTests(SynchronousTestCase):
     """
-    Tests for L{Specifier} values: printing, copies, hashing, immutability.
+    Tests for :obj:`Specifier` values: printing, copies, hashing, immutability.
     """
 
     def test_strFull(self):
@@ -350,7 +350,7 @@ class SpecifierTests(SynchronousTestCase):
 
 class CheckNameTests(SynchronousTestCase):
     """
-    Tests for L{check_name}.
+    Tests for :obj:`check_name`.
     """
 
     def test_valid(self):
@@ -385,7 +385,7 @@ class CheckNameTests(SynchronousTestCase):
 
 class CheckStateTests(SynchronousTestCase):
     """
-    Tests for L{check_state}.
+    Tests for :obj:`check_state`.
     """
 
     def test_valid(self):
@@ -414,13 +414,13 @@ class CheckStateTests(SynchronousTestCase):
 
 class ParseErrorTests(SynchronousTestCase):
     """
-    Tests for every malformed string given to L{parse} (and L{coerce}).
+    Tests for every malformed string given to :obj:`parse` (and :obj:`coerce`).
     """
 
     def assertBad(self, text: Any, *fragments: str) -> None:
         """
-        Assert that both L{parse} and L{coerce} reject C{text} with a
-        L{BadSpecifier} whose message holds every fragment.
+        Assert that both :obj:`parse` and :obj:`coerce` reject ``text`` with a
+        :obj:`BadSpecifier` whose message holds every fragment.
         """
         for f in (parse, coerce):
             e = self.assertRaises(BadSpecifier, f, text)
@@ -510,12 +510,12 @@ class ParseErrorTests(SynchronousTestCase):
 
 class CoerceErrorTests(SynchronousTestCase):
     """
-    Tests for every malformed non-string value given to L{coerce}.
+    Tests for every malformed non-string value given to :obj:`coerce`.
     """
 
     def assertBad(self, value: Any, *fragments: str) -> None:
         """
-        Assert that L{coerce} rejects C{value} with a L{BadSpecifier} whose
+        Assert that :obj:`coerce` rejects ``value`` with a :obj:`BadSpecifier` whose
         message holds every fragment.
         """
         e = self.assertRaises(BadSpecifier, coerce, value)
@@ -610,13 +610,13 @@ class CoerceErrorTests(SynchronousTestCase):
 class PropertyTests(SynchronousTestCase):
     """
     Hypothesis property tests for round trips and for the promise that only
-    L{BadSpecifier} escapes.
+    :obj:`BadSpecifier` escapes.
     """
 
     def assertOnlyBadSpecifier(self, f: Callable[[Any], Any], value: Any) -> None:
         """
-        Assert that C{f(value)} returns a L{Specifier} or raises
-        L{BadSpecifier}, and nothing else.
+        Assert that ``f(value)`` returns a :obj:`Specifier` or raises
+        :obj:`BadSpecifier`, and nothing else.
         """
         try:
             result = f(value)
@@ -683,7 +683,7 @@ class PropertyTests(SynchronousTestCase):
 class UnhashableInputTests(SynchronousTestCase):
     """
     Unhashable input (lists, dicts where strings belong) raises
-    L{BadSpecifier}, not L{TypeError} (it once escaped through the cache and
+    :obj:`BadSpecifier`, not :obj:`TypeError` (it once escaped through the cache and
     the duplicate removal).
     """
 

@@ -1,6 +1,6 @@
 # -*- test-case-name: lightspeed.test.test_tap -*-
 """
-Tests for the twistd plugin (L{lightspeed.tap}), including two real twistd
+Tests for the twistd plugin (:obj:`lightspeed.tap`), including two real twistd
 processes exchanging the seed's ping/pong.
 """
 

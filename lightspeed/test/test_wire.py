@@ -1,7 +1,7 @@
 # -*- test-case-name: lightspeed.test.test_wire -*-
 """
 Tests for the sans-IO wire layer: framing, codec, messages and the
-handshake state machine of L{lightspeed.wire.connection}.
+handshake state machine of :obj:`lightspeed.wire.connection`.
 """
 
 from __future__ import annotations

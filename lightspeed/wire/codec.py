@@ -4,7 +4,7 @@ CBOR encoding and strict decoding.  Pure.
 
 Only CBOR's plain types travel: None, bool, int (bignums included), float,
 str, bytes, lists (tuples are sent as lists) and dicts, plus the types an
-application registers explicitly with L{register_type}.  No other tagged
+application registers explicitly with :obj:`register_type`.  No other tagged
 types (dates, decimals, sets, shared references, ...) are encoded or
 decoded, and nothing that could run code (no pickle, ever).
 """
@@ -44,9 +44,9 @@ _encoder_map: Dict[type, Callable[[Any, Any], None]] = {}
 
 def register_type(kind: type, tag: int, to_plain: Callable[[Any], Any], from_plain: Callable[[Any], Any]) -> None:
     """
-    Let values of C{kind} travel, as CBOR tag C{tag} around
-    C{to_plain(value)} (plain types only); the receiver rebuilds them with
-    C{from_plain}.  Register the same type and tag on every kernel that
+    Let values of ``kind`` travel, as CBOR tag ``tag`` around
+    ``to_plain(value)`` (plain types only); the receiver rebuilds them with
+    ``from_plain``.  Register the same type and tag on every kernel that
     sends or receives it; anything unregistered is still refused.
 
     :param tag: a CBOR tag number of 256 or more, not one with standard
@@ -62,7 +62,7 @@ def register_type(kind: type, tag: int, to_plain: Callable[[Any], Any], from_pla
 
 def unregister_type(kind: type) -> None:
     """
-    Stop accepting C{kind} (tests use this to clean up).
+    Stop accepting ``kind`` (tests use this to clean up).
     """
     entry = _encoders.pop(kind, None)
     if entry is not None:
@@ -79,7 +79,7 @@ def _encode_registered(encoder: Any, value: Any) -> None:
 
 def _refuse_tag(tag: Any, immutable: bool = False) -> Any:
     """
-    cbor2's tag hook (called as C{hook(tag, immutable)}): rebuild a
+    cbor2's tag hook (called as ``hook(tag, immutable)``): rebuild a
     registered type, refuse every other tag.
     """
     from_plain = _decoders.get(tag.tag)
@@ -96,7 +96,7 @@ _SCALARS = frozenset({type(None), bool, int, float, str, bytes})
 
 def check_plain(value: Any) -> None:
     """
-    Make sure C{value} holds only plain types, without encoding it.
+    Make sure ``value`` holds only plain types, without encoding it.
 
     :raises EncodeError: naming the first value that is not.
     """
@@ -122,9 +122,9 @@ def check_plain(value: Any) -> None:
 
 def dumps(value: Any) -> bytes:
     """
-    Encode C{value} as CBOR.
+    Encode ``value`` as CBOR.
 
-    :raises EncodeError: if C{value} holds anything but plain types.
+    :raises EncodeError: if ``value`` holds anything but plain types.
     """
     check_plain(value)
     try:
@@ -135,7 +135,7 @@ def dumps(value: Any) -> bytes:
 
 def dumps_trusted(value: Any) -> bytes:
     """
-    Encode a value whose arguments L{check_plain} already accepted.
+    Encode a value whose arguments :obj:`check_plain` already accepted.
     """
     return _dumps(value, encoders=_encoder_map) if _encoder_map else _dumps(value)
 
@@ -145,10 +145,10 @@ _dumps = cbor2.dumps
 
 def loads(data: bytes) -> Any:
     """
-    Decode the CBOR item at the start of C{data} (bytes after it are
+    Decode the CBOR item at the start of ``data`` (bytes after it are
     ignored, as the framing already delimits messages).
 
-    :raises ProtocolError: (code C{malformed}) for anything malformed,
+    :raises ProtocolError: (code ``malformed``) for anything malformed,
         tagged or too deep.
     """
     try:

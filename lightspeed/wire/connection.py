@@ -50,7 +50,7 @@ _PROOF_LABEL = b"lightspeed-1 proof"
 
 def proof(password: bytes, prover: str, verifier: str, verifier_nonce: bytes, prover_nonce: bytes) -> bytes:
     """
-    The HMAC-SHA256 by which C{prover} shows it knows C{password}: bound to
+    The HMAC-SHA256 by which ``prover`` shows it knows ``password``: bound to
     both names and both fresh nonces, so it cannot be replayed on another
     link or reflected back.
     """
@@ -68,7 +68,7 @@ class LinkConfig:
     :ivar name: our kernel name.
     :ivar incarnation: our per-start id.
     :ivar compression: whether we ask for zlib.
-    :ivar password: the shared secret, or L{None} for none.
+    :ivar password: the shared secret, or :obj:`None` for none.
     :ivar max_frame: the longest frame body we accept.
     """
 
@@ -96,13 +96,13 @@ class Connection:
 
     :param config: our side's settings.
     :param admit: called with the peer's name and incarnation; returns
-        L{None} to go on, a reason to refuse (BYE C{duplicate-name}), or a
-        C{(code, reason)} pair.
-    :param on_up: called with the L{PeerInfo} when the handshake is done.
+        :obj:`None` to go on, a reason to refuse (BYE ``duplicate-name``), or a
+        ``(code, reason)`` pair.
+    :param on_up: called with the :obj:`PeerInfo` when the handshake is done.
     :param on_message: called with each decoded message once up.
-    :param on_close: called once with C{(code, message, by_peer)} when the
+    :param on_close: called once with ``(code, message, by_peer)`` when the
         link must end; queued output (a BYE) should still be written.
-    :param on_output: called when output is waiting in L{take_output}.
+    :param on_output: called when output is waiting in :obj:`take_output`.
     """
 
     def __init__(

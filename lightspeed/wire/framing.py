@@ -22,7 +22,7 @@ _unpack_from = HEADER.unpack_from
 
 def frame(body: bytes) -> bytes:
     """
-    :returns: C{body} with its length prefix.
+    :returns: ``body`` with its length prefix.
     """
     return _pack(len(body)) + body
 
@@ -46,7 +46,7 @@ class Framer:
         """
         Add bytes; return every frame body now complete, in order.
 
-        :raises FrameTooLarge: when a length prefix exceeds C{max_frame};
+        :raises FrameTooLarge: when a length prefix exceeds ``max_frame``;
             the stream cannot be trusted after that.
         """
         self._size += len(data)

@@ -1,7 +1,7 @@
 # -*- test-case-name: lightspeed.test.test_protocol -*-
 """
 The thin Twisted side of a link: bytes between a transport and a
-L{Connection}, keepalive and handshake timers, and write coalescing (all
+:obj:`Connection`, keepalive and handshake timers, and write coalescing (all
 frames queued in one reactor turn go out in one write).
 """
 
@@ -28,21 +28,21 @@ class LinkOptions:
     """
     Per-listener or per-connection settings.
 
-    :ivar password: shared secret (str or bytes), or L{None}.
+    :ivar password: shared secret (str or bytes), or :obj:`None`.
     :ivar compression: ask for zlib.
     :ivar keepalive: seconds between PINGs; a peer silent for three of
         them is dead.  0 turns keepalive off.
     :ivar handshake_timeout: seconds a new link may take to finish its
         handshake.
     :ivar max_frame: the longest frame accepted.
-    :ivar accept: a callable C{(local_address, remote_address) -> bool}
+    :ivar accept: a callable ``(local_address, remote_address) -> bool``
         that may refuse a new connection before the handshake (the seed's
         AUTHCLIENT).
     :ivar max_backlog: bytes that may wait for a peer that does not read
         (the transport paused us); past it the link closes ("slow-reader").
     :ivar tls_names: require the peer's TLS certificate to carry its kernel
         name (common name or DNS subject alternative name); set for you by
-        C{listen}/C{connect} with C{tls=} when the L{TLSConfig} has a CA.
+        ``listen``/``connect`` with ``tls=`` when the :obj:`TLSConfig` has a CA.
     """
 
     def __init__(self, password: Any = None, compression: bool = False, keepalive: float = 15.0,
@@ -82,7 +82,7 @@ class LinkProtocol(Protocol):
         self._keepalive_call: Any = None
         self._heard = False
         self._closing = False
-        #: Why the link closed (a L{LinkClosed} with a BYE code), once the
+        #: Why the link closed (a :obj:`LinkClosed` with a BYE code), once the
         #: lightspeed layer closed it or the peer said BYE.
         self.closed_reason: Optional[LinkClosed] = None
         self._paused = False
@@ -149,7 +149,7 @@ class LinkProtocol(Protocol):
     def when_ready(self) -> Deferred:
         """
         :returns: a Deferred that fires with this protocol once the
-            handshake is done, or fails with L{LinkClosed} naming the reason.
+            handshake is done, or fails with :obj:`LinkClosed` naming the reason.
         """
         if self._ready_result is not None:
             return succeed(self) if self._ready_result is self else fail(self._ready_result)
@@ -159,7 +159,7 @@ class LinkProtocol(Protocol):
 
     def when_lost(self) -> Deferred:
         """
-        :returns: a Deferred that fires (with L{None}) once the connection
+        :returns: a Deferred that fires (with :obj:`None`) once the connection
             is gone.
         """
         if self._lost_waiters is None:
@@ -282,7 +282,7 @@ class LinkProtocol(Protocol):
 
 class LinkFactory(Factory):
     """
-    Builds L{LinkProtocol}s for a listener or a client connection.
+    Builds :obj:`LinkProtocol`s for a listener or a client connection.
     """
 
     noisy = False

@@ -1,6 +1,6 @@
 """
-The C{twistd lightspeed} plugin: starts a lightspeed node.  Imports nothing
-heavy; the work is in L{lightspeed.tap}.
+The ``twistd lightspeed`` plugin: starts a lightspeed node.  Imports nothing
+heavy; the work is in :obj:`lightspeed.tap`.
 """
 
 from twisted.application.service import ServiceMaker
