@@ -212,42 +212,37 @@ class Network:
     def request(self, spec: Specifier, kernel: str, args: Tuple[Any, ...], sender: Any,
                 cstate: Optional[str], caller: Tuple[Optional[str], Optional[int]],
                 timeout: Optional[float]) -> Deferred:
-        try:
-            check_plain(args)
-        except EncodeError as e:
-            return fail(e)
-        name = self.port.local.wire_name(sender)
-        d = self.requests.start(
-            kernel,
-            lambda request_id: [REQUEST, list(spec.sessions), spec.state, list(args), name, cstate,
-                                caller[0], caller[1], request_id],
-            timeout, f"no answer from {str(spec)!r} within {timeout} s")
-        if self.events.sent and kernel in self.requests_kernels():
+        d = self._ask(kernel, REQUEST, list(spec.sessions), spec.state, args, sender, cstate, caller, timeout,
+                      f"no answer from {str(spec)!r} within {timeout} s")
+        if self.events.sent and not d.called:
             self.events.emit("sent", destination=str(spec), kind="request")
         return d
 
     def control(self, kernel: str, op: str, sessions: Any, args: Tuple[Any, ...], sender: Any,
                 cstate: Optional[str], caller: Tuple[Optional[str], Optional[int]],
                 timeout: Optional[float]) -> Deferred:
+        d = self._ask(kernel, CONTROL, sessions, op, args, sender, cstate, caller, timeout,
+                      f"no answer to {op!r} from kernel {kernel!r} within {timeout} s")
+        if self.events.sent and not op.startswith("monitor_") and not d.called:
+            self.events.emit("sent", destination=f"poe://{kernel}/{_sessions_text(sessions)}/{op}", kind="control")
+        return d
+
+    def _ask(self, kernel: str, kind: int, sessions: Any, state: str, args: Tuple[Any, ...], sender: Any,
+             cstate: Optional[str], caller: Tuple[Optional[str], Optional[int]], timeout: Optional[float],
+             late: str) -> Deferred:
+        """
+        Send a REQUEST or CONTROL to ``kernel``; its Deferred settles with
+        the answer.  Arguments that cannot travel, or that would make the
+        message too large, fail it at once with :class:`EncodeError`.
+        """
         try:
             check_plain(args)
         except EncodeError as e:
             return fail(e)
         name = self.port.local.wire_name(sender)
-        d = self.requests.start(
-            kernel,
-            lambda request_id: [CONTROL, sessions, op, list(args), name, cstate, caller[0], caller[1],
-                                request_id],
-            timeout, f"no answer to {op!r} from kernel {kernel!r} within {timeout} s")
-        if self.events.sent and not op.startswith("monitor_") and kernel in self.requests_kernels():
-            self.events.emit("sent", destination=f"poe://{kernel}/{_sessions_text(sessions)}/{op}", kind="control")
-        return d
-
-    def requests_kernels(self) -> List[str]:
-        """
-        The kernels that pending requests wait on.
-        """
-        return [entry[1] for entry in self.requests.pending.values()]
+        return self.requests.start(
+            kernel, lambda request_id: [kind, sessions, state, list(args), name, cstate, caller[0], caller[1],
+                                        request_id], timeout, late)
 
     def reachable(self) -> frozenset:
         return self.router.reachable()

@@ -537,6 +537,45 @@ class PayloadLimitTests(ThreeKernelLineCase):
         self.mesh.settle()
         self.assertEqual([x[2] for x in self.log], [(b"small",)])
 
+    def still_linked(self):
+        """
+        The links stay up and carry the next post.
+        """
+        self.assertEqual([link.peer.name for link in self.k["a"].network.links()], ["b"])
+        self.k["a"].post("poe://c/s/hit", b"after")
+        self.mesh.settle()
+        self.assertEqual([x[2] for x in self.log], [(b"after",)])
+
+    def test_oversized_request_refused_at_sender(self):
+        """When a request's argument exceeds the frame limit, then its Deferred fails with EncodeError at once."""
+        from lightspeed.errors import EncodeError
+
+        d = self.k["a"].request("poe://c/s/hit", b"x" * (17 * 1024 * 1024))
+        self.assertIn("exceeds", str(self.failureResultOf(d, EncodeError).value))
+        self.assertEqual(self.k["a"].network.requests.pending, {})
+        self.still_linked()
+
+    def test_oversized_control_refused_at_sender(self):
+        """When a control operation's argument exceeds the frame limit, then EncodeError at once."""
+        from lightspeed.errors import EncodeError
+
+        d = self.k["a"].control_at("c", "states", ["s"], (b"x" * (17 * 1024 * 1024),), 60.0)
+        self.failureResultOf(d, EncodeError)
+        self.still_linked()
+
+    def test_oversized_reply_fails_the_request(self):
+        """When a reply exceeds the frame limit, then the request fails with RemoteError EncodeError, links stay up."""
+        from lightspeed.errors import RemoteError
+
+        self.k["c"].spawn(inline_states={"_start": lambda e: e.kernel.alias_set("big"),
+                                         "get": lambda e: b"x" * (17 * 1024 * 1024)})
+        d = self.k["a"].request("poe://c/big/get")
+        self.mesh.settle()
+        error = self.failureResultOf(d, RemoteError).value
+        self.assertEqual(error.remote_type, "EncodeError")
+        self.assertIn("exceeds", error.remote_message)
+        self.still_linked()
+
 
 class ReservedStateTests(ThreeKernelLineCase):
     """

@@ -261,6 +261,35 @@ class LifecycleTests(RealKernels):
         self.assertGreaterEqual(service.failures, 1)
         self.assertGreater(service.delay, 0.5)  # later than a first retry
 
+    @inlineCallbacks
+    def test_kernel_in_application_tree(self):
+        """When a kernel is a child of an application, then its listeners and connectors are in the tree and start and stop with it."""
+        from twisted.application.service import Application, IService, IServiceCollection
+
+        from lightspeed.service import ConnectService, ListenService
+
+        application = Application("tree")
+        a, b = Kernel("tree-a", reactor=reactor), self.kernel("tree-b")
+        b_port = yield b.listen("tcp:0:interface=127.0.0.1").whenListening()
+        a.setServiceParent(IServiceCollection(application))
+        listener = a.listen("tcp:0:interface=127.0.0.1")
+        connector = a.connect(f"tcp:host=127.0.0.1:port={b_port.getHost().port}")
+        self.assertFalse(a.running)  # it waits for the application
+        self.assertIsNone(listener.port)
+        top = IService(application)
+        top.startService()
+        self.addCleanup(lambda: top.stopService() if top.running else None)
+        yield listener.whenListening()
+        link = yield connector.whenConnected()
+        self.assertEqual(link.peer.name, "tree-b")
+        self.assertEqual([type(child) for child in a], [ListenService, ConnectService])
+        self.assertIs(IServiceCollection(application).getServiceNamed("tree-a"), a)
+        yield deferLater(reactor, 0, lambda: None)  # ClientService cannot stop inside its own callback
+        yield top.stopService()
+        self.assertFalse(a.running)
+        self.assertEqual(a.network.links(), [])
+        self.assertIsNone(listener.port)
+
     def test_positional_tcp_host(self):
         """When a TLS connect uses the positional tcp:HOST:PORT form, then the host is the name checked."""
         from lightspeed.service import _endpoint_host
