@@ -52,6 +52,7 @@ class IDelivery(Interface):
 
     name = Attribute("The kernel's name.")
     aliases = Attribute("A read-only mapping of alias to session (the network's fast path reads it).")
+    current = Attribute("The session whose handler runs now, or None.")
 
     def lookup(name):
         """
@@ -127,6 +128,11 @@ class IKernelPort(Interface):
     events = Attribute("The kernel's IEventSink.")
     guarded = Attribute("True while any authentication hook is registered.")
 
+    def post(dest, *args):
+        """
+        Post as the current session (remote senders' postbacks use it).
+        """
+
     def authorize(kind, session, state, rsvp, sender, args):
         """
         Ask the authentication hooks whether a message from another kernel
@@ -166,11 +172,11 @@ class INetworkPort(Interface):
     name = Attribute("The kernel's name.")
     incarnation = Attribute("This start's incarnation.")
 
-    def send(spec, kernels, args, sender, cstate, cfile, cline, rsvp=None, kind=None):
+    def send(spec, kernels, args, sender, cstate, cfile, cline, rsvp=None, reply=False):
         """
-        Send a post (a call with ``rsvp``) to ``kernels`` (``('*',)``: every
-        other reachable kernel).  Unreachable kernels are reported to the
-        sender as undeliverable.
+        Send a post (a call with ``rsvp``; a call's value with ``reply``) to
+        ``kernels`` (``('*',)``: every other reachable kernel).  Unreachable
+        kernels are reported to the sender as undeliverable.
 
         :raises EncodeError: if an argument cannot travel or is too large.
         """

@@ -17,7 +17,7 @@ from __future__ import annotations
 import sys
 import types
 from collections import deque
-from typing import Any, Callable, Deque, Dict, Optional, Tuple
+from typing import Any, Callable, Deque, Optional, Tuple
 
 from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -25,6 +25,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from lightspeed.errors import NoCurrentSession, NoSuchSession
+from lightspeed.bounded import BoundedCache
 from lightspeed.calls import Calls, caller
 from lightspeed.interfaces import IDelivery
 from lightspeed.registry import Registry
@@ -74,7 +75,7 @@ class Runtime:
         self.current_state: Optional[str] = None
         # Specifier strings -> (spec, kernels) when they name only other
         # kernels, (spec, None) when they name one local session by alias.
-        self._plans: Dict[str, Tuple[Specifier, Optional[Tuple[str, ...]]]] = {}
+        self._plans = BoundedCache(4096)
 
     # -- IDelivery -------------------------------------------------------------
 
@@ -216,7 +217,7 @@ class Runtime:
                 if plan[1] is None:  # one local session, named by alias
                     session = self.aliases.get(plan[0].sessions[0])
                     if session is not None:
-                        self.enqueue(session, plan[0].state, args, sender, cstate, cfile, cline)  # type: ignore
+                        self.enqueue(session, plan[0].state, args, sender, cstate, cfile, cline)
                         return
                 elif self.remote is not None:
                     self.remote.send(plan[0], plan[1], args, sender, cstate, cfile, cline)
@@ -234,12 +235,10 @@ class Runtime:
         self.post_spec(spec, args, sender, cstate, cfile, cline)
 
     def _remember_plan(self, text: str, spec: Specifier) -> None:
-        if len(self._plans) >= 4096:
-            self._plans.clear()
         if self.name not in spec.kernels:
-            self._plans[text] = (spec, spec.kernels)
+            self._plans.remember(text, (spec, spec.kernels))
         elif spec.kernels == (self.name,) and len(spec.sessions) == 1 and not spec.all_sessions:
-            self._plans[text] = (spec, None)
+            self._plans.remember(text, (spec, None))
 
     def post_spec(self, spec: Specifier, args: Tuple[Any, ...], sender: Any, cstate: Optional[str],
                   cfile: Optional[str], cline: Optional[int], reply: bool = False,

@@ -1,4 +1,4 @@
-# -*- test-case-name: lightspeed.test.test_session -*-
+# -*- test-case-name: lightspeed.test.test_kernel -*-
 """
 Sessions, the events their handlers receive, and postbacks.
 

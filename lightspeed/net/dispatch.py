@@ -17,6 +17,7 @@ from twisted.internet.defer import maybeDeferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from lightspeed.bounded import BoundedCache
 from lightspeed.errors import BadSpecifier, LightspeedError
 from lightspeed.message import CALL, CALLREPLY, CONTROL, MONITOR_STATE, POST, REQUEST, RESPONSE, UNDELIVERABLE
 from lightspeed.session import RESERVED_STATES, RemoteSender
@@ -45,8 +46,8 @@ class Dispatcher:
         self._port = network.port
         self._local = network.port.local
         self._name = network.name
-        self._senders: Dict[tuple, RemoteSender] = {}
-        self._states: set = set()  # states seen valid (and not reserved)
+        self._senders = BoundedCache(1024)
+        self._states = BoundedCache(4096)  # states seen valid (and not reserved)
         self._handlers = {POST: self._post, CALLREPLY: self._post, CALL: self._call, REQUEST: self._request,
                           UNDELIVERABLE: self._notice, CONTROL: self._control}
 
@@ -80,9 +81,7 @@ class Dispatcher:
         key = (origin, payload[4], payload[5], payload[6], payload[7])
         sender = self._senders.get(key)
         if sender is None:
-            if len(self._senders) >= 1024:
-                self._senders.clear()
-            sender = self._senders[key] = RemoteSender(self._port, *key)
+            sender = self._senders.remember(key, RemoteSender(self._port, *key))
         return sender
 
     def _destination(self, sessions: Any, state: str) -> str:
@@ -185,8 +184,7 @@ class Dispatcher:
             if notice:
                 return None
             return f"state {state!r} is reserved and cannot be sent from another kernel"
-        if len(self._states) < 4096:
-            self._states.add(state)
+        self._states.remember(state, None)
         return None
 
     def _accepted(self, origin: str, payload: list, sender: RemoteSender) -> Optional[List[Any]]:

@@ -9,10 +9,11 @@ kept, and what cannot be passed on is reported.
 
 from __future__ import annotations
 
-from typing import Any, Dict, Iterable, List, Optional, Tuple
+from typing import Any, Iterable, List, Optional
 
 from twisted.logger import Logger
 
+from lightspeed.bounded import BoundedCache
 from lightspeed.errors import LightspeedError, ProtocolError
 from lightspeed.message import CALL, CALLREPLY, CONTROL, MONITOR_STATE, POST, REQUEST, RESPONSE, \
     UNDELIVERABLE, parse_payload, parse_routed, routed_body
@@ -39,7 +40,7 @@ class Relay:
         self._only_me = [network.name]
         self._router = network.router
         self._links = network.link_table
-        self._split: Dict[Tuple[str, ...], Tuple[List[Tuple[Any, Tuple[str, ...]]], List[str]]] = {}
+        self._split = BoundedCache(1024)
         self.misrouted = 0
         self.bad_payloads = 0
 
@@ -61,11 +62,9 @@ class Relay:
         key = tuple(dests)
         split = self._split.get(key)
         if split is None:
-            if len(self._split) >= 1024:
-                self._split.clear()
             groups, unreachable = self._router.split(key)
-            split = self._split[key] = (
-                [(self._links.to(hop), tuple(sub)) for hop, sub in groups.items()], unreachable)
+            split = self._split.remember(
+                key, ([(self._links.to(hop), tuple(sub)) for hop, sub in groups.items()], unreachable))
         routes, unreachable = split
         for link, sub in routes:
             link.send_body(routed_body(origin, sub, hops, payload))

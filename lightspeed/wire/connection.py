@@ -218,8 +218,19 @@ class Connection:
             return
         if self._inflate is not None:
             self._inflated(data)
-            return
-        for body in self._framer.feed(data):
+        elif self._handle(self._framer.feed(data)) and self._inflate is not None and self.state != "closed":
+            # Everything after the peer's HELLO is compressed.
+            self._inflated(self._framer.take_buffer())
+
+    def _handle(self, bodies: Any) -> bool:
+        """
+        Handle frame bodies in order.
+
+        :returns: whether the rest must wait: the link closed, or the peer
+            began to compress (the bytes still buffered are compressed).
+        """
+        plain = self._inflate is None
+        for body in bodies:
             if self.state == "up":
                 # Hot path: a link that is up hands most messages on as they are.
                 message = loads(body)
@@ -229,12 +240,9 @@ class Connection:
                 self._up_message(message)
             else:
                 self._body(body)
-            if self.state == "closed":
-                return
-            if self._inflate is not None:
-                # Everything after the peer's HELLO is compressed.
-                self._inflated(self._framer.take_buffer())
-                return
+            if self.state == "closed" or (plain and self._inflate is not None):
+                return True
+        return False
 
     def _inflated(self, data: bytes) -> None:
         inflate = self._inflate
@@ -242,13 +250,8 @@ class Connection:
         try:
             chunk = inflate.decompress(data, limit)
             while True:
-                for body in self._framer.feed(chunk):
-                    if self.state == "up":
-                        self._up_message(loads(body))
-                    else:
-                        self._body(body)
-                    if self.state == "closed":
-                        return
+                if self._handle(self._framer.feed(chunk)):
+                    return
                 if not inflate.unconsumed_tail:
                     break
                 chunk = inflate.decompress(inflate.unconsumed_tail, limit)
@@ -293,7 +296,7 @@ class Connection:
             )
         name, incarnation, nonce = hello.get("kernel"), hello.get("incarnation"), hello.get("nonce")
         try:
-            check_name(name, "kernel name")
+            name = check_name(name, "kernel name")
         except ValueError as e:
             raise HandshakeRefused(f"bad kernel name in HELLO: {e}", "bad-name") from None
         if type(incarnation) is not int or type(nonce) is not bytes or not 16 <= len(nonce) <= 64:
