@@ -33,11 +33,19 @@ client: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python -m lightspeed.demo
 
+# mypy (configured in setup.cfg, with the zope plugin) first, then trial.
 test: $(STAMP)
+	$(BIN)/python -m mypy
 	$(BIN)/python -m twisted.trial lightspeed
 
 bench: $(STAMP)
 	for b in bench/*.py; do $(BIN)/python $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) build *.egg-info _trial_temp
+	rm -rf $(VENV) build *.egg-info _trial_temp .mypy_cache
+
+# Render docs/pictures/*.dot to SVG (needs Graphviz's `dot`; installs
+# nothing).  The SVGs are committed, so only editors of a picture need it.
+.PHONY: pictures
+pictures:
+	for f in docs/pictures/*.dot; do dot -Tsvg "$$f" -o "$${f%.dot}.svg" || exit 1; done

@@ -86,7 +86,7 @@ class Calls:
         results = []
         for session in self._rt.targets(spec):
             try:
-                result = self._rt.call_now(session, spec.state, args, sender, cstate, *where)  # type: ignore[arg-type]
+                result = self._rt.call_now(session, spec.state, args, sender, cstate, *where)
             except Exception:
                 self.log.failure(
                     "call to state {state!r} of session {session} in kernel {kernel} raised",
@@ -94,7 +94,7 @@ class Calls:
                 )
                 continue
             results.append(result)
-            self.reply(session, spec.state, rsvp, result)  # type: ignore[arg-type]
+            self.reply(session, spec.state, rsvp, result)  # type: ignore[arg-type]  # destination() set a state
         self._rt.post_spec(spec, args, sender, cstate, where[0], where[1], rsvp=rsvp)
         return results[0] if len(results) == 1 and not self._rt.registry.remote_kernels(spec) else None
 

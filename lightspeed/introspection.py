@@ -202,9 +202,9 @@ def session_specifier(dest: Any) -> Specifier:
         if set(dest) != {"KERNEL", "SESSION"}:
             raise BadSpecifier(f"dict destination must have exactly the keys KERNEL and SESSION, not {sorted(map(str, dest))}")
         return Specifier.build(dest["KERNEL"], dest["SESSION"])
-    spec = getattr(dest, "specifier", None)
-    if isinstance(spec, Specifier):
-        return spec.session_only()
+    sender_spec = getattr(dest, "specifier", None)
+    if isinstance(sender_spec, Specifier):
+        return sender_spec.session_only()
     raise BadSpecifier(f"not a kernel/session destination: {type(dest).__name__} {dest!r}")
 
 

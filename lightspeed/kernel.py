@@ -54,7 +54,7 @@ def default_kernel_name() -> str:
 def _global_reactor() -> IReactorTime:
     from twisted.internet import reactor
 
-    return reactor  # type: ignore[return-value]
+    return reactor
 
 
 @implementer(IKernel, IKernelPort)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple, cast
 
 from twisted.internet.defer import Deferred, fail
 from twisted.logger import Logger
@@ -212,7 +212,8 @@ class Network:
     def request(self, spec: Specifier, kernel: str, args: Tuple[Any, ...], sender: Any,
                 cstate: Optional[str], caller: Tuple[Optional[str], Optional[int]],
                 timeout: Optional[float]) -> Deferred:
-        d = self._ask(kernel, REQUEST, list(spec.sessions), spec.state, args, sender, cstate, caller, timeout,
+        state = cast(str, spec.state)  # Calls.request got it from destination(): it names a state
+        d = self._ask(kernel, REQUEST, list(spec.sessions), state, args, sender, cstate, caller, timeout,
                       f"no answer from {str(spec)!r} within {timeout} s")
         if self.events.sent and not d.called:
             self.events.emit("sent", destination=str(spec), kind="request")

@@ -12,10 +12,12 @@ starts with its first listener or connector.
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Optional, cast
 
 from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred, maybeDeferred, succeed
+
+from lightspeed.interfaces import IKernelPort
 
 __all__ = ["Node"]
 
@@ -40,7 +42,8 @@ class Node(MultiService):
         if self.network is None:
             from lightspeed.network import Network
 
-            self.network = self.local.remote = Network(self, incarnation)
+            # Every Node is a Kernel, which provides IKernelPort.
+            self.network = self.local.remote = Network(cast(IKernelPort, self), incarnation)
         return self.network
 
     def sign_adverts(self, tls: Any) -> None:
@@ -112,7 +115,7 @@ class Node(MultiService):
         """
         if self.network is not None:
             self.network.close_links()
-        return super().stopService()  # type: ignore[return-value]
+        return super().stopService()
 
     def shutdown(self) -> Deferred:
         """

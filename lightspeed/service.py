@@ -2,9 +2,10 @@
 """
 Listening and connecting, as services of the ``twisted.application`` tree.
 
-:obj:`Kernel.listen` and :obj:`Kernel.connect` use these; both return a started
-service that a caller can wait on (``whenListening()`` /
-``whenConnected()``) and stop (``stopService()``).
+:obj:`Kernel.listen` and :obj:`Kernel.connect` use these; both return a
+child service of the kernel (it runs while the kernel runs) that a caller
+can wait on (``whenListening()`` / ``whenConnected()``) and stop
+(``stopService()``).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from twisted.application.internet import ClientService, backoffPolicy
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.endpoints import clientFromString, serverFromString
-from twisted.internet.interfaces import IListeningPort, IStreamClientEndpoint, IStreamServerEndpoint
+from twisted.internet.interfaces import IListeningPort, IProtocolFactory, IStreamClientEndpoint, IStreamServerEndpoint
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -104,7 +105,7 @@ class ListenService(Service):
         self._waiters.append(d)
         return d
 
-    def stopService(self) -> Deferred:
+    def stopService(self) -> Optional[Deferred]:  # stopListening() may return None
         super().stopService()
         if self.port is not None:
             port, self.port = self.port, None
@@ -169,6 +170,7 @@ class _HandshakeEndpoint:
         return self._endpoint.connect(_HandshakeFactory(factory))
 
 
+@implementer(IProtocolFactory)  # the wrapped factory's, through __getattr__
 class _HandshakeFactory:
     def __init__(self, factory: Any) -> None:
         self._factory = factory

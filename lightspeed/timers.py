@@ -46,7 +46,7 @@ class Timers:
             if runtime.registry.remote_kernels(spec):
                 raise BadSpecifier(f"timers can only name local sessions, not {str(spec)!r}")
             sessions = tuple(runtime.targets(spec))
-            state = spec.state  # type: ignore[assignment]
+            state = spec.state
         alarm_id = next(self._ids)
         call = runtime.reactor.callLater(max(0.0, seconds), self._fire, alarm_id)
         self._alarms[alarm_id] = (call, sessions, state, args)

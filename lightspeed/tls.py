@@ -20,6 +20,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from twisted.internet.interfaces import IOpenSSLClientConnectionCreator
 from twisted.internet.ssl import (
     Certificate,
     CertificateOptions,
@@ -192,7 +193,7 @@ def server_options(config: TLSConfig) -> CertificateOptions:
     )
 
 
-def client_options(config: TLSConfig, host: str) -> object:
+def client_options(config: TLSConfig, host: str) -> IOpenSSLClientConnectionCreator:
     """
     Options for a client end connecting to ``host``: the server's certificate
     must chain to the CA and carry ``config.name`` (default ``host``).

@@ -72,7 +72,10 @@ class Requests:
             body = network.encode(build(request_id))
         except EncodeError as e:
             return fail(e)
-        d = Deferred(lambda _: self.pending.pop(request_id, None))
+        def cancel(_: Deferred) -> None:
+            self.pending.pop(request_id, None)
+
+        d: Deferred[Any] = Deferred(cancel)
         timer = None
         if timeout is not None:
             timer = network.reactor.callLater(timeout, self.fail, request_id, RequestTimeout(late))

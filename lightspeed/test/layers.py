@@ -19,6 +19,7 @@ import os
 from collections import deque
 from dataclasses import dataclass
 from typing import (
+    Union,
     Collection,
     Dict,
     FrozenSet,
@@ -255,7 +256,7 @@ class _Collector(ast.NodeVisitor):
             parts.append("under TYPE_CHECKING")
         return ", ".join(parts) or "top level"
 
-    def add(self, node: ast.AST, module: Optional[str], name: Optional[str]) -> None:
+    def add(self, node: Union[ast.stmt, ast.expr], module: Optional[str], name: Optional[str]) -> None:
         self.found.append(Import(self.module, node.lineno, module, name, self.where()))
 
     def visit_scope(self, node: ast.AST) -> None:
@@ -364,7 +365,7 @@ def import_graph(
         edges = graph.setdefault(module, {})
         for imp in imports:
             target = resolve(imp, sources)
-            if target in sources:
+            if target is not None and target in sources:
                 edges.setdefault(target, imp)
     return graph
 

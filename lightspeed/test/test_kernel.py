@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import gc
 import sys
-from typing import Any, List
+from typing import Any, List, cast
 
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
-from twisted.logger import LogLevel, globalLogPublisher
+from twisted.logger import ILogObserver, LogLevel, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
 from lightspeed import (
@@ -54,8 +54,9 @@ def make_kernel(name: str = "testbox") -> tuple:
 class LogCatcher:
     def __init__(self, case: SynchronousTestCase) -> None:
         self.events: List[dict] = []
-        globalLogPublisher.addObserver(self.events.append)
-        case.addCleanup(globalLogPublisher.removeObserver, self.events.append)
+        observer = cast(ILogObserver, self.events.append)  # a callable taking an event is one
+        globalLogPublisher.addObserver(observer)
+        case.addCleanup(globalLogPublisher.removeObserver, observer)
 
     def levels(self, level: LogLevel) -> List[dict]:
         return [e for e in self.events if e.get("log_level") == level]
@@ -166,7 +167,7 @@ class PostTests(SynchronousTestCase):
         other = self.kernel.spawn(Recorder("other"))
         self.kernel.alias_set("rec2", self.rec)
         plain = self.kernel.spawn(inline_states={"hit": lambda e: None, "_start": lambda e: e.kernel.delay_set("hit", 10)})
-        seen = []
+        seen: List[Any] = []
         plain._states["hit"] = seen.append
         self.kernel.post("poe://testbox/*/hit")
         self.kernel.flush()
@@ -281,7 +282,7 @@ class PostTests(SynchronousTestCase):
 
     def test_async_handler_failure_logged(self):
         """When an async handler fails later, then the failure is logged."""
-        d = Deferred()
+        d: Deferred[Any] = Deferred()
 
         async def later(event):
             await d
@@ -346,7 +347,7 @@ class CallTests(SynchronousTestCase):
 
     def test_rsvp_waits_for_deferred(self):
         """When the called handler returns a Deferred, then the RSVP reply waits for it."""
-        d = Deferred()
+        d: Deferred[Any] = Deferred()
         self.rec._states["slow"] = lambda e: d
         self.kernel.call("poe://testbox/rec/slow", "poe://testbox/asker/reply")
         self.kernel.flush()
@@ -597,7 +598,7 @@ class DeferredCallResultTests(OneKernelCase):
 
     def test_call_rsvp_deferred_value_returned(self):
         """When a Lightspeed-form call's handler returns a Deferred, then the caller's Deferred fires with the value too."""
-        d = Deferred()
+        d: Deferred[Any] = Deferred()
         self.kernel.spawn(inline_states={"_start": lambda e: e.kernel.alias_set("s"), "slow": lambda e: d,
                                          "reply": lambda e: None})
         result = self.kernel.call("poe://testbox/s/slow", "poe://testbox/s/reply")
@@ -671,7 +672,7 @@ class AsyncHandlerTests(SynchronousTestCase):
     def test_current_session_after_await(self):
         """When an async handler posts, yields and sets an alias after an await, then it acts as its own session."""
         kernel, clock = make_kernel()
-        gate = Deferred()
+        gate: Deferred[Any] = Deferred()
         seen = []
 
         async def work(event):
@@ -699,7 +700,7 @@ class AsyncHandlerTests(SynchronousTestCase):
     def test_async_failure_after_await_logged(self):
         """When an async handler raises after an await, then the failure is logged with its session."""
         kernel, clock = make_kernel()
-        gate = Deferred()
+        gate: Deferred[Any] = Deferred()
 
         async def work(event):
             await gate
@@ -714,7 +715,7 @@ class AsyncHandlerTests(SynchronousTestCase):
     def test_awaited_failure_reaches_the_coroutine(self):
         """When an awaited Deferred fails, then the coroutine can catch it."""
         kernel, clock = make_kernel()
-        gate = Deferred()
+        gate: Deferred[Any] = Deferred()
         caught = []
 
         async def work(event):

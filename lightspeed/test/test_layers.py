@@ -55,7 +55,7 @@ from lightspeed.test.layers import (
 LAYERS = [
     Layer(
         "errors",
-        modules=["lightspeed.errors", "lightspeed.specifier"],
+        modules=["lightspeed.errors", "lightspeed.specifier", "lightspeed.bounded"],
         may_import=[],
     ),
     Layer(

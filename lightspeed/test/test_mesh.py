@@ -6,10 +6,10 @@ Remote post, call and request across in-memory meshes (:obj:`lightspeed.testing`
 from __future__ import annotations
 
 import sys
-from typing import Any, Dict, List
+from typing import Any, Dict, List, cast
 
 from twisted.internet.defer import CancelledError, Deferred
-from twisted.logger import LogLevel, globalLogPublisher
+from twisted.logger import ILogObserver, LogLevel, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
 from lightspeed import BadSpecifier, NoRoute, NoSuchSession, Session
@@ -62,8 +62,9 @@ def build(names: str, edges: str) -> tuple:
 class Warnings:
     def __init__(self, case: SynchronousTestCase) -> None:
         self.events: List[dict] = []
-        globalLogPublisher.addObserver(self.observe)
-        case.addCleanup(globalLogPublisher.removeObserver, self.observe)
+        observer = cast(ILogObserver, self.observe)  # a callable taking an event is one
+        globalLogPublisher.addObserver(observer)
+        case.addCleanup(globalLogPublisher.removeObserver, observer)
 
     def observe(self, event: dict) -> None:
         if event.get("log_level") == LogLevel.warn:
@@ -584,7 +585,7 @@ class ReservedStateTests(ThreeKernelLineCase):
 
     def test_reserved_states_not_remotely_postable(self):
         """When another kernel posts to _start, _stop, _default or _undeliverable, then nothing runs and the sender hears why."""
-        started = []
+        started: List[Any] = []
         self.k["b"].spawn(inline_states={"_start": lambda e: (started.append(1), e.kernel.alias_set("x")),
                                          "_stop": lambda e: started.append("stop")})
         notices = []

@@ -7,7 +7,7 @@ stale.
 
 from __future__ import annotations
 
-from typing import Any, List, Tuple
+from typing import Any, Dict, List, Tuple
 
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -344,13 +344,25 @@ class LimitTests(SynchronousTestCase):
         self.assertIs(self.successResultOf(d), True)
 
 
-class MonitorEventDeliveryTests(SynchronousTestCase):
+class _SameMeshTests(SynchronousTestCase):
+    """
+    The mesh of :obj:`RemoteMonitorTests`, for the classes below.
+    """
+
+    mesh: MemoryMesh
+    k: Dict[str, Any]
+    links: Dict[str, Any]
+    log: List[Any]
+    me: Recorder
+
+    setUp = RemoteMonitorTests.setUp
+
+
+class MonitorEventDeliveryTests(_SameMeshTests):
     """
     Monitor events between kernels: what counts as one, and the hooks
     they pass (same mesh as :obj:`RemoteMonitorTests`).
     """
-
-    setUp = RemoteMonitorTests.setUp
 
     def test_marked_post_is_not_hidden(self):
         """When a kernel marks an ordinary post as a monitor event, then it is still reported as arrived and nothing is unregistered."""
@@ -381,12 +393,10 @@ class MonitorEventDeliveryTests(SynchronousTestCase):
         self.assertTrue(self.k["c"].monitor.watching("arrived"))
 
 
-class MonitorTargetTests(SynchronousTestCase):
+class MonitorTargetTests(_SameMeshTests):
     """
     Which targets a registration may name (same mesh as :obj:`RemoteMonitorTests`).
     """
-
-    setUp = RemoteMonitorTests.setUp
 
     def test_wildcard_target_refused(self):
         """When a target names '*' sessions or kernels, then it is refused at once."""
@@ -395,13 +405,11 @@ class MonitorTargetTests(SynchronousTestCase):
         self.failureResultOf(self.k["a"].monitor_register("sent", "poe://a/*/got", kernel="c"), BadSpecifier)
 
 
-class RegistrationTopicsTests(SynchronousTestCase):
+class RegistrationTopicsTests(_SameMeshTests):
     """
     Topics registered for one target at another kernel (same mesh as
     :obj:`RemoteMonitorTests`).
     """
-
-    setUp = RemoteMonitorTests.setUp
 
     def test_topics_add_up(self):
         """When a target is registered at another kernel twice with different topics, then both survive a lost link."""
@@ -417,12 +425,10 @@ class RegistrationTopicsTests(SynchronousTestCase):
         self.assertTrue(self.k["c"].monitor.watching("undeliverable"))
 
 
-class SentEventKindTests(SynchronousTestCase):
+class SentEventKindTests(_SameMeshTests):
     """
     The kind that 'sent' events report (same mesh as :obj:`RemoteMonitorTests`).
     """
-
-    setUp = RemoteMonitorTests.setUp
 
     def test_callreply_sent_kind(self):
         """When a call's reply leaves for another kernel, then 'sent' says callreply."""

@@ -91,7 +91,10 @@ class OptionsTests(SynchronousTestCase):
 
     def test_app(self):
         """When --app names module:function, then it is loaded; a missing one is a UsageError."""
-        self.assertIs(self.parse("--app", "lightspeed.demo:run")["apps"][0], lightspeed.demo.run)
+        loaded = self.parse("--app", "lightspeed.demo:run")["apps"][0]
+        import lightspeed.demo  # loaded by that parse
+
+        self.assertIs(loaded, lightspeed.demo.run)
         self.assertRaises(usage.UsageError, self.parse, "--app", "lightspeed.demo:nothing")
         self.assertRaises(usage.UsageError, self.parse, "--app", "nocolon")
 

@@ -25,7 +25,9 @@ MAX_DEPTH = 64
 # Tags that cbor2 decodes into rich types out of the box; all but the
 # bignums (2, 3) are refused.
 _SEMANTIC_TAGS = (0, 1, 4, 5, 25, 28, 29, 30, 35, 36, 37, 52, 54, 100, 256, 258, 260, 261, 1004, 55799)
-_REFUSED_DECODERS = {tag: None for tag in _SEMANTIC_TAGS}
+# cbor2 fails on a tag whose decoder is None (reported here as malformed);
+# its stub types the values as callables only, hence Any.
+_REFUSED_DECODERS: Dict[int, Any] = {tag: None for tag in _SEMANTIC_TAGS}
 
 
 def _refuse_encode(encoder: Any, value: Any) -> NoReturn:  # noqa: ARG001

@@ -7,13 +7,14 @@ frames queued in one reactor turn go out in one write).
 
 from __future__ import annotations
 
-from typing import Any, Callable, List, Optional
+from typing import TYPE_CHECKING, Any, Callable, List, Optional
 
 from twisted.internet.defer import Deferred, fail, succeed
-from twisted.internet.interfaces import IAddress, IReactorTime
+from twisted.internet.interfaces import IAddress, IConsumer, IPushProducer, IReactorTime, ITCPTransport
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from lightspeed.errors import LinkClosed
 from lightspeed.interfaces import ILinkOwner
@@ -22,6 +23,13 @@ from lightspeed.wire.connection import Connection, LinkConfig, PeerInfo
 from lightspeed.wire.framing import DEFAULT_MAX_FRAME
 
 __all__ = ["LinkProtocol", "LinkFactory", "LinkOptions"]
+
+if TYPE_CHECKING:
+    class _LinkTransport(ITCPTransport, IConsumer):
+        """
+        What a connected link's transport provides (for type checking only):
+        TCP, UNIX and TLS transports can abort and take a push producer.
+        """
 
 
 class LinkOptions:
@@ -61,6 +69,7 @@ class LinkOptions:
         self.tls_names = tls_names
 
 
+@implementer(IPushProducer)
 class LinkProtocol(Protocol):
     """
     One link to a neighbour kernel.
@@ -70,6 +79,9 @@ class LinkProtocol(Protocol):
 
     log = Logger()
     peer: Optional[PeerInfo] = None
+    # Set by makeConnection before any of our methods runs; Twisted types it
+    # as Optional[ITransport], which lacks abortConnection and registerProducer.
+    transport: _LinkTransport
 
     def __init__(self, owner: ILinkOwner, options: LinkOptions, reactor: IReactorTime) -> None:
         self.owner = owner
@@ -293,7 +305,7 @@ class LinkFactory(Factory):
         self.options = options or LinkOptions()
         self.reactor = reactor or owner.reactor
 
-    def buildProtocol(self, addr: IAddress) -> LinkProtocol:
+    def buildProtocol(self, addr: Optional[IAddress]) -> LinkProtocol:
         protocol = LinkProtocol(self.owner, self.options, self.reactor)
         protocol.factory = self
         return protocol
