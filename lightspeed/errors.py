@@ -101,6 +101,13 @@ class Refused(LightspeedError):
     """
 
 
+class BacklogFull(LightspeedError):
+    """
+    A message was refused because too many messages to its destination
+    kernel wait already (see ``docs/network.rst``, flow control).
+    """
+
+
 class RequestTimeout(LightspeedError, TimeoutError):
     """
     A request got no answer before its deadline.

@@ -14,14 +14,14 @@ breaking this one.
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import cbor2
 
 from lightspeed.errors import ProtocolError
 
 #: The protocol version this code speaks.  History: 1 — first version.
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 
 # Link messages: [type, ...]
 HELLO = 1      # [1, {"version", "kernel", "incarnation", "nonce", "compression", "serializers", "password"}]
@@ -30,7 +30,7 @@ BYE = 3        # [3, code, message]
 PING = 4       # [4, token]
 PONG = 5       # [5, token]
 LSA = 6        # [6, origin, incarnation, seq, [[neighbour, cost], ...]]
-ROUTED = 7     # [7, origin, [destination kernels], hops_left, payload]
+ROUTED = 7     # [7, origin, origin_incarnation, [[dest, dest_incarnation, seq, ack], ...], hops_left, ttl_ms|None, payload]
 
 # Payload kinds, inside ROUTED: [kind, ...]
 POST = 1       # [1, sessions, state, args, s_session, s_state, s_file, s_line]
@@ -53,7 +53,8 @@ DEFAULT_HOPS = 32
 LINK_TYPES = frozenset({HELLO, READY, BYE, PING, PONG, LSA, ROUTED})
 
 
-_prefixes: Dict[Tuple[str, Tuple[str, ...], int], bytes] = {}
+_texts: Dict[str, bytes] = {}
+_bigs: Dict[int, bytes] = {}
 
 
 def _bstr_head(length: int) -> bytes:
@@ -68,20 +69,64 @@ def _bstr_head(length: int) -> bytes:
     return b"\x5b" + length.to_bytes(8, "big")
 
 
-def routed_body(origin: str, dests: Tuple[str, ...], hops: int, payload: bytes) -> bytes:
+def _uint(n: int) -> bytes:
     """
-    The CBOR body of ``[ROUTED, origin, dests, hops, payload]``, built from
-    a cached encoding of the header so that only the payload is new bytes:
-    relays re-wrap a payload without decoding it.
+    CBOR for a small unsigned integer (a sequence number, an ack, hops).
     """
-    key = (origin, dests, hops)
-    prefix = _prefixes.get(key)
-    if prefix is None:
-        if len(_prefixes) > 4096:
-            _prefixes.clear()
-        prefix = _prefixes[key] = (b"\x85" + cbor2.dumps(ROUTED) + cbor2.dumps(origin)
-                                   + cbor2.dumps(list(dests)) + cbor2.dumps(hops))
-    return prefix + _bstr_head(len(payload)) + payload
+    if n < 24:
+        return bytes((n,))
+    if n < 0x100:
+        return b"\x18" + bytes((n,))
+    if n < 0x10000:
+        return b"\x19" + n.to_bytes(2, "big")
+    if n < 0x100000000:
+        return b"\x1a" + n.to_bytes(4, "big")
+    return cbor2.dumps(n)
+
+
+def _text(value: str) -> bytes:
+    encoded = _texts.get(value)
+    if encoded is None:
+        if len(_texts) >= 4096:
+            _texts.clear()
+        encoded = _texts[value] = cbor2.dumps(value)
+    return encoded
+
+
+def _big(value: int) -> bytes:
+    encoded = _bigs.get(value)
+    if encoded is None:
+        if len(_bigs) >= 4096:
+            _bigs.clear()
+        encoded = _bigs[value] = cbor2.dumps(value)
+    return encoded
+
+
+#: One destination of a routed message: ``(kernel, incarnation, seq, ack)``.
+Entry = Tuple[str, int, int, int]
+
+
+def routed_body(origin: str, incarnation: int, entries: Sequence[Entry], hops: int, ttl: Optional[int],
+                payload: bytes) -> bytes:
+    """
+    The CBOR body of ``[ROUTED, origin, incarnation, entries, hops, ttl,
+    payload]``, written by hand from cached pieces so that only the
+    sequence numbers and the payload are new bytes: relays re-wrap a
+    payload without decoding it.
+    """
+    parts = [b"\x87\x07", _text(origin), _big(incarnation), _array_head(len(entries))]
+    for dest, dest_incarnation, seq, ack in entries:
+        parts.append(b"\x84" + _text(dest) + _big(dest_incarnation) + _uint(seq) + _uint(ack))
+    parts.append(_uint(hops))
+    parts.append(b"\xf6" if ttl is None else _uint(max(ttl, 0)))
+    parts.append(_bstr_head(len(payload)))
+    parts.append(payload)
+    return b"".join(parts)
+
+
+def _array_head(length: int) -> bytes:
+    return bytes((0x80 + length,)) if length < 24 else b"\x98" + bytes((length,)) if length < 256 \
+        else b"\x99" + length.to_bytes(2, "big")
 
 
 def malformed(what: str) -> ProtocolError:
@@ -102,22 +147,26 @@ def check_message(message: Any) -> int:
     return kind
 
 
-def parse_routed(message: List[Any]) -> Tuple[str, List[str], int, bytes]:
+def parse_routed(message: List[Any]) -> Tuple[str, int, List[Entry], int, Optional[int], bytes]:
     """
-    :returns: ``(origin, destinations, hops_left, payload)`` of a ROUTED
-        message.
+    :returns: ``(origin, incarnation, entries, hops_left, ttl, payload)`` of
+        a ROUTED message, each entry ``(kernel, incarnation, seq, ack)``.
     :raises ProtocolError: if a field has the wrong type.
     """
-    if len(message) < 5:
-        raise malformed("ROUTED needs 5 items")
-    _, origin, dests, hops, payload = message[:5]
-    if type(origin) is not str or type(dests) is not list or type(hops) is not int \
-            or type(payload) is not bytes:
+    if len(message) < 7:
+        raise malformed("ROUTED needs 7 items")
+    _, origin, incarnation, entries, hops, ttl, payload = message[:7]
+    if type(origin) is not str or type(incarnation) is not int or type(entries) is not list \
+            or type(hops) is not int or type(payload) is not bytes or not (ttl is None or type(ttl) is int):
         raise malformed("ROUTED field types")
-    for d in dests:
-        if type(d) is not str:
-            raise malformed("ROUTED destination is not a string")
-    return origin, dests, hops, payload
+    out = []
+    for entry in entries:
+        if type(entry) is not list or len(entry) != 4 or type(entry[0]) is not str \
+                or type(entry[1]) is not int or type(entry[2]) is not int or type(entry[3]) is not int \
+                or entry[2] < 0 or entry[3] < 0:
+            raise malformed("ROUTED destination entry")
+        out.append((entry[0], entry[1], entry[2], entry[3]))
+    return origin, incarnation, out, hops, ttl, payload
 
 
 def parse_lsa(message: List[Any]) -> Tuple[str, int, int, Tuple[Tuple[str, int], ...], Any]:

@@ -25,6 +25,7 @@ from lightspeed.adverts import certificate_names
 from lightspeed.errors import EncodeError
 from lightspeed.interfaces import IKernelPort, ILinkOwner, INetworkPort
 from lightspeed.message import CALL, CALLREPLY, CONTROL, DEFAULT_HOPS, LSA, POST, REQUEST, ROUTED
+from lightspeed.net.delivery import Delivery
 from lightspeed.net.dispatch import KIND_NAMES, Dispatcher
 from lightspeed.net.flooding import FADING_GRACE, LSA_MAX_AGE, LSA_REFRESH, Flooding
 from lightspeed.net.links import Links
@@ -82,6 +83,7 @@ class Network:
         self.requests = Requests(self)
         self.dispatch = Dispatcher(self)
         self.membership = Membership(self)
+        self.delivery = Delivery(self)
 
     # -- counters and settings kept by the parts -------------------------------------
 
@@ -185,7 +187,7 @@ class Network:
 
     def send(self, spec: Specifier, kernels: Tuple[str, ...], args: Tuple[Any, ...], sender: Any,
              cstate: Optional[str], cfile: Optional[str], cline: Optional[int],
-             rsvp: Optional[Specifier] = None, reply: bool = False) -> None:
+             rsvp: Optional[Specifier] = None, reply: bool = False, ttl: Optional[float] = None) -> None:
         if kernels == _WILD:
             kernels = tuple(sorted(self.router.reachable()))
             if not kernels:
@@ -201,13 +203,24 @@ class Network:
         payload = dumps_trusted(body)
         if len(payload) > self.max_payload:
             raise EncodeError(f"message of {len(payload)} bytes exceeds the {self.max_payload}-byte limit")
-        unreachable = self.relay.forward(self.name, kernels, self.hops, payload)
-        if self.events.sent and len(unreachable) < len(kernels):
-            reached = tuple(k for k in kernels if k not in unreachable) if unreachable else kernels
+        deadline = None if ttl is None else self.reactor.seconds() + ttl
+        failed = self.delivery.send(kernels, payload, deadline)
+        if self.events.sent and len(failed) < len(kernels):
+            refused = {kernel for kernel, _ in failed}
+            reached = tuple(k for k in kernels if k not in refused)
             self.events.emit("sent", destination=str(Specifier(reached, spec.sessions, spec.state)),
                              kind=KIND_NAMES[kind])
-        for kernel in unreachable:
-            self.port.local.undeliverable(spec, f"no route to kernel {kernel!r}", (cfile, cline), sender, args)
+        for kernel, why in failed:
+            self.port.local.undeliverable(spec, f"{why} to kernel {kernel!r}" if why == "no route" else why,
+                                          (cfile, cline), sender, args)
+
+    def lost(self, kernel: str, payloads: List[bytes], reason: str) -> None:
+        """
+        Messages of ours to ``kernel`` will not be delivered: tell each
+        sender (a session's ``_undeliverable`` state, a request's Deferred).
+        """
+        for payload in payloads:
+            self.dispatch.lost(kernel, payload, reason)
 
     def request(self, spec: Specifier, kernel: str, args: Tuple[Any, ...], sender: Any,
                 cstate: Optional[str], caller: Tuple[Optional[str], Optional[int]],
@@ -258,6 +271,7 @@ class Network:
 
     def close_links(self, code: str = "shutdown", message: str = "kernel shutting down") -> None:
         self._stop_timers()
+        self.delivery.stop()
         self.link_table.close_all(code, message)
 
     # -- the rest ------------------------------------------------------------------
@@ -271,3 +285,4 @@ class Network:
     def _stop_timers(self) -> None:
         self.flooding.stop()
         self.membership.check_now()
+

@@ -16,7 +16,7 @@ a real reactor; links run the real handshake, framing and routing.
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence
 
 from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
@@ -25,6 +25,7 @@ from twisted.python.failure import Failure
 from twisted.internet.error import ConnectionDone, ConnectionLost
 
 from lightspeed.kernel import Kernel
+from lightspeed.message import routed_body
 from lightspeed.wire.protocol import LinkFactory, LinkOptions, LinkProtocol
 
 __all__ = ["MemoryMesh", "MemoryTransport"]
@@ -154,3 +155,21 @@ class MemoryMesh:
         """
         self.clock.advance(seconds)
         self.settle()
+
+
+def forge(origin: str, dests: Sequence[Kernel], hops: int = 5, payload: bytes = b"") -> bytes:
+    """
+    The body of a ROUTED message that claims to come from kernel ``origin``
+    and that each of ``dests`` would accept as the next of ``origin``'s
+    stream (as a forger who knew the streams would write it): for tests of
+    hostile input.  Frame it with :func:`lightspeed.wire.framing.frame`, or
+    hand it to a link's ``send_body``.
+    """
+    entries = []
+    incarnation = 1
+    for kernel in dests:
+        inbox = kernel.network_start().delivery.inboxes.get(origin)
+        if inbox is not None:
+            incarnation = inbox.incarnation
+        entries.append((kernel.name, kernel.network.incarnation, (inbox.delivered if inbox else 0) + 1, 0))
+    return routed_body(origin, incarnation, entries, hops, None, payload)

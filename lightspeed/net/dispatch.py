@@ -18,10 +18,12 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from lightspeed.bounded import BoundedCache
-from lightspeed.errors import BadSpecifier, LightspeedError
-from lightspeed.message import CALL, CALLREPLY, CONTROL, MONITOR_STATE, POST, REQUEST, RESPONSE, UNDELIVERABLE
+from lightspeed.errors import BadSpecifier, LightspeedError, NoRoute, ProtocolError, RequestTimeout
+from lightspeed.message import CALL, CALLREPLY, CONTROL, MONITOR_STATE, POST, REQUEST, RESPONSE, UNDELIVERABLE, \
+    parse_payload
 from lightspeed.session import RESERVED_STATES, RemoteSender
 from lightspeed.specifier import check_state, parse
+from lightspeed.wire.codec import loads
 
 __all__ = ["Dispatcher", "KIND_NAMES"]
 
@@ -230,6 +232,32 @@ class Dispatcher:
             else:
                 found[session] = None
         return list(found)
+
+    def lost(self, kernel: str, payload: bytes, reason: str) -> None:
+        """
+        A message of ours to ``kernel`` will not be delivered: report it to
+        its sender, a local session's ``_undeliverable`` state or a
+        request's Deferred, and to the event sink.
+        """
+        try:
+            body = parse_payload(loads(payload))
+        except ProtocolError:
+            return
+        kind = body[0]
+        if kind == REQUEST or kind == CONTROL:
+            error = RequestTimeout(reason) if reason == "deadline passed" else NoRoute(reason)
+            self._network.requests.fail(body[8], error)
+            return
+        if kind == RESPONSE:
+            self.log.info("answer to request {id} of kernel {kernel} lost: {why}", id=body[2], kernel=kernel,
+                          why=reason)
+            return
+        local = self._local
+        sender = local.lookup(body[4]) if body[4] is not None else None
+        destination = f"poe://{kernel}/{body[1] if body[1] == '*' else ','.join(body[1])}/{body[2]}"
+        if kind == UNDELIVERABLE:
+            sender = None  # a notice is never bounced
+        local.undeliverable(destination, reason, (body[6], body[7]), sender, tuple(body[3]))
 
     def undeliverable(self, origin: str, sessions: Any, state: Any, reason: str, bounce: Bounce = None) -> None:
         """

@@ -72,7 +72,10 @@ class Membership:
         # callback is for the kernel as it is now, not for the one that went.
         self._network.requests.fail_lost(reachable, {name for name, _ in gone})
         if gone or joined:
+            self._network.delivery.membership_changed(gone, joined)
             self._network.port.membership_changed(gone, joined)
+        else:
+            self._network.delivery.routes_settled()
 
     def _changes(self, reachable: frozenset) -> Tuple[List[Tuple[str, Optional[int]]], List[Tuple[str, int]]]:
         """

@@ -1,22 +1,25 @@
 # -*- test-case-name: lightspeed.test.test_forgery -*-
 """
 Forwarding: ROUTED messages in and out.  A message travels once per next
-hop with the destinations behind it; a relay re-wraps the payload bytes
-under a new header without decoding them.  Arrivals are checked against
-the link they came on (the origin must be behind it), the hop limit is
-kept, and what cannot be passed on is reported.
+hop with the destinations behind it (each with its own sequence number and
+ack, see :mod:`lightspeed.net.delivery`); a relay re-wraps the payload
+bytes under a new header without decoding them.  Arrivals are checked
+against the link they came on (the origin must be behind it) and the hop
+limit is kept.  A relay that cannot pass a message on drops it with a log
+line and a monitor event: the origin still holds it, and sends it again or
+reports it.
 """
 
 from __future__ import annotations
 
-from typing import Any, Iterable, List, Optional
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from twisted.logger import Logger
 
 from lightspeed.bounded import BoundedCache
 from lightspeed.errors import LightspeedError, ProtocolError
 from lightspeed.message import CALL, CALLREPLY, CONTROL, MONITOR_STATE, POST, REQUEST, RESPONSE, \
-    UNDELIVERABLE, parse_payload, parse_routed, routed_body
+    UNDELIVERABLE, Entry, parse_payload, parse_routed, routed_body
 from lightspeed.wire.codec import dumps, loads
 
 __all__ = ["Relay"]
@@ -30,6 +33,7 @@ class Relay:
         the link they arrived on.
     :ivar bad_payloads: payloads passed on by a relay that were malformed
         or failed here, and were dropped.
+    :ivar dropped: messages a relay could not pass on (no route, hop limit).
     """
 
     log = Logger()
@@ -37,12 +41,12 @@ class Relay:
     def __init__(self, network: Any) -> None:
         self._network = network
         self._name = network.name
-        self._only_me = [network.name]
         self._router = network.router
         self._links = network.link_table
         self._split = BoundedCache(1024)
         self.misrouted = 0
         self.bad_payloads = 0
+        self.dropped = 0
 
     def routes_changed(self) -> None:
         """
@@ -52,35 +56,42 @@ class Relay:
 
     # -- out -------------------------------------------------------------------
 
-    def forward(self, origin: str, dests: Iterable[str], hops: int, payload: bytes,
-                bounce: bool = True) -> List[str]:
+    def forward(self, origin: str, incarnation: int, entries: Sequence[Entry], hops: int, ttl: Optional[int],
+                payload: bytes) -> List[str]:
         """
-        Send ``payload`` towards ``dests``, one message per next hop.
+        Send ``payload`` towards the kernels of ``entries``, one message per
+        next hop carrying the entries behind it.
 
         :returns: the destinations that have no route.
         """
-        key = tuple(dests)
+        key = tuple(entry[0] for entry in entries)
         split = self._split.get(key)
         if split is None:
             groups, unreachable = self._router.split(key)
+            index = {dest: i for i, dest in enumerate(key)}
             split = self._split.remember(
-                key, ([(self._links.to(hop), tuple(sub)) for hop, sub in groups.items()], unreachable))
+                key, ([(self._links.to(hop), [index[d] for d in sub]) for hop, sub in groups.items()], unreachable))
         routes, unreachable = split
-        for link, sub in routes:
-            link.send_body(routed_body(origin, sub, hops, payload))
+        if len(routes) == 1 and len(routes[0][1]) == len(entries):
+            routes[0][0].send_body(routed_body(origin, incarnation, entries, hops, ttl, payload))
+        else:
+            for link, positions in routes:
+                link.send_body(routed_body(origin, incarnation, [entries[i] for i in positions], hops, ttl, payload))
         if unreachable and origin != self._name:
-            self.failed(origin, unreachable, payload, "no route", bounce)
+            self.failed(origin, unreachable, payload, "no route")
         return unreachable
 
-    def send(self, kernel: str, body: Any) -> None:
+    def send(self, kernel: str, body: Any, deadline: Optional[float] = None) -> List[Tuple[str, str]]:
         """
         Send a message of ours (a payload, encoded unless bytes) to one kernel.
+
+        :returns: as :meth:`~lightspeed.net.delivery.Delivery.send`.
         """
         payload = body if type(body) is bytes else dumps(body)
         if kernel == self._name:
             self._network.dispatch.deliver(self._name, parse_payload(loads(payload)))
-        else:
-            self.forward(self._name, (kernel,), self._network.hops, payload, bounce=False)
+            return []
+        return self._network.delivery.send((kernel,), payload, deadline)
 
     # -- in --------------------------------------------------------------------
 
@@ -90,49 +101,44 @@ class Relay:
 
         :raises ProtocolError: if it is malformed or forged by ``peer``.
         """
-        if len(message) >= 5 and message[2] == self._only_me and type(message[4]) is bytes \
-                and type(message[1]) is str and type(message[3]) is int and message[1] != self._name:
-            # Hot path: a message for this kernel alone.
-            origin = message[1]
-            if origin == peer:
-                self._network.dispatch.deliver(origin, parse_payload(loads(message[4])))
-            elif origin in self._router.behind(peer):
-                self._deliver_relayed(origin, peer, message[4])
-            else:
-                self._misrouted(origin, peer, self._only_me, message[4])
-            return
-        origin, dests, hops, payload = parse_routed(message)
+        origin, incarnation, entries, hops, ttl, payload = parse_routed(message)
         if origin == self._name:
             raise ProtocolError(f"message claims to come from this kernel ({origin!r})", "forged-origin")
         if origin != peer and origin not in self._router.behind(peer):
-            self._misrouted(origin, peer, dests, payload)
+            self._misrouted(origin, peer, [entry[0] for entry in entries], payload)
             return
-        self.routed(origin, dests, hops, payload, peer)
+        self.routed(origin, incarnation, entries, hops, ttl, payload, peer)
 
-    def routed(self, origin: str, dests: List[str], hops: int, payload: bytes, peer: Optional[str] = None) -> None:
+    def routed(self, origin: str, incarnation: int, entries: List[Entry], hops: int, ttl: Optional[int],
+               payload: bytes, peer: str) -> None:
         """
-        Deliver here what is for this kernel, pass the rest on.
+        Take what is for this kernel, pass the rest on.
         """
-        if origin == self._name:
-            raise ProtocolError(f"message claims to come from this kernel ({origin!r})", "forged-origin")
-        others = [d for d in dict.fromkeys(dests) if d != self._name]
+        mine: Optional[Entry] = None
+        others: Dict[str, Entry] = {}
+        for entry in entries:
+            if entry[0] == self._name:
+                mine = entry
+            else:
+                others[entry[0]] = entry
         if others:
             if hops <= 1:
-                self.failed(origin, others, payload, "hop limit reached", True)
+                self.failed(origin, list(others), payload, "hop limit reached")
             else:
-                self.forward(origin, others, hops - 1, payload)
-        if self._name in dests:
-            if peer is None or peer == origin:
-                self._network.dispatch.deliver(origin, parse_payload(loads(payload)))
-            else:
-                self._deliver_relayed(origin, peer, payload)
+                self.forward(origin, incarnation, list(others.values()), hops - 1, ttl, payload)
+        if mine is not None:
+            self._network.delivery.arrived(origin, incarnation, mine, ttl, payload, peer)
 
-    def _deliver_relayed(self, origin: str, peer: str, payload: bytes) -> None:
+    def deliver_payload(self, origin: str, peer: str, payload: bytes) -> None:
         """
-        Deliver a payload that a relay passed on.  If it is malformed, or
-        handling it fails, the relay is not to blame: drop it with a log
-        line instead of closing the link.
+        Hand a payload that arrived in order to the dispatcher.  A payload
+        from the neighbour itself that is malformed closes the link; one
+        that a relay passed on is dropped with a log line instead (the
+        relay is not to blame).
         """
+        if peer == origin:
+            self._network.dispatch.deliver(origin, parse_payload(loads(payload)))
+            return
         try:
             self._network.dispatch.deliver(origin, parse_payload(loads(payload)))
         except ProtocolError as e:
@@ -144,6 +150,21 @@ class Relay:
             self.log.failure("payload from kernel {origin} (relayed by {peer}) failed; dropped",
                              origin=origin, peer=peer)
 
+    def expired(self, origin: str, payload: bytes) -> None:
+        """
+        A message whose deadline passed before it could be delivered here:
+        tell its sender ("deadline passed").
+        """
+        try:
+            body = parse_payload(loads(payload))
+        except ProtocolError:
+            return
+        reason = "deadline passed"
+        if body[0] == REQUEST or body[0] == CONTROL:
+            self._network.requests.respond(origin, body[8], False, ["RequestTimeout", f"{reason} at {self._name!r}"])
+        elif body[0] in (POST, CALL, CALLREPLY):
+            self._network.dispatch.undeliverable(origin, body[1], body[2], reason, (origin, body[4], body[3]))
+
     def _misrouted(self, origin: str, peer: str, dests: List[str], payload: bytes) -> None:
         """
         A message claims an origin that is not behind the link it arrived
@@ -154,39 +175,31 @@ class Relay:
         """
         self.misrouted += 1
         why = f"origin {origin!r} is not behind the link from {peer!r}: message dropped"
-        self.failed(origin, list(dict.fromkeys(dests)), payload, why, False)
+        self.failed(origin, list(dict.fromkeys(dests)), payload, why)
 
     # -- failures ----------------------------------------------------------------
 
-    def failed(self, origin: str, dests: List[str], payload: bytes, why: str, bounce: bool) -> None:
+    def failed(self, origin: str, dests: List[str], payload: bytes, why: str) -> None:
         """
-        A message cannot be passed on: log it, report it to the event sink
-        and, with ``bounce``, tell its sender ("``why`` to kernel K").
+        A message cannot be passed on: log it and report it to the event
+        sink.  Its origin still holds it (see :mod:`lightspeed.net.delivery`).
         """
-        self.log.warn("{why} from {kernel} to {dests} for a message from {origin}",
+        self.dropped += 1
+        self.log.warn("{why} from {kernel} to {dests} for a message from {origin}; dropped",
                       why=why, kernel=self._name, dests=dests, origin=origin)
         events = self._network.events
-        if not bounce and not events.undeliverable:
+        if not events.undeliverable or not payload:
             return
         try:
             body = parse_payload(loads(payload))
         except ProtocolError:
             return
-        if body[0] == RESPONSE:
+        if body[0] == RESPONSE or (body[4] is None and body[5] == MONITOR_STATE):
             return
         sessions = body[1] if body[1] == "*" else ",".join(body[1])
-        if events.undeliverable and not (body[4] is None and body[5] == MONITOR_STATE):
-            for kernel in dests:
-                events.emit("undeliverable", destination=f"poe://{kernel}/{sessions}/{body[2]}",
-                            reason=f"{why} to kernel {kernel!r}", origin=origin)
-        if not bounce:
-            return
-        if body[0] in (POST, CALL, CALLREPLY):
-            for kernel in dests:
-                self.bounce(origin, body[4], f"poe://{kernel}/{sessions}/{body[2]}",
-                            f"{why} to kernel {kernel!r}", body[3])
-        elif body[0] == REQUEST or body[0] == CONTROL:
-            self._network.requests.respond(origin, body[8], False, ["NoRoute", f"{why} to kernel {dests[0]!r}"])
+        for kernel in dests:
+            events.emit("undeliverable", destination=f"poe://{kernel}/{sessions}/{body[2]}",
+                        reason=f"{why} to kernel {kernel!r}", origin=origin)
 
     def bounce(self, origin: str, s_session: Optional[str], destination: str, reason: str, args: Any) -> None:
         """

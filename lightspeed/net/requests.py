@@ -15,7 +15,7 @@ from twisted.internet.defer import Deferred, fail
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from lightspeed.errors import EncodeError, LightspeedError, NoRoute, NoSuchSession, RemoteError, RequestTimeout
+from lightspeed.errors import BacklogFull, EncodeError, LightspeedError, NoRoute, NoSuchSession, RemoteError, RequestTimeout
 from lightspeed.message import RESPONSE
 from lightspeed.wire.codec import dumps
 
@@ -30,6 +30,8 @@ def remote_error(kind: str, message: str) -> Exception:
         return NoSuchSession(message)
     if kind == "NoRoute":
         return NoRoute(message)
+    if kind == "RequestTimeout":
+        return RequestTimeout(message)
     return RemoteError(kind, message)
 
 
@@ -72,16 +74,22 @@ class Requests:
             body = network.encode(build(request_id))
         except EncodeError as e:
             return fail(e)
-        def cancel(_: Deferred) -> None:
-            self.pending.pop(request_id, None)
-
-        d: Deferred[Any] = Deferred(cancel)
+        d: Deferred[Any] = Deferred(lambda _: self._forget(request_id))
         timer = None
+        deadline = None
         if timeout is not None:
             timer = network.reactor.callLater(timeout, self.fail, request_id, RequestTimeout(late))
+            deadline = network.reactor.seconds() + timeout
         self.pending[request_id] = (d, kernel, timer)
-        network.relay.send(kernel, body)
+        for _, why in network.relay.send(kernel, body, deadline):
+            self.fail(request_id, BacklogFull(f"backlog full for kernel {kernel!r}") if why == "backlog full"
+                      else NoRoute(f"no route to kernel {kernel!r}"))
         return d
+
+    def _forget(self, request_id: int) -> None:
+        entry = self.pending.pop(request_id, None)
+        if entry is not None and entry[2] is not None and entry[2].active():
+            entry[2].cancel()
 
     def fail(self, request_id: int, error: Exception) -> None:
         """

@@ -66,19 +66,20 @@ class UndeliverableTests(SynchronousTestCase):
         self.assertEqual(self.asker.notices, [("poe://a/nobody/hit", "no session 'nobody' in kernel 'a'", (1,))])
 
     def test_no_route_at_relay(self):
-        """When a relay has no route onwards (or the hop limit is reached), then the sender hears it from the relay."""
+        """When a relay has no route onwards (or the hop limit is reached), then it drops the message and tells the monitor; the origin, which still holds it, is the one that reports."""
         from lightspeed.message import POST
         from lightspeed.wire.codec import dumps
 
+        events: List[Any] = []
+        self.k["b"].monitor_register("undeliverable", lambda topic, info: events.append(info["reason"]))
         payload = dumps([POST, ["s"], "hit", [7], "asker", None, None, None])
-        self.k["b"].network.relay.routed("a", ["zz"], 5, payload)
-        self.k["b"].network.relay.routed("a", ["c"], 1, payload)
+        inc = self.k["a"].network.incarnation
+        self.k["b"].network.relay.routed("a", inc, [("zz", 1, 1, 0)], 5, None, payload, "a")
+        self.k["b"].network.relay.routed("a", inc, [("c", 1, 1, 0)], 1, None, payload, "a")
         self.mesh.settle()
-        reasons = [n[1] for n in self.asker.notices]
-        self.assertEqual(len(reasons), 2)
-        self.assertIn("no route to kernel 'zz'", reasons[0])
-        self.assertIn("hop limit", reasons[1])
-        self.assertEqual(self.asker.notices[0][2], [7])
+        self.assertEqual(events, ["no route to kernel 'zz'", "hop limit reached to kernel 'c'"])
+        self.assertEqual(self.k["b"].network.relay.dropped, 2)
+        self.assertEqual(self.asker.notices, [])
         self.assertEqual(self.log, [])
 
     def test_no_bounce_loop(self):

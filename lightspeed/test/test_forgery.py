@@ -11,7 +11,8 @@ from typing import Any, List
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.trial.unittest import SynchronousTestCase
 
-from lightspeed.message import POST, REQUEST, routed_body
+from lightspeed.message import POST, REQUEST
+from lightspeed.testing import forge
 from lightspeed.test.test_mesh import Sink, Warnings, build
 from lightspeed.wire.codec import dumps
 from lightspeed.wire.framing import frame
@@ -43,7 +44,7 @@ class ForgedOriginTests(SynchronousTestCase):
         """
         Make a send ``payload`` as if it came from ``origin``.
         """
-        self.links["ab"].server.dataReceived(frame(routed_body(origin, dests, 5, payload)))
+        self.links["ab"].server.dataReceived(frame(forge(origin, [self.k[n] for n in dests], hops=5, payload=payload)))
         self.mesh.settle()
 
     def test_forged_origin_dropped(self):
@@ -108,7 +109,7 @@ class RelayedPayloadTests(SynchronousTestCase):
         self.mesh.settle()
 
     def send_from_a(self, payload: bytes) -> None:
-        self.links["ar"].client.send_body(routed_body("a", ("b",), 5, payload))
+        self.links["ar"].client.send_body(forge("a", [self.k[n] for n in ("b",)], hops=5, payload=payload))
         self.mesh.settle()
 
     def assert_links_intact(self) -> None:
@@ -137,7 +138,7 @@ class CycleTests(SynchronousTestCase):
         log: List[Any] = []
         mesh, k, links = build("abcd", "ab bc cd da")
         k["b"].spawn(Sink("s", log))
-        links["ab"].server.dataReceived(frame(routed_body("c", ("b",), 5, post_payload("s", "hit", "round"))))
+        links["ab"].server.dataReceived(frame(forge("c", [k[n] for n in ("b",)], hops=5, payload=post_payload("s", "hit", "round"))))
         mesh.settle()
         self.assertEqual([entry[2] for entry in log], [("round",)])
         self.assertEqual(k["b"].network.misrouted, 0)
@@ -198,7 +199,7 @@ class FadingTests(SynchronousTestCase):
         mesh.settle()
         self.assertNotIn("d", k["b"].network.router.reachable())
         send = lambda: links["ab"].server.dataReceived(
-            frame(routed_body("d", ("b",), 5, post_payload("s", "hit", "late"))))
+            frame(forge("d", [k[n] for n in ("b",)], hops=5, payload=post_payload("s", "hit", "late"))))
         send()
         mesh.settle()
         self.assertEqual([entry[2] for entry in log], [("late",)])
@@ -219,7 +220,7 @@ class ForgedResponseTests(SynchronousTestCase):
         mesh.settle()
         d = k["c"].request("poe://d/q/slow", timeout=None)
         for guess in range(1, 200):
-            links["ab"].client.send_body(routed_body("a", ("c",), 5, dumps(
+            links["ab"].client.send_body(forge("a", [k[n] for n in ("c",)], hops=5, payload=dumps(
                 [RESPONSE, [], guess, False, ["NoRoute", "forged"]])))
         mesh.settle()
         self.assertNoResult(d)

@@ -434,7 +434,7 @@ class SplitTests(SynchronousTestCase):
 
             def record(link, message, network=network, original=original):
                 if message[0] == ROUTED:
-                    carried.append((link.peer.name, network.name, tuple(message[2])))
+                    carried.append((link.peer.name, network.name, tuple(entry[0] for entry in message[3])))
                 return original(link, message)
 
             network.message_received = record

@@ -366,14 +366,16 @@ class MonitorEventDeliveryTests(_SameMeshTests):
 
     def test_marked_post_is_not_hidden(self):
         """When a kernel marks an ordinary post as a monitor event, then it is still reported as arrived and nothing is unregistered."""
-        from lightspeed.message import POST, routed_body
+        from lightspeed.message import POST
+        from lightspeed.testing import forge
         from lightspeed.wire.codec import dumps
 
         events = Events()
         self.k["c"].monitor_register("arrived", events)
-        self.links["bc"].client.send_body(routed_body("b", ("c",), 5, dumps(
+        self.links["bc"].client.send_body(forge("b", [self.k[n] for n in ("c",)], hops=5, payload=dumps(
             [POST, ["s"], "hit", [1], None, MONITOR_STATE, None, None])))
-        self.links["bc"].client.send_body(routed_body("b", ("c",), 5, dumps(
+        self.mesh.settle()  # the next forgery follows on in b's stream
+        self.links["bc"].client.send_body(forge("b", [self.k[n] for n in ("c",)], hops=5, payload=dumps(
             [POST, ["gone"], "hit", [1], None, MONITOR_STATE, None, None])))
         self.mesh.settle()
         self.assertEqual([i["destination"] for i in events.of("arrived")], ["poe://c/s/hit", "poe://c/gone/hit"])

@@ -15,7 +15,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from lightspeed import Kernel
 from lightspeed.errors import ProtocolError
-from lightspeed.message import BYE, HELLO, PING, PONG, READY
+from lightspeed.message import PROTOCOL_VERSION, BYE, HELLO, PING, PONG, READY
 from lightspeed.testing import MemoryMesh
 from lightspeed.wire.codec import dumps, loads
 from lightspeed.wire.framing import Framer, frame
@@ -92,7 +92,7 @@ class ProtocolTests(SynchronousTestCase):
         self.clock.advance(0)
         transport.clear()
         protocol.dataReceived(frame(dumps([HELLO, {
-            "version": 1, "kernel": "peer", "incarnation": 7, "nonce": b"n" * 16,
+            "version": PROTOCOL_VERSION, "kernel": "peer", "incarnation": 7, "nonce": b"n" * 16,
             "serializers": ["cbor"], "compression": [], "password": False}])))
         protocol.dataReceived(frame(dumps([READY, {"compression": None, "proof": None}])))
         self.clock.advance(0)
@@ -176,10 +176,11 @@ class HostileInputTests(SynchronousTestCase):
 
     def test_forged_origin(self):
         """When a message claims to come from the receiving kernel itself, then that link closes."""
-        from lightspeed.message import POST, routed_body
+        from lightspeed.message import POST
+        from lightspeed.testing import forge
 
         payload = dumps([POST, ["s"], "hit", [1], None, None, None, None])
-        self.attack(frame(routed_body("b", ("b",), 5, payload)), "forged-origin")
+        self.attack(frame(forge("b", [self.b], hops=5, payload=payload)), "forged-origin")
 
     def test_huge_container_claims(self):
         """When CBOR claims enormous arrays, maps or strings, then the link closes at once without allocating them."""
@@ -196,9 +197,9 @@ class HostileInputTests(SynchronousTestCase):
 
     def test_bad_payload(self):
         """When a payload is not a valid payload, then the link closes."""
-        from lightspeed.message import routed_body
+        from lightspeed.testing import forge
 
-        self.attack(frame(routed_body("a", ("b",), 5, dumps({"not": "a payload"}))), "malformed")
+        self.attack(frame(forge("a", [self.b], hops=5, payload=dumps({"not": "a payload"}))), "malformed")
 
     def test_unknown_type(self):
         """When an unknown message type arrives, then the link closes."""

@@ -1,0 +1,437 @@
+# -*- test-case-name: lightspeed.test.test_delivery -*-
+"""
+End-to-end delivery between kernels: in order, exactly once, across
+reroutes and relay crashes, or reported to the sender with a reason.
+
+Every message a kernel sends to another kernel carries, for each
+destination, a sequence number of the stream from this start (incarnation)
+of the origin to that start of the destination, and the cumulative ack of
+the stream the other way.  The destination delivers each stream in order
+and once, holding early arrivals in a bounded buffer; it acks every
+:data:`ACK_EVERY` messages or :data:`ACK_DELAY` seconds after the first it
+owes, unless a message going back carries the ack first.  The origin keeps
+what is not acknowledged and sends it again when the route to its
+destination changes or its retransmit timer (one per destination) runs
+out.  When a destination restarts, or stays unreachable for
+:data:`LEAVE_GRACE` seconds, what it did not acknowledge comes back to
+each sender as undeliverable.
+
+At most :data:`WINDOW` messages per destination travel unacknowledged;
+more wait in a backlog of at most :data:`MAX_BACKLOG`, past which a message
+is refused ("backlog full").  Posters follow the window with
+:meth:`Delivery.ready` and producers.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any, Deque, Dict, List, Optional, Tuple
+
+from twisted.internet.defer import Deferred, succeed
+from twisted.logger import Logger
+
+__all__ = ["Delivery", "WINDOW", "MAX_BACKLOG", "MAX_EARLY", "ACK_EVERY", "ACK_DELAY", "RTO_INITIAL", "RTO_MAX",
+           "LEAVE_GRACE"]
+
+#: Messages per destination that may travel unacknowledged.
+WINDOW = 1024
+#: Messages per destination that may wait for the window; past it, "backlog full".
+MAX_BACKLOG = 16384
+#: Early arrivals held per origin while an earlier one is missing.
+MAX_EARLY = 4096
+#: A destination acks at least every this many messages...
+ACK_EVERY = 32
+#: ...or this many seconds after the first message it owes an ack for.
+ACK_DELAY = 0.010
+#: Seconds before unacknowledged messages are sent again; doubled, up to
+#: :data:`RTO_MAX`, while no ack comes.
+RTO_INITIAL = 1.0
+RTO_MAX = 30.0
+#: Seconds a destination may stay unreachable before what it did not
+#: acknowledge is reported as undeliverable ("left the network").
+LEAVE_GRACE = 60.0
+
+#: An unacknowledged message: ``(seq, payload, deadline)``.
+Unacked = Tuple[int, bytes, Optional[float]]
+
+
+class Outbox:
+    """
+    The stream from this kernel to one start of one other kernel.
+    """
+
+    __slots__ = ("kernel", "incarnation", "next_seq", "unacked", "backlog", "timer", "rto", "hop", "gone_at",
+                 "leave_call", "waiters", "producers", "paused")
+
+    def __init__(self, kernel: str, incarnation: int) -> None:
+        self.kernel = kernel
+        self.incarnation = incarnation
+        self.next_seq = 1
+        self.unacked: Deque[Unacked] = deque()
+        self.backlog: Deque[Tuple[bytes, Optional[float]]] = deque()
+        self.timer: Any = None
+        self.rto = RTO_INITIAL
+        self.hop: Optional[str] = None
+        self.gone_at: Optional[float] = None
+        self.leave_call: Any = None
+        self.waiters: List[Deferred] = []
+        self.producers: List[Any] = []
+        self.paused = False
+
+
+class Inbox:
+    """
+    The stream from one start of another kernel to this kernel.
+    """
+
+    __slots__ = ("incarnation", "delivered", "early", "owed")
+
+    def __init__(self, incarnation: int) -> None:
+        self.incarnation = incarnation
+        self.delivered = 0
+        self.early: Dict[int, Tuple[bytes, Optional[float]]] = {}
+        self.owed = 0
+
+
+class Delivery:
+    """
+    The streams of one network, in and out.
+    """
+
+    log = Logger()
+
+    def __init__(self, network: Any) -> None:
+        self._network = network
+        self._name = network.name
+        self._reactor = network.reactor
+        self._router = network.router
+        self.outboxes: Dict[str, Outbox] = {}
+        self.inboxes: Dict[str, Inbox] = {}
+        self._owed: Dict[str, None] = {}
+        self._ack_call: Any = None
+        self.retransmitted = 0
+        self.duplicates = 0
+
+    @property
+    def incarnation(self) -> int:
+        return self._network.incarnation
+
+    # -- out -------------------------------------------------------------------
+
+    def send(self, kernels: Any, payload: bytes, deadline: Optional[float] = None) -> List[Tuple[str, str]]:
+        """
+        Send a message of ours to other ``kernels``, one sequence number each.
+
+        :returns: ``(kernel, reason)`` for each kernel it cannot go to now:
+            ``"no route"`` or ``"backlog full"``.
+        """
+        failed: List[Tuple[str, str]] = []
+        entries = []
+        router = self._router
+        for kernel in kernels:
+            hop = router.next_hop(kernel)
+            if hop is None:
+                failed.append((kernel, "no route"))
+                continue
+            box = self.outboxes.get(kernel) or self._open(kernel)
+            if box.backlog or len(box.unacked) >= WINDOW:
+                if len(box.backlog) >= MAX_BACKLOG:
+                    failed.append((kernel, "backlog full"))
+                else:
+                    box.backlog.append((payload, deadline))
+                    self._pause(box)
+                continue
+            seq = box.next_seq
+            box.next_seq = seq + 1
+            box.unacked.append((seq, payload, deadline))
+            box.hop = hop
+            entries.append((kernel, box.incarnation, seq, self._ack_for(kernel, box.incarnation)))
+            if box.timer is None:
+                box.timer = self._reactor.callLater(box.rto, self._retransmit, box)
+        if entries:
+            self._network.relay.forward(self._name, self.incarnation, entries, self._network.hops,
+                                        self._ttl(deadline), payload)
+        return failed
+
+    def _open(self, kernel: str) -> Outbox:
+        incarnation = self._network.membership.incarnation_of(kernel)
+        if incarnation is None:
+            incarnation = self._router.incarnation_of(kernel) or 0
+        box = self.outboxes[kernel] = Outbox(kernel, incarnation)
+        return box
+
+    def _ttl(self, deadline: Optional[float]) -> Optional[int]:
+        if deadline is None:
+            return None
+        return max(int((deadline - self._reactor.seconds()) * 1000), 0)
+
+    def _ack_for(self, kernel: str, incarnation: int) -> int:
+        """
+        The ack a message to ``kernel`` carries (settling what we owe it).
+        """
+        inbox = self.inboxes.get(kernel)
+        if inbox is None or inbox.incarnation != incarnation:
+            return 0
+        if inbox.owed:
+            inbox.owed = 0
+            self._owed.pop(kernel, None)
+        return inbox.delivered
+
+    def _resend(self, box: Outbox) -> None:
+        """
+        Send every unacknowledged message of ``box`` again, in order.
+        """
+        forward = self._network.relay.forward
+        for seq, payload, deadline in list(box.unacked):
+            entry = (box.kernel, box.incarnation, seq, self._ack_for(box.kernel, box.incarnation))
+            forward(self._name, self.incarnation, [entry], self._network.hops, self._ttl(deadline), payload)
+            self.retransmitted += 1
+
+    def _retransmit(self, box: Outbox) -> None:
+        box.timer = None
+        if not box.unacked or self.outboxes.get(box.kernel) is not box:
+            return
+        hop = self._router.next_hop(box.kernel)
+        if hop is not None:
+            box.hop = hop
+            self._resend(box)
+            box.rto = min(box.rto * 2, RTO_MAX)
+        box.timer = self._reactor.callLater(box.rto, self._retransmit, box)
+
+    def routes_settled(self) -> None:
+        """
+        Routes changed: send again what travels towards a new next hop (or
+        towards a kernel that is reachable again).
+        """
+        router = self._router
+        for box in list(self.outboxes.values()):
+            if not box.unacked:
+                continue
+            hop = router.next_hop(box.kernel)
+            if hop is not None and hop != box.hop:
+                box.hop = hop
+                self._resend(box)
+
+    # -- in --------------------------------------------------------------------
+
+    def arrived(self, origin: str, incarnation: int, entry: Tuple[str, int, int, int], ttl: Optional[int],
+                payload: bytes, peer: str) -> None:
+        """
+        A message for this kernel: ``entry`` is ``(us, our incarnation, seq,
+        ack)`` of the stream from ``origin``'s start ``incarnation``.
+        """
+        if entry[1] != self.incarnation:
+            return  # for an earlier start of this kernel: its origin learns we restarted
+        inbox = self.inboxes.get(origin)
+        if inbox is None or incarnation > inbox.incarnation:
+            inbox = self.inboxes[origin] = Inbox(incarnation)  # a new start: a new stream
+        elif incarnation < inbox.incarnation:
+            return  # from an earlier start of the origin
+        if entry[3]:
+            self._acked(origin, incarnation, entry[3])
+        seq = entry[2]
+        if seq == 0:
+            return  # an ack alone
+        if seq == inbox.delivered + 1:
+            inbox.delivered = seq
+            self._consume(origin, payload, None if ttl is None else (ttl <= 0), peer)
+            if inbox.early:
+                self._release(origin, inbox, peer)
+        elif seq <= inbox.delivered:
+            self.duplicates += 1
+        elif len(inbox.early) < MAX_EARLY and seq not in inbox.early:
+            deadline = None if ttl is None else self._reactor.seconds() + ttl / 1000.0
+            inbox.early[seq] = (payload, deadline)
+        self._owe(origin, inbox)
+
+    def _release(self, origin: str, inbox: Inbox, peer: str) -> None:
+        early = inbox.early
+        while inbox.delivered + 1 in early:
+            payload, deadline = early.pop(inbox.delivered + 1)
+            inbox.delivered += 1
+            expired = None if deadline is None else deadline <= self._reactor.seconds()
+            self._consume(origin, payload, expired, peer)
+
+    def _consume(self, origin: str, payload: bytes, expired: Optional[bool], peer: str) -> None:
+        if expired:
+            self._network.relay.expired(origin, payload)
+        else:
+            self._network.relay.deliver_payload(origin, peer, payload)
+
+    def _owe(self, origin: str, inbox: Inbox) -> None:
+        inbox.owed += 1
+        self._owed[origin] = None
+        if inbox.owed >= ACK_EVERY:
+            self._schedule_acks(0)
+        elif self._ack_call is None:
+            self._schedule_acks(ACK_DELAY)
+
+    def _schedule_acks(self, delay: float) -> None:
+        if self._ack_call is not None:
+            if delay or self._ack_call.getTime() <= self._reactor.seconds():
+                return
+            self._ack_call.cancel()
+        self._ack_call = self._reactor.callLater(delay, self._send_acks)
+
+    def _send_acks(self) -> None:
+        """
+        Send an ack alone to every origin still owed one.
+        """
+        self._ack_call = None
+        owed, self._owed = self._owed, {}
+        forward = self._network.relay.forward
+        for origin in owed:
+            inbox = self.inboxes.get(origin)
+            if inbox is None or not inbox.owed or self._router.next_hop(origin) is None:
+                continue
+            inbox.owed = 0
+            forward(self._name, self.incarnation, [(origin, inbox.incarnation, 0, inbox.delivered)],
+                    self._network.hops, None, b"")
+
+    def _acked(self, kernel: str, incarnation: int, ack: int) -> None:
+        box = self.outboxes.get(kernel)
+        if box is None or box.incarnation != incarnation:
+            return
+        unacked = box.unacked
+        if not unacked or unacked[0][0] > ack:
+            return
+        while unacked and unacked[0][0] <= ack:
+            unacked.popleft()
+        box.rto = RTO_INITIAL
+        if box.timer is not None and box.timer.active():
+            box.timer.cancel()
+        box.timer = self._reactor.callLater(box.rto, self._retransmit, box) if unacked else None
+        if box.backlog:
+            self._drain_backlog(box)
+        if not box.backlog:
+            self._resume(box)
+
+    def _drain_backlog(self, box: Outbox) -> None:
+        now = self._reactor.seconds()
+        while box.backlog and len(box.unacked) < WINDOW:
+            payload, deadline = box.backlog.popleft()
+            if deadline is not None and deadline <= now:
+                self._network.lost(box.kernel, [payload], "deadline passed")
+                continue
+            seq = box.next_seq
+            box.next_seq = seq + 1
+            box.unacked.append((seq, payload, deadline))
+            entry = (box.kernel, box.incarnation, seq, self._ack_for(box.kernel, box.incarnation))
+            self._network.relay.forward(self._name, self.incarnation, [entry], self._network.hops,
+                                        self._ttl(deadline), payload)
+        if box.unacked and box.timer is None:
+            box.timer = self._reactor.callLater(box.rto, self._retransmit, box)
+
+    # -- flow control ------------------------------------------------------------
+
+    def ready(self, kernel: str) -> Deferred:
+        """
+        :returns: a Deferred that fires once a message to ``kernel`` would
+            be sent at once (its window has room, nothing waits before it).
+        """
+        box = self.outboxes.get(kernel)
+        if box is None or not box.backlog:
+            return succeed(None)
+        d: Deferred = Deferred()
+        box.waiters.append(d)
+        return d
+
+    def pending(self, kernel: str) -> int:
+        """
+        :returns: the messages to ``kernel`` not yet acknowledged, sent or waiting.
+        """
+        box = self.outboxes.get(kernel)
+        return 0 if box is None else len(box.unacked) + len(box.backlog)
+
+    def add_producer(self, kernel: str, producer: Any) -> None:
+        """
+        Pause ``producer`` (an ``IPushProducer``) whenever messages to
+        ``kernel`` wait for the window, and resume it when they no longer do.
+        """
+        box = self.outboxes.get(kernel) or self._open(kernel)
+        box.producers.append(producer)
+        if box.paused:
+            producer.pauseProducing()
+
+    def remove_producer(self, kernel: str, producer: Any) -> None:
+        box = self.outboxes.get(kernel)
+        if box is not None and producer in box.producers:
+            box.producers.remove(producer)
+
+    def _pause(self, box: Outbox) -> None:
+        if not box.paused:
+            box.paused = True
+            for producer in list(box.producers):
+                producer.pauseProducing()
+
+    def _resume(self, box: Outbox) -> None:
+        waiters, box.waiters = box.waiters, []
+        for d in waiters:
+            d.callback(None)
+        if box.paused:
+            box.paused = False
+            for producer in list(box.producers):
+                producer.resumeProducing()
+
+    # -- kernels leaving and restarting ------------------------------------------
+
+    def membership_changed(self, gone: List[Tuple[str, Optional[int]]], joined: List[Tuple[str, int]]) -> None:
+        """
+        Kernels left or restarted (``gone``) and joined (``joined``).
+        """
+        now = self._reactor.seconds()
+        back = dict(joined)
+        for kernel, _ in gone:
+            box = self.outboxes.get(kernel)
+            if box is None:
+                continue
+            if kernel in back and back[kernel] != box.incarnation:
+                self._close(kernel, f"kernel {kernel!r} restarted")
+            elif box.gone_at is None:
+                box.gone_at = now
+                box.leave_call = self._reactor.callLater(LEAVE_GRACE, self._leave_check, kernel, box)
+        for kernel, incarnation in joined:
+            box = self.outboxes.get(kernel)
+            if box is None:
+                continue
+            if box.incarnation != incarnation:
+                self._close(kernel, f"kernel {kernel!r} restarted")
+            elif box.gone_at is not None:
+                box.gone_at = None
+                if box.leave_call is not None and box.leave_call.active():
+                    box.leave_call.cancel()
+                box.leave_call = None
+                box.hop = None  # send again on the new route
+        self.routes_settled()
+
+    def _leave_check(self, kernel: str, box: Outbox) -> None:
+        box.leave_call = None
+        if self.outboxes.get(kernel) is box and box.gone_at is not None:
+            self._close(kernel, f"kernel {kernel!r} left the network")
+            self.inboxes.pop(kernel, None)
+
+    def _close(self, kernel: str, why: str) -> None:
+        """
+        Give up the stream to ``kernel``: report what it did not acknowledge.
+        """
+        box = self.outboxes.pop(kernel)
+        for call in (box.timer, box.leave_call):
+            if call is not None and call.active():
+                call.cancel()
+        lost = [payload for _, payload, _ in box.unacked] + [payload for payload, _ in box.backlog]
+        if lost:
+            self._network.lost(kernel, lost, f"{why}; {len(lost)} message(s) to it were not delivered")
+        self._resume(box)
+
+    def stop(self) -> None:
+        """
+        The kernel leaves the network: what is not acknowledged is
+        reported, and every timer stops.
+        """
+        for kernel in list(self.outboxes):
+            self._close(kernel, f"kernel {self._name!r} left the network")
+        self.inboxes.clear()
+        self._owed.clear()
+        if self._ack_call is not None and self._ack_call.active():
+            self._ack_call.cancel()
+        self._ack_call = None
