@@ -56,7 +56,7 @@ class Calls:
             return
         self._post_reply(rsvp, result, session, state)
 
-    def call(self, _dest: Any, *args: Any) -> Any:
+    def call(self, _dest: Any, *args: Any, ttl: Optional[float] = None) -> Any:
         """
         Call a state: see :meth:`lightspeed.kernel.Kernel.call`.
         """
@@ -78,9 +78,10 @@ class Calls:
         if not args:
             raise BadSpecifier(f"call to {str(spec)!r} has no RSVP destination")
         rsvp, args = self._rt.registry.destination(args[0], args[1:])
-        return self._call_spec(spec, rsvp, args, where)
+        return self._call_spec(spec, rsvp, args, where, ttl)
 
-    def _call_spec(self, spec: Specifier, rsvp: Specifier, args: Tuple[Any, ...], where: Tuple[Any, ...]) -> Any:
+    def _call_spec(self, spec: Specifier, rsvp: Specifier, args: Tuple[Any, ...], where: Tuple[Any, ...],
+                   ttl: Optional[float]) -> Any:
         sender = self._rt.current or self._rt.owner
         cstate = self._rt.current_state
         results = []
@@ -95,7 +96,7 @@ class Calls:
                 continue
             results.append(result)
             self.reply(session, spec.state, rsvp, result)  # type: ignore[arg-type]  # destination() set a state
-        self._rt.post_spec(spec, args, sender, cstate, where[0], where[1], rsvp=rsvp)
+        self._rt.post_spec(spec, args, sender, cstate, where[0], where[1], rsvp=rsvp, ttl=ttl)
         return results[0] if len(results) == 1 and not self._rt.registry.remote_kernels(spec) else None
 
     def _post_reply(self, rsvp: Specifier, value: Any, session: Session, state: str) -> None:

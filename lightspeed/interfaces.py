@@ -172,11 +172,12 @@ class INetworkPort(Interface):
     name = Attribute("The kernel's name.")
     incarnation = Attribute("This start's incarnation.")
 
-    def send(spec, kernels, args, sender, cstate, cfile, cline, rsvp=None, reply=False):
+    def send(spec, kernels, args, sender, cstate, cfile, cline, rsvp=None, reply=False, ttl=None):
         """
         Send a post (a call with ``rsvp``; a call's value with ``reply``) to
         ``kernels`` (``('*',)``: every other reachable kernel).  Unreachable
-        kernels are reported to the sender as undeliverable.
+        kernels are reported to the sender as undeliverable.  ``ttl`` is
+        the message's time to live in seconds, or ``None``.
 
         :raises EncodeError: if an argument cannot travel or is too large.
         """

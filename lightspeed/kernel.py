@@ -192,7 +192,7 @@ class Kernel(Node):
 
     # -- post / call / request -------------------------------------------------
 
-    def post(self, _dest: Any, *args: Any) -> None:
+    def post(self, _dest: Any, *args: Any, ttl: Optional[float] = None) -> None:
         """
         Post an event: asynchronous, FIFO across the kernel.
 
@@ -201,10 +201,14 @@ class Kernel(Node):
         ``post(sender.id, 'state', *args)`` and the local
         ``post(alias_or_id, 'state', *args)`` all work.
 
+        :param ttl: seconds the message may take to reach another kernel;
+            past them it is dropped where it waits and reported to the
+            sender as undeliverable, "deadline passed".  (A local post is
+            queued at once and has no deadline.)
         :raises BadSpecifier: if the destination is malformed.
         :raises EncodeError: if an argument cannot travel to another kernel.
         """
-        self.local.post(_dest, *args)  # replaced per instance by the runtime's own method
+        self.local.post(_dest, *args, ttl=ttl)  # replaced per instance by the runtime's own method
 
     def yield_(self, _state: str, *args: Any) -> None:
         """
@@ -214,7 +218,7 @@ class Kernel(Node):
         """
         self.local.yield_(_state, *args)  # replaced per instance by the runtime's own method
 
-    def call(self, _dest: Any, *args: Any) -> Any:
+    def call(self, _dest: Any, *args: Any, ttl: Optional[float] = None) -> Any:
         """
         Call a state synchronously and return the handler's value.
 
@@ -224,12 +228,14 @@ class Kernel(Node):
         rsvp, *args)``: the handler's value (once a returned Deferred or
         coroutine has finished) is posted to ``rsvp``; a local target runs
         at once and its value is also returned when the destination names
-        exactly one local session, otherwise ``None`` is.
+        exactly one local session, otherwise ``None`` is.  ``ttl`` bounds
+        the time the call may take to reach another kernel, as for
+        :meth:`post`.
 
         :raises BadSpecifier: if a destination or the RSVP is malformed or missing.
         :raises NoSuchSession: if a local-form call names no session.
         """
-        return self.local.call(_dest, *args)
+        return self.local.call(_dest, *args, ttl=ttl)
 
     def request(self, _dest: Any, *args: Any, timeout: Optional[float] = DEFAULT_REQUEST_TIMEOUT) -> Deferred:
         """

@@ -135,3 +135,38 @@ class Node(MultiService):
         for service in list(self):
             service.disownServiceParent()
         return stopped
+
+    # -- flow control ------------------------------------------------------------
+
+    def when_ready(self, kernel: str) -> Deferred:
+        """
+        Wait until a message to ``kernel`` would leave at once: its window
+        of unacknowledged messages has room and nothing waits before it.
+
+        :returns: a Deferred that fires with ``None`` (at once if so now).
+        """
+        if self.network is None:
+            return succeed(None)
+        return self.network.delivery.ready(kernel)
+
+    def backlog(self, kernel: str) -> int:
+        """
+        :returns: how many messages to ``kernel`` are not acknowledged yet,
+            sent or waiting for the window.
+        """
+        return 0 if self.network is None else self.network.delivery.pending(kernel)
+
+    def register_producer(self, kernel: str, producer: Any) -> None:
+        """
+        Pause ``producer`` (an :class:`~twisted.internet.interfaces.IPushProducer`)
+        whenever messages to ``kernel`` wait for its window, and resume it
+        once they no longer do, as a transport does for a Protocol.
+        """
+        self.network_start().delivery.add_producer(kernel, producer)
+
+    def unregister_producer(self, kernel: str, producer: Any) -> None:
+        """
+        Stop pausing and resuming ``producer`` for ``kernel``.
+        """
+        if self.network is not None:
+            self.network.delivery.remove_producer(kernel, producer)

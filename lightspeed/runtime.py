@@ -188,7 +188,7 @@ class Runtime:
 
     # -- post / call / yield -------------------------------------------------
 
-    def post(self, _dest: Any, *args: Any) -> None:
+    def post(self, _dest: Any, *args: Any, ttl: Optional[float] = None) -> None:
         """
         Post an event: see :meth:`lightspeed.kernel.Kernel.post`.
         """
@@ -206,9 +206,9 @@ class Runtime:
                 if self._drain_call is None:
                     self._drain_call = self.reactor.callLater(0, self._drain)
                 return
-        self._post_slow(_dest, args, frame.f_code.co_filename, frame.f_lineno)
+        self._post_slow(_dest, args, frame.f_code.co_filename, frame.f_lineno, ttl)
 
-    def _post_slow(self, dest: Any, args: Tuple[Any, ...], cfile: str, cline: int) -> None:
+    def _post_slow(self, dest: Any, args: Tuple[Any, ...], cfile: str, cline: int, ttl: Optional[float]) -> None:
         sender = self.current or self.owner
         cstate = self.current_state
         if type(dest) is str:
@@ -220,7 +220,7 @@ class Runtime:
                         self.enqueue(session, plan[0].state, args, sender, cstate, cfile, cline)
                         return
                 elif self.remote is not None:
-                    self.remote.send(plan[0], plan[1], args, sender, cstate, cfile, cline)
+                    self.remote.send(plan[0], plan[1], args, sender, cstate, cfile, cline, ttl=ttl)
                     return
         if (isinstance(dest, Session) or type(dest) is int) and args:
             # A session object or id names exactly that session, even if
@@ -232,7 +232,7 @@ class Runtime:
         spec, args = self.registry.destination(dest, args)
         if type(dest) is str and not dest.endswith("/") and dest.startswith(SCHEME) and not spec.all_kernels:
             self._remember_plan(dest, spec)
-        self.post_spec(spec, args, sender, cstate, cfile, cline)
+        self.post_spec(spec, args, sender, cstate, cfile, cline, ttl=ttl)
 
     def _remember_plan(self, text: str, spec: Specifier) -> None:
         if self.name not in spec.kernels:
@@ -242,7 +242,7 @@ class Runtime:
 
     def post_spec(self, spec: Specifier, args: Tuple[Any, ...], sender: Any, cstate: Optional[str],
                   cfile: Optional[str], cline: Optional[int], reply: bool = False,
-                  rsvp: Optional[Specifier] = None) -> None:
+                  rsvp: Optional[Specifier] = None, ttl: Optional[float] = None) -> None:
         """
         Deliver to the local targets of ``spec`` and send to remote ones;
         ``reply`` marks a call's reply for the remote kernels' hooks.
@@ -257,7 +257,7 @@ class Runtime:
             if not spec.all_kernels:
                 self.undeliverable(spec, f"no route to kernel(s) {', '.join(remote)}", (cfile, cline), sender, args)
             return
-        self.remote.send(spec, remote, args, sender, cstate, cfile, cline, rsvp, reply)
+        self.remote.send(spec, remote, args, sender, cstate, cfile, cline, rsvp, reply, ttl)
 
     def yield_(self, _state: str, *args: Any) -> None:
         """

@@ -109,6 +109,12 @@ class Delivery:
         self.inboxes: Dict[str, Inbox] = {}
         self._owed: Dict[str, None] = {}
         self._ack_call: Any = None
+        #: The limits (see the module constants), per network.
+        self.window = WINDOW
+        self.max_backlog = MAX_BACKLOG
+        self.max_early = MAX_EARLY
+        self.leave_grace = LEAVE_GRACE
+        #: Messages sent again, and duplicates received and dropped.
         self.retransmitted = 0
         self.duplicates = 0
 
@@ -134,8 +140,8 @@ class Delivery:
                 failed.append((kernel, "no route"))
                 continue
             box = self.outboxes.get(kernel) or self._open(kernel)
-            if box.backlog or len(box.unacked) >= WINDOW:
-                if len(box.backlog) >= MAX_BACKLOG:
+            if box.backlog or len(box.unacked) >= self.window:
+                if len(box.backlog) >= self.max_backlog:
                     failed.append((kernel, "backlog full"))
                 else:
                     box.backlog.append((payload, deadline))
@@ -239,7 +245,7 @@ class Delivery:
                 self._release(origin, inbox, peer)
         elif seq <= inbox.delivered:
             self.duplicates += 1
-        elif len(inbox.early) < MAX_EARLY and seq not in inbox.early:
+        elif len(inbox.early) < self.max_early and seq not in inbox.early:
             deadline = None if ttl is None else self._reactor.seconds() + ttl / 1000.0
             inbox.early[seq] = (payload, deadline)
         self._owe(origin, inbox)
@@ -308,7 +314,7 @@ class Delivery:
 
     def _drain_backlog(self, box: Outbox) -> None:
         now = self._reactor.seconds()
-        while box.backlog and len(box.unacked) < WINDOW:
+        while box.backlog and len(box.unacked) < self.window:
             payload, deadline = box.backlog.popleft()
             if deadline is not None and deadline <= now:
                 self._network.lost(box.kernel, [payload], "deadline passed")
@@ -389,7 +395,7 @@ class Delivery:
                 self._close(kernel, f"kernel {kernel!r} restarted")
             elif box.gone_at is None:
                 box.gone_at = now
-                box.leave_call = self._reactor.callLater(LEAVE_GRACE, self._leave_check, kernel, box)
+                box.leave_call = self._reactor.callLater(self.leave_grace, self._leave_check, kernel, box)
         for kernel, incarnation in joined:
             box = self.outboxes.get(kernel)
             if box is None:
