@@ -105,10 +105,11 @@ class IDelivery(Interface):
         Log that the handler of ``state`` in ``session`` raised.
         """
 
-    def undeliverable(spec, reason, caller=(None, None), sender=None, args=()):
+    def undeliverable(spec, reason, caller=(None, None), sender=None, args=(), logged=False):
         """
-        Log a message of a local sender that cannot be delivered and give it
-        to the sender's ``_undeliverable`` state, if it has one.
+        Log a message of a local sender that cannot be delivered (unless
+        ``logged``), report it to the event sink, and give it to the
+        sender's ``_undeliverable`` state, if it has one.
         """
 
     def run_soon():
@@ -194,6 +195,12 @@ class INetworkPort(Interface):
         Run a control operation at ``kernel``.
 
         :returns: a Deferred of the answer; every failure comes through it.
+        """
+
+    def bounce(kernel, session, destination, reason, args):
+        """
+        Tell ``session`` (a wire name) of ``kernel`` that its message to
+        ``destination`` was not delivered, as an ``_undeliverable`` event.
         """
 
     def reachable():

@@ -258,6 +258,9 @@ class Network:
             kernel, lambda request_id: [kind, sessions, state, list(args), name, cstate, caller[0], caller[1],
                                         request_id], timeout, late)
 
+    def bounce(self, kernel: str, session: str, destination: str, reason: str, args: Any) -> None:
+        self.relay.bounce(kernel, session, destination, reason, args)
+
     def reachable(self) -> frozenset:
         return self.router.reachable()
 

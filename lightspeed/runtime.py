@@ -128,11 +128,12 @@ class Runtime:
         )
 
     def undeliverable(self, spec: Any, reason: str, caller: Tuple[Any, ...] = (None, None),
-                      sender: Any = None, args: Tuple[Any, ...] = ()) -> None:
-        self.log.warn(
-            "undeliverable to {destination} from kernel {kernel} ({file}:{line}): {reason}",
-            destination=str(spec), kernel=self.name, file=caller[0], line=caller[1], reason=reason,
-        )
+                      sender: Any = None, args: Tuple[Any, ...] = (), logged: bool = False) -> None:
+        if not logged:
+            self.log.warn(
+                "undeliverable to {destination} from kernel {kernel} ({file}:{line}): {reason}",
+                destination=str(spec), kernel=self.name, file=caller[0], line=caller[1], reason=reason,
+            )
         events = self.events
         if events is not None and events.undeliverable:
             events.emit("undeliverable", destination=str(spec), reason=reason, origin=self.name)
@@ -358,22 +359,38 @@ class Runtime:
 
     def _dispatch_missing(self, event: Event) -> None:
         """
-        An event for a state the session lacks: run ``_default``, or log.
+        An event for a state the session lacks: run ``_default``, or tell
+        the sender it was not delivered.
         """
         session, state, args, sender, cstate, cfile, cline = event
         if session.stopped:
-            self.undeliverable(f"session {session.id}", f"session stopped before state {state!r} ran")
+            self._lost(event, f"session {session.id} stopped before state {state!r} ran")
             return
         handler = session._states.get("_default")
         if handler is None:
-            self.log.warn(
-                "session {session} of kernel {kernel} has no state {state!r} and no _default; "
-                "event from {sender} ({file}:{line}) dropped",
-                session=session.id, kernel=self.name, state=state,
-                sender=getattr(sender, "id", sender), file=cfile, line=cline,
-            )
+            self._lost(event, f"session {session.id} of kernel {self.name!r} has no state {state!r} and no _default")
         else:
             self.run(session, handler, state, args, sender, cstate, cfile, cline)
+
+    def _lost(self, event: Event, reason: str) -> None:
+        """
+        Report an event that cannot run to its sender: a local session's
+        ``_undeliverable`` state, or a remote sender's through the network.
+        """
+        session, state, args, sender, _, cfile, cline = event
+        if state == "_undeliverable":
+            self.log.warn("undeliverable notice for session {session} dropped: {reason}", session=session.id,
+                          reason=reason)
+            return
+        names = session._alias_names
+        destination = f"poe://{self.name}/{names[0] if names else session.id}/{state}"
+        self.log.warn("{reason}; event from {sender} ({file}:{line}) not delivered", reason=reason,
+                      session=session.id, kernel=self.name, state=state, sender=getattr(sender, "id", sender),
+                      file=cfile, line=cline)
+        remote = getattr(sender, "is_lightspeed", False) and self.remote is not None
+        self.undeliverable(destination, reason, (cfile, cline), None if remote else sender, args, logged=True)
+        if remote and sender.remote_session is not None:
+            self.remote.bounce(sender.remote_kernel, sender.remote_session, destination, reason, args)
 
     def _watch(self, session: Session, state: str, result: Any) -> None:
         """

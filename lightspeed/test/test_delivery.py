@@ -230,6 +230,33 @@ class ReportedTests(SynchronousTestCase):
         self.assertEqual(tx.notices, [("poe://b/rx/got", "deadline passed", ["late"])])  # b's notice: a list
 
 
+class MissingStateTests(SynchronousTestCase):
+    """
+    A post to a session that has neither the state nor ``_default`` comes
+    back to its sender.
+    """
+
+    def test_remote_sender_told(self):
+        """When a remote post names a state the session lacks, then the sender's _undeliverable hears why."""
+        mesh, k, links = build("ab", "ab")
+        Receiver(k["b"])
+        tx = Sender(k["a"])
+        tx.post("poe://b/rx/nosuch", 1)
+        mesh.settle()
+        self.assertEqual(tx.notices, [(
+            "poe://b/rx/nosuch", "session 1 of kernel 'b' has no state 'nosuch' and no _default", [1])])
+
+    def test_local_sender_told(self):
+        """When a local post names a state the session lacks, then the sender's _undeliverable hears why."""
+        mesh, k, links = build("a", "")
+        Receiver(k["a"])
+        tx = Sender(k["a"])
+        tx.post("poe://a/rx/nosuch", 2)
+        mesh.settle()
+        self.assertEqual(tx.notices, [(
+            "poe://a/rx/nosuch", "session 1 of kernel 'a' has no state 'nosuch' and no _default", (2,))])
+
+
 class FlowControlTests(SynchronousTestCase):
     """
     A bounded window per destination that posters can follow.
