@@ -73,6 +73,12 @@ def _uint(n: int) -> bytes:
     """
     CBOR for a small unsigned integer (a sequence number, an ack, hops).
     """
+    if n < 4096:
+        return _SMALL[n]
+    return _uint_slow(n)
+
+
+def _uint_slow(n: int) -> bytes:
     if n < 24:
         return bytes((n,))
     if n < 0x100:
@@ -82,6 +88,9 @@ def _uint(n: int) -> bytes:
     if n < 0x100000000:
         return b"\x1a" + n.to_bytes(4, "big")
     return cbor2.dumps(n)
+
+
+_SMALL = [_uint_slow(n) for n in range(4096)]
 
 
 def _text(value: str) -> bytes:
@@ -122,6 +131,26 @@ def routed_body(origin: str, incarnation: int, entries: Sequence[Entry], hops: i
     parts.append(_bstr_head(len(payload)))
     parts.append(payload)
     return b"".join(parts)
+
+
+def routed_head(origin: str, incarnation: int, dest: str, dest_incarnation: int) -> bytes:
+    """
+    The fixed start of a ROUTED body from one start of a kernel to one
+    start of another: what :func:`routed_from` completes.
+    """
+    return b"\x87\x07" + _text(origin) + _big(incarnation) + b"\x81\x84" + _text(dest) + _big(dest_incarnation)
+
+
+def routed_from(head: bytes, seq: int, ack: int, hops: int, ttl: Optional[int], payload: bytes) -> bytes:
+    """
+    :func:`routed_body` for one destination, the common case, from its
+    :func:`routed_head`: the same bytes.
+    """
+    n = len(payload)
+    return b"".join((head, _SMALL[seq] if seq < 4096 else _uint_slow(seq),
+                     _SMALL[ack] if ack < 4096 else _uint_slow(ack), _SMALL[hops] if hops < 4096 else _uint_slow(hops),
+                     b"\xf6" if ttl is None else _uint(max(ttl, 0)), bytes((0x40 + n,)) if n < 24 else _bstr_head(n),
+                     payload))
 
 
 def _array_head(length: int) -> bytes:

@@ -44,6 +44,8 @@ class Relay:
         self._router = network.router
         self._links = network.link_table
         self._split = BoundedCache(1024)
+        #: Counts changes of routes: what was looked up before may be stale.
+        self.epoch = 0
         self.misrouted = 0
         self.bad_payloads = 0
         self.dropped = 0
@@ -53,6 +55,7 @@ class Relay:
         Forget the per-next-hop splits: routes or links changed.
         """
         self._split.clear()
+        self.epoch += 1
 
     # -- out -------------------------------------------------------------------
 
@@ -65,12 +68,7 @@ class Relay:
         :returns: the destinations that have no route.
         """
         key = tuple(entry[0] for entry in entries)
-        split = self._split.get(key)
-        if split is None:
-            groups, unreachable = self._router.split(key)
-            index = {dest: i for i, dest in enumerate(key)}
-            split = self._split.remember(
-                key, ([(self._links.to(hop), [index[d] for d in sub]) for hop, sub in groups.items()], unreachable))
+        split = self._split.get(key) or self._compute(key)
         routes, unreachable = split
         if len(routes) == 1 and len(routes[0][1]) == len(entries):
             routes[0][0].send_body(routed_body(origin, incarnation, entries, hops, ttl, payload))
@@ -80,6 +78,20 @@ class Relay:
         if unreachable and origin != self._name:
             self.failed(origin, unreachable, payload, "no route")
         return unreachable
+
+    def _compute(self, key: Tuple[str, ...]) -> Any:
+        groups, unreachable = self._router.split(key)
+        index = {dest: i for i, dest in enumerate(key)}
+        return self._split.remember(
+            key, ([(self._links.to(hop), [index[d] for d in sub]) for hop, sub in groups.items()], unreachable))
+
+    def link_to(self, kernel: str) -> Any:
+        """
+        The link that carries what goes to ``kernel`` now, or ``None``.
+        """
+        key = (kernel,)
+        routes = (self._split.get(key) or self._compute(key))[0]
+        return routes[0][0] if routes else None
 
     def send(self, kernel: str, body: Any, deadline: Optional[float] = None) -> List[Tuple[str, str]]:
         """
@@ -101,6 +113,19 @@ class Relay:
 
         :raises ProtocolError: if it is malformed or forged by ``peer``.
         """
+        if len(message) == 7 and type(message[3]) is list and len(message[3]) == 1:
+            entry = message[3][0]
+            origin = message[1]
+            if type(entry) is list and len(entry) == 4 and entry[0] == self._name and type(origin) is str \
+                    and origin != self._name and type(message[2]) is int and type(message[6]) is bytes \
+                    and type(entry[1]) is int and type(entry[2]) is int and type(entry[3]) is int \
+                    and entry[2] >= 0 and entry[3] >= 0 and (message[5] is None or type(message[5]) is int):
+                # Hot path: a message for this kernel alone.
+                if origin != peer and origin not in self._router.behind(peer):
+                    self._misrouted(origin, peer, [self._name], message[6])
+                else:
+                    self._network.delivery.arrived(origin, message[2], entry, message[5], message[6], peer)
+                return
         origin, incarnation, entries, hops, ttl, payload = parse_routed(message)
         if origin == self._name:
             raise ProtocolError(f"message claims to come from this kernel ({origin!r})", "forged-origin")
