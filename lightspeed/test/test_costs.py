@@ -515,7 +515,7 @@ class TCPCostTests(TestCase):
             ports[name] = port.getHost().port
         proxy = DelayProxy(ports["b"], 0.2)
         proxies.append(proxy)
-        a, b = kernels["a"], kernels["b"]
+        a = kernels["a"]
         yield a.connect(f"tcp:host=127.0.0.1:port={cast(Any, proxy.port.getHost()).port}").whenConnected()
         yield a.connect(f"tcp:host=127.0.0.1:port={ports['c']}").whenConnected()
         yield kernels["c"].connect(f"tcp:host=127.0.0.1:port={ports['b']}").whenConnected()
