@@ -267,6 +267,12 @@ class ILinkOwner(Interface):
         ``link`` handled a read: run what arrived and write the answers now.
         """
 
+    def link_rtt(link, seconds):
+        """
+        ``link`` (up) timed a round trip: a PONG echoed the token of one of
+        its PINGs ``seconds`` after it was sent.
+        """
+
 
 class IKernel(Interface):
     """

@@ -26,6 +26,7 @@ from lightspeed.errors import EncodeError
 from lightspeed.interfaces import IKernelPort, ILinkOwner, INetworkPort
 from lightspeed.message import CALL, CALLREPLY, CONTROL, DEFAULT_HOPS, LSA, POST, REQUEST, ROUTED
 from lightspeed.net.delivery import Delivery
+from lightspeed.net.costs import LinkCosts
 from lightspeed.net.dispatch import KIND_NAMES, Dispatcher
 from lightspeed.net.flooding import FADING_GRACE, LSA_MAX_AGE, LSA_REFRESH, Flooding
 from lightspeed.net.links import Links
@@ -64,6 +65,9 @@ class Network:
     :ivar hops: how many relays a message from here may cross.
     :ivar max_payload: the largest encoded payload a message may have: it
         must fit in a frame of the default maximum size with its header.
+    :ivar costs: the link costs from measured round trips
+        (:obj:`~lightspeed.net.costs.LinkCosts`); ``costs.enabled = False``
+        fixes every link's cost at 1.
     """
 
     log = Logger()
@@ -84,6 +88,7 @@ class Network:
         self.dispatch = Dispatcher(self)
         self.membership = Membership(self)
         self.delivery = Delivery(self)
+        self.costs = LinkCosts(self)
 
     # -- counters and settings kept by the parts -------------------------------------
 
@@ -160,6 +165,7 @@ class Network:
             self.events.emit("link_down", peer=peer, code=why.code if why is not None else "lost",
                              reason=str(why) if why is not None else "connection lost")
         self.relay.routes_changed()  # a parallel link may take over
+        self.costs.link_down(link, last)
         if last:
             lsa = self.router.link_down(peer)
             if lsa is not None:
@@ -182,6 +188,9 @@ class Network:
     def after_read(self, link: Any) -> None:
         self.port.local.run_soon()
         self.link_table.flush()
+
+    def link_rtt(self, link: Any, seconds: float) -> None:
+        self.costs.measured(link, seconds)
 
     # -- INetworkPort ----------------------------------------------------------------
 

@@ -16,7 +16,8 @@ a real reactor; links run the real handshake, framing and routing.
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Sequence
+from collections import deque
+from typing import Any, Deque, Dict, List, Optional, Sequence, Union
 
 from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
@@ -33,7 +34,12 @@ __all__ = ["MemoryMesh", "MemoryTransport"]
 
 class MemoryTransport(StringTransport):
     """
-    A transport whose writes reach its peer protocol on the next clock turn.
+    A transport whose writes reach its peer protocol on the next clock turn,
+    or :attr:`delay` seconds later.
+
+    :ivar delay: seconds each write takes to arrive (0: the next turn).  It
+        may change at any time; writes still arrive in order, as on a
+        stream, and a close arrives after them.
     """
 
     def __init__(self, clock: Clock, host: Any, peer: Any) -> None:
@@ -43,13 +49,28 @@ class MemoryTransport(StringTransport):
         self.protocol: Any = None
         self.closed = False
         self.written = 0
+        self.delay = 0.0
+        self._due = 0.0
+        self._in_flight: Deque[Union[bytes, Exception]] = deque()
 
     def write(self, data: bytes) -> None:
         if self.closed or not data:
             return
         self.written += len(data)
-        other = self.other
-        self.clock.callLater(0, other._receive, data)  # type: ignore[union-attr]
+        self._send(data)
+
+    def _send(self, item: Union[bytes, Exception]) -> None:
+        now = self.clock.seconds()
+        self._due = max(self._due, now + self.delay)
+        self._in_flight.append(item)
+        self.clock.callLater(self._due - now, self._arrive)
+
+    def _arrive(self) -> None:
+        item = self._in_flight.popleft()  # the oldest, whatever the timers' rounding
+        if isinstance(item, bytes):
+            self.other._receive(item)  # type: ignore[union-attr]
+        else:
+            self._lost(item)
 
     def writeSequence(self, seq: List[bytes]) -> None:
         self.write(b"".join(seq))
@@ -68,7 +89,7 @@ class MemoryTransport(StringTransport):
         if self.closed:
             return
         # Data already written still arrives, then both ends see the close.
-        self.clock.callLater(0, self._lost, why)
+        self._send(why)
 
     def _lost(self, why: Exception) -> None:
         for end in (self, self.other):

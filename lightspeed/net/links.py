@@ -76,6 +76,14 @@ class Links:
         """
         return self.by_peer[peer][0]
 
+    def prefer(self, link: Any) -> None:
+        """
+        Let ``link`` (up) carry what goes to its neighbour from now on.
+        """
+        links = self.by_peer[link.peer.name]
+        links.remove(link)
+        links.insert(0, link)
+
     def incarnation(self, peer: str) -> Optional[int]:
         """
         The incarnation neighbour ``peer`` said HELLO with, if it is one.

@@ -103,6 +103,8 @@ class Connection:
     :param on_close: called once with ``(code, message, by_peer)`` when the
         link must end; queued output (a BYE) should still be written.
     :param on_output: called when output is waiting in :obj:`take_output`.
+    :param on_pong: called with each PONG once up, or :obj:`None` to hand
+        PONGs to ``on_message`` like the other messages.
     """
 
     def __init__(
@@ -113,6 +115,7 @@ class Connection:
         on_message: Callable[[list], None],
         on_close: Callable[[str, str, bool], None],
         on_output: Callable[[], None],
+        on_pong: Optional[Callable[[list], None]] = None,
     ) -> None:
         self.config = config
         self.state = "new"
@@ -122,6 +125,7 @@ class Connection:
         self._on_message = on_message
         self._on_close = on_close
         self._on_output = on_output
+        self._on_pong = on_pong
         self._framer = Framer(config.max_frame)
         self._nonce = os.urandom(16)
         self._peer_nonce = b""
@@ -264,6 +268,8 @@ class Connection:
             self._bye(message)
         elif kind == PING:
             self.send_message([PONG, message[1] if len(message) > 1 else None])
+        elif kind == PONG and self._on_pong is not None:
+            self._on_pong(message)
         else:
             self._on_message(message)
 

@@ -7,7 +7,8 @@ frames queued in one reactor turn go out in one write).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, List, Optional
+import os
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional
 
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IAddress, IConsumer, IPushProducer, IReactorTime, ITCPTransport
@@ -22,7 +23,15 @@ from lightspeed.message import PING
 from lightspeed.wire.connection import Connection, LinkConfig, PeerInfo
 from lightspeed.wire.framing import DEFAULT_MAX_FRAME
 
-__all__ = ["LinkProtocol", "LinkFactory", "LinkOptions"]
+__all__ = ["LinkProtocol", "LinkFactory", "LinkOptions", "FIRST_PING", "MAX_PINGS"]
+
+#: Seconds after the handshake at which a link sends its first PING, to
+#: measure the round trip early (unless a keepalive tick comes sooner).  Not
+#: at once: the database sync that follows the handshake would inflate it.
+FIRST_PING = 1.0
+
+#: The most PINGs a link waits for the PONG of; older ones are forgotten.
+MAX_PINGS = 4
 
 if TYPE_CHECKING:
     class _LinkTransport(ITCPTransport, IConsumer):
@@ -39,7 +48,8 @@ class LinkOptions:
     :ivar password: shared secret (str or bytes), or :obj:`None`.
     :ivar compression: ask for zlib.
     :ivar keepalive: seconds between PINGs; a peer silent for three of
-        them is dead.  0 turns keepalive off.
+        them is dead.  0 turns keepalive off (the one PING that measures the
+        round trip after the handshake still goes out).
     :ivar handshake_timeout: seconds a new link may take to finish its
         handshake.
     :ivar max_frame: the longest frame accepted.
@@ -92,6 +102,9 @@ class LinkProtocol(Protocol):
         self._lost_waiters: Optional[List[Deferred]] = []
         self._handshake_timer: Any = None
         self._keepalive_call: Any = None
+        self._first_ping_call: Any = None
+        #: The PINGs sent and not yet answered: token -> when, oldest first.
+        self._pings: Dict[int, float] = {}
         self._heard = False
         self._closing = False
         #: Why the link closed (a :obj:`LinkClosed` with a BYE code), once the
@@ -112,7 +125,7 @@ class LinkProtocol(Protocol):
         config = LinkConfig(self.owner.name, self.owner.incarnation, self.options.compression,
                             self.options.password, self.options.max_frame)
         self.conn = Connection(config, self._admit, self._up, self._message, self._closed,
-                               self._want_flush)
+                               self._want_flush, on_pong=self._pong)
         # The transport pauses us when the peer stops reading (flow control).
         self.transport.registerProducer(self, True)
         self._handshake_timer = self.reactor.callLater(self.options.handshake_timeout, self._handshake_late)
@@ -126,7 +139,7 @@ class LinkProtocol(Protocol):
             self.owner.after_read(self)
 
     def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
-        for name in ("_handshake_timer", "_keepalive_call"):
+        for name in ("_handshake_timer", "_keepalive_call", "_first_ping_call"):
             call = getattr(self, name)
             if call is not None and call.active():
                 call.cancel()
@@ -252,8 +265,11 @@ class LinkProtocol(Protocol):
             self._handshake_timer.cancel()
         self._handshake_timer = None
         self.owner.link_up(self)
-        if self.options.keepalive:
-            self._keepalive_call = self.reactor.callLater(self.options.keepalive, self._keepalive, 0)
+        keepalive = self.options.keepalive
+        if keepalive:
+            self._keepalive_call = self.reactor.callLater(keepalive, self._keepalive, 0)
+        if not keepalive or keepalive > FIRST_PING:
+            self._first_ping_call = self.reactor.callLater(FIRST_PING, self._first_ping)
         self._set_ready(self)
 
     def _message(self, message: list) -> None:
@@ -288,8 +304,47 @@ class LinkProtocol(Protocol):
             if self.conn is not None:
                 self.conn.close("timeout", f"peer silent for {silent * self.options.keepalive} s")
             return
-        self.send_message([PING, silent])
+        self._ping()
         self._keepalive_call = self.reactor.callLater(self.options.keepalive, self._keepalive, silent)
+
+    def _first_ping(self) -> None:
+        self._first_ping_call = None
+        self._ping()
+
+    # -- round trips ---------------------------------------------------------
+
+    def _ping(self) -> None:
+        """
+        Send a PING whose token is a fresh random 32-bit integer, and keep
+        when it went, to time its PONG.
+        """
+        token = int.from_bytes(os.urandom(4), "big")
+        pings = self._pings
+        pings.pop(token, None)
+        pings[token] = self.reactor.seconds()
+        while len(pings) > MAX_PINGS:
+            del pings[next(iter(pings))]
+        self.send_message([PING, token])
+
+    def _pong(self, message: list) -> None:
+        """
+        A PONG arrived: if it echoes a token we wait for, tell the owner the
+        round trip.  Any other token (not ours, already answered, not an
+        integer) is ignored.  The peer answers PINGs in order, so the PINGs
+        sent before this one will not be answered any more.
+        """
+        token = message[1] if len(message) > 1 else None
+        pings = self._pings
+        if type(token) is not int or token not in pings:
+            return
+        sent = pings[token]
+        for older in list(pings):
+            del pings[older]
+            if older == token:
+                break
+        seconds = self.reactor.seconds() - sent
+        if self.peer is not None and not self._closing and seconds >= 0:
+            self.owner.link_rtt(self, seconds)
 
 
 class LinkFactory(Factory):
