@@ -106,8 +106,9 @@ class LinkCounters:
         after them (:obj:`LinkDirection.reorder`).
     :ivar delayed: delivered frames that arrived at a later clock time than
         they were written (a delay, jitter, or a cut).
-    :ivar lost: frames in flight when the receiving end closed or the link
-        failed (:obj:`MemoryLink.close`).
+    :ivar lost: frames that reached an end already closed, and those a
+        delay or a cut still held when :obj:`MemoryLink.close` failed the
+        link.
     """
 
     sent: int = 0
