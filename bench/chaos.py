@@ -112,10 +112,9 @@ class Receiver:
         seen = st["seen"]
         if n >= len(seen):
             seen.extend(bytes(n + 1 - len(seen)))
-        kind = None
-        if seen[n]:
+        kind = "dup" if seen[n] else None
+        if kind:
             st["dups"] += 1
-            kind = "dup"
         else:
             seen[n] = 1
             st["count"] += 1
@@ -147,7 +146,8 @@ def child(name, port):
                 kernel.connect(f"tcp:host=127.0.0.1:port={p}:timeout=5")
             return {}
         if op == "ping":
-            return {"reachable": sorted(kernel.network.router.reachable())}
+            router = kernel.network.router
+            return {"reachable": sorted(router.reachable()), "hops": {k: router.next_hop(k) for k in RECEIVERS}}
         if op == "send":
             roles["sender"] = Sender(kernel, request["to"], request["count"], request["rate"])
             return {}
@@ -158,7 +158,8 @@ def child(name, port):
             return {"dropped": len(links)}
         if op == "stats":
             delivery = kernel.network.delivery
-            out = {"retransmitted": delivery.retransmitted, "duplicates": delivery.duplicates}
+            out = {"retransmitted": delivery.retransmitted, "duplicates": delivery.duplicates,
+                   "dropped": kernel.network.relay.dropped}
             tx, rx = roles["sender"], roles["receiver"]
             if tx is not None:
                 out.update(sent=tx.sent, notices=tx.notices, backlog={r: kernel.backlog(r) for r in tx.to})
@@ -250,9 +251,7 @@ def main():
     start = time.time()
     print(f"chaos: {per_pair * 9} posts ({per_pair} per pair) over {seconds:.0f} s, {kills} link kills, "
           f"relay SIGKILL down {down:.0f} s, seed {seed}; load {os.getloadavg()}; logs in {logdir}", flush=True)
-    kids = {}
-    for name in SENDERS + RELAYS + RECEIVERS:
-        kids[name] = Child(name, 0, logdir, 1)
+    kids = {name: Child(name, 0, logdir, 1) for name in SENDERS + RELAYS + RECEIVERS}
 
     def connect(name):
         ports = [kids[b].port for a, b in EDGES if a == name]
@@ -277,10 +276,7 @@ def main():
         plan = [(0.05 * seconds + (0.9 * seconds) * (i + 0.5) / kills, "kill link") for i in range(kills)]
         plan.append((0.5 * seconds + 0.45 * seconds / max(kills, 1), "kill relay"))
         plan.sort()
-        dead = None
-        restart_at = None
-        dropped = 0
-        events = []
+        dead, restart_at, dropped, events = None, None, 0, []
         next_progress = t0 + 10
         while plan or restart_at is not None:
             now = time.time()
@@ -294,10 +290,12 @@ def main():
             if plan and now - t0 >= plan[0][0]:
                 _, what = plan.pop(0)
                 if what == "kill relay":
+                    via = [f"{s}->{r}" for s in SENDERS for r, h in kids[s].ask("ping")["hops"].items() if h == victim]
                     kids[victim].proc.kill()
                     kids[victim].proc.wait()
                     dead, restart_at = victim, time.time() + down
-                    events.append((time.time(), f"relay {victim} killed with SIGKILL"))
+                    events.append((time.time(), f"relay {victim} killed with SIGKILL (first hop of "
+                                                f"{', '.join(via) or 'no pair'})"))
                 else:
                     for _ in range(20):
                         a, b = rng.choice(EDGES)
@@ -378,8 +376,8 @@ def report(stats, events, dropped, victim, start, logdir):
     print(f"{'total':<9}{total['sent']:>8}{total['delivered']:>10}{total['lost']:>6}{total['dup']:>5}"
           f"{total['reord']:>6}{total['both']:>8}  "
           + (", ".join(f"{k}: {v}" for k, v in reasons_total.items()) or "-"))
-    print("delivery counters (retransmitted / duplicates dropped): " + ", ".join(
-        f"{name} {st['retransmitted']}/{st['duplicates']}" for name, st in stats.items()))
+    print("counters (retransmitted / duplicates dropped / relay drops): " + ", ".join(
+        f"{name} {st['retransmitted']}/{st['duplicates']}/{st['dropped']}" for name, st in stats.items()))
     print(f"links aborted: {dropped}; relay {victim} killed with SIGKILL and restarted")
     for s, r, lost, both, phantom, odd in details:
         print(f"anomalies {s}->{r}:")
@@ -400,8 +398,7 @@ def report(stats, events, dropped, victim, start, logdir):
 
 
 def ranges(numbers):
-    out, numbers = [], sorted(numbers)
-    i = 0
+    out, numbers, i = [], sorted(numbers), 0
     while i < len(numbers):
         j = i
         while j + 1 < len(numbers) and numbers[j + 1] == numbers[j] + 1:

@@ -1,4 +1,4 @@
-# -*- test-case-name: lightspeed.test.test_mesh -*-
+# -*- test-case-name: lightspeed.test.test_testing,lightspeed.test.test_mesh -*-
 """
 In-memory links between kernels of one process, on one :obj:`task.Clock`:
 for your tests and for simulating large meshes.
@@ -12,106 +12,155 @@ for your tests and for simulating large meshes.
 
 Bytes written on one end arrive at the other on a later clock turn, as with
 a real reactor; links run the real handshake, framing and routing.
+
+Links break on purpose, each direction on its own or both at once: delay
+and jitter, frame loss and reordering, a cut cable
+(:obj:`MemoryLink.delay`, :obj:`MemoryLink.drop`, :obj:`MemoryLink.reorder`,
+:obj:`MemoryLink.cut`), with every chance drawn from the mesh's seeded
+:obj:`random.Random`, so a run repeats exactly.
 """
 
 from __future__ import annotations
 
-from collections import deque
-from typing import Any, Deque, Dict, List, Optional, Sequence, Union
+import random
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 from twisted.internet.address import IPv4Address
+from twisted.internet.error import ConnectionLost
 from twisted.internet.task import Clock
-from twisted.internet.testing import StringTransport
-from twisted.python.failure import Failure
-from twisted.internet.error import ConnectionDone, ConnectionLost
 
 from lightspeed.kernel import Kernel
 from lightspeed.message import routed_body
+from lightspeed.memorylinks import HANDSHAKE_FRAMES, LinkCounters, LinkDirection, MemoryTransport
 from lightspeed.wire.protocol import LinkFactory, LinkOptions, LinkProtocol
 
-__all__ = ["MemoryMesh", "MemoryTransport"]
-
-
-class MemoryTransport(StringTransport):
-    """
-    A transport whose writes reach its peer protocol on the next clock turn,
-    or :attr:`delay` seconds later.
-
-    :ivar delay: seconds each write takes to arrive (0: the next turn).  It
-        may change at any time; writes still arrive in order, as on a
-        stream, and a close arrives after them.
-    """
-
-    def __init__(self, clock: Clock, host: Any, peer: Any) -> None:
-        super().__init__(hostAddress=host, peerAddress=peer)
-        self.clock = clock
-        self.other: Optional["MemoryTransport"] = None
-        self.protocol: Any = None
-        self.closed = False
-        self.written = 0
-        self.delay = 0.0
-        self._due = 0.0
-        self._in_flight: Deque[Union[bytes, Exception]] = deque()
-
-    def write(self, data: bytes) -> None:
-        if self.closed or not data:
-            return
-        self.written += len(data)
-        self._send(data)
-
-    def _send(self, item: Union[bytes, Exception]) -> None:
-        now = self.clock.seconds()
-        self._due = max(self._due, now + self.delay)
-        self._in_flight.append(item)
-        self.clock.callLater(self._due - now, self._arrive)
-
-    def _arrive(self) -> None:
-        item = self._in_flight.popleft()  # the oldest, whatever the timers' rounding
-        if isinstance(item, bytes):
-            self.other._receive(item)  # type: ignore[union-attr]
-        else:
-            self._lost(item)
-
-    def writeSequence(self, seq: List[bytes]) -> None:
-        self.write(b"".join(seq))
-
-    def _receive(self, data: bytes) -> None:
-        if not self.closed:
-            self.protocol.dataReceived(data)
-
-    def loseConnection(self) -> None:
-        self._close(ConnectionDone("closed"))
-
-    def abortConnection(self) -> None:
-        self._close(ConnectionLost("aborted"))
-
-    def _close(self, why: Exception) -> None:
-        if self.closed:
-            return
-        # Data already written still arrives, then both ends see the close.
-        self._send(why)
-
-    def _lost(self, why: Exception) -> None:
-        for end in (self, self.other):
-            if end is not None and not end.closed:
-                end.closed = True
-                end.protocol.connectionLost(Failure(why))
+__all__ = ["MemoryMesh", "forge", "MemoryLink", "MemoryTransport", "LinkDirection", "LinkCounters",
+           "HANDSHAKE_FRAMES"]
 
 
 class MemoryLink:
     """
-    Both ends of one in-memory link.
+    Both ends of one in-memory link, and the faults on it.
+
+    The fault methods here set both directions; :obj:`forward`,
+    :obj:`backward` and :obj:`towards` give one direction, with the same
+    methods (see :obj:`LinkDirection`).
+
+    :ivar client: the :obj:`LinkProtocol` of kernel ``a``, the client end.
+    :ivar server: the :obj:`LinkProtocol` of kernel ``b``, the server end.
+    :ivar a: the client end's kernel.
+    :ivar b: the server end's kernel.
+    :ivar options: the ``(a_options, b_options)`` it was made with.
+    :ivar forward: the direction from ``a`` to ``b``.
+    :ivar backward: the direction from ``b`` to ``a``.
     """
 
-    def __init__(self, client: LinkProtocol, server: LinkProtocol) -> None:
+    def __init__(self, client: LinkProtocol, server: LinkProtocol,
+                 forward: Optional[LinkDirection] = None, backward: Optional[LinkDirection] = None,
+                 a: Optional[Kernel] = None, b: Optional[Kernel] = None,
+                 options: Tuple[Optional[LinkOptions], Optional[LinkOptions]] = (None, None)) -> None:
         self.client = client
         self.server = server
+        self.a = a
+        self.b = b
+        self.options = options
+        self.forward = forward or _outgoing(client)
+        self.backward = backward or _outgoing(server)
+
+    @property
+    def directions(self) -> Tuple[LinkDirection, LinkDirection]:
+        """
+        ``(forward, backward)``.
+        """
+        return (self.forward, self.backward)
+
+    def towards(self, kernel: Union[Kernel, str]) -> LinkDirection:
+        """
+        The direction carrying frames to ``kernel`` (a :obj:`Kernel` or its name).
+        """
+        name = kernel if isinstance(kernel, str) else kernel.name
+        for direction, end in ((self.forward, self.b), (self.backward, self.a)):
+            if end is not None and end.name == name:
+                return direction
+        raise ValueError(f"kernel {name!r} is not an end of this link")
+
+    def delay(self, seconds: float, jitter: float = 0.0) -> None:
+        """
+        :obj:`LinkDirection.delay` both ways.
+        """
+        for direction in self.directions:
+            direction.delay(seconds, jitter)
+
+    def drop(self, probability: float, handshake: bool = False) -> None:
+        """
+        :obj:`LinkDirection.drop` both ways.
+        """
+        for direction in self.directions:
+            direction.drop(probability, handshake)
+
+    def reorder(self, probability: float, window: float = 0.0, handshake: bool = False) -> None:
+        """
+        :obj:`LinkDirection.reorder` both ways.
+        """
+        for direction in self.directions:
+            direction.reorder(probability, window, handshake)
+
+    def cut(self) -> None:
+        """
+        :obj:`LinkDirection.cut` both ways: a dead cable.
+        """
+        for direction in self.directions:
+            direction.cut()
+
+    def restore(self) -> None:
+        """
+        :obj:`LinkDirection.restore` both ways.
+        """
+        for direction in self.directions:
+            direction.restore()
+
+    def clear(self) -> None:
+        """
+        :obj:`LinkDirection.clear` both ways: no fault left.
+        """
+        for direction in self.directions:
+            direction.clear()
+
+    @property
+    def counters(self) -> LinkCounters:
+        """
+        Both directions' :obj:`LinkCounters` added up (a new object each time).
+        """
+        return self.forward.counters + self.backward.counters
+
+    @property
+    def closed(self) -> bool:
+        """
+        Whether both ends have seen the connection go.
+        """
+        return self.forward.sender.closed and self.forward.receiver.closed
 
     def close(self) -> None:
         """
-        Drop the link as a network failure would (no BYE).
+        Drop the link as a network failure would (no BYE): both ends see
+        ``ConnectionLost`` on the next turn, cut or not.  What was written
+        before still arrives if it was due now; what a delay or a cut held
+        is lost (:obj:`LinkCounters.lost`).
         """
-        self.client.transport.abortConnection()
+        for direction in self.directions:
+            direction.fail()
+        end = self.forward.sender
+        end.clock.callLater(0, end._lost, ConnectionLost("aborted"))
+
+
+def _outgoing(end: LinkProtocol) -> LinkDirection:
+    """
+    The direction carrying what ``end`` writes.
+    """
+    direction = getattr(end.transport, "outgoing", None)
+    if direction is None:
+        raise TypeError("a MemoryLink needs ends on MemoryTransports joined by LinkDirections")
+    return direction
 
 
 class MemoryMesh:
@@ -119,11 +168,17 @@ class MemoryMesh:
     Kernels on one clock, joined by in-memory links.
 
     :ivar clock: the shared :obj:`task.Clock`.
+    :ivar random: the :obj:`random.Random` every fault draws from, seeded
+        with ``seed``: 0 unless you say otherwise, so a run repeats exactly;
+        ``seed=None`` seeds it from the system.
+    :ivar links: every link made, in order.
     """
 
-    def __init__(self, clock: Optional[Clock] = None) -> None:
+    def __init__(self, clock: Optional[Clock] = None, seed: Any = 0) -> None:
         self.clock = clock or Clock()
+        self.random = random.Random(seed)
         self.kernels: Dict[str, Kernel] = {}
+        self.links: List[MemoryLink] = []
         self._ports = iter(range(20000, 60000))
 
     def kernel(self, name: str, incarnation: Optional[int] = None) -> Kernel:
@@ -141,6 +196,7 @@ class MemoryMesh:
         Connect ``a`` (client end) to ``b`` (server end).  Call :obj:`settle` to
         let the handshake run.
         """
+        options = (a_options, b_options)
         a_options = a_options or LinkOptions(keepalive=0)
         b_options = b_options or LinkOptions(keepalive=0)
         host = IPv4Address("TCP", "127.0.0.1", next(self._ports))
@@ -151,9 +207,24 @@ class MemoryMesh:
         t_server = MemoryTransport(self.clock, peer, host)
         t_client.other, t_server.other = t_server, t_client
         t_client.protocol, t_server.protocol = client, server
+        compressed = a_options.compression and b_options.compression
+        t_client.outgoing = LinkDirection(self.clock, self.random, t_client, t_server, compressed)
+        t_server.outgoing = LinkDirection(self.clock, self.random, t_server, t_client, compressed)
         client.makeConnection(t_client)
         server.makeConnection(t_server)
-        return MemoryLink(client, server)
+        link = MemoryLink(client, server, t_client.outgoing, t_server.outgoing, a, b, options)
+        self.links.append(link)
+        return link
+
+    def relink(self, link: MemoryLink) -> MemoryLink:
+        """
+        A new link between the kernels of ``link``, with its options and no
+        faults: the reconnection after :obj:`MemoryLink.close` or a
+        keepalive timeout.  Call :obj:`settle` to let the handshake run.
+        """
+        if link.a is None or link.b is None:
+            raise ValueError("this link was not made by a MemoryMesh")
+        return self.link(link.a, link.b, *link.options)
 
     def settle(self, limit: int = 100000) -> int:
         """

@@ -25,7 +25,6 @@ from lightspeed import Kernel
 from lightspeed.message import PROTOCOL_VERSION, HELLO, LSA, PING, PONG, READY
 from lightspeed.net.costs import ALPHA, MAX_COST, MIN_STEP, QUANTUM, RoundTrip, quantise, significant
 from lightspeed.test.test_network import wait_for
-from lightspeed.testing import MemoryLink, MemoryMesh, MemoryTransport
 from lightspeed.wire.codec import dumps, loads
 from lightspeed.wire.framing import Framer, frame
 from lightspeed.wire.protocol import FIRST_PING, LinkFactory, LinkOptions, LinkProtocol
@@ -247,8 +246,8 @@ def delay(link: MemoryLink, seconds: float, back: Optional[float] = None) -> Non
     Make each direction of ``link`` take ``seconds`` (``back`` for the
     server's writes, if given).
     """
-    cast(MemoryTransport, link.client.transport).delay = seconds
-    cast(MemoryTransport, link.server.transport).delay = seconds if back is None else back
+    link.forward.delay(seconds)
+    link.backward.delay(seconds if back is None else back)
 
 
 class MeshCostTests(SynchronousTestCase):

@@ -142,7 +142,7 @@ LAYERS = [
     ),
     Layer(
         "testkit",
-        modules=["lightspeed.testing"],
+        modules=["lightspeed.testing", "lightspeed.memorylinks"],
         may_import=[ANY],
     ),
 ]
