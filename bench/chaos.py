@@ -196,8 +196,7 @@ def child(name, port):
         control.sendLine(json.dumps({"port": p.getHost().port}).encode())
 
     def failed(f):
-        sys.stdout.write(json.dumps({"error": str(f.value)}) + "\n")
-        sys.stdout.flush()
+        print(json.dumps({"error": str(f.value)}), flush=True)
         reactor.stop()
 
     kernel.listen(f"tcp:{port}:interface=127.0.0.1").whenListening().addCallbacks(listening, failed)
@@ -208,8 +207,7 @@ def child(name, port):
 
 class Child:
     def __init__(self, name, port, logdir, generation):
-        self.name = name
-        env = dict(os.environ, PYTHONPATH=ROOT)
+        self.name, env = name, dict(os.environ, PYTHONPATH=ROOT)
         self.log = open(os.path.join(logdir, f"{name}.{generation}.log"), "w")
         self.proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), "child", name, str(port)],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log, env=env,
@@ -239,12 +237,11 @@ class Child:
 
 
 def main():
-    posts = int(os.environ.get("CHAOS_POSTS", "100000"))
-    kills = int(os.environ.get("CHAOS_KILLS", "20"))
-    seed = int(os.environ.get("CHAOS_SEED", str(int(time.time()))))
-    seconds = float(os.environ.get("CHAOS_SECONDS", "90"))
-    down = float(os.environ.get("CHAOS_DOWN", "3"))
-    settle = float(os.environ.get("CHAOS_SETTLE", "120"))
+    def env(key, default):
+        return type(default)(os.environ.get(key, default))
+
+    posts, kills, seed = env("CHAOS_POSTS", 100000), env("CHAOS_KILLS", 20), env("CHAOS_SEED", int(time.time()))
+    seconds, down, settle = env("CHAOS_SECONDS", 90.0), env("CHAOS_DOWN", 3.0), env("CHAOS_SETTLE", 120.0)
     rng = random.Random(seed)
     per_pair = math.ceil(posts / (len(SENDERS) * len(RECEIVERS)))
     logdir = tempfile.mkdtemp(prefix="lightspeed-chaos-")
@@ -254,8 +251,7 @@ def main():
     kids = {name: Child(name, 0, logdir, 1) for name in SENDERS + RELAYS + RECEIVERS}
 
     def connect(name):
-        ports = [kids[b].port for a, b in EDGES if a == name]
-        kids[name].ask("connect", ports=ports)
+        kids[name].ask("connect", ports=[kids[b].port for a, b in EDGES if a == name])
 
     def stamp():
         return f"[{time.time() - start:7.2f}s]"

@@ -25,6 +25,7 @@ from lightspeed import Kernel
 from lightspeed.message import PROTOCOL_VERSION, HELLO, LSA, PING, PONG, READY
 from lightspeed.net.costs import ALPHA, MAX_COST, MIN_STEP, QUANTUM, RoundTrip, quantise, significant
 from lightspeed.test.test_network import wait_for
+from lightspeed.testing import MemoryLink, MemoryMesh
 from lightspeed.wire.codec import dumps, loads
 from lightspeed.wire.framing import Framer, frame
 from lightspeed.wire.protocol import FIRST_PING, LinkFactory, LinkOptions, LinkProtocol
