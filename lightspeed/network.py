@@ -87,7 +87,7 @@ class Network:
         self.requests = Requests(self)
         self.dispatch = Dispatcher(self)
         self.membership = Membership(self)
-        self.delivery = Delivery(self)
+        self.delivery = self.relay.delivery = Delivery(self)
         self.costs = LinkCosts(self)
 
     # -- counters and settings kept by the parts -------------------------------------

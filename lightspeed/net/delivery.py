@@ -114,6 +114,8 @@ class Delivery:
         self._reactor = network.reactor
         self._router = network.router
         self._incarnation: int = network.incarnation
+        self._dispatch = network.dispatch
+        self._relay = network.relay
         self.outboxes: Dict[str, Outbox] = {}
         self.inboxes: Dict[str, Inbox] = {}
         self._owed: Dict[str, None] = {}
@@ -180,7 +182,7 @@ class Delivery:
 
         :returns: whether it was sent (false: no route, take the long way).
         """
-        relay = self._network.relay
+        relay = self._relay
         if box.epoch != relay.epoch:
             box.link, box.epoch = relay.link_to(box.kernel), relay.epoch
             if box.link is not None:
@@ -267,7 +269,7 @@ class Delivery:
         A message for this kernel: ``entry`` is ``(us, our incarnation, seq,
         ack)`` of the stream from ``origin``'s start ``incarnation``.
         """
-        if entry[1] != self.incarnation:
+        if entry[1] != self._incarnation:
             return  # for an earlier start of this kernel: its origin learns we restarted
         inbox = self.inboxes.get(origin)
         if inbox is None or incarnation > inbox.incarnation:
@@ -282,7 +284,7 @@ class Delivery:
         if seq == inbox.delivered + 1:
             inbox.delivered = seq
             if ttl is None and peer == origin:
-                self._network.dispatch.deliver(origin, parse_payload(loads(payload)))  # the hot path
+                self._dispatch.deliver(origin, parse_payload(loads(payload)))  # the hot path
             else:
                 self._consume(origin, payload, None if ttl is None else (ttl <= 0), peer)
             if inbox.early:

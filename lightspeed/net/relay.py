@@ -44,6 +44,8 @@ class Relay:
         self._router = network.router
         self._links = network.link_table
         self._split = BoundedCache(1024)
+        #: The network's Delivery, set once it exists.
+        self.delivery: Any = None
         #: Counts changes of routes: what was looked up before may be stale.
         self.epoch = 0
         self.misrouted = 0
@@ -124,7 +126,7 @@ class Relay:
                 if origin != peer and origin not in self._router.behind(peer):
                     self._misrouted(origin, peer, [self._name], message[6])
                 else:
-                    self._network.delivery.arrived(origin, message[2], entry, message[5], message[6], peer)
+                    self.delivery.arrived(origin, message[2], entry, message[5], message[6], peer)
                 return
         origin, incarnation, entries, hops, ttl, payload = parse_routed(message)
         if origin == self._name:
