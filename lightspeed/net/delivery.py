@@ -24,24 +24,27 @@ is refused ("backlog full").  Posters follow the window with
 
 from __future__ import annotations
 
-from collections import deque
-from typing import Any, Deque, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 
 from lightspeed.message import parse_payload, routed_from, routed_head
+from lightspeed.net.streams import Inbox, Outbox
 from lightspeed.wire.codec import loads
 
-__all__ = ["Delivery", "WINDOW", "MAX_BACKLOG", "MAX_EARLY", "ACK_EVERY", "ACK_DELAY", "RTO_INITIAL", "RTO_MAX",
-           "LEAVE_GRACE"]
+__all__ = ["Delivery", "WINDOW", "MAX_BACKLOG", "MAX_EARLY", "MAX_EARLY_BYTES", "ACK_EVERY", "ACK_DELAY",
+           "RTO_INITIAL", "RTO_MAX", "LEAVE_GRACE"]
 
 #: Messages per destination that may travel unacknowledged.
 WINDOW = 1024
 #: Messages per destination that may wait for the window; past it, "backlog full".
 MAX_BACKLOG = 16384
-#: Early arrivals held per origin while an earlier one is missing.
+#: Early arrivals held per origin while an earlier one is missing, and
+#: their bytes at most (past either, an early arrival is dropped: its origin
+#: sends it again).
 MAX_EARLY = 4096
+MAX_EARLY_BYTES = 16 * 1024 * 1024
 #: A destination acks at least every this many messages...
 ACK_EVERY = 32
 #: ...or this many seconds after the first message it owes an ack for.
@@ -53,53 +56,6 @@ RTO_MAX = 30.0
 #: Seconds a destination may stay unreachable before what it did not
 #: acknowledge is reported as undeliverable ("left the network").
 LEAVE_GRACE = 60.0
-
-#: An unacknowledged message: ``(seq, payload, deadline)``.
-Unacked = Tuple[int, bytes, Optional[float]]
-
-
-class Outbox:
-    """
-    The stream from this kernel to one start of one other kernel.
-    """
-
-    __slots__ = ("kernel", "incarnation", "next_seq", "unacked", "backlog", "timer", "rto", "hop", "gone_at",
-                 "leave_call", "waiters", "producers", "paused", "head", "link", "epoch")
-
-    def __init__(self, kernel: str, incarnation: int) -> None:
-        self.kernel = kernel
-        self.incarnation = incarnation
-        self.next_seq = 1
-        self.unacked: Deque[Unacked] = deque()
-        self.backlog: Deque[Tuple[bytes, Optional[float]]] = deque()
-        self.timer: Any = None
-        self.rto = RTO_INITIAL
-        self.hop: Optional[str] = None
-        self.gone_at: Optional[float] = None
-        self.leave_call: Any = None
-        self.waiters: List[Deferred] = []
-        self.producers: List[Any] = []
-        self.paused = False
-        #: The start of every ROUTED body to this destination, and the link
-        #: it went on while the relay's route epoch was ``epoch``.
-        self.head = b""
-        self.link: Any = None
-        self.epoch = -1
-
-
-class Inbox:
-    """
-    The stream from one start of another kernel to this kernel.
-    """
-
-    __slots__ = ("incarnation", "delivered", "early", "owed")
-
-    def __init__(self, incarnation: int) -> None:
-        self.incarnation = incarnation
-        self.delivered = 0
-        self.early: Dict[int, Tuple[bytes, Optional[float]]] = {}
-        self.owed = 0
-
 
 class Delivery:
     """
@@ -124,6 +80,7 @@ class Delivery:
         self.window = WINDOW
         self.max_backlog = MAX_BACKLOG
         self.max_early = MAX_EARLY
+        self.max_early_bytes = MAX_EARLY_BYTES
         self.leave_grace = LEAVE_GRACE
         #: Messages sent again, and duplicates received and dropped.
         self.retransmitted = 0
@@ -205,7 +162,7 @@ class Delivery:
         incarnation = self._network.membership.incarnation_of(kernel)
         if incarnation is None:
             incarnation = self._router.incarnation_of(kernel) or 0
-        box = self.outboxes[kernel] = Outbox(kernel, incarnation)
+        box = self.outboxes[kernel] = Outbox(kernel, incarnation, RTO_INITIAL)
         box.head = routed_head(self._name, self._incarnation, kernel, incarnation)
         return box
 
@@ -291,9 +248,11 @@ class Delivery:
                 self._release(origin, inbox, peer)
         elif seq <= inbox.delivered:
             self.duplicates += 1
-        elif len(inbox.early) < self.max_early and seq not in inbox.early:
+        elif len(inbox.early) < self.max_early and inbox.early_bytes + len(payload) <= self.max_early_bytes \
+                and seq not in inbox.early:
             deadline = None if ttl is None else self._reactor.seconds() + ttl / 1000.0
             inbox.early[seq] = (payload, deadline)
+            inbox.early_bytes += len(payload)
         inbox.owed += 1
         if inbox.owed == 1 or inbox.owed >= ACK_EVERY or self._ack_call is None:
             self._owe(origin, inbox)
@@ -302,6 +261,7 @@ class Delivery:
         early = inbox.early
         while inbox.delivered + 1 in early:
             payload, deadline = early.pop(inbox.delivered + 1)
+            inbox.early_bytes -= len(payload)
             inbox.delivered += 1
             expired = None if deadline is None else deadline <= self._reactor.seconds()
             self._consume(origin, payload, expired, peer)
@@ -435,6 +395,10 @@ class Delivery:
         now = self._reactor.seconds()
         back = dict(joined)
         for kernel, _ in gone:
+            inbox = self.inboxes.get(kernel)
+            if inbox is not None:  # what it sent early comes again if it comes back
+                inbox.early.clear()
+                inbox.early_bytes = 0
             box = self.outboxes.get(kernel)
             if box is None:
                 continue

@@ -230,6 +230,41 @@ class ReportedTests(SynchronousTestCase):
         self.assertEqual(tx.notices, [("poe://b/rx/got", "deadline passed", ["late"])])  # b's notice: a list
 
 
+class BoundedMemoryTests(SynchronousTestCase):
+    """
+    What a destination holds for an origin is bounded, whatever it sends.
+    """
+
+    def test_early_arrivals_bounded_in_count_and_bytes(self):
+        """When arrivals come early past the bounds, then the excess is dropped, and delivered once sent again."""
+        from lightspeed.message import POST
+        from lightspeed.wire.codec import dumps
+
+        mesh, k, links = build("ab", "ab")
+        rx = Receiver(k["b"])
+        delivery = k["b"].network.delivery
+        delivery.max_early, delivery.max_early_bytes = 3, 200
+        a_inc, b_inc = k["a"].network.incarnation, k["b"].network.incarnation
+
+        def arrive(seq: int, size: int) -> None:
+            payload = dumps([POST, ["rx"], "got", [seq, b"x" * size], None, None, None, None])
+            delivery.arrived("a", a_inc, ("b", b_inc, seq, 0), None, payload, "a")
+
+        arrive(2, 10)
+        arrive(3, 180)   # over the byte bound with 2: dropped
+        arrive(4, 10)
+        arrive(5, 10)
+        arrive(6, 10)    # over the count bound: dropped
+        self.assertEqual(sorted(delivery.inboxes["a"].early), [2, 4, 5])
+        arrive(1, 10)
+        mesh.settle()
+        self.assertEqual([n for _, n in rx.got], [1, 2])
+        arrive(3, 180)
+        mesh.settle()
+        self.assertEqual([n for _, n in rx.got], [1, 2, 3, 4, 5])
+        self.assertEqual(delivery.inboxes["a"].early_bytes, 0)
+
+
 class MissingStateTests(SynchronousTestCase):
     """
     A post to a session that has neither the state nor ``_default`` comes

@@ -1,0 +1,62 @@
+# -*- test-case-name: lightspeed.test.test_delivery -*-
+"""
+The two ends of a delivery stream (see :mod:`lightspeed.net.delivery`):
+what an origin keeps for one start of a destination, and what a
+destination keeps for one start of an origin.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any, Deque, Dict, List, Optional, Tuple
+
+from twisted.internet.defer import Deferred
+
+__all__ = ["Outbox", "Inbox", "Unacked"]
+
+#: An unacknowledged message: ``(seq, payload, deadline)``.
+Unacked = Tuple[int, bytes, Optional[float]]
+
+
+class Outbox:
+    """
+    The stream from this kernel to one start of one other kernel.
+    """
+
+    __slots__ = ("kernel", "incarnation", "next_seq", "unacked", "backlog", "timer", "rto", "hop", "gone_at",
+                 "leave_call", "waiters", "producers", "paused", "head", "link", "epoch")
+
+    def __init__(self, kernel: str, incarnation: int, rto: float) -> None:
+        self.kernel = kernel
+        self.incarnation = incarnation
+        self.next_seq = 1
+        self.unacked: Deque[Unacked] = deque()
+        self.backlog: Deque[Tuple[bytes, Optional[float]]] = deque()
+        self.timer: Any = None
+        self.rto = rto
+        self.hop: Optional[str] = None
+        self.gone_at: Optional[float] = None
+        self.leave_call: Any = None
+        self.waiters: List[Deferred] = []
+        self.producers: List[Any] = []
+        self.paused = False
+        #: The start of every ROUTED body to this destination, and the link
+        #: it went on while the relay's route epoch was ``epoch``.
+        self.head = b""
+        self.link: Any = None
+        self.epoch = -1
+
+
+class Inbox:
+    """
+    The stream from one start of another kernel to this kernel.
+    """
+
+    __slots__ = ("incarnation", "delivered", "early", "early_bytes", "owed")
+
+    def __init__(self, incarnation: int) -> None:
+        self.incarnation = incarnation
+        self.delivered = 0
+        self.early: Dict[int, Tuple[bytes, Optional[float]]] = {}
+        self.early_bytes = 0
+        self.owed = 0
