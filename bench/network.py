@@ -155,8 +155,15 @@ def measure_lightspeed(port, target):
         dest = f"poe://{target}/sink/hit"
         kernel.local.current = ctl  # post as the ctl session, so 'done' can answer it
         start = time.perf_counter()
+        # Flow-controlled: keep the window full and as much waiting behind
+        # it, and go on when the destination has taken it.
+        window = kernel.network.delivery.window
         for i in range(N):
             kernel.post(dest, ARG)
+            if kernel.backlog(target) >= 2 * window:
+                kernel.local.current = None
+                yield kernel.when_ready(target)
+                kernel.local.current = ctl
         kernel.local.current = None
         yield done[0]
         results["one_way"] = N / (time.perf_counter() - start)

@@ -40,7 +40,7 @@ _EXCUSABLE = frozenset({"it is not signed", "its certificate is expired or not y
 
 
 def _latest_incarnation() -> int:
-    return int((time.time() + INCARNATION_SLACK) * 1_000_000) << 16
+    return int((time.time() + INCARNATION_SLACK) * 1_000_000) << 8
 
 
 class Flooding:

@@ -126,6 +126,14 @@ class LinkProtocol(Protocol):
                             self.options.password, self.options.max_frame)
         self.conn = Connection(config, self._admit, self._up, self._message, self._closed,
                                self._want_flush, on_pong=self._pong)
+        # Writes are already coalesced per reactor turn: Nagle's algorithm
+        # would only hold back the small frames (acks, answers) behind them.
+        no_delay = getattr(self.transport, "setTcpNoDelay", None)
+        if no_delay is not None:
+            try:
+                no_delay(True)
+            except OSError:
+                pass  # not a TCP socket after all (UNIX, in memory)
         # The transport pauses us when the peer stops reading (flow control).
         self.transport.registerProducer(self, True)
         self._handshake_timer = self.reactor.callLater(self.options.handshake_timeout, self._handshake_late)
