@@ -16,9 +16,10 @@ out.  When a destination restarts, or stays unreachable for
 :data:`LEAVE_GRACE` seconds, what it did not acknowledge comes back to
 each sender as undeliverable.
 
-At most :data:`WINDOW` messages per destination travel unacknowledged;
-more wait in a backlog of at most :data:`MAX_BACKLOG`, past which a message
-is refused ("backlog full").  Posters follow the window with
+At most :data:`WINDOW` messages (:data:`WINDOW_BYTES` of payload) per
+destination travel unacknowledged; more wait in a backlog of at most
+:data:`MAX_BACKLOG` (:data:`MAX_BACKLOG_BYTES`), past which a message is
+refused ("backlog full").  Posters follow the window with
 :meth:`Delivery.ready` and producers.
 """
 
@@ -33,13 +34,17 @@ from lightspeed.message import parse_payload, routed_from, routed_head
 from lightspeed.net.streams import Inbox, Outbox
 from lightspeed.wire.codec import loads
 
-__all__ = ["Delivery", "WINDOW", "MAX_BACKLOG", "MAX_EARLY", "MAX_EARLY_BYTES", "ACK_EVERY", "ACK_DELAY",
+__all__ = ["Delivery", "WINDOW", "WINDOW_BYTES", "MAX_BACKLOG", "MAX_BACKLOG_BYTES", "MAX_EARLY", "MAX_EARLY_BYTES", "ACK_EVERY", "ACK_DELAY",
            "RTO_INITIAL", "RTO_MAX", "LEAVE_GRACE"]
 
 #: Messages per destination that may travel unacknowledged.
-WINDOW = 1024
-#: Messages per destination that may wait for the window; past it, "backlog full".
-MAX_BACKLOG = 16384
+WINDOW = 8192
+#: ...and bytes of payload.
+WINDOW_BYTES = 8 * 1024 * 1024
+#: Messages per destination that may wait for the window, and their bytes;
+#: past either, "backlog full".
+MAX_BACKLOG = 65536
+MAX_BACKLOG_BYTES = 64 * 1024 * 1024
 #: Early arrivals held per origin while an earlier one is missing, and
 #: their bytes at most (past either, an early arrival is dropped: its origin
 #: sends it again).
@@ -78,7 +83,9 @@ class Delivery:
         self._ack_call: Any = None
         #: The limits (see the module constants), per network.
         self.window = WINDOW
+        self.window_bytes = WINDOW_BYTES
         self.max_backlog = MAX_BACKLOG
+        self.max_backlog_bytes = MAX_BACKLOG_BYTES
         self.max_early = MAX_EARLY
         self.max_early_bytes = MAX_EARLY_BYTES
         self.leave_grace = LEAVE_GRACE
@@ -101,7 +108,7 @@ class Delivery:
         """
         if len(kernels) == 1:
             box = self.outboxes.get(kernels[0])
-            if box is not None and not box.backlog and len(box.unacked) < self.window and self._send_one(
+            if box is not None and not box.backlog and self._room(box) and self._send_one(
                     box, payload, deadline):
                 return []
         failed: List[Tuple[str, str]] = []
@@ -113,16 +120,18 @@ class Delivery:
                 failed.append((kernel, "no route"))
                 continue
             box = self.outboxes.get(kernel) or self._open(kernel)
-            if box.backlog or len(box.unacked) >= self.window:
-                if len(box.backlog) >= self.max_backlog:
+            if box.backlog or not self._room(box):
+                if len(box.backlog) >= self.max_backlog or box.backlog_bytes + len(payload) > self.max_backlog_bytes:
                     failed.append((kernel, "backlog full"))
                 else:
                     box.backlog.append((payload, deadline))
+                    box.backlog_bytes += len(payload)
                     self._pause(box)
                 continue
             seq = box.next_seq
             box.next_seq = seq + 1
             box.unacked.append((seq, payload, deadline))
+            box.unacked_bytes += len(payload)
             box.hop = hop
             entries.append((kernel, box.incarnation, seq, self._ack_for(kernel, box.incarnation)))
             if box.timer is None:
@@ -131,6 +140,12 @@ class Delivery:
             self._network.relay.forward(self._name, self.incarnation, entries, self._network.hops,
                                         self._ttl(deadline), payload)
         return failed
+
+    def _room(self, box: Outbox) -> bool:
+        """
+        Whether ``box``'s window has room for one more message.
+        """
+        return len(box.unacked) < self.window and box.unacked_bytes < self.window_bytes
 
     def _send_one(self, box: Outbox, payload: bytes, deadline: Optional[float]) -> bool:
         """
@@ -150,6 +165,7 @@ class Delivery:
         seq = box.next_seq
         box.next_seq = seq + 1
         box.unacked.append((seq, payload, deadline))
+        box.unacked_bytes += len(payload)
         inbox = self.inboxes.get(box.kernel)
         ack = self._ack_for(box.kernel, box.incarnation) if inbox is not None else 0
         link.send_body(routed_from(box.head, seq, ack, self._network.hops,
@@ -309,7 +325,7 @@ class Delivery:
         if not unacked or unacked[0][0] > ack:
             return
         while unacked and unacked[0][0] <= ack:
-            unacked.popleft()
+            box.unacked_bytes -= len(unacked.popleft()[1])
         box.rto = RTO_INITIAL
         if box.timer is not None and box.timer.active():
             box.timer.cancel()
@@ -321,14 +337,16 @@ class Delivery:
 
     def _drain_backlog(self, box: Outbox) -> None:
         now = self._reactor.seconds()
-        while box.backlog and len(box.unacked) < self.window:
+        while box.backlog and self._room(box):
             payload, deadline = box.backlog.popleft()
+            box.backlog_bytes -= len(payload)
             if deadline is not None and deadline <= now:
                 self._network.lost(box.kernel, [payload], "deadline passed")
                 continue
             seq = box.next_seq
             box.next_seq = seq + 1
             box.unacked.append((seq, payload, deadline))
+            box.unacked_bytes += len(payload)
             entry = (box.kernel, box.incarnation, seq, self._ack_for(box.kernel, box.incarnation))
             self._network.relay.forward(self._name, self.incarnation, [entry], self._network.hops,
                                         self._ttl(deadline), payload)

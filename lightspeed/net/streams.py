@@ -24,7 +24,8 @@ class Outbox:
     """
 
     __slots__ = ("kernel", "incarnation", "next_seq", "unacked", "backlog", "timer", "rto", "hop", "gone_at",
-                 "leave_call", "waiters", "producers", "paused", "head", "link", "epoch")
+                 "leave_call", "waiters", "producers", "paused", "head", "link", "epoch", "unacked_bytes",
+                 "backlog_bytes")
 
     def __init__(self, kernel: str, incarnation: int, rto: float) -> None:
         self.kernel = kernel
@@ -32,6 +33,8 @@ class Outbox:
         self.next_seq = 1
         self.unacked: Deque[Unacked] = deque()
         self.backlog: Deque[Tuple[bytes, Optional[float]]] = deque()
+        self.unacked_bytes = 0
+        self.backlog_bytes = 0
         self.timer: Any = None
         self.rto = rto
         self.hop: Optional[str] = None

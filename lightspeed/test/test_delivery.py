@@ -340,6 +340,33 @@ class FlowControlTests(SynchronousTestCase):
         self.assertEqual(self.k["a"].backlog("b"), 0)
 
 
+class ByteWindowTests(SynchronousTestCase):
+    """
+    The window and the backlog are bounded in bytes as well as in messages.
+    """
+
+    def test_bytes_bound_window_and_backlog(self):
+        """When messages are large, then the byte bounds fill the window and the backlog before the counts do."""
+        mesh, k, links = build("ab", "ab")
+        rx, tx = Receiver(k["b"]), Sender(k["a"])
+        delivery = k["a"].network.delivery
+        delivery.window_bytes, delivery.max_backlog_bytes = 2500, 2500
+        blackhole(links["ab"].server.transport)  # no acks come back
+        for n in range(6):
+            tx.post("poe://b/rx/got", n, b"x" * 1000)
+        box = delivery.outboxes["b"]
+        self.assertEqual((len(box.unacked), len(box.backlog)), (3, 2))
+        self.assertEqual(tx.notices, [])
+        mesh.settle()
+        self.assertEqual([(dest, reason, args[0]) for dest, reason, args in tx.notices],
+                         [("poe://b/rx/got", "backlog full", 5)])
+        restore(links["ab"].server.transport)
+        for _ in range(4):
+            mesh.advance(RTO_INITIAL)
+        self.assertEqual([n for _, n in rx.got], [0, 1, 2, 3, 4])
+        self.assertEqual((box.unacked_bytes, box.backlog_bytes), (0, 0))
+
+
 class ChaosTests(SynchronousTestCase):
     """
     A deterministic chaos run: every message between kernels that stay up
