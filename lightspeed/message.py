@@ -14,6 +14,7 @@ breaking this one.
 
 from __future__ import annotations
 
+import struct
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import cbor2
@@ -141,14 +142,22 @@ def routed_head(origin: str, incarnation: int, dest: str, dest_incarnation: int)
     return b"\x87\x07" + _text(origin) + _big(incarnation) + b"\x81\x84" + _text(dest) + _big(dest_incarnation)
 
 
+_SEQ_ACK = struct.Struct(">BIBI")
+
+
 def routed_from(head: bytes, seq: int, ack: int, hops: int, ttl: Optional[int], payload: bytes) -> bytes:
     """
     :func:`routed_body` for one destination, the common case, from its
-    :func:`routed_head`: the same bytes.
+    :func:`routed_head`.  Sequence number and ack below 2**32 are written
+    as 32-bit CBOR integers (valid CBOR, if not the shortest form), the
+    rest as :func:`routed_body` writes it.
     """
     n = len(payload)
-    return b"".join((head, _SMALL[seq] if seq < 4096 else _uint_slow(seq),
-                     _SMALL[ack] if ack < 4096 else _uint_slow(ack), _SMALL[hops] if hops < 4096 else _uint_slow(hops),
+    if seq < 0x100000000 and ack < 0x100000000:
+        middle = _SEQ_ACK.pack(0x1a, seq, 0x1a, ack)
+    else:
+        middle = _uint(seq) + _uint(ack)
+    return b"".join((head, middle, _SMALL[hops] if hops < 4096 else _uint_slow(hops),
                      b"\xf6" if ttl is None else _uint(max(ttl, 0)), bytes((0x40 + n,)) if n < 24 else _bstr_head(n),
                      payload))
 

@@ -269,9 +269,13 @@ class Delivery:
             deadline = None if ttl is None else self._reactor.seconds() + ttl / 1000.0
             inbox.early[seq] = (payload, deadline)
             inbox.early_bytes += len(payload)
-        inbox.owed += 1
-        if inbox.owed == 1 or inbox.owed >= ACK_EVERY or self._ack_call is None:
-            self._owe(origin, inbox)
+        owed = inbox.owed = inbox.owed + 1
+        if owed == 1:
+            self._owed[origin] = None
+            if self._ack_call is None:
+                self._schedule_acks(ACK_DELAY)
+        elif owed == ACK_EVERY:
+            self._schedule_acks(0)
 
     def _release(self, origin: str, inbox: Inbox, peer: str) -> None:
         early = inbox.early
@@ -287,13 +291,6 @@ class Delivery:
             self._network.relay.expired(origin, payload)
         else:
             self._network.relay.deliver_payload(origin, peer, payload)
-
-    def _owe(self, origin: str, inbox: Inbox) -> None:
-        self._owed[origin] = None
-        if inbox.owed >= ACK_EVERY:
-            self._schedule_acks(0)
-        elif self._ack_call is None:
-            self._schedule_acks(ACK_DELAY)
 
     def _schedule_acks(self, delay: float) -> None:
         if self._ack_call is not None:
