@@ -16,7 +16,9 @@ from twisted.logger import ILogObserver, LogLevel, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
 from lightspeed.errors import LinkClosed
+from lightspeed.message import ROUTED
 from lightspeed.testing import LinkCounters, LinkDirection, MemoryMesh, MemoryTransport
+from lightspeed.wire.codec import loads
 from lightspeed.wire.framing import Framer, frame
 from lightspeed.wire.protocol import LinkOptions
 
@@ -38,6 +40,52 @@ class Logged:
     def observe(self, event: dict) -> None:
         if event.get("log_level") in (LogLevel.warn, LogLevel.error, LogLevel.critical):
             self.events.append(event)
+
+
+class Frames:
+    """
+    The frames one direction of a plain link carries, decoded, each as
+    ``(clock time, message)``: :obj:`written` as its sending end wrote them
+    (the dropped ones too) and :obj:`delivered` as its receiving end got
+    them.  The delivery layer puts messages back in order and drops
+    duplicates, so what a link does to frames shows here, not in a sink.
+    """
+
+    def __init__(self, direction: LinkDirection) -> None:
+        self.written: List[Tuple[float, list]] = []
+        self.delivered: List[Tuple[float, list]] = []
+        clock, carry = direction.clock, direction.carry
+        protocol = direction.receiver.protocol
+        received = protocol.dataReceived
+        out, into = Framer(), Framer()
+
+        def carrying(data: bytes) -> None:
+            self.written.extend((clock.seconds(), loads(body)) for body in out.feed(data))
+            carry(data)
+
+        def receiving(data: bytes) -> None:
+            self.delivered.extend((clock.seconds(), loads(body)) for body in into.feed(data))
+            received(data)
+
+        setattr(direction, "carry", carrying)
+        protocol.dataReceived = receiving
+
+    @staticmethod
+    def posts(frames: List[Tuple[float, list]]) -> List[Tuple[float, int, Any]]:
+        """
+        The ROUTED frames of ``frames`` that carry a post (acks alone left
+        out), each as ``(time, sequence number, the post's argument)``.
+        """
+        return [(when, message[3][0][2], loads(message[6])[3][0]) for when, message in frames
+                if message[0] == ROUTED and message[3][0][2]]
+
+    @property
+    def posts_written(self) -> List[Tuple[float, int, Any]]:
+        return self.posts(self.written)
+
+    @property
+    def posts_delivered(self) -> List[Tuple[float, int, Any]]:
+        return self.posts(self.delivered)
 
 
 class MeshCase(SynchronousTestCase):
@@ -80,6 +128,20 @@ class MeshCase(SynchronousTestCase):
                 self.b.post(BACK, value)
         self.mesh.settle()
 
+    def run_for(self, seconds: float, mesh: Any = None) -> None:
+        """
+        Move the clock ``seconds`` forward, stopping at each timer on the
+        way, so that each runs at its own time (``mesh.advance(60)`` would
+        run every timer due by then at 60 s: a retransmission due at 1 s
+        and the next one would both run late).
+        """
+        mesh = mesh or self.mesh
+        clock = mesh.clock
+        end = clock.seconds() + seconds
+        while clock.seconds() < end:
+            due = min([call.getTime() for call in clock.getDelayedCalls()], default=end)
+            mesh.advance(max(0.0, min(due, end) - clock.seconds()))
+
 
 class NoFaultTests(MeshCase):
     def test_counters_of_a_clean_link(self):
@@ -120,13 +182,18 @@ class NoFaultTests(MeshCase):
 
 class DropTests(MeshCase):
     def test_drop_all(self):
-        """When a link that is up drops every frame, then a post never arrives, it counts as dropped, and nothing is logged."""
+        """When a link that is up drops every frame, then a post never arrives: its sender sends it again at 1, 3, 7, 15 and 31 s (the timer doubling from 1 s), every frame counts as dropped, and nothing is logged."""
+        frames = Frames(self.link.forward)
         before = self.link.forward.counters
         self.link.drop(1.0)
         self.post(1)
-        self.mesh.advance(60)
+        self.run_for(60)
         self.assertEqual(self.got["b"], [])
-        self.assertEqual(self.link.forward.counters - before, LinkCounters(sent=1, dropped=1))
+        self.assertEqual(frames.posts_written, [(when, 1, 1) for when in (0.0, 1.0, 3.0, 7.0, 15.0, 31.0)])
+        self.assertEqual(self.a.network.delivery.retransmitted, 5)
+        self.assertEqual(frames.delivered, [])
+        sent = len(frames.written)  # the post's six copies and a's first PING
+        self.assertEqual(self.link.forward.counters - before, LinkCounters(sent=sent, dropped=sent))
         self.assertEqual(self.logged.events, [])
         self.assertIsNotNone(self.link.server.peer)  # nobody noticed
 
@@ -139,31 +206,45 @@ class DropTests(MeshCase):
         self.assertEqual(self.got, {"a": [2], "b": []})
 
     def test_drop_then_stop(self):
-        """When drop is set back to 0, then posts arrive again."""
+        """When drop is set back to 0 after a post was dropped, then the next post arrives but waits for the first, which the sender's retransmission brings 1 s later: b's sink gets both, in order, once."""
+        frames = Frames(self.link.forward)
         self.link.drop(1.0)
         self.post(1)
-        self.mesh.settle()
         self.link.drop(0)
         self.post(2)
-        self.mesh.settle()
-        self.assertEqual(self.got["b"], [2])
+        self.assertEqual(frames.posts_delivered, [(0.0, 2, 2)])
+        self.run_for(0.99)
+        self.assertEqual(self.got["b"], [])  # b holds 2 until 1 comes
+        self.run_for(0.01)
+        self.assertEqual(self.got["b"], [1, 2])
+        self.assertEqual(frames.posts_delivered, [(0.0, 2, 2), (1.0, 1, 1), (1.0, 2, 2)])
+        self.run_for(60)
+        self.assertEqual(self.got["b"], [1, 2])
+        delivery = self.a.network.delivery
+        self.assertEqual((delivery.retransmitted, self.b.network.delivery.duplicates), (2, 1))
+        self.assertEqual(delivery.pending("b"), 0)
 
     def test_drop_by_seed(self):
-        """When half the frames drop, then which ones depends on the seed alone, and every frame is counted once."""
+        """When half the frames drop, then which ones depends on the seed alone, every frame is counted once, and the retransmissions (at 1, 3, 7, 15 and 31 s) bring b's sink every post, in order, once."""
         def run(seed):
             mesh, a, b, link, got = self.build(seed)
+            frames = Frames(link.forward)
             link.drop(0.5)
             before = link.forward.counters
             for value in range(20):
                 a.post(HIT, value)
             mesh.settle()
-            return got["b"], link.forward.counters - before
+            return mesh, got, [value for _, _, value in frames.posts_delivered], link.forward.counters - before
 
-        first, counters = run(7)
-        self.assertEqual(run(7), (first, counters))
+        mesh, got, first, counters = run(7)
+        self.assertEqual(run(7)[2:], (first, counters))
         self.assertEqual(first, [2, 4, 7, 13, 16, 17, 18])
         self.assertEqual(counters, LinkCounters(sent=20, delivered=7, dropped=13))
-        self.assertNotEqual(run(8)[0], first)
+        self.assertEqual(got["b"], [])  # 0 was dropped: b holds what came after it
+        for wait, count in zip((1, 2, 4, 8, 16), (1, 6, 9, 9, 20)):  # the acks drop too
+            self.run_for(wait, mesh)
+            self.assertEqual(got["b"], list(range(count)))
+        self.assertNotEqual(run(8)[2], first)
 
     def test_handshake_spared(self):
         """When a link drops every frame from the start, then the handshake still completes (HELLO and READY are spared)."""
@@ -194,30 +275,59 @@ class DropTests(MeshCase):
 
 class DelayTests(MeshCase):
     def test_delay(self):
-        """When a link is 5 s long, then a post arrives only once the clock moved 5 s, counted as delayed."""
-        before = self.link.forward.counters
-        self.link.delay(5)
+        """When a link is 0.25 s long, then a post arrives only once the clock moved 0.25 s, counted as delayed, and b's ack (10 ms later) reaches a 0.25 s after that, before a would send the post again."""
+        before, back = self.link.forward.counters, self.link.backward.counters
+        self.link.delay(0.25)
         self.post(1)
-        self.mesh.advance(4.9)
+        self.run_for(0.24)
         self.assertEqual(self.got["b"], [])
         self.assertEqual(self.link.forward.in_flight, 1)
-        self.mesh.advance(0.1)
+        self.run_for(0.01)
         self.assertEqual(self.got["b"], [1])
         self.assertEqual(self.link.forward.counters - before, LinkCounters(sent=1, delivered=1, delayed=1))
+        self.run_for(0.25)
+        self.assertEqual(self.link.backward.in_flight, 1)
+        self.assertEqual(self.a.network.delivery.pending("b"), 1)
+        self.run_for(0.01)
+        self.assertEqual(self.link.backward.counters - back, LinkCounters(sent=1, delivered=1, delayed=1))
+        self.assertEqual(self.a.network.delivery.pending("b"), 0)
+        self.run_for(5)
+        self.assertEqual(self.got["b"], [1])
+        self.assertEqual(self.a.network.delivery.retransmitted, 0)
+
+    def test_delay_longer_than_the_retransmit_timer(self):
+        """When a link is 5 s long, then a post arrives once, at 5 s; the copies its sender sent at 1, 3 and 7 s, before b's ack could come back at 10.01 s, arrive at 6, 8 and 12 s and b drops them as duplicates."""
+        frames = Frames(self.link.forward)
+        self.link.delay(5)
+        self.post(1)
+        self.run_for(4.9)
+        self.assertEqual(self.got["b"], [])
+        self.run_for(0.1)
+        self.assertEqual((self.got["b"], self.times), ([1], [5.0]))
+        self.run_for(30)
+        self.assertEqual(frames.posts_written, [(when, 1, 1) for when in (0.0, 1.0, 3.0, 7.0)])
+        self.assertEqual(frames.posts_delivered, [(when, 1, 1) for when in (5.0, 6.0, 8.0, 12.0)])
+        self.assertEqual(self.got["b"], [1])
+        self.assertEqual(self.b.network.delivery.duplicates, 3)
+        self.assertEqual(self.a.network.delivery.pending("b"), 0)
 
     def test_jitter_keeps_order(self):
-        """When frames get random extra delay, then they still arrive in the order written, each later than the delay."""
+        """When frames get random extra delay, then every frame (retransmissions too) arrives in the order written, between the delay and the delay plus the jitter after it was written, and b's sink gets each post once."""
+        frames = Frames(self.link.forward)
         self.link.delay(1, jitter=5)
         before = self.link.forward.counters
         for value in range(30):
             self.post(value)
-            self.mesh.advance(0.1)
-        self.mesh.advance(0.9 - 0.1)
-        early = list(self.got["b"])
-        self.mesh.advance(10)
+            self.run_for(0.1)
+        self.run_for(20)
+        self.assertEqual([message for _, message in frames.delivered], [message for _, message in frames.written])
+        latencies = [round(got - sent, 9) for (sent, _), (got, _) in zip(frames.written, frames.delivered)]
+        self.assertTrue(all(1 <= latency <= 6 for latency in latencies), latencies)
         self.assertEqual(self.got["b"], list(range(30)))
-        self.assertLess(len(early), 30)
-        self.assertEqual(self.link.forward.counters - before, LinkCounters(sent=30, delivered=30, delayed=30))
+        self.assertEqual(self.b.network.delivery.duplicates, len(frames.posts_delivered) - 30)
+        self.assertGreater(self.b.network.delivery.duplicates, 0)  # the round trip is longer than 1 s
+        sent = len(frames.written)
+        self.assertEqual(self.link.forward.counters - before, LinkCounters(sent=sent, delivered=sent, delayed=sent))
 
     def test_jitter_per_frame(self):
         """When frames get random extra delay, then each its own, between the delay and the delay plus the jitter."""
@@ -235,15 +345,20 @@ class DelayTests(MeshCase):
 
     def test_held_back_behind_a_slow_frame(self):
         """When one frame of a write draws a long extra delay, then those behind it wait for it (no overtaking)."""
+        frames = Frames(self.link.forward)
         self.link.delay(0, jitter=1)
         self.post(*range(10))
         for step in range(20):
             self.mesh.advance(0.05)
         self.assertEqual(self.got["b"], list(range(10)))
-        self.assertEqual(self.times, sorted(self.times))
+        # The sink would get them in order anyway (the delivery layer holds early ones): look at the frames.
+        self.assertEqual([value for _, _, value in frames.posts_delivered], list(range(10)))
+        times = [when for when, _, _ in frames.posts_delivered]
+        self.assertEqual(times, sorted(times))
 
     def test_delay_then_none(self):
         """When the delay is taken away, then a later frame still waits for the earlier, slower one."""
+        frames = Frames(self.link.forward)
         self.link.delay(5)
         self.post(1)
         self.mesh.settle()
@@ -251,8 +366,10 @@ class DelayTests(MeshCase):
         self.post(2)
         self.mesh.advance(1)
         self.assertEqual(self.got["b"], [])
+        self.assertEqual(frames.delivered, [])  # not even 2, which b would hold (the delivery layer)
         self.mesh.advance(4)
         self.assertEqual(self.got["b"], [1, 2])
+        self.assertEqual(frames.delivered, [(5.0, message) for _, message in frames.written])
 
     def test_close_waits_for_the_delay(self):
         """When an end closes a delayed link with a BYE, then the peer reads the BYE (and its reason) after the delay."""
@@ -283,50 +400,60 @@ class DelayTests(MeshCase):
 
 class ReorderTests(MeshCase):
     def test_swap_two(self):
-        """When every frame may be held back, then two posts of one turn arrive swapped, one counted reordered."""
+        """When every frame may be held back, then the frames of two posts of one turn arrive swapped, one counted reordered, and b's sink still gets the posts in the order posted (b holds the early one)."""
+        frames = Frames(self.link.forward)
         before = self.link.forward.counters
         self.link.reorder(1.0)
         self.post(1, 2)
         self.mesh.settle()
-        self.assertEqual(self.got["b"], [2, 1])
+        self.assertEqual(frames.posts_delivered, [(0.0, 2, 2), (0.0, 1, 1)])
         self.assertEqual(self.link.forward.counters - before, LinkCounters(sent=2, delivered=2, reordered=1))
+        self.assertEqual(self.got["b"], [1, 2])
 
     def test_pairs(self):
-        """When five posts go in one turn, then they swap in pairs and the odd one goes alone."""
+        """When five posts go in one turn, then their frames swap in pairs and the odd one goes alone; b's sink gets the posts in order."""
+        frames = Frames(self.link.forward)
         self.link.reorder(1.0)
         self.post(1, 2, 3, 4, 5)
         self.mesh.settle()
-        self.assertEqual(self.got["b"], [2, 1, 4, 3, 5])
+        self.assertEqual([value for _, _, value in frames.posts_delivered], [2, 1, 4, 3, 5])
         self.assertEqual(self.link.forward.counters.reordered, 2)
+        self.assertEqual(self.got["b"], [1, 2, 3, 4, 5])
 
     def test_by_seed(self):
-        """When frames swap with probability 0.5, then the order depends on the seed alone."""
+        """When frames swap with probability 0.5, then their order depends on the seed alone, and b's sink gets the posts in order whatever it is."""
         def run(seed):
             mesh, a, b, link, got = self.build(seed)
+            frames = Frames(link.forward)
             link.reorder(0.5)
             for value in range(10):
                 a.post(HIT, value)
             mesh.settle()
-            return got["b"], link.forward.counters.reordered
+            return [value for _, _, value in frames.posts_delivered], link.forward.counters.reordered, got["b"]
 
         self.assertEqual(run(3), run(3))
-        self.assertEqual(run(3), ([1, 0, 2, 4, 3, 5, 6, 8, 7, 9], 3))
+        self.assertEqual(run(3), ([1, 0, 2, 4, 3, 5, 6, 8, 7, 9], 3, list(range(10))))
+        self.assertNotEqual(run(4)[0], run(3)[0])
 
     def test_window(self):
-        """When a held frame may wait 2 s, then it waits for the next frame to overtake it, or goes alone after 2 s."""
-        self.link.reorder(1.0, window=2)
+        """When a frame towards b may be held 0.5 s, then it waits for the next frame to overtake it, or goes alone after 0.5 s (a window past the 1 s retransmission timer would let the post's copy overtake it)."""
+        frames = Frames(self.link.forward)
+        self.link.towards(self.b).reorder(1.0, window=0.5)  # b's acks come back at once
         self.post(1)
-        self.mesh.advance(1)
-        self.assertEqual(self.got["b"], [])
+        self.run_for(0.25)
+        self.assertEqual((frames.delivered, self.got["b"]), ([], []))
         self.post(2)
-        self.mesh.settle()
-        self.assertEqual(self.got["b"], [2, 1])
+        self.assertEqual(frames.posts_delivered, [(0.25, 2, 2), (0.25, 1, 1)])
+        self.assertEqual(self.got["b"], [1, 2])
         self.post(3)
-        self.mesh.advance(1.9)
-        self.assertEqual(self.got["b"], [2, 1])
-        self.mesh.advance(0.1)
-        self.assertEqual(self.got["b"], [2, 1, 3])
+        self.run_for(0.375)
+        self.assertEqual(self.got["b"], [1, 2])
+        self.run_for(0.125)
+        self.assertEqual(self.got["b"], [1, 2, 3])
+        self.assertEqual(frames.posts_delivered[2:], [(0.75, 3, 3)])
         self.assertEqual(self.link.forward.counters.reordered, 1)
+        self.run_for(5)
+        self.assertEqual(self.a.network.delivery.retransmitted, 0)
         self.assertEqual(self.logged.events, [])
 
     def test_handshake_spared(self):
@@ -351,20 +478,30 @@ class ReorderTests(MeshCase):
 
 class CutTests(MeshCase):
     def test_cut_and_restore(self):
-        """When the cable is cut, then nothing arrives and nobody is told; when it is restored, what waited arrives, in order."""
+        """When the cable is cut, then nothing arrives and nobody is told, while each end sends its posts again at 1, 3, 7, 15 and 31 s; when it is restored, every frame that waited arrives, in order, and each post reaches its sink once (b and a drop the 10 and 5 copies as duplicates)."""
+        forward, backward = Frames(self.link.forward), Frames(self.link.backward)
         before = self.link.counters
         self.link.cut()
         self.assertTrue(self.link.forward.is_cut)
         self.post(1, 2)
         self.post(3, kernel=self.b)
-        self.mesh.advance(60)
+        self.run_for(60)
         self.assertEqual(self.got, {"a": [], "b": []})
         self.assertIsNotNone(self.link.client.peer)
         self.assertFalse(self.link.closed)
+        rounds = (0.0, 1.0, 3.0, 7.0, 15.0, 31.0)
+        self.assertEqual(forward.posts_written, [(when, seq, seq) for when in rounds for seq in (1, 2)])
+        self.assertEqual(backward.posts_written, [(when, 1, 3) for when in rounds])
+        waited = len(forward.written) + len(backward.written)  # the posts and each end's first PING
+        self.assertEqual(self.link.counters - before, LinkCounters(sent=waited))
         self.link.restore()
         self.mesh.settle()
         self.assertEqual(self.got, {"a": [3], "b": [1, 2]})
-        self.assertEqual(self.link.counters - before, LinkCounters(sent=3, delivered=3, delayed=3))
+        self.assertEqual((self.b.network.delivery.duplicates, self.a.network.delivery.duplicates), (10, 5))
+        for frames in (forward, backward):
+            self.assertEqual([message for _, message in frames.delivered], [message for _, message in frames.written])
+        after = self.link.counters - before  # what waited, and the answers to it
+        self.assertEqual(after, LinkCounters(sent=after.sent, delivered=after.sent, delayed=waited))
         self.post(4)
         self.mesh.settle()
         self.assertEqual(self.got["b"], [1, 2, 4])
@@ -475,17 +612,22 @@ class CompressedTests(MeshCase):
         self.link.drop(0)
 
     def test_counted_and_delayed(self):
-        """When a compressed link is delayed, then posts arrive late and its frames are still counted one by one."""
-        up = self.link.forward.counters
+        """When a compressed link is delayed, then posts arrive late and its frames are still counted one by one: the three posts, then b's one ack, back before a would send them again."""
+        up, back = self.link.forward.counters, self.link.backward.counters
         self.assertEqual(up, LinkCounters(sent=up.sent, delivered=up.sent))
         self.assertGreater(up.sent, 2)
-        self.link.delay(3, jitter=1)
+        self.link.delay(0.25, jitter=0.125)  # a round trip under the 1 s retransmission timer
         self.post(1, 2, 3)
-        self.mesh.advance(2.9)
+        self.run_for(0.24)
         self.assertEqual(self.got["b"], [])
-        self.mesh.advance(1.1)
+        self.run_for(0.135)
         self.assertEqual(self.got["b"], [1, 2, 3])
         self.assertEqual(self.link.forward.counters - up, LinkCounters(sent=3, delivered=3, delayed=3))
+        self.run_for(0.5)
+        self.assertEqual(self.link.backward.counters - back, LinkCounters(sent=1, delivered=1, delayed=1))
+        self.assertEqual(self.a.network.delivery.pending("b"), 0)
+        self.run_for(5)
+        self.assertEqual(self.a.network.delivery.retransmitted, 0)
         self.assertEqual(self.logged.events, [])
 
     def test_refused(self):
