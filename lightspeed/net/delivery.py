@@ -126,7 +126,7 @@ class Delivery:
                 else:
                     box.backlog.append((payload, deadline))
                     box.backlog_bytes += len(payload)
-                    self._pause(box)
+                    box.pause()
                 continue
             seq = box.next_seq
             box.next_seq = seq + 1
@@ -330,7 +330,7 @@ class Delivery:
         if box.backlog:
             self._drain_backlog(box)
         if not box.backlog:
-            self._resume(box)
+            box.resume()
 
     def _drain_backlog(self, box: Outbox) -> None:
         now = self._reactor.seconds()
@@ -358,11 +358,7 @@ class Delivery:
             be sent at once (its window has room, nothing waits before it).
         """
         box = self.outboxes.get(kernel)
-        if box is None or not box.backlog:
-            return succeed(None)
-        d: Deferred = Deferred()
-        box.waiters.append(d)
-        return d
+        return succeed(None) if box is None else box.ready()
 
     def pending(self, kernel: str) -> int:
         """
@@ -376,30 +372,12 @@ class Delivery:
         Pause ``producer`` (an ``IPushProducer``) whenever messages to
         ``kernel`` wait for the window, and resume it when they no longer do.
         """
-        box = self.outboxes.get(kernel) or self._open(kernel)
-        box.producers.append(producer)
-        if box.paused:
-            producer.pauseProducing()
+        (self.outboxes.get(kernel) or self._open(kernel)).add_producer(producer)
 
     def remove_producer(self, kernel: str, producer: Any) -> None:
         box = self.outboxes.get(kernel)
         if box is not None and producer in box.producers:
             box.producers.remove(producer)
-
-    def _pause(self, box: Outbox) -> None:
-        if not box.paused:
-            box.paused = True
-            for producer in list(box.producers):
-                producer.pauseProducing()
-
-    def _resume(self, box: Outbox) -> None:
-        waiters, box.waiters = box.waiters, []
-        for d in waiters:
-            d.callback(None)
-        if box.paused:
-            box.paused = False
-            for producer in list(box.producers):
-                producer.resumeProducing()
 
     # -- kernels leaving and restarting ------------------------------------------
 
@@ -453,7 +431,7 @@ class Delivery:
         lost = [payload for _, payload, _ in box.unacked] + [payload for payload, _ in box.backlog]
         if lost:
             self._network.lost(kernel, lost, f"{why}; {len(lost)} message(s) to it were not delivered")
-        self._resume(box)
+        box.resume()
 
     def stop(self) -> None:
         """

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import deque
 from typing import Any, Deque, Dict, List, Optional, Tuple
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 
 __all__ = ["Outbox", "Inbox", "Unacked"]
 
@@ -48,6 +48,45 @@ class Outbox:
         self.head = b""
         self.link: Any = None
         self.epoch = -1
+
+    def ready(self) -> Deferred:
+        """
+        :returns: a Deferred that fires once nothing waits for the window.
+        """
+        if not self.backlog:
+            return succeed(None)
+        d: Deferred = Deferred()
+        self.waiters.append(d)
+        return d
+
+    def add_producer(self, producer: Any) -> None:
+        """
+        Pause ``producer`` while messages wait for the window.
+        """
+        self.producers.append(producer)
+        if self.paused:
+            producer.pauseProducing()
+
+    def pause(self) -> None:
+        """
+        Messages wait for the window: pause the producers.
+        """
+        if not self.paused:
+            self.paused = True
+            for producer in list(self.producers):
+                producer.pauseProducing()
+
+    def resume(self) -> None:
+        """
+        Nothing waits any more: fire the waiters, resume the producers.
+        """
+        waiters, self.waiters = self.waiters, []
+        for d in waiters:
+            d.callback(None)
+        if self.paused:
+            self.paused = False
+            for producer in list(self.producers):
+                producer.resumeProducing()
 
 
 class Inbox:
