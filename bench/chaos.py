@@ -268,7 +268,7 @@ def main():
         for s in SENDERS:
             kids[s].ask("send", to=RECEIVERS, count=per_pair, rate=per_pair / seconds)
         t0 = time.time()
-        victim = rng.choice(RELAYS)
+        victim = None  # the relay that is the first hop of the most pairs when its time comes
         plan = [(0.05 * seconds + (0.9 * seconds) * (i + 0.5) / kills, "kill link") for i in range(kills)]
         plan.append((0.5 * seconds + 0.45 * seconds / max(kills, 1), "kill relay"))
         plan.sort()
@@ -286,7 +286,9 @@ def main():
             if plan and now - t0 >= plan[0][0]:
                 _, what = plan.pop(0)
                 if what == "kill relay":
-                    via = [f"{s}->{r}" for s in SENDERS for r, h in kids[s].ask("ping")["hops"].items() if h == victim]
+                    hops = {(s, r): h for s in SENDERS for r, h in kids[s].ask("ping")["hops"].items()}
+                    victim = max(RELAYS, key=lambda x: (list(hops.values()).count(x), rng.random()))
+                    via = [f"{s}->{r}" for (s, r), h in hops.items() if h == victim]
                     kids[victim].proc.kill()
                     kids[victim].proc.wait()
                     dead, restart_at = victim, time.time() + down

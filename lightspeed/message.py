@@ -15,10 +15,11 @@ breaking this one.
 from __future__ import annotations
 
 import struct
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, List, Optional, Sequence, Tuple
 
 import cbor2
 
+from lightspeed.bounded import BoundedCache
 from lightspeed.errors import ProtocolError
 
 #: The protocol version this code speaks.  History: 1 — first version.
@@ -54,8 +55,7 @@ DEFAULT_HOPS = 32
 LINK_TYPES = frozenset({HELLO, READY, BYE, PING, PONG, LSA, ROUTED})
 
 
-_texts: Dict[str, bytes] = {}
-_bigs: Dict[int, bytes] = {}
+_encodings = BoundedCache(8192)
 
 
 def _bstr_head(length: int) -> bytes:
@@ -94,22 +94,17 @@ def _uint_slow(n: int) -> bytes:
 _SMALL = [_uint_slow(n) for n in range(4096)]
 
 
-def _text(value: str) -> bytes:
-    encoded = _texts.get(value)
+def _encoded(value: Any) -> bytes:
+    """
+    The CBOR of a name or an incarnation, from a bounded cache.
+    """
+    encoded = _encodings.get(value)
     if encoded is None:
-        if len(_texts) >= 4096:
-            _texts.clear()
-        encoded = _texts[value] = cbor2.dumps(value)
+        encoded = _encodings.remember(value, cbor2.dumps(value))
     return encoded
 
 
-def _big(value: int) -> bytes:
-    encoded = _bigs.get(value)
-    if encoded is None:
-        if len(_bigs) >= 4096:
-            _bigs.clear()
-        encoded = _bigs[value] = cbor2.dumps(value)
-    return encoded
+_text = _big = _encoded
 
 
 #: One destination of a routed message: ``(kernel, incarnation, seq, ack)``.
