@@ -158,7 +158,7 @@ def child(name, port):
             return {"dropped": len(links)}
         if op == "stats":
             delivery = kernel.network.delivery
-            out = {"retransmitted": delivery.retransmitted, "duplicates": delivery.duplicates,
+            out = {"retransmitted": delivery.retransmitted, "duplicates": delivery.receiving.duplicates,
                    "dropped": kernel.network.relay.dropped}
             tx, rx = roles["sender"], roles["receiver"]
             if tx is not None:

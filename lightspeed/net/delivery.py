@@ -30,12 +30,13 @@ from typing import Any, Dict, List, Optional, Tuple
 from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 
-from lightspeed.message import parse_payload, routed_from, routed_head
-from lightspeed.net.streams import Inbox, Outbox
-from lightspeed.wire.codec import loads
+from lightspeed.bounded import BoundedCache
+from lightspeed.message import routed_from, routed_head
+from lightspeed.net.receiving import ACK_DELAY, ACK_EVERY, MAX_EARLY, MAX_EARLY_BYTES, Receiving
+from lightspeed.net.streams import Outbox
 
-__all__ = ["Delivery", "WINDOW", "WINDOW_BYTES", "MAX_BACKLOG", "MAX_BACKLOG_BYTES", "MAX_EARLY", "MAX_EARLY_BYTES", "ACK_EVERY", "ACK_DELAY",
-           "RTO_INITIAL", "RTO_MAX", "LEAVE_GRACE"]
+__all__ = ["Delivery", "WINDOW", "WINDOW_BYTES", "MAX_BACKLOG", "MAX_BACKLOG_BYTES", "MAX_EARLY", "MAX_EARLY_BYTES",
+           "ACK_EVERY", "ACK_DELAY", "RTO_INITIAL", "RTO_MAX", "LEAVE_GRACE"]
 
 #: Messages per destination that may travel unacknowledged.
 WINDOW = 8192
@@ -45,15 +46,6 @@ WINDOW_BYTES = 8 * 1024 * 1024
 #: past either, "backlog full".
 MAX_BACKLOG = 65536
 MAX_BACKLOG_BYTES = 64 * 1024 * 1024
-#: Early arrivals held per origin while an earlier one is missing, and
-#: their bytes at most (past either, an early arrival is dropped: its origin
-#: sends it again).
-MAX_EARLY = 4096
-MAX_EARLY_BYTES = 16 * 1024 * 1024
-#: A destination acks at least every this many messages...
-ACK_EVERY = 32
-#: ...or this many seconds after the first message it owes an ack for.
-ACK_DELAY = 0.010
 #: Seconds before unacknowledged messages are sent again; doubled, up to
 #: :data:`RTO_MAX`, while no ack comes.
 RTO_INITIAL = 1.0
@@ -78,20 +70,24 @@ class Delivery:
         self._dispatch = network.dispatch
         self._relay = network.relay
         self.outboxes: Dict[str, Outbox] = {}
-        self.inboxes: Dict[str, Inbox] = {}
-        self._owed: Dict[str, None] = {}
-        self._ack_call: Any = None
+        #: The last sequence number of streams given up while their
+        #: destination's start may still be alive, by ``(kernel, incarnation)``.
+        self._abandoned = BoundedCache(4096)
+        #: Producers of destinations whose stream ended, kept for the next one.
+        self._producers: Dict[str, List[Any]] = {}
         #: The limits (see the module constants), per network.
         self.window = WINDOW
         self.window_bytes = WINDOW_BYTES
         self.max_backlog = MAX_BACKLOG
         self.max_backlog_bytes = MAX_BACKLOG_BYTES
-        self.max_early = MAX_EARLY
-        self.max_early_bytes = MAX_EARLY_BYTES
         self.leave_grace = LEAVE_GRACE
         #: Messages sent again, and duplicates received and dropped.
         self.retransmitted = 0
-        self.duplicates = 0
+        #: The receiving side: the streams from other kernels.
+        self.receiving = Receiving(network, self)
+        self.inboxes = self.receiving.inboxes
+        self.arrived = self.receiving.arrived
+        self._ack_for = self.receiving.ack_for
 
     @property
     def incarnation(self) -> int:
@@ -180,24 +176,22 @@ class Delivery:
             incarnation = self._router.incarnation_of(kernel) or 0
         box = self.outboxes[kernel] = Outbox(kernel, incarnation, RTO_INITIAL)
         box.head = routed_head(self._name, self._incarnation, kernel, incarnation)
+        box.producers = self._producers.pop(kernel, [])
+        last = self._abandoned.pop((kernel, incarnation), None)
+        if last is not None:
+            # We gave this start of the kernel up before: a tombstone first,
+            # so that it skips what we reported lost instead of waiting.
+            box.next_seq = last + 1
+            box.unacked.append((last, b"", None))
+            self._network.relay.forward(self._name, self._incarnation, [(kernel, incarnation, last, 0)],
+                                        self._network.hops, None, b"")
+            box.timer = self._reactor.callLater(box.rto, self._retransmit, box)
         return box
 
     def _ttl(self, deadline: Optional[float]) -> Optional[int]:
         if deadline is None:
             return None
         return max(int((deadline - self._reactor.seconds()) * 1000), 0)
-
-    def _ack_for(self, kernel: str, incarnation: int) -> int:
-        """
-        The ack a message to ``kernel`` carries (settling what we owe it).
-        """
-        inbox = self.inboxes.get(kernel)
-        if inbox is None or inbox.incarnation != incarnation:
-            return 0
-        if inbox.owed:
-            inbox.owed = 0
-            self._owed.pop(kernel, None)
-        return inbox.delivered
 
     def _resend(self, box: Outbox) -> None:
         """
@@ -234,86 +228,6 @@ class Delivery:
                 box.hop = hop
                 self._resend(box)
 
-    # -- in --------------------------------------------------------------------
-
-    def arrived(self, origin: str, incarnation: int, entry: Tuple[str, int, int, int], ttl: Optional[int],
-                payload: bytes, peer: str) -> None:
-        """
-        A message for this kernel: ``entry`` is ``(us, our incarnation, seq,
-        ack)`` of the stream from ``origin``'s start ``incarnation``.
-        """
-        if entry[1] != self._incarnation:
-            return  # for an earlier start of this kernel: its origin learns we restarted
-        inbox = self.inboxes.get(origin)
-        if inbox is None or incarnation > inbox.incarnation:
-            inbox = self.inboxes[origin] = Inbox(incarnation)  # a new start: a new stream
-        elif incarnation < inbox.incarnation:
-            return  # from an earlier start of the origin
-        if entry[3]:
-            self._acked(origin, incarnation, entry[3])
-        seq = entry[2]
-        if seq == 0:
-            return  # an ack alone
-        if seq == inbox.delivered + 1:
-            inbox.delivered = seq
-            if ttl is None and peer == origin:
-                self._dispatch.deliver(origin, parse_payload(loads(payload)))  # the hot path
-            else:
-                self._consume(origin, payload, None if ttl is None else (ttl <= 0), peer)
-            if inbox.early:
-                self._release(origin, inbox, peer)
-        elif seq <= inbox.delivered:
-            self.duplicates += 1
-        elif len(inbox.early) < self.max_early and inbox.early_bytes + len(payload) <= self.max_early_bytes \
-                and seq not in inbox.early:
-            deadline = None if ttl is None else self._reactor.seconds() + ttl / 1000.0
-            inbox.early[seq] = (payload, deadline)
-            inbox.early_bytes += len(payload)
-        owed = inbox.owed = inbox.owed + 1
-        if owed == 1:
-            self._owed[origin] = None
-            if self._ack_call is None:
-                self._schedule_acks(ACK_DELAY)
-        elif owed == ACK_EVERY:
-            self._schedule_acks(0)
-
-    def _release(self, origin: str, inbox: Inbox, peer: str) -> None:
-        early = inbox.early
-        while inbox.delivered + 1 in early:
-            payload, deadline = early.pop(inbox.delivered + 1)
-            inbox.early_bytes -= len(payload)
-            inbox.delivered += 1
-            expired = None if deadline is None else deadline <= self._reactor.seconds()
-            self._consume(origin, payload, expired, peer)
-
-    def _consume(self, origin: str, payload: bytes, expired: Optional[bool], peer: str) -> None:
-        if expired:
-            self._network.relay.expired(origin, payload)
-        else:
-            self._network.relay.deliver_payload(origin, peer, payload)
-
-    def _schedule_acks(self, delay: float) -> None:
-        if self._ack_call is not None:
-            if delay or self._ack_call.getTime() <= self._reactor.seconds():
-                return
-            self._ack_call.cancel()
-        self._ack_call = self._reactor.callLater(delay, self._send_acks)
-
-    def _send_acks(self) -> None:
-        """
-        Send an ack alone to every origin still owed one.
-        """
-        self._ack_call = None
-        owed, self._owed = self._owed, {}
-        forward = self._network.relay.forward
-        for origin in owed:
-            inbox = self.inboxes.get(origin)
-            if inbox is None or not inbox.owed or self._router.next_hop(origin) is None:
-                continue
-            inbox.owed = 0
-            forward(self._name, self.incarnation, [(origin, inbox.incarnation, 0, inbox.delivered)],
-                    self._network.hops, None, b"")
-
     def _acked(self, kernel: str, incarnation: int, ack: int) -> None:
         box = self.outboxes.get(kernel)
         if box is None or box.incarnation != incarnation:
@@ -329,7 +243,7 @@ class Delivery:
         box.timer = self._reactor.callLater(box.rto, self._retransmit, box) if unacked else None
         if box.backlog:
             self._drain_backlog(box)
-        if not box.backlog:
+        if not box.backlog and self._room(box):
             box.resume()
 
     def _drain_backlog(self, box: Outbox) -> None:
@@ -358,7 +272,7 @@ class Delivery:
             be sent at once (its window has room, nothing waits before it).
         """
         box = self.outboxes.get(kernel)
-        return succeed(None) if box is None else box.ready()
+        return succeed(None) if box is None or (not box.backlog and self._room(box)) else box.wait()
 
     def pending(self, kernel: str) -> int:
         """
@@ -388,10 +302,7 @@ class Delivery:
         now = self._reactor.seconds()
         back = dict(joined)
         for kernel, _ in gone:
-            inbox = self.inboxes.get(kernel)
-            if inbox is not None:  # what it sent early comes again if it comes back
-                inbox.early.clear()
-                inbox.early_bytes = 0
+            self.receiving.forget_early(kernel)
             box = self.outboxes.get(kernel)
             if box is None:
                 continue
@@ -418,7 +329,6 @@ class Delivery:
         box.leave_call = None
         if self.outboxes.get(kernel) is box and box.gone_at is not None:
             self._close(kernel, f"kernel {kernel!r} left the network")
-            self.inboxes.pop(kernel, None)
 
     def _close(self, kernel: str, why: str) -> None:
         """
@@ -428,7 +338,11 @@ class Delivery:
         for call in (box.timer, box.leave_call):
             if call is not None and call.active():
                 call.cancel()
-        lost = [payload for _, payload, _ in box.unacked] + [payload for payload, _ in box.backlog]
+        if box.next_seq > 1:
+            self._abandoned.remember((kernel, box.incarnation), box.next_seq - 1)
+        if box.producers:
+            self._producers[kernel] = box.producers
+        lost = [payload for _, payload, _ in box.unacked if payload] + [payload for payload, _ in box.backlog]
         if lost:
             self._network.lost(kernel, lost, f"{why}; {len(lost)} message(s) to it were not delivered")
         box.resume()
@@ -440,8 +354,4 @@ class Delivery:
         """
         for kernel in list(self.outboxes):
             self._close(kernel, f"kernel {self._name!r} left the network")
-        self.inboxes.clear()
-        self._owed.clear()
-        if self._ack_call is not None and self._ack_call.active():
-            self._ack_call.cancel()
-        self._ack_call = None
+        self.receiving.stop()

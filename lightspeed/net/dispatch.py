@@ -18,7 +18,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from lightspeed.bounded import BoundedCache
-from lightspeed.errors import BadSpecifier, LightspeedError, NoRoute, ProtocolError, RequestTimeout
+from lightspeed.errors import BadSpecifier, LightspeedError, NoRoute, NoSuchSession, ProtocolError, RequestTimeout
 from lightspeed.message import CALL, CALLREPLY, CONTROL, MONITOR_STATE, POST, REQUEST, RESPONSE, UNDELIVERABLE, \
     parse_payload
 from lightspeed.session import RESERVED_STATES, RemoteSender
@@ -115,6 +115,9 @@ class Dispatcher:
         for session in targets:
             try:
                 result = local.call_now(session, state, args, sender, payload[5], payload[6], payload[7])
+            except NoSuchSession as e:  # neither the state nor _default
+                self.undeliverable(origin, [local.wire_name(session)], state, str(e), self._bounce(origin, payload))
+                continue
             except Exception:
                 local.log_failure(session, state)
                 continue
@@ -252,6 +255,8 @@ class Dispatcher:
             self.log.info("answer to request {id} of kernel {kernel} lost: {why}", id=body[2], kernel=kernel,
                           why=reason)
             return
+        if body[4] is None and body[5] == MONITOR_STATE:
+            return  # a monitor event: its loss is not itself reported
         local = self._local
         sender = local.lookup(body[4]) if body[4] is not None else None
         destination = f"poe://{kernel}/{body[1] if body[1] == '*' else ','.join(body[1])}/{body[2]}"

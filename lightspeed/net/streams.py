@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import deque
 from typing import Any, Deque, Dict, List, Optional, Tuple
 
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred
 
 __all__ = ["Outbox", "Inbox", "Unacked"]
 
@@ -49,12 +49,10 @@ class Outbox:
         self.link: Any = None
         self.epoch = -1
 
-    def ready(self) -> Deferred:
+    def wait(self) -> Deferred:
         """
-        :returns: a Deferred that fires once nothing waits for the window.
+        :returns: a Deferred that fires at the next :meth:`resume`.
         """
-        if not self.backlog:
-            return succeed(None)
         d: Deferred = Deferred()
         self.waiters.append(d)
         return d

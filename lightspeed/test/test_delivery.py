@@ -95,7 +95,7 @@ class ExactlyOnceTests(SynchronousTestCase):
         mesh.settle()
         mesh.advance(RTO_INITIAL)
         self.assertEqual(k["a"].network.delivery.retransmitted, 10)
-        self.assertEqual(k["b"].network.delivery.duplicates, 10)
+        self.assertEqual(k["b"].network.delivery.receiving.duplicates, 10)
         self.assertEqual(k["a"].backlog("b"), 10)
         restore(links["ab"].server.transport)
         mesh.advance(2 * RTO_INITIAL)
@@ -135,7 +135,7 @@ class ExactlyOnceTests(SynchronousTestCase):
         mesh.advance(0.1)
         self.assertEqual(len(rx.got), 10 * ACK_EVERY)
         self.assertEqual(acks, [ACK_EVERY * (i + 1) for i in range(10)])
-        self.assertEqual(k["b"].network.delivery.duplicates, 0)
+        self.assertEqual(k["b"].network.delivery.receiving.duplicates, 0)
         self.assertEqual(k["a"].backlog("b"), 0)
 
     def test_acks_ride_on_traffic_back(self):
@@ -216,6 +216,73 @@ class ReportedTests(SynchronousTestCase):
         self.assertEqual(rx.got, [("a", 1)])
         self.assertEqual(tx.notices, [])
 
+    def test_back_after_the_grace_period(self):
+        """When the same start comes back after it was given up, then a tombstone lets it skip what was reported, and new posts arrive."""
+        mesh, k, links = build("ab", "ab")
+        rx, tx = Receiver(k["b"]), Sender(k["a"])
+        tx.post("poe://b/rx/got", 1)
+        mesh.settle()
+        mesh.advance(0.1)  # its ack is back
+        blackhole(links["ab"].client.transport)
+        tx.post("poe://b/rx/got", 2)
+        links["ab"].close()
+        mesh.settle()
+        mesh.advance(k["a"].network.delivery.leave_grace)
+        self.assertEqual([reason for _, reason, _ in tx.notices],
+                         ["kernel 'b' left the network; 1 message(s) to it were not delivered"])
+        mesh.link(k["a"], k["b"])
+        mesh.settle()
+        tx.post("poe://b/rx/got", 3)
+        mesh.settle()
+        mesh.advance(0.1)
+        self.assertEqual(rx.got, [("a", 1), ("a", 3)])
+        self.assertEqual(k["a"].backlog("b"), 0)
+
+    def test_remote_call_to_a_missing_state(self):
+        """When a remote call names a state the session lacks, then the caller's _undeliverable hears why."""
+        mesh, k, links = build("ab", "ab")
+        Receiver(k["b"])
+        tx = Sender(k["a"])
+        local = k["a"].local
+        local.current = tx.session
+        try:
+            k["a"].call("poe://b/rx/nosuch", "poe://a/tx/answer", 1)
+        finally:
+            local.current = None
+        mesh.settle()
+        self.assertEqual(tx.notices, [(
+            "poe://b/rx/nosuch", "session 1 of kernel 'b' has no state 'nosuch' and no _default", [1])])
+
+    def test_producer_kept_across_a_restart(self):
+        """When the destination restarts, then a registered producer keeps following the new stream."""
+        mesh, k, links = build("ab", "ab")
+        events: List[str] = []
+
+        class Producer:
+            def pauseProducing(self) -> None:
+                events.append("pause")
+
+            def resumeProducing(self) -> None:
+                events.append("resume")
+
+            def stopProducing(self) -> None:
+                events.append("stop")
+
+        Receiver(k["b"])
+        tx = Sender(k["a"])
+        k["a"].register_producer("b", Producer())
+        links["ab"].close()
+        mesh.settle()
+        b2 = mesh.kernel("b", k["b"].network.incarnation + 1)
+        Receiver(b2)
+        link = mesh.link(k["a"], b2)
+        mesh.settle()
+        k["a"].network.delivery.window, k["a"].network.delivery.max_backlog = 1, 5
+        blackhole(link.server.transport)
+        tx.post("poe://b/rx/got", 1)
+        tx.post("poe://b/rx/got", 2)
+        self.assertEqual(events, ["pause"])
+
     def test_deadline_passed(self):
         """When a message's time to live runs out before it can be delivered, then it is dropped and reported."""
         mesh, k, links = build("ab", "ab")
@@ -243,7 +310,7 @@ class BoundedMemoryTests(SynchronousTestCase):
         mesh, k, links = build("ab", "ab")
         rx = Receiver(k["b"])
         delivery = k["b"].network.delivery
-        delivery.max_early, delivery.max_early_bytes = 3, 200
+        delivery.receiving.max_early, delivery.receiving.max_early_bytes = 3, 200
         a_inc, b_inc = k["a"].network.incarnation, k["b"].network.incarnation
 
         def arrive(seq: int, size: int) -> None:
@@ -319,13 +386,15 @@ class FlowControlTests(SynchronousTestCase):
                 events.append("stop")
 
         self.k["a"].register_producer("b", Producer())
+        self.assertEqual(self.successResultOf(self.k["a"].when_ready("b")), None)
         for n in range(4):
             self.tx.post("poe://b/rx/got", n)
-        self.assertEqual(self.successResultOf(self.k["a"].when_ready("b")), None)
+        waiting = self.k["a"].when_ready("b")  # the window is full: the next would wait
+        self.assertNoResult(waiting)
+        self.assertEqual(events, [])
         for n in range(4, 7):
             self.tx.post("poe://b/rx/got", n)
         self.assertEqual(events, ["pause"])
-        waiting = self.k["a"].when_ready("b")
         self.assertNoResult(waiting)
         self.tx.post("poe://b/rx/got", 7)
         self.mesh.settle()

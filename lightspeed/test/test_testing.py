@@ -221,7 +221,7 @@ class DropTests(MeshCase):
         self.run_for(60)
         self.assertEqual(self.got["b"], [1, 2])
         delivery = self.a.network.delivery
-        self.assertEqual((delivery.retransmitted, self.b.network.delivery.duplicates), (2, 1))
+        self.assertEqual((delivery.retransmitted, self.b.network.delivery.receiving.duplicates), (2, 1))
         self.assertEqual(delivery.pending("b"), 0)
 
     def test_drop_by_seed(self):
@@ -308,7 +308,7 @@ class DelayTests(MeshCase):
         self.assertEqual(frames.posts_written, [(when, 1, 1) for when in (0.0, 1.0, 3.0, 7.0)])
         self.assertEqual(frames.posts_delivered, [(when, 1, 1) for when in (5.0, 6.0, 8.0, 12.0)])
         self.assertEqual(self.got["b"], [1])
-        self.assertEqual(self.b.network.delivery.duplicates, 3)
+        self.assertEqual(self.b.network.delivery.receiving.duplicates, 3)
         self.assertEqual(self.a.network.delivery.pending("b"), 0)
 
     def test_jitter_keeps_order(self):
@@ -324,8 +324,8 @@ class DelayTests(MeshCase):
         latencies = [round(got - sent, 9) for (sent, _), (got, _) in zip(frames.written, frames.delivered)]
         self.assertTrue(all(1 <= latency <= 6 for latency in latencies), latencies)
         self.assertEqual(self.got["b"], list(range(30)))
-        self.assertEqual(self.b.network.delivery.duplicates, len(frames.posts_delivered) - 30)
-        self.assertGreater(self.b.network.delivery.duplicates, 0)  # the round trip is longer than 1 s
+        self.assertEqual(self.b.network.delivery.receiving.duplicates, len(frames.posts_delivered) - 30)
+        self.assertGreater(self.b.network.delivery.receiving.duplicates, 0)  # the round trip is longer than 1 s
         sent = len(frames.written)
         self.assertEqual(self.link.forward.counters - before, LinkCounters(sent=sent, delivered=sent, delayed=sent))
 
@@ -497,7 +497,7 @@ class CutTests(MeshCase):
         self.link.restore()
         self.mesh.settle()
         self.assertEqual(self.got, {"a": [3], "b": [1, 2]})
-        self.assertEqual((self.b.network.delivery.duplicates, self.a.network.delivery.duplicates), (10, 5))
+        self.assertEqual((self.b.network.delivery.receiving.duplicates, self.a.network.delivery.receiving.duplicates), (10, 5))
         for frames in (forward, backward):
             self.assertEqual([message for _, message in frames.delivered], [message for _, message in frames.written])
         after = self.link.counters - before  # what waited, and the answers to it
