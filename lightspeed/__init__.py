@@ -7,15 +7,22 @@ posts to a local session.
 
 from lightspeed.errors import (
     AliasInUse,
+    BacklogFull,
     BadSpecifier,
+    EncodeError,
     LightspeedError,
+    LinkClosed,
     NoCurrentSession,
     NoRoute,
     NoSuchSession,
+    Refused,
+    RemoteError,
+    RequestTimeout,
 )
 from lightspeed.kernel import Kernel
 from lightspeed.session import Event, Session
 from lightspeed.specifier import Specifier, coerce, parse
+from lightspeed.tls import TLSConfig
 
 __version__ = "0.1.0"
 
@@ -32,4 +39,11 @@ __all__ = [
     "NoCurrentSession",
     "NoRoute",
     "AliasInUse",
+    "BacklogFull",
+    "EncodeError",
+    "LinkClosed",
+    "Refused",
+    "RemoteError",
+    "RequestTimeout",
+    "TLSConfig",
 ]

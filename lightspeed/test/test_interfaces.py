@@ -51,3 +51,19 @@ class ProvidedTests(SynchronousTestCase):
         (link,) = a.network.links()
         self.assertIs(link.owner, a.network)
         self.assertEqual(link.peer.name, "b")
+
+
+class PublicNamesTests(SynchronousTestCase):
+    """
+    What a user needs is importable from the package itself.
+    """
+
+    def test_errors_and_tls_at_top_level(self):
+        """When a user imports from lightspeed, then the request errors and TLSConfig are there, the same objects."""
+        import lightspeed
+        from lightspeed import errors, tls
+
+        for name in ("RemoteError", "RequestTimeout", "EncodeError", "BacklogFull", "Refused", "LinkClosed"):
+            self.assertIs(getattr(lightspeed, name), getattr(errors, name))
+            self.assertIn(name, lightspeed.__all__)
+        self.assertIs(lightspeed.TLSConfig, tls.TLSConfig)
