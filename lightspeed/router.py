@@ -167,9 +167,7 @@ class Router:
         return self._advertise(self._own.seq + 1)
 
     def own(self) -> LinkState:
-        """
-        :returns: our current LSA.
-        """
+        """Our current LSA."""
         return self._own
 
     def neighbours(self) -> FrozenSet[str]:
@@ -301,16 +299,22 @@ class Router:
         :returns: the origins dropped.
         """
         now = self._clock()
-        old = [origin for origin, stamp in self._stamps.items() if now - stamp > max_age]
-        for origin in old:
-            del self._stamps[origin]
+        return self.drop([origin for origin, stamp in self._stamps.items() if now - stamp > max_age])
+
+    def drop(self, origins: List[str]) -> List[str]:
+        """Drop the LSAs of ``origins`` as if they aged out; return ``origins``."""
+        for origin in origins:
+            self._stamps.pop(origin, None)
             self._outdated.pop(origin, None)
-            held = self._expired[origin] = self._lsas.pop(origin)
-            if held.links:
-                self._dirty = True
+            self._expired[origin] = self._lsas.pop(origin)
+            self._dirty = True
         while len(self._expired) > MAX_EXPIRED:
             del self._expired[next(iter(self._expired))]  # the oldest
-        return old
+        return origins
+
+    def __len__(self) -> int:
+        """How many other kernels' LSAs are held."""
+        return len(self._lsas)
 
     def drop_unsigned(self) -> List[str]:
         """

@@ -9,7 +9,7 @@ adverts that lie (see ``docs/protocol.rst``).
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Dict, Optional, Set, Tuple
 
 from twisted.logger import Logger
 
@@ -20,7 +20,8 @@ from lightspeed.router import LinkState
 if TYPE_CHECKING:  # pragma: no cover
     from lightspeed.adverts import AdvertSigner
 
-__all__ = ["Flooding", "LSA_REFRESH", "LSA_MAX_AGE", "INCARNATION_SLACK", "FADING_GRACE"]
+__all__ = ["Flooding", "LSA_REFRESH", "LSA_MAX_AGE", "INCARNATION_SLACK", "FADING_GRACE", "MAX_KERNELS",
+           "ADVERT_RATE", "ADVERT_BURST", "UNREACHABLE_GRACE"]
 
 #: Seconds between fresh copies of a kernel's own LSA, and the age past which
 #: another kernel's LSA that was not refreshed is dropped.
@@ -34,6 +35,17 @@ INCARNATION_SLACK = 24 * 3600
 #: Seconds for which an edge that an LSA withdrew still counts when checking
 #: that a message's origin is behind the link it arrived on.
 FADING_GRACE = 30.0
+
+#: The most other kernels' LSAs held; an LSA for one more kernel is dropped.
+MAX_KERNELS = 1024
+
+#: Adverts per second a link may bring (a token bucket of ADVERT_BURST);
+#: the excess is dropped and counted in ``dropped_adverts``.
+ADVERT_RATE = 100.0
+ADVERT_BURST = 1000.0
+
+#: Seconds an LSA of a kernel we have no route to is kept (not LSA_MAX_AGE).
+UNREACHABLE_GRACE = 60.0
 
 #: Reasons to refuse another kernel's LSA that do not make the relay a liar.
 _EXCUSABLE = frozenset({"it is not signed", "its certificate is expired or not yet valid"})
@@ -62,6 +74,17 @@ class Flooding:
         self.bad_adverts = 0
         self._refresh_call: Any = None
         self._fading_call: Any = None
+        self._sweep_call: Any = None
+        #: Limits (see ``docs/security.rst``), settable per network.
+        self.max_kernels = MAX_KERNELS
+        self.advert_rate = ADVERT_RATE
+        self.advert_burst = ADVERT_BURST
+        self.unreachable_grace = UNREACHABLE_GRACE
+        #: LSAs dropped by the rate limit or the cap on kernels held.
+        self.dropped_adverts = 0
+        self._buckets: Dict[str, Tuple[float, float]] = {}
+        self._warned: Set[str] = set()
+        self._unreachable: Dict[str, float] = {}
 
     def message(self, lsa: LinkState) -> list:
         """
@@ -92,6 +115,8 @@ class Flooding:
             link.send_message(self.message(lsa))
         if self._refresh_call is None:
             self._refresh_call = self._reactor.callLater(LSA_REFRESH, self._refresh)
+        if self._sweep_call is None:
+            self._sweep_call = self._reactor.callLater(self.unreachable_grace / 4, self._sweep)
 
     def sign(self, signer: "AdvertSigner") -> None:
         """
@@ -111,6 +136,8 @@ class Flooding:
         :raises ProtocolError: if it is malformed or lies; the link closes.
         """
         origin, incarnation, seq, links, proof = parse_lsa(message)
+        if not self._within_rate(peer):
+            return self._dropped(peer, "more adverts than the rate limit allows")
         lsa = LinkState(origin, incarnation, seq, links, proof)
         router = self._router
         own = router.own()
@@ -121,6 +148,8 @@ class Flooding:
                 return self._bad_advert(origin, peer, "it claims a later start of this kernel", True)
         elif not router.newer(lsa):
             return  # a duplicate, stale or aged-out copy
+        elif router.held(origin) is None and len(router) >= self.max_kernels:
+            return self._dropped(peer, f"more than {self.max_kernels} kernels advertised")
         if incarnation > _latest_incarnation():
             return self._bad_advert(origin, peer, "its incarnation lies in the future", origin != peer)
         if self.signer is not None:
@@ -134,6 +163,49 @@ class Flooding:
             self._network.routes_changed()
         elif router.own() is not own:
             self.flood(router.own())  # outbid a stale or forged copy of our own advert
+
+    def _within_rate(self, peer: str) -> bool:
+        """
+        Take a token from ``peer``'s bucket (:data:`ADVERT_RATE` a second,
+        at most :data:`ADVERT_BURST`); ``False`` if it is empty.
+        """
+        now = self._reactor.seconds()
+        tokens, then = self._buckets.get(peer, (self.advert_burst, now))
+        tokens = min(self.advert_burst, tokens + (now - then) * self.advert_rate)
+        if tokens < 1:
+            self._buckets[peer] = (tokens, now)
+            return False
+        self._buckets[peer] = (tokens - 1, now)
+        return True
+
+    def _dropped(self, peer: str, reason: str) -> None:
+        """
+        Drop an LSA over a limit: count it, log once per neighbour, keep
+        the link up.
+        """
+        self.dropped_adverts += 1
+        if peer not in self._warned:
+            self._warned.add(peer)
+            self.log.warn("adverts from {peer} dropped: {reason}", peer=peer, reason=reason)
+
+    def _sweep(self) -> None:
+        """
+        Drop the LSAs of kernels we have had no route to for longer than
+        :attr:`unreachable_grace` (phantoms die soon after their flooder
+        leaves), and come back a quarter of the grace later.
+        """
+        self._sweep_call = None
+        now = self._reactor.seconds()
+        reachable = self._router.reachable()
+        held = {lsa.origin for lsa in self._router.database()} - {self._network.name}
+        gone = held - reachable
+        self._unreachable = {k: self._unreachable.get(k, now) for k in gone}
+        old = [k for k, since in self._unreachable.items() if now - since > self.unreachable_grace]
+        if old and self._router.drop(old):
+            self.log.info("adverts of unreachable {kernels} dropped", kernels=old)
+            self._network.routes_changed()
+        if len(self._links):
+            self._sweep_call = self._reactor.callLater(self.unreachable_grace / 4, self._sweep)
 
     def _bad_advert(self, origin: str, peer: str, reason: str, excusable: bool) -> None:
         """
@@ -191,7 +263,7 @@ class Flooding:
         message in flight that a withdrawn edge must vouch for.
         """
         self._router.forget_fading()
-        for call in (self._fading_call, self._refresh_call):
+        for call in (self._fading_call, self._refresh_call, self._sweep_call):
             if call is not None and call.active():
                 call.cancel()
-        self._fading_call = self._refresh_call = None
+        self._fading_call = self._refresh_call = self._sweep_call = None

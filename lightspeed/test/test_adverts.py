@@ -391,3 +391,51 @@ class ExpiredCertificateExcuseTests(SynchronousTestCase):
             self.assertIn("signature is not valid", str(case.ab.client.closed_reason))
         finally:
             case.doCleanups()
+
+
+class AdvertFloodTests(SynchronousTestCase):
+    """
+    Issue 11 (4): one admitted kernel advertising phantom kernels cannot
+    fill every database, and its phantoms die soon after it leaves.
+    """
+
+    def test_phantom_flood_is_bounded_and_dies(self):
+        """When a kernel floods 300 phantoms with 1000 links each, then held kernels and links are capped, honest routing works, and the phantoms go within the grace after the flooder leaves."""
+        from lightspeed.test.test_mesh import build
+
+        mesh, k, links = build("abcl", "ab bc al")
+        for kernel in k.values():
+            kernel.network.flooding.max_kernels = 50
+        for i in range(300):
+            links["al"].server.send_message([LSA, f"p{i}", 1 << 8, 1, [[f"q{i}-{j}", 1] for j in range(1000)]])
+        mesh.settle()
+        for name in "abc":
+            router = k[name].network.router
+            self.assertLessEqual(len(router), 50)
+            stored = sum(len(lsa.links) for lsa in router.database())
+            self.assertLess(stored, 50 * 1001)
+        self.assertEqual(k["a"].network.router.next_hop("c"), "b")
+        self.assertGreater(k["a"].network.flooding.dropped_adverts, 0)
+        self.assertNotEqual(k["a"].network.links(), [])
+        links["al"].close()
+        mesh.settle()
+        for _ in range(10):
+            mesh.advance(10)  # 100 s: the 60 s grace, the 15 s sweep and a margin
+        for name in "abc":
+            router = k[name].network.router
+            self.assertEqual({lsa.origin for lsa in router.database()}, set("abc"), (name, router.reachable()))
+        self.assertEqual(k["a"].network.router.next_hop("c"), "b")
+
+    def test_rate_limit(self):
+        """When a link brings more adverts than the burst allows, then the excess is dropped and the link stays up."""
+        from lightspeed.test.test_mesh import build
+
+        mesh, k, links = build("ab", "ab")
+        k["b"].network.flooding.advert_burst = 10
+        k["b"].network.flooding.advert_rate = 1
+        own = k["a"].network.router.own()
+        for i in range(30):
+            links["ab"].client.send_message([LSA, "a", own.incarnation, own.seq + 1 + i, [["b", 1]]])
+        mesh.settle()
+        self.assertGreaterEqual(k["b"].network.flooding.dropped_adverts, 20)
+        self.assertNotEqual(k["b"].network.links(), [])
