@@ -254,7 +254,7 @@ class PreauthFrameTests(SynchronousTestCase):
         protocol.makeConnection(transport)
         protocol.dataReceived((16 * 1024 * 1024 - 1).to_bytes(4, "big") + b"x" * 1000)
         self.assertEqual(bye_code(protocol), "frame-too-large")
-        self.assertEqual(protocol.conn._framer.buffered  # type: ignore[union-attr], 0)
+        self.assertEqual(protocol.conn._framer.buffered, 0)  # type: ignore[union-attr]
         self.assertTrue(transport.disconnecting)
 
     def test_large_frame_right_after_ready(self):
