@@ -234,3 +234,40 @@ class HostileInputTests(SynchronousTestCase):
         self.ab.client.resumeProducing()
         self.mesh.settle()
         self.assertEqual(self.got, [(i,) for i in range(20)])
+
+
+class PreauthFrameTests(SynchronousTestCase):
+    """
+    Before the handshake only small frames are accepted (issue 11).
+    """
+
+    def setUp(self):
+        self.clock = Clock()
+        self.kernel = Kernel("me", reactor=self.clock)
+        self.network = self.kernel.network_start()
+
+    def test_large_header_before_handshake(self):
+        """When a frame header before the handshake claims 16 MiB, then the link closes with frame-too-large at once, buffering nothing."""
+        factory = LinkFactory(self.network, LinkOptions(), self.clock)
+        protocol = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 1))
+        transport = StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.9", 5555))
+        protocol.makeConnection(transport)
+        protocol.dataReceived((16 * 1024 * 1024 - 1).to_bytes(4, "big") + b"x" * 1000)
+        self.assertEqual(bye_code(protocol), "frame-too-large")
+        self.assertEqual(protocol.conn._framer.buffered, 0)  # type: ignore[union-attr]
+        self.assertTrue(transport.disconnecting)
+
+    def test_large_frame_right_after_ready(self):
+        """When a large frame arrives in the same chunk as READY, then it is accepted (the limit rises with the handshake)."""
+        factory = LinkFactory(self.network, LinkOptions(keepalive=0), self.clock)
+        protocol = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 1))
+        transport = StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.9", 5555))
+        protocol.makeConnection(transport)
+        self.clock.advance(0)
+        protocol.dataReceived(frame(dumps([HELLO, {
+            "version": PROTOCOL_VERSION, "kernel": "peer", "incarnation": 7, "nonce": b"n" * 16,
+            "serializers": ["cbor"], "compression": [], "password": False}])))
+        protocol.dataReceived(frame(dumps([READY, {"compression": None, "proof": None}]))
+                              + frame(dumps([PONG, b"x" * 200000])))
+        self.assertIsNone(protocol.closed_reason)
+        self.assertEqual(protocol.peer.name, "peer")  # type: ignore[union-attr]

@@ -39,7 +39,7 @@ from lightspeed.message import (
 )
 from lightspeed.specifier import check_name
 from lightspeed.wire.codec import dumps, loads
-from lightspeed.wire.framing import DEFAULT_MAX_FRAME, Framer, frame
+from lightspeed.wire.framing import DEFAULT_MAX_FRAME, PREAUTH_MAX_FRAME, Framer, frame
 
 __all__ = ["LinkConfig", "PeerInfo", "Connection", "proof"]
 
@@ -126,7 +126,10 @@ class Connection:
         self._on_close = on_close
         self._on_output = on_output
         self._on_pong = on_pong
-        self._framer = Framer(config.max_frame)
+        # Small frames only until the handshake is done: an unauthenticated
+        # peer may not make us buffer a large frame.
+        self._framer = Framer(min(config.max_frame, PREAUTH_MAX_FRAME))
+        self._refeed = False
         self._nonce = os.urandom(16)
         self._peer_nonce = b""
         self._raw: List[bytes] = []
@@ -246,6 +249,9 @@ class Connection:
                 self._body(body)
             if self.state == "closed" or (plain and self._inflate is not None):
                 return True
+        if self._refeed:  # the limit was raised: frames held back may follow
+            self._refeed = False
+            return self._handle(self._framer.feed(b""))
         return False
 
     def _inflated(self, data: bytes) -> None:
@@ -348,4 +354,6 @@ class Connection:
             if type(given) is not bytes or not hmac.compare_digest(given, expected):
                 raise HandshakeRefused("wrong password", "auth")
         self.state = "up"
+        self._framer.max_frame = self.config.max_frame
+        self._refeed = True
         self._on_up(self.peer)

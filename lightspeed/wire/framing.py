@@ -11,10 +11,12 @@ from typing import List
 
 from lightspeed.errors import FrameTooLarge
 
-__all__ = ["Framer", "frame", "HEADER", "DEFAULT_MAX_FRAME"]
+__all__ = ["Framer", "frame", "HEADER", "DEFAULT_MAX_FRAME", "PREAUTH_MAX_FRAME"]
 
 HEADER = struct.Struct(">I")
 DEFAULT_MAX_FRAME = 16 * 1024 * 1024
+#: The longest frame accepted before the peer is authenticated (HELLO, READY).
+PREAUTH_MAX_FRAME = 64 * 1024
 
 _pack = HEADER.pack
 _unpack_from = HEADER.unpack_from
@@ -59,7 +61,7 @@ class Framer:
             self._chunks = []
         else:
             buffer = data
-        frames = []
+        frames: List[bytes] = []
         offset = 0
         end = len(buffer)
         max_frame = self.max_frame
@@ -67,6 +69,11 @@ class Framer:
         while end - offset >= 4:
             (length,) = _unpack_from(buffer, offset)
             if length > max_frame:
+                if frames:
+                    # Hand these on first: one of them may raise the limit
+                    # (the handshake finished); the header is checked again.
+                    need = 4
+                    break
                 self._size = 0
                 raise FrameTooLarge(f"frame of {length} bytes exceeds the maximum of {max_frame}")
             stop = offset + 4 + length

@@ -103,6 +103,7 @@ class LinkProtocol(Protocol):
         self._handshake_timer: Any = None
         self._keepalive_call: Any = None
         self._first_ping_call: Any = None
+        self._abort_call: Any = None
         #: The PINGs sent and not yet answered: token -> when, oldest first.
         self._pings: Dict[int, float] = {}
         self._heard = False
@@ -147,7 +148,7 @@ class LinkProtocol(Protocol):
             self.owner.after_read(self)
 
     def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
-        for name in ("_handshake_timer", "_keepalive_call", "_first_ping_call"):
+        for name in ("_handshake_timer", "_keepalive_call", "_first_ping_call", "_abort_call"):
             call = getattr(self, name)
             if call is not None and call.active():
                 call.cancel()
@@ -220,6 +221,7 @@ class LinkProtocol(Protocol):
         """
         if self.conn is not None and not self._closing:
             self.conn.send_body(body)
+            self._check_backlog()
 
     def send_message(self, message: list) -> None:
         """
@@ -227,6 +229,21 @@ class LinkProtocol(Protocol):
         """
         if self.conn is not None and not self._closing:
             self.conn.send_message(message)
+            self._check_backlog()
+
+    def _check_backlog(self) -> None:
+        """
+        Close the link ("slow-reader") once the output queued for it passes
+        ``max_backlog``, on every write and whether or not the transport
+        paused us; the backlog is dropped, only the BYE goes out.
+        """
+        conn = self.conn
+        if conn is None or self._closing or conn.state == "closed":
+            return
+        pending = conn.pending_output
+        if pending > self.options.max_backlog:
+            conn.take_output()  # dropped: the peer is not reading it
+            conn.close("slow-reader", f"peer did not read {pending} bytes of backlog")
 
     def close(self, code: str, message: str) -> None:
         """
@@ -246,8 +263,7 @@ class LinkProtocol(Protocol):
         if conn is None:
             return
         if self._paused and not self._closing:
-            if conn.pending_output > self.options.max_backlog:
-                conn.close("slow-reader", f"peer did not read {conn.pending_output} bytes of backlog")
+            self._check_backlog()
             return  # keep it queued until the transport resumes us
         data = conn.take_output()
         if data:
@@ -298,6 +314,9 @@ class LinkProtocol(Protocol):
         self._closing = True
         self.transport.unregisterProducer()
         self.transport.loseConnection()
+        if code == "slow-reader" and not by_peer:
+            # A peer that does not read would keep the socket open forever.
+            self._abort_call = self.reactor.callLater(1.0, self.transport.abortConnection)
 
     def _handshake_late(self) -> None:
         self._handshake_timer = None
