@@ -8,7 +8,20 @@ Network benchmarks, each against raw Twisted length-prefixed CBOR frames
 - ``chain3``: posts per second across a 3-kernel chain (a relay in the
   middle), against the direct two-process figure of the same run.
 
-Run: ``python bench/network.py`` (BENCH_N, BENCH_RTT to size it).
+The fair method: both senders are flow-controlled, so sender and receiver
+work at once. The raw sender is an ``IPushProducer`` registered with its
+transport: it writes frames until the transport's buffer passes its
+high-water mark (``pauseProducing``) and goes on when it has drained
+(``resumeProducing``). The lightspeed sender keeps ``2 * window`` messages
+in ``kernel.backlog()``, waits on ``kernel.when_ready()`` and yields to the
+reactor every ``YIELD`` posts so its link writes go out while it posts.
+Every measurement runs in its own process; BENCH_PAIRS pairs alternate
+raw/lightspeed (and direct/relay) order pair by pair, and the per-pair
+ratios are printed with their min/median/max and the load average. The
+last three lines are the median figures in the format ``bench/compare.py``
+parses.
+
+Run: ``python bench/network.py`` (BENCH_N, BENCH_RTT, BENCH_PAIRS to size it).
 """
 
 import os
@@ -22,6 +35,8 @@ sys.path.insert(0, os.path.dirname(HERE))
 
 N = int(os.environ.get("BENCH_N", "100000"))
 RTT = int(os.environ.get("BENCH_RTT", "2000"))
+PAIRS = int(os.environ.get("BENCH_PAIRS", "5"))
+YIELD = 1000
 ARG = b"x" * 32
 
 
@@ -93,7 +108,9 @@ def measure_raw(port):
     from twisted.internet import reactor
     from twisted.internet.defer import Deferred, inlineCallbacks
     from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+    from twisted.internet.interfaces import IPushProducer
     from twisted.protocols.basic import Int32StringReceiver
+    from zope.interface import implementer
 
     class Client(Int32StringReceiver):
         MAX_LENGTH = 16 * 1024 * 1024
@@ -103,6 +120,38 @@ def measure_raw(port):
             d, self.waiting = self.waiting, None
             d.callback(cbor2.loads(data))
 
+    @implementer(IPushProducer)
+    class Sender:
+        """
+        Writes N frames while not paused; the transport pauses it past its
+        high-water mark and resumes it when its buffer has drained.
+        """
+
+        def __init__(self, client, n):
+            self.client, self.left = client, n
+            self.paused = self.scheduled = False
+
+        def pauseProducing(self):
+            self.paused = True
+
+        def resumeProducing(self):
+            self.paused = False
+            if not self.scheduled and self.left:
+                self.scheduled = True
+                reactor.callLater(0, self.produce)
+
+        def stopProducing(self):
+            self.left = 0
+
+        def produce(self):
+            self.scheduled = False
+            send, dumps = self.client.sendString, cbor2.dumps
+            while self.left and not self.paused:
+                send(dumps(["hit", ARG]))
+                self.left -= 1
+            if not self.left:
+                self.client.transport.unregisterProducer()
+
     results = {}
 
     @inlineCallbacks
@@ -111,8 +160,9 @@ def measure_raw(port):
         client.transport.setTcpNoDelay(True)
         client.waiting = Deferred()
         start = time.perf_counter()
-        for i in range(N):
-            client.sendString(cbor2.dumps(["hit", ARG]))
+        sender = Sender(client, N)
+        client.transport.registerProducer(sender, True)
+        sender.resumeProducing()
         yield client.waiting
         results["one_way"] = N / (time.perf_counter() - start)
         latencies = []
@@ -156,13 +206,18 @@ def measure_lightspeed(port, target):
         kernel.local.current = ctl  # post as the ctl session, so 'done' can answer it
         start = time.perf_counter()
         # Flow-controlled: keep the window full and as much waiting behind
-        # it, and go on when the destination has taken it.
+        # it, and go on when the destination has taken it; yield to the
+        # reactor every YIELD posts so the link writes go out meanwhile.
         window = kernel.network.delivery.window
         for i in range(N):
             kernel.post(dest, ARG)
             if kernel.backlog(target) >= 2 * window:
                 kernel.local.current = None
                 yield kernel.when_ready(target)
+                kernel.local.current = ctl
+            elif i % YIELD == YIELD - 1:
+                kernel.local.current = None
+                yield deferLater(reactor, 0, lambda: None)
                 kernel.local.current = ctl
         kernel.local.current = None
         yield done[0]
@@ -198,27 +253,61 @@ def pct(values, p):
     return values[min(len(values) - 1, int(len(values) * p))]
 
 
+def spread(ratios):
+    return (f"min {min(ratios):.2f}x median {statistics.median(ratios):.2f}x "
+            f"max {max(ratios):.2f}x")
+
+
 def main():
-    raw_proc, raw_port = spawn("raw", N)
-    ls_proc, ls_port = spawn("lightspeed", "bench-recv", N)
-    relay_proc, relay_port = spawn("lightspeed", "bench-relay", N)
-    end_proc, end_port = spawn("lightspeed", "bench-end", N, relay_port)
+    load0 = os.getloadavg()
+    procs = []
     try:
-        raw = in_child("raw", raw_port)
-        ls = in_child("lightspeed", ls_port, "bench-recv")
-        chain = in_child("lightspeed", relay_port, "bench-end")
+        for args in (("raw", N), ("lightspeed", "bench-recv", N), ("lightspeed", "bench-relay", N)):
+            procs.append(spawn(*args))
+        (_, raw_port), (_, ls_port), (_, relay_port) = procs
+        procs.append(spawn("lightspeed", "bench-end", N, relay_port))
+        jobs = {"raw": ("raw", raw_port), "ls": ("lightspeed", ls_port, "bench-recv"),
+                "chain": ("lightspeed", relay_port, "bench-end")}
+        pairs = []
+        for k in range(PAIRS):
+            order = ["raw", "ls", "chain"] if k % 2 == 0 else ["chain", "ls", "raw"]
+            got = {name: in_child(*jobs[name]) for name in order}
+            for r in got.values():
+                r["med"], r["p99"] = statistics.median(r["rtt"]), pct(r["rtt"], 0.99)
+            pairs.append(got)
+            raw, ls, chain = got["raw"], got["ls"], got["chain"]
+            print(f"pair {k + 1} ({'/'.join(order)}): one_way ls {ls['one_way']:,.0f} raw {raw['one_way']:,.0f} "
+                  f"{ls['one_way'] / raw['one_way']:.2f}x; rtt median ls {ls['med'] * 1e6:.0f} raw "
+                  f"{raw['med'] * 1e6:.0f} us {ls['med'] / raw['med']:.2f}x; p99 ls {ls['p99'] * 1e6:.0f} raw "
+                  f"{raw['p99'] * 1e6:.0f} us {ls['p99'] / raw['p99']:.2f}x; chain3 {chain['one_way']:,.0f} "
+                  f"{chain['one_way'] / ls['one_way']:.2f}x", flush=True)
     finally:
-        for p in (raw_proc, ls_proc, relay_proc, end_proc):
+        for p, _ in procs:
             p.kill()
-    print(f"one_way: lightspeed {ls['one_way']:,.0f} posts/s; raw Twisted+cbor2 frames "
-          f"{raw['one_way']:,.0f}/s; ratio {ls['one_way'] / raw['one_way']:.2f}x")
-    ls_med, raw_med = statistics.median(ls["rtt"]), statistics.median(raw["rtt"])
-    ls_p99, raw_p99 = pct(ls["rtt"], 0.99), pct(raw["rtt"], 0.99)
+    load1 = os.getloadavg()
+
+    def med(name, key):
+        return statistics.median(p[name][key] for p in pairs)
+
+    def ratios(a, b, key):
+        return [p[a][key] / p[b][key] for p in pairs]
+
+    print(f"pairs: {PAIRS}, N {N}, RTT {RTT}; load average {load0[0]:.2f} -> {load1[0]:.2f}")
+    print(f"one_way ratio ls/raw: {spread(ratios('ls', 'raw', 'one_way'))}")
+    print(f"request_rtt median ratio ls/raw: {spread(ratios('ls', 'raw', 'med'))}")
+    print(f"request_rtt p99 ratio ls/raw: {spread(ratios('ls', 'raw', 'p99'))}")
+    print(f"chain3 ratio relay/direct: {spread(ratios('chain', 'ls', 'one_way'))}")
+    # Median figures over the pairs, in the format bench/compare.py parses.
+    ls_ow, raw_ow, ch_ow = med("ls", "one_way"), med("raw", "one_way"), med("chain", "one_way")
+    print(f"one_way: lightspeed {ls_ow:,.0f} posts/s; raw Twisted+cbor2 frames "
+          f"{raw_ow:,.0f}/s; ratio {statistics.median(ratios('ls', 'raw', 'one_way')):.2f}x")
+    ls_med, raw_med, ls_p99, raw_p99 = med("ls", "med"), med("raw", "med"), med("ls", "p99"), med("raw", "p99")
     print(f"request_rtt: lightspeed median {ls_med * 1e6:.0f} us p99 {ls_p99 * 1e6:.0f} us; raw median "
-          f"{raw_med * 1e6:.0f} us p99 {raw_p99 * 1e6:.0f} us; ratio {ls_med / raw_med:.2f}x (median), "
-          f"{ls_p99 / raw_p99:.2f}x (p99)")
-    print(f"chain3: lightspeed via a relay {chain['one_way']:,.0f} posts/s; direct {ls['one_way']:,.0f}/s; "
-          f"ratio {chain['one_way'] / ls['one_way']:.2f}x")
+          f"{raw_med * 1e6:.0f} us p99 {raw_p99 * 1e6:.0f} us; ratio "
+          f"{statistics.median(ratios('ls', 'raw', 'med')):.2f}x (median), "
+          f"{statistics.median(ratios('ls', 'raw', 'p99')):.2f}x (p99)")
+    print(f"chain3: lightspeed via a relay {ch_ow:,.0f} posts/s; direct {ls_ow:,.0f}/s; "
+          f"ratio {statistics.median(ratios('chain', 'ls', 'one_way')):.2f}x")
 
 
 if __name__ == "__main__":
