@@ -58,16 +58,24 @@ LINK_TYPES = frozenset({HELLO, READY, BYE, PING, PONG, LSA, ROUTED})
 _encodings = BoundedCache(8192)
 
 
+def _head(major: int, n: int) -> bytes:
+    """
+    A CBOR item head of major type ``major`` (0: unsigned integer, 2: byte
+    string) with argument ``n``, in its shortest form.
+    """
+    if n < 24:
+        return bytes((major + n,))
+    if n < 0x100:
+        return bytes((major + 24, n))
+    if n < 0x10000:
+        return bytes((major + 25,)) + n.to_bytes(2, "big")
+    if n < 0x100000000:
+        return bytes((major + 26,)) + n.to_bytes(4, "big")
+    return bytes((major + 27,)) + n.to_bytes(8, "big")
+
+
 def _bstr_head(length: int) -> bytes:
-    if length < 24:
-        return bytes((0x40 + length,))
-    if length < 0x100:
-        return b"\x58" + bytes((length,))
-    if length < 0x10000:
-        return b"\x59" + length.to_bytes(2, "big")
-    if length < 0x100000000:
-        return b"\x5a" + length.to_bytes(4, "big")
-    return b"\x5b" + length.to_bytes(8, "big")
+    return _head(0x40, length)
 
 
 def _uint(n: int) -> bytes:
@@ -80,15 +88,7 @@ def _uint(n: int) -> bytes:
 
 
 def _uint_slow(n: int) -> bytes:
-    if n < 24:
-        return bytes((n,))
-    if n < 0x100:
-        return b"\x18" + bytes((n,))
-    if n < 0x10000:
-        return b"\x19" + n.to_bytes(2, "big")
-    if n < 0x100000000:
-        return b"\x1a" + n.to_bytes(4, "big")
-    return cbor2.dumps(n)
+    return _head(0, n) if n < 0x10000000000000000 else cbor2.dumps(n)
 
 
 _SMALL = [_uint_slow(n) for n in range(4096)]

@@ -118,7 +118,12 @@ class Network:
 
         :raises EncodeError: if it cannot travel or exceeds :attr:`max_payload`.
         """
-        payload = dumps(body)
+        return self._limited(dumps(body))
+
+    def _limited(self, payload: bytes) -> bytes:
+        """
+        :raises EncodeError: if ``payload`` exceeds :attr:`max_payload`.
+        """
         if len(payload) > self.max_payload:
             raise EncodeError(f"message of {len(payload)} bytes exceeds the {self.max_payload}-byte limit")
         return payload
@@ -210,9 +215,7 @@ class Network:
             kind = CALL
             body[0] = CALL
             body.append(str(rsvp))
-        payload = dumps_trusted(body)
-        if len(payload) > self.max_payload:
-            raise EncodeError(f"message of {len(payload)} bytes exceeds the {self.max_payload}-byte limit")
+        payload = self._limited(dumps_trusted(body))
         deadline = None if ttl is None else self.reactor.seconds() + ttl
         failed = self.delivery.send(kernels, payload, deadline)
         if self.events.sent and len(failed) < len(kernels):

@@ -22,9 +22,10 @@ from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from lightspeed import Kernel
-from lightspeed.message import PROTOCOL_VERSION, HELLO, LSA, PING, PONG, READY
+from lightspeed.message import LSA, PING, PONG
 from lightspeed.net.costs import ALPHA, MAX_COST, MIN_STEP, QUANTUM, RoundTrip, quantise, significant
 from lightspeed.test.test_network import wait_for
+from lightspeed.test.test_protocol import PEER_HELLO, PEER_READY
 from lightspeed.testing import MemoryLink, MemoryMesh
 from lightspeed.wire.codec import dumps, loads
 from lightspeed.wire.framing import Framer, frame
@@ -135,10 +136,8 @@ class PingTokenTests(SynchronousTestCase):
         transport = StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.9", 5555))
         protocol.makeConnection(transport)
         self.clock.advance(0)
-        protocol.dataReceived(frame(dumps([HELLO, {
-            "version": PROTOCOL_VERSION, "kernel": "peer", "incarnation": 7, "nonce": b"n" * 16,
-            "serializers": ["cbor"], "compression": [], "password": False}])))
-        protocol.dataReceived(frame(dumps([READY, {"compression": None, "proof": None}])))
+        protocol.dataReceived(PEER_HELLO)
+        protocol.dataReceived(PEER_READY)
         self.clock.advance(0)
         self.assertEqual(cast(Any, protocol.peer).name, "peer")
         transport.clear()

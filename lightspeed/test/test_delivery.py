@@ -63,6 +63,24 @@ class Sender:
             local.current = None
 
 
+class Producer:
+    """
+    An ``IPushProducer`` that records what it is told in ``events``.
+    """
+
+    def __init__(self, events: List[str]) -> None:
+        self.events = events
+
+    def pauseProducing(self) -> None:
+        self.events.append("pause")
+
+    def resumeProducing(self) -> None:
+        self.events.append("resume")
+
+    def stopProducing(self) -> None:
+        self.events.append("stop")
+
+
 class ExactlyOnceTests(SynchronousTestCase):
     """
     Between two kernels that stay up, every message arrives once, in order.
@@ -258,19 +276,9 @@ class ReportedTests(SynchronousTestCase):
         mesh, k, links = build("ab", "ab")
         events: List[str] = []
 
-        class Producer:
-            def pauseProducing(self) -> None:
-                events.append("pause")
-
-            def resumeProducing(self) -> None:
-                events.append("resume")
-
-            def stopProducing(self) -> None:
-                events.append("stop")
-
         Receiver(k["b"])
         tx = Sender(k["a"])
-        k["a"].register_producer("b", Producer())
+        k["a"].register_producer("b", Producer(events))
         links["ab"].close()
         mesh.settle()
         b2 = mesh.kernel("b", k["b"].network.incarnation + 1)
@@ -375,17 +383,7 @@ class FlowControlTests(SynchronousTestCase):
         """When the window and the backlog are full, then producers pause, a waiter waits, and the next post is refused."""
         events: List[str] = []
 
-        class Producer:
-            def pauseProducing(self) -> None:
-                events.append("pause")
-
-            def resumeProducing(self) -> None:
-                events.append("resume")
-
-            def stopProducing(self) -> None:
-                events.append("stop")
-
-        self.k["a"].register_producer("b", Producer())
+        self.k["a"].register_producer("b", Producer(events))
         self.assertEqual(self.successResultOf(self.k["a"].when_ready("b")), None)
         for n in range(4):
             self.tx.post("poe://b/rx/got", n)

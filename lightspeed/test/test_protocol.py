@@ -34,6 +34,14 @@ def bye_code(link: LinkProtocol) -> Optional[str]:
     return link.closed_reason.code if link.closed_reason is not None else None
 
 
+
+#: The frames a password-less peer named "peer" (incarnation 7) answers a
+#: link's HELLO with: its HELLO, then its READY.
+PEER_HELLO = frame(dumps([HELLO, {
+    "version": PROTOCOL_VERSION, "kernel": "peer", "incarnation": 7, "nonce": b"n" * 16,
+    "serializers": ["cbor"], "compression": [], "password": False}]))
+PEER_READY = frame(dumps([READY, {"compression": None, "proof": None}]))
+
 class ProtocolTests(SynchronousTestCase):
     def setUp(self):
         self.clock = Clock()
@@ -91,10 +99,8 @@ class ProtocolTests(SynchronousTestCase):
     def handshake(self, protocol, transport) -> None:
         self.clock.advance(0)
         transport.clear()
-        protocol.dataReceived(frame(dumps([HELLO, {
-            "version": PROTOCOL_VERSION, "kernel": "peer", "incarnation": 7, "nonce": b"n" * 16,
-            "serializers": ["cbor"], "compression": [], "password": False}])))
-        protocol.dataReceived(frame(dumps([READY, {"compression": None, "proof": None}])))
+        protocol.dataReceived(PEER_HELLO)
+        protocol.dataReceived(PEER_READY)
         self.clock.advance(0)
 
     def test_keepalive_detects_dead_peer(self):
@@ -264,10 +270,8 @@ class PreauthFrameTests(SynchronousTestCase):
         transport = StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.9", 5555))
         protocol.makeConnection(transport)
         self.clock.advance(0)
-        protocol.dataReceived(frame(dumps([HELLO, {
-            "version": PROTOCOL_VERSION, "kernel": "peer", "incarnation": 7, "nonce": b"n" * 16,
-            "serializers": ["cbor"], "compression": [], "password": False}])))
-        protocol.dataReceived(frame(dumps([READY, {"compression": None, "proof": None}]))
+        protocol.dataReceived(PEER_HELLO)
+        protocol.dataReceived(PEER_READY
                               + frame(dumps([PONG, b"x" * 200000])))
         self.assertIsNone(protocol.closed_reason)
         self.assertEqual(protocol.peer.name, "peer")  # type: ignore[union-attr]
