@@ -22,9 +22,19 @@ from lightspeed.errors import (
 from lightspeed.kernel import Kernel
 from lightspeed.session import Event, Session
 from lightspeed.specifier import Specifier, coerce, parse
-from lightspeed.tls import TLSConfig
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> object:
+    # TLSConfig is imported on first use: it loads pyOpenSSL and
+    # cryptography, thousands of objects that every cyclic garbage
+    # collection would walk in programs that never use TLS.
+    if name == "TLSConfig":
+        from lightspeed.tls import TLSConfig
+
+        return TLSConfig
+    raise AttributeError(f"module 'lightspeed' has no attribute {name!r}")
 
 __all__ = [
     "Kernel",
