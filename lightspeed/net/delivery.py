@@ -150,25 +150,38 @@ class Delivery:
 
         :returns: whether it was sent (false: no route, take the long way).
         """
-        relay = self._relay
-        if box.epoch != relay.epoch:
-            box.link, box.epoch = relay.link_to(box.kernel), relay.epoch
-            if box.link is not None:
-                box.hop = box.link.peer.name
-        link = box.link
+        link = self._link(box)
         if link is None:
             return False
         seq = box.next_seq
         box.next_seq = seq + 1
         box.unacked.append((seq, payload, deadline))
         box.unacked_bytes += len(payload)
-        inbox = self.inboxes.get(box.kernel)
-        ack = self._ack_for(box.kernel, box.incarnation) if inbox is not None else 0
-        link.send_body(routed_from(box.head, seq, ack, self._network.hops,
-                                   None if deadline is None else self._ttl(deadline), payload))
+        self._transmit(box, link, seq, payload, deadline)
         if box.timer is None:
             box.timer = self._reactor.callLater(box.rto, self._retransmit, box)
         return True
+
+    def _link(self, box: Outbox) -> Any:
+        """
+        The link towards ``box``'s destination (cached until the relay's
+        routes change), or :obj:`None` without a route.
+        """
+        relay = self._relay
+        if box.epoch != relay.epoch:
+            box.link, box.epoch = relay.link_to(box.kernel), relay.epoch
+            if box.link is not None:
+                box.hop = box.link.peer.name
+        return box.link
+
+    def _transmit(self, box: Outbox, link: Any, seq: int, payload: bytes, deadline: Optional[float]) -> None:
+        """
+        Write message ``seq`` of ``box`` to ``link`` from the stream's cached
+        header, with the ack we owe its destination.
+        """
+        ack = self._ack_for(box.kernel, box.incarnation) if box.kernel in self.inboxes else 0
+        link.send_body(routed_from(box.head, seq, ack, self._network.hops,
+                                   None if deadline is None else self._ttl(deadline), payload))
 
     def _open(self, kernel: str) -> Outbox:
         incarnation = self._network.membership.incarnation_of(kernel)
@@ -258,9 +271,10 @@ class Delivery:
             box.next_seq = seq + 1
             box.unacked.append((seq, payload, deadline))
             box.unacked_bytes += len(payload)
-            entry = (box.kernel, box.incarnation, seq, self._ack_for(box.kernel, box.incarnation))
-            self._network.relay.forward(self._name, self.incarnation, [entry], self._network.hops,
-                                        self._ttl(deadline), payload)
+            link = self._link(box)
+            if link is not None:
+                self._transmit(box, link, seq, payload, deadline)
+            # Without a route it stays unacknowledged, sent when one appears.
         if box.unacked and box.timer is None:
             box.timer = self._reactor.callLater(box.rto, self._retransmit, box)
 
