@@ -300,5 +300,6 @@ class Network:
 
     def _stop_timers(self) -> None:
         self.flooding.stop()
+        self.requests.stop()
         self.membership.check_now()
 

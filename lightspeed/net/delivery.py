@@ -126,12 +126,11 @@ class Delivery:
                 continue
             seq = box.next_seq
             box.next_seq = seq + 1
+            self._arm(box)
             box.unacked.append((seq, payload, deadline))
             box.unacked_bytes += len(payload)
             box.hop = hop
             entries.append((kernel, box.incarnation, seq, self._ack_for(kernel, box.incarnation)))
-            if box.timer is None:
-                box.timer = self._reactor.callLater(box.rto, self._retransmit, box)
         if entries:
             self._network.relay.forward(self._name, self.incarnation, entries, self._network.hops,
                                         self._ttl(deadline), payload)
@@ -155,12 +154,23 @@ class Delivery:
             return False
         seq = box.next_seq
         box.next_seq = seq + 1
+        if not box.unacked:
+            self._arm(box)
         box.unacked.append((seq, payload, deadline))
         box.unacked_bytes += len(payload)
         self._transmit(box, link, seq, payload, deadline)
+        return True
+
+    def _arm(self, box: Outbox) -> None:
+        """
+        A message goes into ``box``'s empty window: its retransmit clock
+        starts now.  The timer itself is lazy (see :meth:`_retransmit`): it
+        is made when there is none, never cancelled for an ack.
+        """
+        if not box.unacked:
+            box.since = self._reactor.seconds()
         if box.timer is None:
             box.timer = self._reactor.callLater(box.rto, self._retransmit, box)
-        return True
 
     def _link(self, box: Outbox) -> Any:
         """
@@ -195,10 +205,10 @@ class Delivery:
             # We gave this start of the kernel up before: a tombstone first,
             # so that it skips what we reported lost instead of waiting.
             box.next_seq = last + 1
+            self._arm(box)
             box.unacked.append((last, b"", None))
             self._network.relay.forward(self._name, self._incarnation, [(kernel, incarnation, last, 0)],
                                         self._network.hops, None, b"")
-            box.timer = self._reactor.callLater(box.rto, self._retransmit, box)
         return box
 
     def _ttl(self, deadline: Optional[float]) -> Optional[int]:
@@ -220,6 +230,11 @@ class Delivery:
         box.timer = None
         if not box.unacked or self.outboxes.get(box.kernel) is not box:
             return
+        wait = box.since + box.rto - self._reactor.seconds()
+        if wait > 0:  # acks came since the timer was set: not due yet
+            box.timer = self._reactor.callLater(wait, self._retransmit, box)
+            return
+        box.since = self._reactor.seconds()
         hop = self._router.next_hop(box.kernel)
         if hop is not None:
             box.hop = hop
@@ -251,9 +266,7 @@ class Delivery:
         while unacked and unacked[0][0] <= ack:
             box.unacked_bytes -= len(unacked.popleft()[1])
         box.rto = RTO_INITIAL
-        if box.timer is not None and box.timer.active():
-            box.timer.cancel()
-        box.timer = self._reactor.callLater(box.rto, self._retransmit, box) if unacked else None
+        box.since = self._reactor.seconds()
         if box.backlog:
             self._drain_backlog(box)
         if not box.backlog and self._room(box):
@@ -269,14 +282,14 @@ class Delivery:
                 continue
             seq = box.next_seq
             box.next_seq = seq + 1
+            if not box.unacked:
+                self._arm(box)
             box.unacked.append((seq, payload, deadline))
             box.unacked_bytes += len(payload)
             link = self._link(box)
             if link is not None:
                 self._transmit(box, link, seq, payload, deadline)
             # Without a route it stays unacknowledged, sent when one appears.
-        if box.unacked and box.timer is None:
-            box.timer = self._reactor.callLater(box.rto, self._retransmit, box)
 
     # -- flow control ------------------------------------------------------------
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Optional, Tuple
 
-from twisted.internet.defer import maybeDeferred
+from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -142,8 +142,15 @@ class Dispatcher:
             if refused is not None:
                 requests.respond(origin, request_id, False, ["Refused", refused])
                 return
-        d = maybeDeferred(self._local.call_now, session, state, args, sender, payload[5], payload[6], payload[7])
-        requests.respond_when(origin, request_id, d)
+        try:
+            result = self._local.call_now(session, state, args, sender, payload[5], payload[6], payload[7])
+        except Exception as e:
+            requests.respond_error(origin, request_id, e)
+            return
+        if isinstance(result, Deferred):
+            requests.respond_when(origin, request_id, result)
+        else:
+            requests.respond(origin, request_id, True, result)  # the common case: no Deferred at all
 
     def _notice(self, origin: str, payload: list, sender: RemoteSender) -> None:
         state = payload[2]

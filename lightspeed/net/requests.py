@@ -4,12 +4,18 @@ Request correlation: REQUEST and CONTROL messages out, each with a random
 id and a Deferred kept until its RESPONSE, its time-out, or the loss of
 its kernel; RESPONSE messages in; and our own answers to other kernels'
 requests.
+
+Time-outs cost no timer per request: the deadlines wait in a heap and one
+timer, set for the earliest, fails what is due (an answered request's
+deadline is skipped when it comes up, and the heap is rebuilt when such
+leftovers outnumber the pending requests).
 """
 
 from __future__ import annotations
 
+import heapq
 import secrets
-from typing import Any, Callable, Collection, Dict, Optional, Tuple
+from typing import Any, Callable, Collection, Dict, List, Optional, Tuple
 
 from twisted.internet.defer import Deferred, fail
 from twisted.logger import Logger
@@ -37,14 +43,19 @@ def remote_error(kind: str, message: str) -> Exception:
 
 class Requests:
     """
-    The pending requests of one network, by id: ``(deferred, kernel, timer)``.
+    The pending requests of one network, by id: ``(deferred, kernel,
+    deadline, late)``: the time it fails with :class:`RequestTimeout`
+    saying ``late`` (or :obj:`None`: never).
     """
 
     log = Logger()
 
     def __init__(self, network: Any) -> None:
         self._network = network
-        self.pending: Dict[int, Tuple[Deferred, str, Any]] = {}
+        self.pending: Dict[int, Tuple[Deferred, str, Optional[float], str]] = {}
+        #: ``(deadline, request id)`` of pending requests (and answered ones).
+        self._deadlines: List[Tuple[float, int]] = []
+        self._sweep: Any = None
 
     def __len__(self) -> int:
         return len(self.pending)
@@ -75,40 +86,71 @@ class Requests:
         except EncodeError as e:
             return fail(e)
         d: Deferred[Any] = Deferred(lambda _: self._forget(request_id))
-        timer = None
         deadline = None
         if timeout is not None:
-            timer = network.reactor.callLater(timeout, self.fail, request_id, RequestTimeout(late))
             deadline = network.reactor.seconds() + timeout
-        self.pending[request_id] = (d, kernel, timer)
+            self._wait_until(deadline, request_id)
+        self.pending[request_id] = (d, kernel, deadline, late)
         for _, why in network.relay.send(kernel, body, deadline):
             self.fail(request_id, BacklogFull(f"backlog full for kernel {kernel!r}") if why == "backlog full"
                       else NoRoute(f"no route to kernel {kernel!r}"))
         return d
 
+    def _wait_until(self, deadline: float, request_id: int) -> None:
+        deadlines = self._deadlines
+        if len(deadlines) > 2 * len(self.pending) + 64:  # mostly answered ones: start afresh
+            deadlines[:] = [(entry[2], rid) for rid, entry in self.pending.items() if entry[2] is not None]
+            heapq.heapify(deadlines)
+        heapq.heappush(deadlines, (deadline, request_id))
+        sweep = self._sweep
+        if sweep is None or deadline < sweep.getTime():
+            if sweep is not None:
+                sweep.cancel()
+            reactor = self._network.reactor
+            self._sweep = reactor.callLater(max(deadline - reactor.seconds(), 0), self._timeouts)
+
     def _forget(self, request_id: int) -> None:
-        entry = self.pending.pop(request_id, None)
-        if entry is not None and entry[2] is not None and entry[2].active():
-            entry[2].cancel()
+        self.pending.pop(request_id, None)
+
+    def stop(self) -> None:
+        """
+        The network stops: its time-out timer with it.
+        """
+        self._deadlines.clear()
+        if self._sweep is not None:
+            self._sweep.cancel()
+            self._sweep = None
+
+    def _timeouts(self) -> None:
+        """
+        Fail every request whose deadline has come; wait for the next.
+        """
+        self._sweep = None
+        reactor = self._network.reactor
+        deadlines = self._deadlines
+        now = reactor.seconds() + 1e-9  # a deadline reached up to rounding counts
+        while deadlines and deadlines[0][0] <= now:
+            deadline, request_id = heapq.heappop(deadlines)
+            entry = self.pending.get(request_id)
+            if entry is not None and entry[2] == deadline:
+                self.fail(request_id, RequestTimeout(entry[3]))
+        if self.pending and deadlines and self._sweep is None:
+            self._sweep = reactor.callLater(max(deadlines[0][0] - reactor.seconds(), 0), self._timeouts)
 
     def fail(self, request_id: int, error: Exception) -> None:
         """
         Fail one pending request with ``error``.
         """
         entry = self.pending.pop(request_id, None)
-        if entry is None:
-            return
-        d, _, timer = entry
-        if timer is not None and timer.active():
-            timer.cancel()
-        d.errback(Failure(error))
+        if entry is not None:
+            entry[0].errback(Failure(error))
 
     def fail_lost(self, reachable: Collection[str], gone: Collection[str]) -> None:
         """
         Fail the requests to kernels that are not ``reachable`` or that are
         ``gone`` (left or restarted: no answer will come).
         """
-        for request_id, (d, kernel, _) in list(self.pending.items()):
+        for request_id, (d, kernel, _, _) in list(self.pending.items()):
             if kernel not in reachable or kernel in gone:
                 self.fail(request_id, NoRoute(f"kernel {kernel!r} became unreachable or restarted"))
 
@@ -123,9 +165,7 @@ class Requests:
             self.log.warn("answer from {origin} to unknown or expired request {id}", origin=origin, id=request_id)
             return
         del self.pending[request_id]
-        d, _, timer = entry
-        if timer is not None and timer.active():
-            timer.cancel()
+        d = entry[0]
         if ok:
             d.callback(value)
             return
@@ -157,6 +197,12 @@ class Requests:
         """
         d.addCallbacks(
             lambda value: self.respond(origin, request_id, True, value),
-            lambda f: self.respond(origin, request_id, False,
-                                   [f.type.__name__ if f.type else "Exception", str(f.value)]),
+            lambda f: self.respond_error(origin, request_id, f.value),
         )
+
+    def respond_error(self, origin: str, request_id: int, error: BaseException) -> None:
+        """
+        Answer request ``request_id`` of kernel ``origin`` with ``error``
+        as ``[type_name, message]``.
+        """
+        self.respond(origin, request_id, False, [type(error).__name__, str(error)])

@@ -121,6 +121,28 @@ class ExactlyOnceTests(SynchronousTestCase):
         self.assertEqual(k["a"].backlog("b"), 0)
         self.assertEqual(tx.notices, [])
 
+    def test_retransmit_clock_restarts_with_the_window(self):
+        """
+        When the window empties and a message goes out later, then the
+        timer left from before does not resend it early: the resend comes
+        one RTO after that message, not after the first one.
+        """
+        mesh, k, links = build("ab", "ab")
+        rx, tx = Receiver(k["b"]), Sender(k["a"])
+        tx.post("poe://b/rx/got", 0)
+        mesh.settle()
+        mesh.advance(0.1)  # delivered and acked: the window is empty
+        self.assertEqual(k["a"].backlog("b"), 0)
+        mesh.advance(0.4)
+        blackhole(links["ab"].server.transport)  # from now on b's acks are lost
+        tx.post("poe://b/rx/got", 1)
+        mesh.settle()
+        mesh.advance(RTO_INITIAL - 0.2)  # past the first timer's time, before this message's
+        self.assertEqual(k["a"].network.delivery.retransmitted, 0)
+        mesh.advance(0.3)
+        self.assertEqual(k["a"].network.delivery.retransmitted, 1)
+        self.assertEqual(rx.got, [("a", 0), ("a", 1)])
+
     def test_multicast_acked_per_destination(self):
         """When a post names two kernels, then each gets it once and each acks its own copy."""
         mesh, k, links = build("abc", "ab ac")

@@ -523,6 +523,46 @@ class RequestAnswerTests(ThreeKernelLineCase):
         self.failureResultOf(d, CancelledError)
 
 
+class RequestTimeoutTests(ThreeKernelLineCase):
+    """
+    Time-outs share one timer, set for the earliest deadline.
+    """
+
+    def test_each_times_out_at_its_own_deadline(self):
+        """
+        When requests with different time-outs wait (a later one shorter),
+        then each fails at its own deadline, an answered one never, and
+        only one timer waits for them.
+        """
+        a = self.k["a"]
+        slow = [a.request("poe://c/s/slow", timeout=t) for t in (5.0, 2.0, 3.0)]
+        answered = a.request("poe://c/s/ask", "x", timeout=1.0)
+        self.mesh.settle()
+        self.assertEqual(self.successResultOf(answered), {"from": "c", "args": ["x"]})
+        pending = [c for c in self.mesh.clock.getDelayedCalls() if c.func == a.network.requests._timeouts]
+        self.assertEqual(len(pending), 1)
+        self.mesh.advance(1.5)
+        self.assertNoResult(slow[1])
+        self.mesh.advance(0.6)  # t = 2.1
+        self.failureResultOf(slow[1], RequestTimeout)
+        self.assertNoResult(slow[2])
+        self.mesh.advance(1.0)  # t = 3.1
+        self.failureResultOf(slow[2], RequestTimeout)
+        self.assertNoResult(slow[0])
+        self.mesh.advance(2.0)  # t = 5.1
+        self.assertIn("within 5.0 s", str(self.failureResultOf(slow[0], RequestTimeout).value))
+        self.assertEqual(a.network.requests.pending, {})
+
+    def test_stopped_network_leaves_no_timer(self):
+        """When the network stops with an answered request behind it, then its time-out timer is gone too."""
+        a = self.k["a"]
+        d = a.request("poe://c/s/ask", "x", timeout=30.0)
+        self.mesh.settle()
+        self.assertEqual(self.successResultOf(d), {"from": "c", "args": ["x"]})
+        a.network.close_links()
+        self.assertEqual([c for c in self.mesh.clock.getDelayedCalls() if c.func == a.network.requests._timeouts], [])
+
+
 class PayloadLimitTests(ThreeKernelLineCase):
     """
     Messages too large for a frame are refused where they are sent.
