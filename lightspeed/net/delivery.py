@@ -36,7 +36,7 @@ from lightspeed.net.receiving import ACK_DELAY, ACK_EVERY, MAX_EARLY, MAX_EARLY_
 from lightspeed.net.streams import Outbox
 
 __all__ = ["Delivery", "WINDOW", "WINDOW_BYTES", "MAX_BACKLOG", "MAX_BACKLOG_BYTES", "MAX_EARLY", "MAX_EARLY_BYTES",
-           "ACK_EVERY", "ACK_DELAY", "RTO_INITIAL", "RTO_MAX", "LEAVE_GRACE"]
+           "ACK_EVERY", "ACK_DELAY", "RTO_INITIAL", "RTO_MAX", "LEAVE_GRACE", "GIVE_UP"]
 
 #: Messages per destination that may travel unacknowledged.
 WINDOW = 8192
@@ -53,6 +53,11 @@ RTO_MAX = 30.0
 #: Seconds a destination may stay unreachable before what it did not
 #: acknowledge is reported as undeliverable ("left the network").
 LEAVE_GRACE = 60.0
+#: Seconds a reachable destination may leave messages unacknowledged, while
+#: they are sent again and again, before they are reported as undeliverable
+#: ("no acknowledgement"): a routing loop, a path past the hop limit or a
+#: relay that drops what it should pass on.
+GIVE_UP = 300.0
 
 class Delivery:
     """
@@ -81,6 +86,7 @@ class Delivery:
         self.max_backlog = MAX_BACKLOG
         self.max_backlog_bytes = MAX_BACKLOG_BYTES
         self.leave_grace = LEAVE_GRACE
+        self.give_up = GIVE_UP
         #: Messages sent again, and duplicates received and dropped.
         self.retransmitted = 0
         #: The receiving side: the streams from other kernels.
@@ -168,7 +174,7 @@ class Delivery:
         is made when there is none, never cancelled for an ack.
         """
         if not box.unacked:
-            box.since = self._reactor.seconds()
+            box.since = box.progress = self._reactor.seconds()
         if box.timer is None:
             box.timer = self._reactor.callLater(box.rto, self._retransmit, box)
 
@@ -234,7 +240,11 @@ class Delivery:
         if wait > 0:  # acks came since the timer was set: not due yet
             box.timer = self._reactor.callLater(wait, self._retransmit, box)
             return
-        box.since = self._reactor.seconds()
+        box.since = now = self._reactor.seconds()
+        if now - box.progress >= self.give_up:
+            self._close(box.kernel, f"no acknowledgement from kernel {box.kernel!r} for {self.give_up:g} s",
+                        "may not have been delivered")
+            return
         hop = self._router.next_hop(box.kernel)
         if hop is not None:
             box.hop = hop
@@ -266,7 +276,7 @@ class Delivery:
         while unacked and unacked[0][0] <= ack:
             box.unacked_bytes -= len(unacked.popleft()[1])
         box.rto = RTO_INITIAL
-        box.since = self._reactor.seconds()
+        box.since = box.progress = self._reactor.seconds()
         if box.backlog:
             self._drain_backlog(box)
         if not box.backlog and self._room(box):
@@ -357,7 +367,7 @@ class Delivery:
         if self.outboxes.get(kernel) is box and box.gone_at is not None:
             self._close(kernel, f"kernel {kernel!r} left the network")
 
-    def _close(self, kernel: str, why: str) -> None:
+    def _close(self, kernel: str, why: str, outcome: str = "were not delivered") -> None:
         """
         Give up the stream to ``kernel``: report what it did not acknowledge.
         """
@@ -371,7 +381,7 @@ class Delivery:
             self._producers[kernel] = box.producers
         lost = [payload for _, payload, _ in box.unacked if payload] + [payload for payload, _ in box.backlog]
         if lost:
-            self._network.lost(kernel, lost, f"{why}; {len(lost)} message(s) to it were not delivered")
+            self._network.lost(kernel, lost, f"{why}; {len(lost)} message(s) to it {outcome}")
         box.resume()
 
     def stop(self) -> None:

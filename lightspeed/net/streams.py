@@ -25,7 +25,7 @@ class Outbox:
 
     __slots__ = ("kernel", "incarnation", "next_seq", "unacked", "backlog", "timer", "rto", "hop", "gone_at",
                  "leave_call", "waiters", "producers", "paused", "head", "link", "epoch", "unacked_bytes",
-                 "backlog_bytes", "since")
+                 "backlog_bytes", "since", "progress")
 
     def __init__(self, kernel: str, incarnation: int, rto: float) -> None:
         self.kernel = kernel
@@ -36,9 +36,11 @@ class Outbox:
         self.unacked_bytes = 0
         self.backlog_bytes = 0
         #: The retransmit timer, and when its clock started (the first
-        #: message into an empty window, the last ack, the last resend).
+        #: message into an empty window, the last ack, the last resend);
+        #: and when the window last moved (or started).
         self.timer: Any = None
         self.since = 0.0
+        self.progress = 0.0
         self.rto = rto
         self.hop: Optional[str] = None
         self.gone_at: Optional[float] = None

@@ -243,6 +243,31 @@ class ReportedTests(SynchronousTestCase):
         self.assertEqual(tx.notices, [("poe://b/rx/got",
                                        "kernel 'b' left the network; 1 message(s) to it were not delivered", (1,))])
 
+    def test_never_acknowledged(self):
+        """
+        When a relay drops what it should pass on while its links stay up,
+        then after the give-up time the sender hears that its messages got
+        no acknowledgement, and the next message starts a fresh stream.
+        """
+        mesh, k, links = build("abc", "ab bc")
+        rx, tx = Receiver(k["c"]), Sender(k["a"])
+        k["a"].network.delivery.give_up = 20.0
+        blackhole(links["bc"].client.transport)  # b's writes to c are lost
+        for n in range(3):
+            tx.post("poe://c/rx/got", n)
+        mesh.settle()
+        mesh.advance(19.0)
+        self.assertEqual(tx.notices, [])
+        mesh.advance(20.0)
+        self.assertEqual(tx.notices, [("poe://c/rx/got", "no acknowledgement from kernel 'c' for 20 s; 3 message(s) "
+                                       "to it may not have been delivered", (n,)) for n in range(3)])
+        self.assertEqual(k["a"].backlog("c"), 0)
+        restore(links["bc"].client.transport)
+        tx.post("poe://c/rx/got", 3)
+        mesh.settle()
+        mesh.advance(0.1)
+        self.assertEqual(rx.got, [("a", 3)])
+
     def test_back_within_grace_resends(self):
         """When the destination comes back (same start) within the grace period, then what it missed arrives."""
         mesh, k, links = build("ab", "ab")
