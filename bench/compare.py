@@ -6,7 +6,9 @@ Usage: ``python bench/compare.py OLD_TREE NEW_TREE [--pairs 5]``
 Method:
 
 - Each tree is measured with its *own* ``bench/local_post.py`` and
-  ``bench/network.py``, each run a separate subprocess (its own interpreter,
+  ``bench/network.py`` (or, with ``--bench-from TREE``, both with that
+  tree's, so the method is the same; the scripts take the tree to import
+  from ``BENCH_TREE``), each run a separate subprocess (its own interpreter,
   its own reactor) with ``PYTHONPATH=<tree>`` and ``cwd=<tree>``; before each
   run a one-line probe in the same environment checks that ``lightspeed`` is
   imported from that tree (the venv may hold an installed copy).
@@ -90,15 +92,20 @@ def fingerprint(tree):
     return h.hexdigest()[:10]
 
 
+#: The tree whose bench/ scripts measure both trees (``--bench-from``), or
+#: None: each tree its own.
+BENCH_FROM = None
+
+
 def run_once(tree, bench, cache, timeout=300):
-    env = dict(os.environ, PYTHONPATH=tree, PYTHONPYCACHEPREFIX=cache, **ENVS[bench])
+    env = dict(os.environ, PYTHONPATH=tree, PYTHONPYCACHEPREFIX=cache, BENCH_TREE=tree, **ENVS[bench])
     probe = subprocess.run([sys.executable, "-c", "import lightspeed; print(lightspeed.__file__)"], cwd=tree,
                            env=env, capture_output=True, text=True, timeout=60)
     origin = probe.stdout.strip()
     if probe.returncode or not origin.startswith(os.path.join(tree, "lightspeed") + os.sep):
         return None, f"probe: lightspeed from {origin!r}: {probe.stderr.strip()[-300:]}"
     # A session of its own, so that every child it leaves behind can be killed by group.
-    proc = subprocess.Popen([sys.executable, os.path.join("bench", bench + ".py")], cwd=tree, env=env,
+    proc = subprocess.Popen([sys.executable, os.path.join(BENCH_FROM or tree, "bench", bench + ".py")], cwd=tree, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
         out, err = proc.communicate(timeout=timeout)
@@ -140,7 +147,11 @@ def main():
     parser.add_argument("old")
     parser.add_argument("new")
     parser.add_argument("--pairs", type=int, default=5)
+    parser.add_argument("--bench-from", metavar="TREE",
+                        help="measure both trees with this tree's bench/ scripts (the same method for both)")
     args = parser.parse_args()
+    global BENCH_FROM
+    BENCH_FROM = os.path.abspath(args.bench_from) if args.bench_from else None
     trees = {"OLD": os.path.abspath(args.old), "NEW": os.path.abspath(args.new)}
     cache = tempfile.mkdtemp(prefix="lightspeed-bench-pyc-")
     load_start = os.getloadavg()

@@ -11,7 +11,7 @@ import os
 import sys
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+sys.path.insert(0, os.environ.get("BENCH_TREE") or os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from twisted.internet.task import Clock  # noqa: E402
 

@@ -31,7 +31,10 @@ import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.dirname(HERE))
+# The tree measured: this file's own, or BENCH_TREE (bench/compare.py
+# --bench-from runs one tree's benchmark against another tree's code).
+TREE = os.environ.get("BENCH_TREE") or os.path.dirname(HERE)
+sys.path.insert(0, TREE)
 
 N = int(os.environ.get("BENCH_N", "100000"))
 RTT = int(os.environ.get("BENCH_RTT", "2000"))
@@ -94,7 +97,7 @@ def child_lightspeed(name, n, connect_port=None):
 
 
 def spawn(*args):
-    env = dict(os.environ, PYTHONPATH=os.path.dirname(HERE))
+    env = dict(os.environ, PYTHONPATH=TREE)
     proc = subprocess.Popen([sys.executable, __file__] + [str(a) for a in args], stdout=subprocess.PIPE,
                             env=env, text=True)
     port = int(proc.stdout.readline())
@@ -208,10 +211,13 @@ def measure_lightspeed(port, target):
         # Flow-controlled: keep the window full and as much waiting behind
         # it, and go on when the destination has taken it; yield to the
         # reactor every YIELD posts so the link writes go out meanwhile.
-        window = kernel.network.delivery.window
+        # Trees from before flow control (bench/compare.py runs this file
+        # against them too) only yield every YIELD posts.
+        paced = hasattr(kernel, "when_ready")
+        window = kernel.network.delivery.window if paced else 0
         for i in range(N):
             kernel.post(dest, ARG)
-            if kernel.backlog(target) >= 2 * window:
+            if paced and kernel.backlog(target) >= 2 * window:
                 kernel.local.current = None
                 yield kernel.when_ready(target)
                 kernel.local.current = ctl
@@ -242,7 +248,7 @@ def in_child(fn, *args):
     """
     import json
 
-    env = dict(os.environ, PYTHONPATH=os.path.dirname(HERE))
+    env = dict(os.environ, PYTHONPATH=TREE)
     out = subprocess.run([sys.executable, __file__, "measure", fn] + [str(a) for a in args],
                          stdout=subprocess.PIPE, env=env, text=True, check=True).stdout
     return json.loads(out.strip().splitlines()[-1])
