@@ -20,14 +20,17 @@ from typing import Any, List, Optional, Sequence, Tuple
 import cbor2
 
 from lightspeed.bounded import BoundedCache
-from lightspeed.errors import ProtocolError
+from lightspeed.errors import EncodeError, ProtocolError
+from lightspeed.wire.codec import check_plain
 
-#: The protocol version this code speaks.  History: 1 — first version.
-PROTOCOL_VERSION = 2
+#: The protocol version this code speaks.  History: 1 — first version;
+#: 2 — end-to-end delivery; 3 — the password is checked by SPAKE2 and key
+#: confirmation (HELLO "pake", READY "confirm") instead of an HMAC proof.
+PROTOCOL_VERSION = 3
 
 # Link messages: [type, ...]
-HELLO = 1      # [1, {"version", "kernel", "incarnation", "nonce", "compression", "serializers", "password"}]
-READY = 2      # [2, {"compression": str|None, "proof": bytes|None}]
+HELLO = 1      # [1, {"version", "kernel", "incarnation", "nonce", "compression", "serializers", "password", "pake"}]
+READY = 2      # [2, {"compression": str|None, "confirm": bytes|None}]
 BYE = 3        # [3, code, message]
 PING = 4       # [4, token]
 PONG = 5       # [5, token]
@@ -223,7 +226,12 @@ def parse_lsa(message: List[Any]) -> Tuple[str, int, int, Tuple[Tuple[str, int],
                 or type(link[1]) is not int or link[1] < 1:
             raise malformed("LSA link")
         out.append((link[0], link[1]))
-    return origin, incarnation, seq, tuple(sorted(out)), message[5] if len(message) > 5 else None
+    proof = message[5] if len(message) > 5 else None
+    try:
+        check_plain(proof)  # it is passed on: what the decoder accepts, the encoder must send
+    except EncodeError as e:
+        raise malformed(f"LSA proof cannot be passed on: {e}") from None
+    return origin, incarnation, seq, tuple(sorted(out)), proof
 
 
 def parse_payload(payload: Any) -> List[Any]:

@@ -198,7 +198,7 @@ def listen_service(owner: ILinkOwner, endpoint: Any, tls: Any, options: dict) ->
     """
     if tls is not None and tls.ca is not None and tls.bind_names:
         options.setdefault("tls_names", True)
-    factory: Any = LinkFactory(owner, LinkOptions(**options))
+    factory: Any = LinkFactory(owner, LinkOptions(**options), listening=True)
     if tls is not None:
         factory = tls_server_factory(tls, factory)
     return ListenService(server_endpoint(owner.reactor, endpoint), factory, owner.name)

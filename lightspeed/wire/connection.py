@@ -17,8 +17,6 @@ is everything it reads after the peer's HELLO.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import os
 import zlib
 from dataclasses import dataclass
@@ -26,7 +24,7 @@ from typing import Any, Callable, List, Optional
 
 from twisted.logger import Logger
 
-from lightspeed.errors import HandshakeRefused, ProtocolError
+from lightspeed.errors import EncodeError, HandshakeRefused, ProtocolError
 from lightspeed.message import (
     BYE,
     HELLO,
@@ -37,28 +35,13 @@ from lightspeed.message import (
     ROUTED,
     check_message,
 )
-from lightspeed.specifier import check_name
 from lightspeed.wire.codec import dumps, loads
 from lightspeed.wire.framing import DEFAULT_MAX_FRAME, PREAUTH_MAX_FRAME, Framer, frame
+from lightspeed.wire.handshake import PasswordProof, check_hello
 
-__all__ = ["LinkConfig", "PeerInfo", "Connection", "proof"]
+__all__ = ["LinkConfig", "PeerInfo", "Connection"]
 
 _log = Logger()
-
-_PROOF_LABEL = b"lightspeed-1 proof"
-
-
-def proof(password: bytes, prover: str, verifier: str, verifier_nonce: bytes, prover_nonce: bytes) -> bytes:
-    """
-    The HMAC-SHA256 by which ``prover`` shows it knows ``password``: bound to
-    both names and both fresh nonces, so it cannot be replayed on another
-    link or reflected back.
-    """
-    message = b"|".join([
-        _PROOF_LABEL, prover.encode("utf-8"), verifier.encode("utf-8"), verifier_nonce, prover_nonce,
-    ])
-    return hmac.new(password, message, hashlib.sha256).digest()
-
 
 @dataclass
 class LinkConfig:
@@ -131,7 +114,10 @@ class Connection:
         self._framer = Framer(min(config.max_frame, PREAUTH_MAX_FRAME))
         self._refeed = False
         self._nonce = os.urandom(16)
-        self._peer_nonce = b""
+        self._pake: Optional[PasswordProof] = None
+        #: Whether we sent our key confirmation: the peer then knows whether
+        #: the password it used is right (one online guess).
+        self.answered = False
         self._raw: List[bytes] = []
         self._out: List[bytes] = []
         self._out_size = 0
@@ -145,6 +131,8 @@ class Connection:
         Queue our HELLO.
         """
         self.state = "hello-sent"
+        if self.config.password is not None:
+            self._pake = PasswordProof(self.config.password)
         hello = {
             "version": PROTOCOL_VERSION,
             "kernel": self.config.name,
@@ -154,6 +142,8 @@ class Connection:
             "compression": ["zlib"] if self.config.compression else [],
             "password": self.config.password is not None,
         }
+        if self._pake is not None:
+            hello["pake"] = self._pake.message
         self.send_message([HELLO, hello])
 
     def send_message(self, message: list) -> None:
@@ -273,7 +263,7 @@ class Connection:
         if kind == BYE:
             self._bye(message)
         elif kind == PING:
-            self.send_message([PONG, message[1] if len(message) > 1 else None])
+            self.send_body(_pong(message))
         elif kind == PONG and self._on_pong is not None:
             self._on_pong(message)
         else:
@@ -298,62 +288,48 @@ class Connection:
         self._on_close(code[:100], text[:1000], True)
 
     def _hello(self, message: list) -> None:
-        hello = message[1] if len(message) > 1 else None
-        if type(hello) is not dict:
-            raise HandshakeRefused("HELLO without a map", "malformed")
-        version = hello.get("version")
-        if type(version) is not int or version != PROTOCOL_VERSION:
-            raise HandshakeRefused(
-                f"protocol version mismatch: we speak {PROTOCOL_VERSION}, peer speaks {version!r}", "version"
-            )
-        name, incarnation, nonce = hello.get("kernel"), hello.get("incarnation"), hello.get("nonce")
-        try:
-            name = check_name(name, "kernel name")
-        except ValueError as e:
-            raise HandshakeRefused(f"bad kernel name in HELLO: {e}", "bad-name") from None
-        if type(incarnation) is not int or type(nonce) is not bytes or not 16 <= len(nonce) <= 64:
-            raise HandshakeRefused("HELLO incarnation or nonce malformed", "malformed")
-        offers = hello.get("compression")
-        serializers = hello.get("serializers")
-        if type(offers) is not list or type(serializers) is not list or "cbor" not in serializers:
-            raise HandshakeRefused("HELLO offers no common serializer (cbor)", "serializer")
-        if name == self.config.name:
-            raise HandshakeRefused(f"kernel {name!r} cannot link to itself (or another kernel has its name)",
-                                   "duplicate-name")
-        wants_password = hello.get("password") is True
-        if wants_password != (self.config.password is not None):
-            raise HandshakeRefused("password required" if self.config.password is not None
-                                   else "peer requires a password we do not have", "auth")
-        reason = self._admit(name, incarnation)
+        config = self.config
+        hello = check_hello(message, config.name, config.password is not None)
+        reason = self._admit(hello.name, hello.incarnation)
         if isinstance(reason, tuple):  # (code, message)
             raise HandshakeRefused(reason[1], reason[0])
         if reason is not None:
             raise HandshakeRefused(reason, "duplicate-name")
-        compression = self.config.compression and "zlib" in offers
-        self.peer = PeerInfo(name, incarnation, compression)
-        self._peer_nonce = nonce
+        confirm = None
+        if self._pake is not None:
+            confirm = self._pake.confirm((config.name, config.incarnation, self._nonce), hello)
+        compression = config.compression and hello.zlib
+        self.peer = PeerInfo(hello.name, hello.incarnation, compression)
         if compression:
             self._raw, self._out = self._out, []
             self._deflate = zlib.compressobj()
             self._inflate = zlib.decompressobj()
-        my_proof = None
-        if self.config.password is not None:
-            my_proof = proof(self.config.password, self.config.name, name, nonce, self._nonce)
         self.state = "ready-sent"
-        self.send_message([READY, {"compression": "zlib" if compression else None, "proof": my_proof}])
+        self.send_message([READY, {"compression": "zlib" if compression else None, "confirm": confirm}])
+        self.answered = confirm is not None
 
     def _ready(self, message: list) -> None:
         ready = message[1] if len(message) > 1 else None
         if type(ready) is not dict:
             raise HandshakeRefused("READY without a map", "malformed")
         assert self.peer is not None
-        if self.config.password is not None:
-            expected = proof(self.config.password, self.peer.name, self.config.name, self._nonce,
-                             self._peer_nonce)
-            given = ready.get("proof")
-            if type(given) is not bytes or not hmac.compare_digest(given, expected):
-                raise HandshakeRefused("wrong password", "auth")
+        if self._pake is not None:
+            self._pake.check(ready.get("confirm"), self.peer.name)
         self.state = "up"
         self._framer.max_frame = self.config.max_frame
         self._refeed = True
         self._on_up(self.peer)
+
+
+def _pong(ping: list) -> bytes:
+    """
+    The PONG body for ``ping``, echoing its token.
+
+    :raises ProtocolError: (``malformed``) if the token is a value the
+        decoder accepts but the encoder cannot send back (a CBOR simple
+        value, ``undefined``, a map used as a map key).
+    """
+    try:
+        return dumps([PONG, ping[1] if len(ping) > 1 else None])
+    except EncodeError as e:
+        raise ProtocolError(f"PING token cannot be echoed: {e}", "malformed") from None

@@ -22,6 +22,7 @@ from lightspeed.interfaces import ILinkOwner
 from lightspeed.message import PING
 from lightspeed.wire.connection import Connection, LinkConfig, PeerInfo
 from lightspeed.wire.framing import DEFAULT_MAX_FRAME
+from lightspeed.wire.handshake import AUTH_BURST, AUTH_INTERVAL, GuessLimiter
 
 __all__ = ["LinkProtocol", "LinkFactory", "LinkOptions", "FIRST_PING", "MAX_PINGS"]
 
@@ -61,12 +62,18 @@ class LinkOptions:
     :ivar tls_names: require the peer's TLS certificate to carry its kernel
         name (common name or DNS subject alternative name); set for you by
         ``listen``/``connect`` with ``tls=`` when the :obj:`TLSConfig` has a CA.
+    :ivar auth_burst: (listeners with a password) failed password
+        handshakes a source address may have in a row before its
+        connections are refused before the handshake.
+    :ivar auth_interval: (listeners with a password) seconds after which a
+        refused address may try once more.
     """
 
     def __init__(self, password: Any = None, compression: bool = False, keepalive: float = 15.0,
                  handshake_timeout: float = 10.0, max_frame: int = DEFAULT_MAX_FRAME,
                  accept: Optional[Callable[[IAddress, IAddress], bool]] = None,
-                 max_backlog: int = 64 * 1024 * 1024, tls_names: bool = False) -> None:
+                 max_backlog: int = 64 * 1024 * 1024, tls_names: bool = False,
+                 auth_burst: int = AUTH_BURST, auth_interval: float = AUTH_INTERVAL) -> None:
         if isinstance(password, str):
             password = password.encode("utf-8")
         self.password: Optional[bytes] = password
@@ -77,6 +84,8 @@ class LinkOptions:
         self.accept = accept
         self.max_backlog = max_backlog
         self.tls_names = tls_names
+        self.auth_burst = auth_burst
+        self.auth_interval = auth_interval
 
 
 @implementer(IPushProducer)
@@ -112,7 +121,10 @@ class LinkProtocol(Protocol):
         #: lightspeed layer closed it or the peer said BYE.
         self.closed_reason: Optional[LinkClosed] = None
         self._paused = False
+        self._quiet = False
         self.conn: Optional[Connection] = None
+        #: The source address whose password guess token this link holds.
+        self._guess_address: Optional[str] = None
 
     # -- Twisted -------------------------------------------------------------
 
@@ -137,6 +149,8 @@ class LinkProtocol(Protocol):
                 pass  # not a TCP socket after all (UNIX, in memory)
         # The transport pauses us when the peer stops reading (flow control).
         self.transport.registerProducer(self, True)
+        if not self._take_guess():
+            return
         self._handshake_timer = self.reactor.callLater(self.options.handshake_timeout, self._handshake_late)
         self.conn.start()
 
@@ -147,7 +161,40 @@ class LinkProtocol(Protocol):
             # Handle what arrived and write the answers in this same turn.
             self.owner.after_read(self)
 
+    def _take_guess(self) -> bool:
+        """
+        On a listener with a password: take the source address's token for
+        one password guess, or refuse the connection before the handshake
+        (BYE ``auth``; logged once until the address may try again).
+        """
+        guesses: Optional[GuessLimiter] = getattr(self.factory, "guesses", None)
+        if guesses is None or self.conn is None:
+            return True
+        peer = self.transport.getPeer()
+        address = str(getattr(peer, "host", None) or peer)
+        refused = guesses.take(address, self.reactor.seconds())
+        if refused is None:
+            self._guess_address = address
+            return True
+        wait, first = refused
+        if first:
+            self.log.warn("kernel {kernel}: too many failed password attempts from {address}: refusing its "
+                          "connections for {wait:.0f} s", kernel=self.owner.name, address=address, wait=wait)
+        self._quiet = True
+        self.conn.close("auth", f"too many failed password attempts from {address}; try again in {wait:.0f} s")
+        return False
+
+    def _settle_guess(self, failed: bool) -> None:
+        """
+        Give the guess token back unless the handshake answered a password
+        guess (we sent our key confirmation) and did not come up.
+        """
+        address, self._guess_address = self._guess_address, None
+        if address is not None and not failed:
+            self.factory.guesses.give_back(address, self.reactor.seconds())
+
     def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
+        self._settle_guess(self.conn is not None and self.conn.answered)
         for name in ("_handshake_timer", "_keepalive_call", "_first_ping_call", "_abort_call"):
             call = getattr(self, name)
             if call is not None and call.active():
@@ -285,6 +332,7 @@ class LinkProtocol(Protocol):
 
     def _up(self, peer: PeerInfo) -> None:
         self.peer = peer
+        self._settle_guess(False)
         if self._handshake_timer is not None and self._handshake_timer.active():
             self._handshake_timer.cancel()
         self._handshake_timer = None
@@ -301,7 +349,9 @@ class LinkProtocol(Protocol):
 
     def _closed(self, code: str, message: str, by_peer: bool) -> None:
         who = self.peer.name if self.peer is not None else self.transport.getPeer()
-        if by_peer:
+        if self._quiet:
+            pass  # logged once by _take_guess
+        elif by_peer:
             self.log.warn("kernel {kernel}: link to {peer} closed by the peer: {code}: {message}",
                           kernel=self.owner.name, peer=who, code=code, message=message)
         else:
@@ -377,15 +427,22 @@ class LinkProtocol(Protocol):
 class LinkFactory(Factory):
     """
     Builds :obj:`LinkProtocol`s for a listener or a client connection.
+
+    :param listening: for a listener: with a password, failed password
+        handshakes are limited per source address (:obj:`GuessLimiter`,
+        ``auth_burst`` and ``auth_interval`` of the options).
     """
 
     noisy = False
 
     def __init__(self, owner: ILinkOwner, options: Optional[LinkOptions] = None,
-                 reactor: Optional[IReactorTime] = None) -> None:
+                 reactor: Optional[IReactorTime] = None, listening: bool = False) -> None:
         self.owner = owner
-        self.options = options or LinkOptions()
+        self.options = options = options or LinkOptions()
         self.reactor = reactor or owner.reactor
+        self.guesses: Optional[GuessLimiter] = None
+        if listening and options.password is not None:
+            self.guesses = GuessLimiter(options.auth_burst, options.auth_interval)
 
     def buildProtocol(self, addr: Optional[IAddress]) -> LinkProtocol:
         protocol = LinkProtocol(self.owner, self.options, self.reactor)
