@@ -32,7 +32,7 @@ class Options(usage.Options):
                 f"{DEFAULT_LISTEN}; give --listen none to accept no links.")
     optParameters = [
         ["kernel", "k", None, "Kernel name, unique in the network (default: host-pid-random)."],
-        ["password", None, None, "Shared password for every link (HMAC challenge-response)."],
+        ["password", None, None, "Shared password for every link (SPAKE2: no offline guessing)."],
         ["password-file", None, None, "Read the shared password from this file."],
         ["keepalive", None, "15", "Seconds between keepalive pings (0: off)."],
         ["tls-cert", None, None, "This node's TLS certificate (PEM); with --tls-key, every link speaks TLS."],

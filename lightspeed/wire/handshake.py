@@ -23,11 +23,6 @@ import os
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Optional, Tuple
 
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from spake2 import SPAKE2_Symmetric
-from spake2.spake2 import ReflectionThwarted
-
 from lightspeed.errors import HandshakeRefused
 from lightspeed.message import PROTOCOL_VERSION
 from lightspeed.specifier import check_name
@@ -116,6 +111,9 @@ def confirmations(key: bytes, transcript_bytes: bytes) -> Tuple[bytes, bytes]:
     ``HMAC-SHA256(Kc_i, transcript)`` where ``Kc_1 || Kc_2`` is
     ``HKDF-SHA256(key, salt="", info=CONFIRM_INFO, length=64)``.
     """
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
     keys = HKDF(algorithm=hashes.SHA256(), length=64, salt=b"", info=CONFIRM_INFO).derive(key)
     return (hmac.new(keys[:32], transcript_bytes, hashlib.sha256).digest(),
             hmac.new(keys[32:], transcript_bytes, hashlib.sha256).digest())
@@ -129,6 +127,9 @@ class PasswordProof:
     """
 
     def __init__(self, password: bytes, entropy: Callable[[int], bytes] = os.urandom) -> None:
+        # Imported here: programs without a password never load spake2.
+        from spake2 import SPAKE2_Symmetric
+
         self._spake = SPAKE2_Symmetric(password, idSymmetric=PAKE_ID, entropy_f=entropy)
         self.message: bytes = self._spake.start()
         self._expected: Optional[bytes] = None
@@ -147,6 +148,8 @@ class PasswordProof:
         assert pake is not None
         if pake[:1] != b"S":
             raise HandshakeRefused("HELLO pake is not a symmetric SPAKE2 message", "malformed")
+        from spake2.spake2 import ReflectionThwarted
+
         try:
             key = self._spake.finish(pake)
         except ReflectionThwarted:
