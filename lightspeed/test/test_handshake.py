@@ -24,7 +24,7 @@ from spake2.spake2 import DefaultParams, finalize_SPAKE2_symmetric
 from twisted.trial.unittest import SynchronousTestCase
 
 from lightspeed import Kernel
-from lightspeed.errors import LinkClosed
+from lightspeed.errors import HandshakeRefused, LinkClosed
 from lightspeed.message import BYE, HELLO, PROTOCOL_VERSION, READY
 from lightspeed.test.test_kernel import LogCatcher
 from lightspeed.test.test_network import RealKernels, wait_for
@@ -161,7 +161,7 @@ class OfflineOracleTests(SynchronousTestCase):
             c, d = PasswordProof(RIGHT), PasswordProof(RIGHT)
             d.confirm(("b", 2, b"b" * 16), PeerHello("a", changed[1], changed[2], False, c.message, {}))
             other = c.confirm(("a", 1, b"a" * 16), PeerHello("b", 2, b"b" * 16, False, d.message, {}))
-            self.assertRaises(Exception, d.check, other, "a")
+            self.assertRaises(HandshakeRefused, d.check, other, "a")
         self.assertNotEqual(transcript(("a", 1, b"n", b"p"), ("b", 2, b"n", b"q")),
                             transcript(("a", 1, b"n", b"p"), ("c", 2, b"n", b"q")))
 

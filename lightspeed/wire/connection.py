@@ -10,7 +10,9 @@ States::
        any state --peer BYE--> closed
 
 Both ends send HELLO at once; neither sends anything else before it has the
-other's HELLO.  From then on, if both offered zlib, everything each end
+other's HELLO.  With a password, HELLO carries our SPAKE2 message and READY
+our key confirmation; the link is up only once the peer's confirmation is
+right (:obj:`lightspeed.wire.handshake`).  From then on, if both offered zlib, everything each end
 writes after its HELLO is one zlib stream (sync-flushed per write), and so
 is everything it reads after the peer's HELLO.
 """
