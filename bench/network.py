@@ -201,8 +201,7 @@ def measure_lightspeed(port, target):
     @inlineCallbacks
     def run():
         yield kernel.connect(f"tcp:host=127.0.0.1:port={port}").whenConnected()
-        while kernel.network.router.next_hop(target) is None:
-            yield deferLater(reactor, 0.01, lambda: None)
+        yield kernel.when_reachable(target, timeout=30)
         done[0] = Deferred()
         ctl = kernel.resolve("ctl")
         dest = f"poe://{target}/sink/hit"

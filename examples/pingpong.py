@@ -39,8 +39,11 @@ class PingServer(Session):
 
 class PingClient(Session):
     """
-    The seed's client session: pings every few seconds until it has an
-    answer, so it does not matter which node starts first.
+    The seed's client session: waits until the server's kernel is reachable
+    (``when_reachable``, the convergence signal), then pings it; if the
+    server's session is not there yet, it tries again ``interval`` seconds
+    after the ``_undeliverable`` notice.  So it does not matter which node
+    starts first.
     """
 
     def __init__(self, target: str = "otherbox", interval: float = 1.0):
@@ -50,13 +53,16 @@ class PingClient(Session):
         self.answered = False
 
     def _start(self, event):
-        event.kernel.alias_set("mysession")
-        event.kernel.delay_set("do_stuff", self.interval)
+        kernel = event.kernel
+        kernel.alias_set("mysession")
+        me = f"poe://{kernel.name}/mysession/do_stuff"
+        kernel.when_reachable(self.target).addCallback(lambda _: kernel.post(me))
 
     def do_stuff(self, event):
-        if self.answered:
-            return
-        event.kernel.post(f"poe://{self.target}/mysession/ping", "how are you?")
+        if not self.answered:
+            event.kernel.post(f"poe://{self.target}/mysession/ping", "how are you?")
+
+    def _undeliverable(self, event):
         event.kernel.delay_set("do_stuff", self.interval)
 
     def pong(self, event):

@@ -9,6 +9,7 @@ error).
     sessions.
   - ``monitor_register``, ``monitor_unregister``: args ``[topics, target]``,
     see :obj:`lightspeed.monitor.register_op`.
+  - ``stats``: :obj:`lightspeed.stats.stats_answer`.
 """
 
 from __future__ import annotations
@@ -19,10 +20,11 @@ from lightspeed.errors import BadSpecifier
 from lightspeed.interfaces import IKernel
 from lightspeed.introspection import sessions_answer, states_answer
 from lightspeed.monitor import register_op
+from lightspeed.stats import stats_answer
 
 __all__ = ["OPERATIONS", "run"]
 
-OPERATIONS = frozenset({"sessions", "states", "monitor_register", "monitor_unregister"})
+OPERATIONS = frozenset({"sessions", "states", "monitor_register", "monitor_unregister", "stats"})
 
 
 def run(kernel: IKernel, op: str, sessions: Any, args: Tuple[Any, ...], sender: Any, remote: bool) -> Any:
@@ -40,4 +42,6 @@ def run(kernel: IKernel, op: str, sessions: Any, args: Tuple[Any, ...], sender: 
         return register_op(kernel, args, sender, remote, True)
     if op == "monitor_unregister":
         return register_op(kernel, args, sender, remote, False)
+    if op == "stats":
+        return stats_answer(kernel, sender, remote)
     raise BadSpecifier(f"unknown control operation {op!r}; one of {sorted(OPERATIONS)}")

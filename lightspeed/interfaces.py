@@ -42,6 +42,13 @@ class IEventSink(Interface):
         Report one event of ``topic`` with ``info`` (plain values only).
         """
 
+    def tally(reason, category=None):
+        """
+        Count one undeliverable message (watched or not) under the
+        category of ``reason`` (see :func:`lightspeed.stats.reason_category`),
+        or under ``category`` when given.
+        """
+
 
 class IDelivery(Interface):
     """

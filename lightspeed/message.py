@@ -36,6 +36,7 @@ PING = 4       # [4, token]
 PONG = 5       # [5, token]
 LSA = 6        # [6, origin, incarnation, seq, [[neighbour, cost], ...]]
 ROUTED = 7     # [7, origin, origin_incarnation, [[dest, dest_incarnation, seq, ack], ...], hops_left, ttl_ms|None, payload]
+TRACE = 8      # [8, origin, request_id, destination, [[kernel, time, cost|None], ...]]; see lightspeed.trace
 
 # Payload kinds, inside ROUTED: [kind, ...]
 POST = 1       # [1, sessions, state, args, s_session, s_state, s_file, s_line]
@@ -55,7 +56,7 @@ MAX_LSA_LINKS = 4096
 #: How many relays a routed message may cross.
 DEFAULT_HOPS = 32
 
-LINK_TYPES = frozenset({HELLO, READY, BYE, PING, PONG, LSA, ROUTED})
+LINK_TYPES = frozenset({HELLO, READY, BYE, PING, PONG, LSA, ROUTED, TRACE})
 
 
 _encodings = BoundedCache(8192)

@@ -44,6 +44,7 @@ from lightspeed.interfaces import IEventSink, IKernel
 from lightspeed.message import MONITOR_STATE
 from lightspeed.session import RESERVED_STATES
 from lightspeed.specifier import Specifier, check_state, coerce
+from lightspeed.stats import reason_category
 
 __all__ = ["Monitor", "TOPICS", "MONITOR_STATE", "register", "unregister"]
 
@@ -97,6 +98,8 @@ class Monitor:
         self.remote: Dict[str, Dict[str, Tuple[str, ...]]] = {}
         self._emitting = False
         self.sent = self.arrived = self.undeliverable = False
+        #: Undeliverable messages seen here, by category (see :mod:`lightspeed.stats`).
+        self.undelivered: Dict[str, int] = {}
 
     def _refresh(self) -> None:
         self.sent = bool(self._watchers["sent"])
@@ -145,6 +148,14 @@ class Monitor:
             for watchers in self._watchers.values():
                 watchers.pop(key, None)
         self._refresh()
+
+    def tally(self, reason: str, category: Optional[str] = None) -> None:
+        """
+        Count one undeliverable message under ``category``, or under the
+        category of ``reason``.
+        """
+        category = category or reason_category(reason)
+        self.undelivered[category] = self.undelivered.get(category, 0) + 1
 
     def emit(self, topic: str, **info: Any) -> None:
         """

@@ -90,6 +90,9 @@ class Network:
         self.membership = Membership(self)
         self.delivery = self.relay.delivery = Delivery(self)
         self.costs = LinkCosts(self)
+        #: Handlers of other link message kinds (such as TRACE), by kind:
+        #: objects with ``received(link, message)``, set by the node.
+        self.extensions: Dict[int, Any] = {}
 
     # -- counters and settings kept by the parts -------------------------------------
 
@@ -186,6 +189,8 @@ class Network:
             self.relay.received(link.peer.name, message)
         elif kind == LSA:
             self.flooding.receive(link.peer.name, message)
+        elif kind in self.extensions:
+            self.extensions[kind].received(link, message)
         # Other link-level messages (PONG, future types) need no action.
 
     def mark_dirty(self, link: Any) -> None:

@@ -15,9 +15,14 @@ from __future__ import annotations
 from typing import Any, Optional, cast
 
 from twisted.application.service import MultiService
-from twisted.internet.defer import Deferred, maybeDeferred, succeed
+from twisted.internet.defer import Deferred, fail, maybeDeferred, succeed
 
+from lightspeed.errors import BadSpecifier
 from lightspeed.interfaces import IKernelPort
+from lightspeed.message import TRACE
+from lightspeed.specifier import check_name
+from lightspeed.stats import kernel_stats
+from lightspeed.trace import TRACE_TIMEOUT, Tracer
 
 __all__ = ["Node"]
 
@@ -32,6 +37,7 @@ class Node(MultiService):
     reactor: Any
     local: Any
     network: Any
+    control_at: Any
 
     def network_start(self, incarnation: Optional[int] = None) -> Any:
         """
@@ -44,6 +50,7 @@ class Node(MultiService):
 
             # Every Node is a Kernel, which provides IKernelPort.
             self.network = self.local.remote = Network(cast(IKernelPort, self), incarnation)
+            self.network.extensions[TRACE] = Tracer(self.network)
         return self.network
 
     def sign_adverts(self, tls: Any) -> None:
@@ -135,6 +142,51 @@ class Node(MultiService):
         for service in list(self):
             service.disownServiceParent()
         return stopped
+
+    # -- seeing the network (docs/observability.rst) --------------------------------
+
+    def stats(self) -> dict:
+        """
+        :returns: this kernel's counters and those of its links (plain
+            values; see :func:`lightspeed.stats.kernel_stats`).
+        """
+        return kernel_stats(self)  # type: ignore[arg-type]
+
+    def stats_of(self, kernel: str, timeout: Optional[float] = 60.0) -> Deferred:
+        """
+        Another kernel's :meth:`stats` (CONTROL operation ``stats``), or this
+        one's.
+
+        :returns: a Deferred of the dict; it fails with :class:`Refused` if
+            that kernel's ``introspection`` hook refuses.
+        """
+        if kernel == self.name:
+            return succeed(self.stats())
+        return self.control_at(kernel, "stats", "*", (), timeout)
+
+    def trace(self, kernel: str, timeout: Optional[float] = TRACE_TIMEOUT) -> Deferred:
+        """
+        The route to ``kernel`` as a trace takes it: see :meth:`lightspeed.trace.Tracer.start`.
+
+        :returns: a Deferred of ``[{"kernel", "time", "cost"}, ...]``, this
+            kernel first (cost ``None``), ``kernel`` last.
+        """
+        return self.network_start().extensions[TRACE].start(kernel, timeout)
+
+    def when_reachable(self, *kernels: str, timeout: Optional[float] = None) -> Deferred:
+        """
+        Wait until every one of ``kernels`` is reachable (the convergence
+        signal): the Deferred fires with ``None``, at once if they are; it
+        fails with :class:`~lightspeed.errors.RequestTimeout` after
+        ``timeout`` seconds, with :class:`BadSpecifier` for a bad name.
+        """
+        try:
+            names = frozenset(check_name(name) for name in kernels) - {self.name}
+        except BadSpecifier as e:
+            return fail(e)
+        if not names:
+            return succeed(None)
+        return self.network_start().membership.when_reachable(names, timeout)
 
     # -- flow control ------------------------------------------------------------
 

@@ -73,6 +73,8 @@ class Runtime:
         self._drain_call: Optional[IDelayedCall] = None
         self.current: Optional[Session] = None
         self.current_state: Optional[str] = None
+        #: When the kernel started (reactor seconds), for its uptime.
+        self.started = reactor.seconds()
         # Specifier strings -> (spec, kernels) when they name only other
         # kernels, (spec, None) when they name one local session by alias.
         self._plans = BoundedCache(4096)
@@ -135,8 +137,10 @@ class Runtime:
                 destination=str(spec), kernel=self.name, file=caller[0], line=caller[1], reason=reason,
             )
         events = self.events
-        if events is not None and events.undeliverable:
-            events.emit("undeliverable", destination=str(spec), reason=reason, origin=self.name)
+        if events is not None:
+            events.tally(reason)
+            if events.undeliverable:
+                events.emit("undeliverable", destination=str(spec), reason=reason, origin=self.name)
         if isinstance(sender, Session) and self.registry.owns(sender) and "_undeliverable" in sender._states:
             self.enqueue(sender, "_undeliverable", (str(spec), reason, tuple(args)), self.owner, None, *caller)
 

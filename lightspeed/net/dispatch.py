@@ -223,7 +223,7 @@ class Dispatcher:
             if refused is None:
                 accepted.append(session)
             else:
-                self.undeliverable(origin, [self._local.wire_name(session)], state, refused, bounce)
+                self.undeliverable(origin, [self._local.wire_name(session)], state, refused, bounce, "refused")
         return accepted
 
     def _targets(self, origin: str, sessions: Any, state: str, bounce: Bounce = None) -> List[Any]:
@@ -255,6 +255,7 @@ class Dispatcher:
             return
         kind = body[0]
         if kind == REQUEST or kind == CONTROL:
+            self._network.events.tally(reason)
             error = RequestTimeout(reason) if reason == "deadline passed" else NoRoute(reason)
             self._network.requests.fail(body[8], error)
             return
@@ -271,7 +272,8 @@ class Dispatcher:
             sender = None  # a notice is never bounced
         local.undeliverable(destination, reason, (body[6], body[7]), sender, tuple(body[3]))
 
-    def undeliverable(self, origin: str, sessions: Any, state: Any, reason: str, bounce: Bounce = None) -> None:
+    def undeliverable(self, origin: str, sessions: Any, state: Any, reason: str, bounce: Bounce = None,
+                      category: Optional[str] = None) -> None:
         """
         Log a message that cannot be delivered here and, when ``bounce`` is
         ``(origin, sender_session, args)``, send it back to its sender as an
@@ -281,6 +283,7 @@ class Dispatcher:
         self.log.warn("undeliverable message from kernel {origin} to {destination}: {reason}",
                       origin=origin, destination=destination, reason=reason)
         events = self._network.events
+        events.tally(reason, category)
         if events.undeliverable:
             events.emit("undeliverable", destination=destination, reason=reason, origin=origin)
         if bounce is not None:

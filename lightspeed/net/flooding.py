@@ -72,6 +72,8 @@ class Flooding:
         self._reactor = network.reactor
         self.signer: Optional["AdvertSigner"] = None
         self.bad_adverts = 0
+        #: LSA messages received from neighbours and sent to them.
+        self.adverts_in = self.adverts_out = 0
         self._refresh_call: Any = None
         self._fading_call: Any = None
         self._sweep_call: Any = None
@@ -102,7 +104,7 @@ class Flooding:
         """
         Send ``lsa`` to every neighbour but ``source``.
         """
-        self._links.send_all(self.message(lsa), source)
+        self.adverts_out += self._links.send_all(self.message(lsa), source)
 
     def sync(self, link: Any) -> None:
         """
@@ -113,6 +115,7 @@ class Flooding:
             self._network.routes_changed()
         for lsa in self._router.database():
             link.send_message(self.message(lsa))
+            self.adverts_out += 1
         if self._refresh_call is None:
             self._refresh_call = self._reactor.callLater(LSA_REFRESH, self._refresh)
         if self._sweep_call is None:
@@ -135,6 +138,7 @@ class Flooding:
 
         :raises ProtocolError: if it is malformed or lies; the link closes.
         """
+        self.adverts_in += 1
         origin, incarnation, seq, links, proof = parse_lsa(message)
         if not self._within_rate(peer):
             return self._dropped(peer, "more adverts than the rate limit allows")

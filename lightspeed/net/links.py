@@ -28,6 +28,8 @@ class Links:
         self._all: List[Any] = []
         self._dirty: List[Any] = []
         self._flush_call: Any = None
+        #: Frames in and out and bytes in and out of the links gone down.
+        self.retired = [0, 0, 0, 0]
 
     def __len__(self) -> int:
         return len(self._all)
@@ -62,6 +64,13 @@ class Links:
         if link not in self._all:
             return None
         self._all.remove(link)
+        conn = getattr(link, "conn", None)
+        if conn is not None:
+            retired = self.retired
+            retired[0] += conn.frames_in
+            retired[1] += conn.frames_out
+            retired[2] += conn.bytes_in
+            retired[3] += conn.bytes_out
         links = self.by_peer.get(link.peer.name, [])
         if link in links:
             links.remove(link)
@@ -91,13 +100,18 @@ class Links:
         links = self.by_peer.get(peer)
         return links[0].peer.incarnation if links else None
 
-    def send_all(self, message: list, source: Optional[str] = None) -> None:
+    def send_all(self, message: list, source: Optional[str] = None) -> int:
         """
         Send ``message`` to every neighbour but ``source``, once each.
+
+        :returns: to how many.
         """
+        sent = 0
         for neighbour, links in self.by_peer.items():
             if neighbour != source and links:
                 links[0].send_message(message)
+                sent += 1
+        return sent
 
     # -- output coalescing -----------------------------------------------------
 

@@ -7,7 +7,11 @@ after a burst of adverts has settled, and reported to the kernel.
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, FrozenSet, List, Optional, Tuple
+
+from twisted.internet.defer import Deferred, succeed
+
+from lightspeed.errors import RequestTimeout
 
 __all__ = ["Membership"]
 
@@ -23,6 +27,8 @@ class Membership:
         #: The kernels reported up, with the incarnation reported.
         self.known: Dict[str, int] = {}
         self._check_call: Any = None
+        #: Who waits for kernels to become reachable: ``[kernels, deferred, timer]``.
+        self._waiting: List[List[Any]] = []
 
     def incarnation_of(self, kernel: str) -> Optional[int]:
         """
@@ -76,6 +82,48 @@ class Membership:
             self._network.port.membership_changed(gone, joined)
         else:
             self._network.delivery.routes_settled()
+        if self._waiting:
+            self._wake(reachable)
+
+    # -- waiting for kernels ---------------------------------------------------------
+
+    def when_reachable(self, kernels: FrozenSet[str], timeout: Optional[float]) -> Deferred:
+        """
+        :returns: a Deferred that fires with ``None`` once every kernel of
+            ``kernels`` (other kernels) is reachable, at once if they are;
+            it fails with :class:`RequestTimeout` after ``timeout`` seconds.
+            Cancelling it stops the wait.
+        """
+        if kernels <= self._router.reachable():
+            return succeed(None)
+        waiter: List[Any] = [kernels, None, None]
+
+        def cancel(_: Deferred) -> None:
+            self._stop_waiting(waiter)
+
+        d: Deferred = Deferred(cancel)
+        waiter[1] = d
+        if timeout is not None:
+            waiter[2] = self._network.reactor.callLater(timeout, self._late, waiter, timeout)
+        self._waiting.append(waiter)
+        return d
+
+    def _stop_waiting(self, waiter: List[Any]) -> None:
+        if waiter in self._waiting:
+            self._waiting.remove(waiter)
+        if waiter[2] is not None and waiter[2].active():
+            waiter[2].cancel()
+
+    def _late(self, waiter: List[Any], timeout: float) -> None:
+        waiter[2] = None
+        self._stop_waiting(waiter)
+        missing = sorted(waiter[0] - self._router.reachable())
+        waiter[1].errback(RequestTimeout(f"kernel(s) {', '.join(missing)} not reachable within {timeout} s"))
+
+    def _wake(self, reachable: frozenset) -> None:
+        for waiter in [w for w in self._waiting if w[0] <= reachable]:
+            self._stop_waiting(waiter)
+            waiter[1].callback(None)
 
     def _changes(self, reachable: frozenset) -> Tuple[List[Tuple[str, Optional[int]]], List[Tuple[str, int]]]:
         """

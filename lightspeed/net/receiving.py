@@ -49,6 +49,10 @@ class Receiving:
         self.max_early = MAX_EARLY
         self.max_early_bytes = MAX_EARLY_BYTES
         self.duplicates = 0
+        #: Sequence numbers skipped (tombstones) and delivered on streams
+        #: replaced by a new start of their origin (see :meth:`delivered`).
+        self._skipped = 0
+        self._delivered_before = 0
 
     def arrived(self, origin: str, incarnation: int, entry: Tuple[str, int, int, int], ttl: Optional[int],
                 payload: bytes, peer: str) -> None:
@@ -60,6 +64,8 @@ class Receiving:
             return  # for an earlier start of this kernel: its origin learns we restarted
         inbox = self.inboxes.get(origin)
         if inbox is None or incarnation > inbox.incarnation:
+            if inbox is not None:
+                self._delivered_before += inbox.delivered
             inbox = self.inboxes[origin] = Inbox(incarnation)  # a new start: a new stream
         elif incarnation < inbox.incarnation:
             return  # from an earlier start of the origin
@@ -93,6 +99,13 @@ class Receiving:
         elif owed == ACK_EVERY:
             self._schedule_acks(0)
 
+    def delivered(self) -> int:
+        """
+        :returns: how many messages from other kernels arrived here in
+            order, read from the streams' sequence numbers.
+        """
+        return self._delivered_before - self._skipped + sum(inbox.delivered for inbox in self.inboxes.values())
+
     def _skip(self, origin: str, inbox: Inbox, seq: int, peer: str) -> None:
         """
         A tombstone: the origin gave up every message up to ``seq`` (and
@@ -103,6 +116,7 @@ class Receiving:
             return
         for held in [n for n in inbox.early if n <= seq]:
             inbox.early_bytes -= len(inbox.early.pop(held)[0])
+        self._skipped += seq - inbox.delivered
         inbox.delivered = seq
         if inbox.early:
             self._release(origin, inbox, peer)

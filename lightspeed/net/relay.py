@@ -50,6 +50,9 @@ class Relay:
         #: Counts changes of routes: what was looked up before may be stale.
         self.epoch = 0
         self.misrouted = 0
+        #: Messages of other kernels passed on towards theirs (acks alone
+        #: and tombstones, with no payload, not counted).
+        self.relayed = 0
         self.bad_payloads = 0
         self.dropped = 0
 
@@ -153,6 +156,8 @@ class Relay:
         key = (origin, message[2], entry[0], entry[1])
         head = self._heads.get(key) or self._heads.remember(key, routed_head(*key))
         link.send_body(routed_from(head, entry[2], entry[3], hops - 1, message[5], message[6]))
+        if message[6]:
+            self.relayed += 1  # not an ack alone
         return True
 
     def routed(self, origin: str, incarnation: int, entries: List[Entry], hops: int, ttl: Optional[int],
@@ -171,6 +176,7 @@ class Relay:
             if hops <= 1:
                 self.failed(origin, list(others), payload, "hop limit reached")
             else:
+                self.relayed += 1 if payload else 0
                 self.forward(origin, incarnation, list(others.values()), hops - 1, ttl, payload)
         if mine is not None:
             self._network.delivery.arrived(origin, incarnation, mine, ttl, payload, peer)
@@ -234,6 +240,7 @@ class Relay:
         self.log.warn("{why} from {kernel} to {dests} for a message from {origin}; dropped",
                       why=why, kernel=self._name, dests=dests, origin=origin)
         events = self._network.events
+        events.tally(why)
         if not events.undeliverable or not payload:
             return
         try:

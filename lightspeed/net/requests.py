@@ -80,21 +80,33 @@ class Requests:
         network = self._network
         if network.router.next_hop(kernel) is None:
             return fail(NoRoute(f"no route to kernel {kernel!r}"))
-        request_id = self.new_id()
+        request_id, d, deadline = self.expect(kernel, timeout, late)
         try:
             body = network.encode(build(request_id))
         except EncodeError as e:
+            self._forget(request_id)
             return fail(e)
-        d: Deferred[Any] = Deferred(lambda _: self._forget(request_id))
-        deadline = None
-        if timeout is not None:
-            deadline = network.reactor.seconds() + timeout
-            self._wait_until(deadline, request_id)
-        self.pending[request_id] = (d, kernel, deadline, late)
         for _, why in network.relay.send(kernel, body, deadline):
             self.fail(request_id, BacklogFull(f"backlog full for kernel {kernel!r}") if why == "backlog full"
                       else NoRoute(f"no route to kernel {kernel!r}"))
         return d
+
+    def expect(self, kernel: str, timeout: Optional[float], late: str) -> Tuple[int, Deferred, Optional[float]]:
+        """
+        Keep a Deferred for the RESPONSE from ``kernel`` to a new request
+        id, failed with :class:`RequestTimeout` saying ``late`` after
+        ``timeout`` seconds (or when the kernel is lost).
+
+        :returns: ``(request_id, deferred, deadline)``.
+        """
+        request_id = self.new_id()
+        d: Deferred[Any] = Deferred(lambda _: self._forget(request_id))
+        deadline = None
+        if timeout is not None:
+            deadline = self._network.reactor.seconds() + timeout
+            self._wait_until(deadline, request_id)
+        self.pending[request_id] = (d, kernel, deadline, late)
+        return request_id, d, deadline
 
     def _wait_until(self, deadline: float, request_id: int) -> None:
         deadlines = self._deadlines

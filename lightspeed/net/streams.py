@@ -25,12 +25,15 @@ class Outbox:
 
     __slots__ = ("kernel", "incarnation", "next_seq", "unacked", "backlog", "timer", "rto", "hop", "gone_at",
                  "leave_call", "waiters", "producers", "paused", "head", "link", "epoch", "unacked_bytes",
-                 "backlog_bytes", "since", "progress")
+                 "backlog_bytes", "since", "progress", "first")
 
     def __init__(self, kernel: str, incarnation: int, rto: float) -> None:
         self.kernel = kernel
         self.incarnation = incarnation
         self.next_seq = 1
+        #: The sequence number of the first message (after a tombstone, if
+        #: the stream begins with one).
+        self.first = 1
         self.unacked: Deque[Unacked] = deque()
         self.backlog: Deque[Tuple[bytes, Optional[float]]] = deque()
         self.unacked_bytes = 0

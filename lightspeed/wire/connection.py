@@ -125,6 +125,8 @@ class Connection:
         self._out_size = 0
         self._deflate: Any = None
         self._inflate: Any = None
+        #: Frames and bytes (as on the wire, compressed where agreed) each way.
+        self.frames_in = self.frames_out = self.bytes_in = self.bytes_out = 0
 
     # -- output --------------------------------------------------------
 
@@ -170,13 +172,16 @@ class Connection:
         Everything queued, compressed where agreed, ready to write.
         """
         out = b"".join(self._out)
+        self.frames_out += len(self._out)
         self._out = []
         self._out_size = 0
         if self._deflate is not None and out:
             out = self._deflate.compress(out) + self._deflate.flush(zlib.Z_SYNC_FLUSH)
         if self._raw:
             out = b"".join(self._raw) + out
+            self.frames_out += len(self._raw)
             self._raw = []
+        self.bytes_out += len(out)
         return out
 
     @property
@@ -204,6 +209,7 @@ class Connection:
         BYE; they are not raised.  Any other error while handling a message
         is logged and closes this link only ("internal").
         """
+        self.bytes_in += len(data)
         try:
             self._receive(data)
         except ProtocolError as e:
@@ -229,6 +235,7 @@ class Connection:
             began to compress (the bytes still buffered are compressed).
         """
         plain = self._inflate is None
+        self.frames_in += len(bodies)
         for body in bodies:
             if self.state == "up":
                 # Hot path: a link that is up hands most messages on as they are.

@@ -125,6 +125,8 @@ class LinkProtocol(Protocol):
         self.conn: Optional[Connection] = None
         #: The source address whose password guess token this link holds.
         self._guess_address: Optional[str] = None
+        #: When the handshake finished (reactor seconds), once it has.
+        self.since: Optional[float] = None
 
     # -- Twisted -------------------------------------------------------------
 
@@ -333,6 +335,7 @@ class LinkProtocol(Protocol):
     def _up(self, peer: PeerInfo) -> None:
         self.peer = peer
         self._settle_guess(False)
+        self.since = self.reactor.seconds()
         if self._handshake_timer is not None and self._handshake_timer.active():
             self._handshake_timer.cancel()
         self._handshake_timer = None
