@@ -36,6 +36,8 @@ _PATTERNS: Tuple[Tuple[str, str, str], ...] = (
     ("start", "deadline passed", "expired"),
     ("start", "no session", "no-session"),
     ("start", "postback to stopped session", "no-session"),
+    ("start", "no acknowledgement", "no-ack"),
+    ("in", " stopped before state ", "no-session"),
     ("in", "' restarted", "restarted"),
     ("in", "' left the network", "left"),
     ("in", " has no state ", "no-state"),

@@ -168,6 +168,8 @@ class UndeliverableTests(SynchronousTestCase):
             "no route to kernel(s) x, y": "no-route",
             "no session 'x' in kernel 'k'": "no-session",
             "postback to stopped session, state 'x'": "no-session",
+            "session 3 stopped before state 'x' ran": "no-session",
+            "no acknowledgement from kernel 'x' for 300 s; 4 message(s) to it may not have been delivered": "no-ack",
             "session 3 of kernel 'k' has no state 'x' and no _default": "no-state",
             "refused by an authentication hook": "refused",
             "kernel 'x' restarted; 2 message(s) to it were not delivered": "restarted",
