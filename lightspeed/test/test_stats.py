@@ -10,7 +10,9 @@ import json
 from typing import Any, List
 
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import ISSLTransport
 from twisted.trial.unittest import SynchronousTestCase
+from zope.interface import directlyProvides
 
 from lightspeed import Kernel, NoRoute
 from lightspeed.errors import RemoteError
@@ -49,6 +51,12 @@ class ShapeTests(SynchronousTestCase):
         link = stats["links"]["b"]
         self.assertEqual((link["incarnation"], link["since"], link["tls"], link["cost"], link["rtt"]),
                          (k["b"].network.incarnation, 0.0, False, 1, None))
+
+    def test_tls(self):
+        """When the link's transport is a TLS one, then the link says tls."""
+        mesh, k, links = build("ab", "ab")
+        directlyProvides(links["ab"].client.transport, ISSLTransport)
+        self.assertEqual((k["a"].stats()["links"]["b"]["tls"], k["b"].stats()["links"]["a"]["tls"]), (True, False))
 
     def test_kernel_alone(self):
         """When a kernel never joined a network, then its stats are zeros, its uptime counts from its start."""
