@@ -35,7 +35,8 @@ BYE = 3        # [3, code, message]
 PING = 4       # [4, token]
 PONG = 5       # [5, token]
 LSA = 6        # [6, origin, incarnation, seq, [[neighbour, cost], ...]]
-ROUTED = 7     # [7, origin, origin_incarnation, [[dest, dest_incarnation, seq, ack], ...], hops_left, ttl_ms|None, payload]
+ROUTED = 7     # [7, origin, origin_incarnation, [[dest, dest_incarnation, seq, ack], ...], hops_left, ttl_ms|None, payload,
+#                 (only to peers that offered "batch") [payload for seq+1, seq+2, ...]]
 TRACE = 8      # [8, origin, request_id, destination, [[kernel, time, cost|None], ...]]; see lightspeed.trace
 
 # Payload kinds, inside ROUTED: [kind, ...]
@@ -159,6 +160,47 @@ def routed_from(head: bytes, seq: int, ack: int, hops: int, ttl: Optional[int], 
     return b"".join((head, middle, _SMALL[hops] if hops < 4096 else _uint_slow(hops),
                      b"\xf6" if ttl is None else _uint(max(ttl, 0)), bytes((0x40 + n,)) if n < 24 else _bstr_head(n),
                      payload))
+
+
+#: The most payloads one ROUTED message may carry (see :func:`routed_batch`).
+MAX_BATCH = 1024
+
+
+def routed_batch(head: bytes, seq: int, ack: int, hops: int, payloads: Sequence[bytes]) -> bytes:
+    """
+    A ROUTED body carrying several payloads for consecutive sequence
+    numbers from ``seq`` (no ``ttl``): :func:`routed_from`'s layout with an
+    eighth item, the array of the payloads after the first.  Only for
+    links whose peer offered ``"batch"`` in its HELLO.
+    """
+    first = routed_from(head, seq, ack, hops, None, payloads[0])
+    parts = [b"\x88", first[1:], _array_head(len(payloads) - 1)]
+    for payload in payloads[1:]:
+        n = len(payload)
+        parts.append(bytes((0x40 + n,)) if n < 24 else _bstr_head(n))
+        parts.append(payload)
+    return b"".join(parts)
+
+
+def parse_batch(message: List[Any]) -> List[bytes]:
+    """
+    :returns: the payloads of a ROUTED message with eight items (several
+        payloads, one destination, no ``ttl``); its other fields are
+        checked by :func:`parse_routed`.
+    :raises ProtocolError: if it is malformed.
+    """
+    entries, more = message[3], message[7]
+    if type(more) is not list or type(entries) is not list or len(entries) != 1 or message[5] is not None \
+            or type(message[6]) is not bytes or len(more) >= MAX_BATCH:
+        raise malformed("ROUTED batch")
+    payloads = [message[6]]
+    for payload in more:
+        if type(payload) is not bytes or not payload:
+            raise malformed("ROUTED batch payload")
+        payloads.append(payload)
+    if not message[6]:
+        raise malformed("ROUTED batch payload")
+    return payloads
 
 
 def _array_head(length: int) -> bytes:

@@ -31,7 +31,7 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 
 from lightspeed.bounded import BoundedCache
-from lightspeed.message import routed_from, routed_head
+from lightspeed.message import MAX_BATCH, routed_batch, routed_from, routed_head
 from lightspeed.net.receiving import ACK_DELAY, ACK_EVERY, MAX_EARLY, MAX_EARLY_BYTES, Receiving
 from lightspeed.net.streams import Outbox
 
@@ -53,6 +53,8 @@ RTO_MAX = 30.0
 #: Seconds a destination may stay unreachable before what it did not
 #: acknowledge is reported as undeliverable ("left the network").
 LEAVE_GRACE = 60.0
+#: Payload bytes one batch (one ROUTED message with several payloads) may hold.
+MAX_BATCH_BYTES = 256 * 1024
 #: Seconds a reachable destination may leave messages unacknowledged, while
 #: they are sent again and again, before they are reported as undeliverable
 #: ("no acknowledgement"): a routing loop, a path past the hop limit or a
@@ -96,6 +98,12 @@ class Delivery:
         self.inboxes = self.receiving.inboxes
         self.arrived = self.receiving.arrived
         self._ack_for = self.receiving.ack_for
+        #: Whether messages sent in one reactor turn to one destination go
+        #: in one ROUTED message to neighbours that take it; and the streams
+        #: holding a batch for the end of this turn.
+        self.batching = True
+        self._batching: List[Outbox] = []
+        network.link_table.before_flush = self.flush_batches
 
     @property
     def incarnation(self) -> int:
@@ -120,6 +128,8 @@ class Delivery:
         """
         if len(kernels) == 1:
             box = self.outboxes.get(kernels[0])
+            if box is None and self._router.next_hop(kernels[0]) is not None:
+                box = self._open(kernels[0])
             if box is not None and not box.backlog and self._room(box) and self._send_one(
                     box, payload, deadline):
                 return []
@@ -203,11 +213,46 @@ class Delivery:
     def _transmit(self, box: Outbox, link: Any, seq: int, payload: bytes, deadline: Optional[float]) -> None:
         """
         Write message ``seq`` of ``box`` to ``link`` from the stream's cached
-        header, with the ack we owe its destination.
+        header, with the ack we owe its destination; or, to a peer that
+        takes batches, hold it for one ROUTED message with the others of
+        this reactor turn (see :meth:`flush_batches`).
         """
+        batch = box.batch
+        if batch:
+            if deadline is None and box.batch_link is link and len(batch) < MAX_BATCH \
+                    and box.batch_bytes < MAX_BATCH_BYTES:
+                batch.append(payload)
+                box.batch_bytes += len(payload)
+                return
+            self._send_batch(box)
+        if deadline is None and link.peer.batch and self.batching:
+            box.batch, box.batch_seq, box.batch_bytes, box.batch_link = [payload], seq, len(payload), link
+            self._batching.append(box)
+            self._network.mark_dirty(link)  # flush_batches runs before the link writes
+            return
         ack = self._ack_for(box.kernel, box.incarnation) if box.kernel in self.inboxes else 0
         link.send_body(routed_from(box.head, seq, ack, self._network.hops,
                                    None if deadline is None else self._ttl(deadline), payload))
+
+    def flush_batches(self) -> None:
+        """
+        Send every batch held this turn (the links write right after).
+        """
+        batching, self._batching = self._batching, []
+        for box in batching:
+            if box.batch:
+                self._send_batch(box)
+
+    def _send_batch(self, box: Outbox) -> None:
+        batch, box.batch, box.batch_bytes = box.batch, [], 0
+        if self.outboxes.get(box.kernel) is not box:
+            return  # the stream was given up meanwhile
+        ack = self._ack_for(box.kernel, box.incarnation) if box.kernel in self.inboxes else 0
+        hops = self._network.hops
+        if len(batch) == 1:
+            box.batch_link.send_body(routed_from(box.head, box.batch_seq, ack, hops, None, batch[0]))
+        else:
+            box.batch_link.send_body(routed_batch(box.head, box.batch_seq, ack, hops, batch))
 
     def _open(self, kernel: str) -> Outbox:
         incarnation = self._network.membership.incarnation_of(kernel)
@@ -237,6 +282,7 @@ class Delivery:
         Send every unacknowledged message of ``box`` again, in order.
         """
         forward = self._network.relay.forward
+        box.batch, box.batch_bytes = [], 0  # all of it goes again below
         for seq, payload, deadline in list(box.unacked):
             entry = (box.kernel, box.incarnation, seq, self._ack_for(box.kernel, box.incarnation))
             forward(self._name, self.incarnation, [entry], self._network.hops, self._ttl(deadline), payload)

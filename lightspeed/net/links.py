@@ -28,6 +28,9 @@ class Links:
         self._all: List[Any] = []
         self._dirty: List[Any] = []
         self._flush_call: Any = None
+        #: Called first at each flush: writes what was held back to be sent
+        #: together (the delivery streams' batches).
+        self.before_flush: Any = None
         #: Frames in and out and bytes in and out of the links gone down.
         self.retired = [0, 0, 0, 0]
 
@@ -131,6 +134,8 @@ class Links:
             if self._flush_call.active():
                 self._flush_call.cancel()
             self._flush_call = None
+        if self.before_flush is not None:
+            self.before_flush()
         while self._dirty:
             dirty, self._dirty = self._dirty, []
             for link in dirty:

@@ -9,7 +9,7 @@ back carries them first.
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from lightspeed.message import parse_payload
 from lightspeed.net.streams import Inbox
@@ -105,6 +105,35 @@ class Receiving:
             order, read from the streams' sequence numbers.
         """
         return self._delivered_before - self._skipped + sum(inbox.delivered for inbox in self.inboxes.values())
+
+    def arrived_batch(self, origin: str, incarnation: int, entry: Tuple[str, int, int, int], payloads: List[bytes],
+                      peer: str) -> None:
+        """
+        Several messages for this kernel, for sequence numbers from
+        ``entry``'s on: delivered in one go when they come next, straight
+        from their origin; else one by one as :meth:`arrived` takes them.
+        """
+        inbox = self.inboxes.get(origin)
+        seq = entry[2]
+        if inbox is None or inbox.incarnation != incarnation or entry[1] != self._incarnation \
+                or seq != inbox.delivered + 1 or inbox.early or peer != origin:
+            self.arrived(origin, incarnation, entry, None, payloads[0], peer)
+            for i in range(1, len(payloads)):
+                self.arrived(origin, incarnation, (entry[0], entry[1], seq + i, 0), None, payloads[i], peer)
+            return
+        if entry[3]:
+            self._delivery._acked(origin, incarnation, entry[3])
+        deliver = self._dispatch.deliver
+        for payload in payloads:
+            inbox.delivered += 1
+            deliver(origin, parse_payload(loads(payload)))
+        owed = inbox.owed = inbox.owed + len(payloads)
+        if owed == len(payloads):
+            self._owed[origin] = None
+        if owed >= ACK_EVERY:
+            self._schedule_acks(0)
+        elif self._ack_call is None:
+            self._schedule_acks(ACK_DELAY)
 
     def _skip(self, origin: str, inbox: Inbox, seq: int, peer: str) -> None:
         """

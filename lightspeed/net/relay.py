@@ -19,7 +19,8 @@ from twisted.logger import Logger
 from lightspeed.bounded import BoundedCache
 from lightspeed.errors import LightspeedError, ProtocolError
 from lightspeed.message import CALL, CALLREPLY, CONTROL, MONITOR_STATE, POST, REQUEST, RESPONSE, \
-    UNDELIVERABLE, Entry, parse_payload, parse_routed, routed_body, routed_from, routed_head
+    UNDELIVERABLE, Entry, parse_batch, parse_payload, parse_routed, routed_batch, routed_body, routed_from, \
+    routed_head
 from lightspeed.wire.codec import dumps, loads
 
 __all__ = ["Relay"]
@@ -134,6 +135,9 @@ class Relay:
                 elif not self._pass_on(origin, message, entry):
                     self.routed(origin, message[2], [tuple(entry)], message[4], message[5], message[6], peer)
                 return
+        if len(message) == 8:
+            self._batch(peer, message)
+            return
         origin, incarnation, entries, hops, ttl, payload = parse_routed(message)
         if origin == self._name:
             raise ProtocolError(f"message claims to come from this kernel ({origin!r})", "forged-origin")
@@ -141,6 +145,33 @@ class Relay:
             self._misrouted(origin, peer, [entry[0] for entry in entries], payload)
             return
         self.routed(origin, incarnation, entries, hops, ttl, payload, peer)
+
+    def _batch(self, peer: str, message: list) -> None:
+        """
+        A ROUTED message with several payloads, for consecutive sequence
+        numbers of one stream: delivered here, or passed on as one message
+        (as several to a neighbour that takes no batches).
+        """
+        payloads = parse_batch(message)
+        origin, incarnation, entries, hops, _, _ = parse_routed(message)
+        entry = entries[0]
+        if origin == self._name:
+            raise ProtocolError(f"message claims to come from this kernel ({origin!r})", "forged-origin")
+        if origin != peer and origin not in self._router.behind(peer):
+            self._misrouted(origin, peer, [entry[0]], payloads[0])
+            return
+        if entry[0] == self._name:
+            self.delivery.receiving.arrived_batch(origin, incarnation, entry, payloads, peer)
+            return
+        link = self.link_to(entry[0]) if hops > 1 else None
+        key = (origin, incarnation, entry[0], entry[1])
+        if link is not None and link.peer.batch:
+            head = self._heads.get(key) or self._heads.remember(key, routed_head(*key))
+            link.send_body(routed_batch(head, entry[2], entry[3], hops - 1, payloads))
+            self.relayed += len(payloads)
+            return
+        for i, payload in enumerate(payloads):
+            self.routed(origin, incarnation, [(entry[0], entry[1], entry[2] + i, entry[3])], hops, None, payload, peer)
 
     def _pass_on(self, origin: str, message: list, entry: list) -> bool:
         """

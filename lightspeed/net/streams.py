@@ -25,7 +25,7 @@ class Outbox:
 
     __slots__ = ("kernel", "incarnation", "next_seq", "unacked", "backlog", "timer", "rto", "hop", "gone_at",
                  "leave_call", "waiters", "producers", "paused", "head", "link", "epoch", "unacked_bytes",
-                 "backlog_bytes", "since", "progress", "first")
+                 "backlog_bytes", "since", "progress", "first", "batch", "batch_seq", "batch_bytes", "batch_link")
 
     def __init__(self, kernel: str, incarnation: int, rto: float) -> None:
         self.kernel = kernel
@@ -56,6 +56,12 @@ class Outbox:
         self.head = b""
         self.link: Any = None
         self.epoch = -1
+        #: Payloads from ``batch_seq`` on, held until the end of the reactor
+        #: turn to go to ``batch_link`` in one ROUTED message.
+        self.batch: List[bytes] = []
+        self.batch_seq = 0
+        self.batch_bytes = 0
+        self.batch_link: Any = None
 
     def wait(self) -> Deferred:
         """

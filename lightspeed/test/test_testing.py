@@ -113,6 +113,9 @@ class MeshCase(SynchronousTestCase):
             })
         link = mesh.link(a, b, a_options, b_options)
         mesh.settle()
+        for kernel in (a, b):
+            # One post per frame, so that the faults below hit posts one by one.
+            kernel.network.delivery.batching = False
         return mesh, a, b, link, got
 
     def post(self, *values: Any, kernel: Any = None) -> None:

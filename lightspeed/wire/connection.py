@@ -73,6 +73,8 @@ class PeerInfo:
     name: str
     incarnation: int
     compression: bool
+    #: Whether it takes ROUTED messages with several payloads (HELLO "batch").
+    batch: bool = False
 
 
 class Connection:
@@ -145,6 +147,7 @@ class Connection:
             "serializers": ["cbor"],
             "compression": ["zlib"] if self.config.compression else [],
             "password": self.config.password is not None,
+            "batch": True,
         }
         if self._pake is not None:
             hello["pake"] = self._pake.message
@@ -308,7 +311,7 @@ class Connection:
         if self._pake is not None:
             confirm = self._pake.confirm((config.name, config.incarnation, self._nonce), hello)
         compression = config.compression and hello.zlib
-        self.peer = PeerInfo(hello.name, hello.incarnation, compression)
+        self.peer = PeerInfo(hello.name, hello.incarnation, compression, hello.fields.get("batch") is True)
         if compression:
             self._raw, self._out = self._out, []
             self._deflate = zlib.compressobj()

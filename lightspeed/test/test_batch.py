@@ -1,0 +1,150 @@
+# -*- test-case-name: lightspeed.test.test_batch -*-
+"""
+Tests for batches: the messages one reactor turn sends to one kernel go in
+one ROUTED message (eight items) to neighbours that offered ``"batch"``,
+arrive in order and once, pass relays as one message (or split, for a
+neighbour that takes none), and malformed batches close the link.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, List
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from lightspeed.message import MAX_BATCH, ROUTED, routed_batch, routed_head
+from lightspeed.test.test_delivery import Receiver, Sender
+from lightspeed.test.test_forgery import post_payload
+from lightspeed.test.test_mesh import build
+from lightspeed.wire.codec import loads
+from lightspeed.wire.framing import frame
+
+
+def routed_written(link: Any) -> List[list]:
+    """
+    Record every ROUTED message ``link`` (a LinkProtocol) writes, decoded.
+    """
+    seen: List[list] = []
+    send_body = link.send_body
+
+    def recording(body: bytes) -> None:
+        message = loads(body)
+        if message[0] == ROUTED:
+            seen.append(message)
+        send_body(body)
+
+    link.send_body = recording
+    return seen
+
+
+class BatchTests(SynchronousTestCase):
+
+    def send(self, names: str, edges: str, watched: str, count: int) -> Any:
+        """
+        Build the mesh, record what the client end of link ``watched``
+        writes, post ``count`` numbers from a to the last kernel in one
+        turn, and settle.
+
+        :returns: ``(mesh, kernels, receiver, written)``.
+        """
+        mesh, k, links = build(names, edges)
+        rx, tx = Receiver(k[names[-1]]), Sender(k["a"])
+        seen = routed_written(links[watched].client)
+        for n in range(count):
+            tx.post(f"poe://{names[-1]}/rx/got", n)
+        mesh.settle()
+        return mesh, k, rx, seen
+
+    def test_one_message_per_turn(self):
+        """When a kernel posts 100 times in one turn to a neighbour, then one ROUTED message carries all 100, in order."""
+        mesh, k, rx, seen = self.send("ab", "ab", "ab", 100)
+        self.assertEqual([(len(m), len(m[7])) for m in seen], [(8, 99)])
+        self.assertEqual(seen[0][3][0][2], 1)  # from sequence number 1
+        self.assertEqual(rx.got, [("a", n) for n in range(100)])
+        mesh.advance(0.1)
+        self.assertEqual(k["a"].backlog("b"), 0)
+
+    def test_bounded(self):
+        """When more than MAX_BATCH messages go in one turn, then they are split into batches of at most MAX_BATCH."""
+        mesh, k, rx, seen = self.send("ab", "ab", "ab", MAX_BATCH + 10)
+        self.assertEqual([1 + len(m[7]) for m in seen], [MAX_BATCH, 10])
+        self.assertEqual(len(rx.got), MAX_BATCH + 10)
+
+    def test_deadline_not_batched(self):
+        """When a message has a time to live, then it goes alone, after the batch before it."""
+        mesh, k, links = build("ab", "ab")
+        rx, tx = Receiver(k["b"]), Sender(k["a"])
+        seen = routed_written(links["ab"].client)
+        tx.post("poe://b/rx/got", 0)
+        tx.post("poe://b/rx/got", 1)
+        tx.post("poe://b/rx/got", 2, ttl=5.0)
+        tx.post("poe://b/rx/got", 3)
+        mesh.settle()
+        self.assertEqual([len(m) for m in seen], [8, 7, 7])
+        self.assertEqual(rx.got, [("a", n) for n in range(4)])
+
+    def test_relay_passes_a_batch_on_whole(self):
+        """When a batch crosses a relay, then it leaves the relay as one message and is counted as relayed."""
+        mesh, k, rx, seen = self.send("abc", "ab bc", "bc", 50)
+        self.assertEqual([len(m[7]) for m in seen], [49])
+        self.assertEqual(seen[0][4], 31)  # one hop used
+        self.assertEqual(rx.got, [("a", n) for n in range(50)])
+        self.assertEqual(k["b"].network.relay.relayed, 50)
+
+    def test_relay_splits_for_a_neighbour_without_batches(self):
+        """When the next neighbour did not offer "batch", then the relay sends it one message per payload."""
+        mesh, k, links = build("abc", "ab bc")
+        rx, tx = Receiver(k["c"]), Sender(k["a"])
+        to_c = links["bc"].client
+        to_c.peer = dataclasses.replace(to_c.peer, batch=False)
+        seen = routed_written(to_c)
+        for n in range(5):
+            tx.post("poe://c/rx/got", n)
+        mesh.settle()
+        self.assertEqual([(len(m), m[3][0][2]) for m in seen], [(7, seq) for seq in range(1, 6)])
+        self.assertEqual(rx.got, [("a", n) for n in range(5)])
+
+    def test_lost_batch_resent(self):
+        """When a batch is lost, then the next one waits at the receiver and the resend brings both, in order."""
+        mesh, k, links = build("ab", "ab")
+        rx, tx = Receiver(k["b"]), Sender(k["a"])
+        transport = links["ab"].client.transport
+        transport.write = lambda data: None
+        for n in range(10):
+            tx.post("poe://b/rx/got", n)
+        mesh.settle()
+        del transport.write
+        for n in range(10, 20):
+            tx.post("poe://b/rx/got", n)
+        mesh.settle()
+        self.assertEqual(rx.got, [])  # 11..20 held early
+        mesh.advance(1.0)
+        mesh.settle()
+        self.assertEqual(rx.got, [("a", n) for n in range(20)])
+
+
+class MalformedBatchTests(SynchronousTestCase):
+
+    def assertClosed(self, body: Any, why: str) -> None:
+        mesh, k, links = build("ab", "ab")
+        head = routed_head("a", k["a"].network.incarnation, "b", k["b"].network.incarnation)
+        link = links["ab"].server
+        link.dataReceived(frame(body(head) if callable(body) else body))
+        mesh.settle()
+        self.assertEqual((link.closed_reason.code, str(link.closed_reason)), ("malformed", f"malformed: malformed message: {why}"))
+
+    def test_payload_not_bytes(self):
+        """When a batch holds an item that is not a byte string, then BYE malformed."""
+        def body(head: bytes) -> bytes:
+            good = routed_batch(head, 1, 0, 5, [post_payload("rx", "got", 1), b"ok"])
+            return good[:-3] + b"\x81\x01"  # the further payloads: [1]
+        self.assertClosed(body, "ROUTED batch payload")
+
+    def test_too_many(self):
+        """When a batch holds MAX_BATCH payloads or more after the first, then BYE malformed."""
+        self.assertClosed(lambda head: routed_batch(head, 1, 0, 5, [b"\x80"] * (MAX_BATCH + 1)), "ROUTED batch")
+
+    def test_empty_payload(self):
+        """When a batch holds an empty payload (a tombstone), then BYE malformed."""
+        self.assertClosed(lambda head: routed_batch(head, 1, 0, 5, [b"\x80", b""]), "ROUTED batch payload")
