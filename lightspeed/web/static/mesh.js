@@ -5,7 +5,7 @@
 
 (function () {
   var SVG = "http://www.w3.org/2000/svg";
-  var W = 640, H = 480, R = 26;
+  var W = 640, H = 400, R = 24;
 
   if (window.location.search.indexOf("token=") >= 0) {
     // The token is in a cookie now: keep it out of the address bar and history.
