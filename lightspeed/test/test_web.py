@@ -119,6 +119,8 @@ class WebTestCase(TestCase):
     def pair(self) -> Any:
         a, b = self.kernel("a"), self.kernel("b")
         port = yield b.listen("tcp:0:interface=127.0.0.1").whenListening()
+        for kernel in (a, b):
+            kernel.network_start().costs.enabled = False  # cost 1, whatever the round trips
         yield a.connect(f"tcp:host=127.0.0.1:port={port.getHost().port}").whenConnected()
         return a, b
 

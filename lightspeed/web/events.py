@@ -143,7 +143,8 @@ class Hub:
             return False
         client = self.clients[request] = _Client(request, self._clock)
         request.registerProducer(client, True)
-        request.notifyFinish().addBoth(lambda _: self.drop(request))
+        # Once the response is done or its connection lost, the producer went with it.
+        request.notifyFinish().addBoth(lambda _: self.clients.pop(request, None))
         request.write(b"retry: 2000\n\n" + self.encode())
         return True
 
