@@ -26,6 +26,7 @@ from lightspeed.tap import Options, makeService
 from lightspeed.web import NotLoopback, WebService, is_loopback, web_endpoint
 from lightspeed.web import events, metrics, snapshot, view
 from lightspeed.service import server_endpoint
+from lightspeed.test import test_tap
 
 #: A full ``Node.stats()`` answer, as the stats contract describes it.
 FULL_STATS: Dict[str, Any] = {
@@ -307,6 +308,31 @@ class GuardTests(WebTestCase):
         self.assertEqual(found, [403, 200, 200])
 
 
+class TwistdWebTests(TestCase):
+    """
+    ``twistd lightspeed --web`` in a real process.
+    """
+
+    timeout = 60
+    start = test_tap.TwistdTests.start
+
+    @inlineCallbacks
+    def test_twistd_web(self):
+        """When twistd runs with --web and --web-token-file, then the page answers with the token, 401 without."""
+        token = os.path.abspath(self.mktemp())
+        with open(token, "w") as f:
+            f.write("sesame\n")
+        node = self.start("--kernel", "webnode", "--listen", "none", "--web", "tcp:0", "--web-token-file", token)
+        match = yield node.expect(r"status page on http://127\.0\.0\.1:(\d+)/")
+        url = f"http://127.0.0.1:{match.group(1)}"
+        code, _, _ = yield fetch(url + "/varz")
+        self.assertEqual(code, 401)
+        code, _, body = yield fetch(url + "/varz", {"Authorization": "Bearer sesame"})
+        self.assertEqual((code, json.loads(body)["kernel"]), (200, "webnode"))
+        code, _, body = yield fetch(url + "/metrics", {"Authorization": "Bearer sesame"})
+        self.assertIn(b'lightspeed_web_streams{kernel="webnode"} 0.0', body)
+
+
 class TLSGuardTests(WebTestCase):
     """
     Over HTTPS with a CA, a client certificate is the credential.
@@ -383,7 +409,7 @@ class _View:
         self.ticks = 0
         self.n = 0
 
-    def tick(self) -> None:
+    def tick(self, remote: bool = True) -> None:
         self.ticks += 1
 
     def picture(self) -> Dict[str, Any]:
@@ -508,20 +534,28 @@ class ViewTests(SynchronousTestCase):
         self.assertEqual(mesh._rates(), ({"k": {"near": 5.0}}, {"k": 10.0}))
 
     def test_remote_stats(self):
-        """When stats_of answers twice, then that kernel has a rate; one asked already is not asked again."""
+        """
+        When stats_of answers twice, then that kernel has a rate; a kernel
+        still being asked is not asked again, nor any sooner than ``every``;
+        an unreachable kernel is forgotten and a question times out.
+        """
         clock, kernel = Clock(), _FakeKernel(FULL_STATS)
-        remote = view.RemoteStats(kernel, clock, timeout=5.0)
+        remote = view.RemoteStats(kernel, clock, timeout=5.0, every=1.0)
         remote.poll(frozenset({"far"}))
+        clock.advance(1.0)
         remote.poll(frozenset({"far"}))
         self.assertEqual(kernel.asked, ["far"])
         kernel.answers["far"].callback(dict(FULL_STATS, kernel="far"))
+        remote.poll(frozenset({"far"}))  # too soon
+        self.assertEqual(kernel.asked, ["far"])
         clock.advance(1.0)
         remote.poll(frozenset({"far"}))
         kernel.answers["far"].callback(dict(FULL_STATS, kernel="far", messages_out=40))
         mesh = view.MeshView(kernel, clock, view.Undeliverables(), remote)
         self.assertEqual(mesh._rates()[1], {"far": 20.0})
+        clock.advance(1.0)
         remote.poll(frozenset({"other"}))
-        self.assertEqual(list(remote.samples), [])
+        self.assertEqual((list(remote.samples), kernel.asked), ([], ["far", "far", "other"]))
         clock.advance(5.0)  # the unanswered question times out
         self.assertEqual(clock.getDelayedCalls(), [])
 

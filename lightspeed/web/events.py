@@ -108,7 +108,7 @@ class Hub:
             self._soon = self._clock.callLater(0, self.push)
 
     def tick(self) -> None:
-        self.view.tick()
+        self.view.tick(remote=bool(self.clients))  # other kernels' counters only for open pages
         self.push()
 
     def push(self) -> None:

@@ -61,13 +61,16 @@ class RemoteStats:
     for rates; forgotten once a kernel is unreachable.
 
     :ivar limit: the most kernels asked per round.
+    :ivar every: the fewest seconds between rounds.
     """
 
-    def __init__(self, kernel: Any, clock: Any, timeout: float = 5.0, limit: int = 64) -> None:
+    def __init__(self, kernel: Any, clock: Any, timeout: float = 5.0, limit: int = 64, every: float = 5.0) -> None:
         self._kernel = kernel
         self._clock = clock
         self.timeout = timeout
         self.limit = limit
+        self.every = every
+        self._last: Optional[float] = None
         self.samples: Dict[str, Tuple[Optional[Sample], Sample]] = {}
         self._asking: Dict[str, Any] = {}
 
@@ -81,8 +84,10 @@ class RemoteStats:
         """
         for gone in [k for k in self.samples if k not in reachable]:
             del self.samples[gone]
-        if not self.available:
+        now = self._clock.seconds()
+        if not self.available or (self._last is not None and now - self._last < self.every):
             return
+        self._last = now
         for name in sorted(reachable)[:self.limit]:
             if name in self._asking:
                 continue
@@ -114,13 +119,14 @@ class MeshView:
         self.remote = remote
         self._local: Tuple[Optional[Sample], Optional[Sample]] = (None, None)
 
-    def tick(self) -> None:
+    def tick(self, remote: bool = True) -> None:
         """
-        Sample the local counters (for rates) and ask the other kernels.
+        Sample the local counters (for rates) and, if ``remote``, ask the
+        other kernels for theirs.
         """
         kernel = self._kernel
         self._local = (self._local[1], (self._clock.seconds(), snapshot.node_stats(kernel)))
-        if kernel.network is not None:
+        if remote and kernel.network is not None:
             self.remote.poll(kernel.network.router.reachable())
 
     def picture(self) -> Dict[str, Any]:
