@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple, cast
 
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, inlineCallbacks
@@ -314,7 +314,7 @@ class TwistdWebTests(TestCase):
     """
 
     timeout = 60
-    start = test_tap.TwistdTests.start
+    start = cast(Any, test_tap.TwistdTests).start  # the twistd process helper, not its tests
 
     @inlineCallbacks
     def test_twistd_web(self):
