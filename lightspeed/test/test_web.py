@@ -27,6 +27,7 @@ from lightspeed.web import NotLoopback, WebService, is_loopback, web_endpoint
 from lightspeed.web import events, metrics, snapshot, view
 from lightspeed.service import server_endpoint
 from lightspeed.test import test_tap
+from lightspeed.test.test_network import wait_for
 
 #: A full ``Node.stats()`` answer, as the stats contract describes it.
 FULL_STATS: Dict[str, Any] = {
@@ -198,6 +199,18 @@ class OptionsTests(SynchronousTestCase):
         error = self.assertRaises(usage.UsageError, self.parse, "--web", "0", "--web-token-file", path)
         self.assertEqual(str(error), "--web-token-file: the file is empty")
 
+    def test_client_certificates(self):
+        """When --web-tls has a CA, then every interface is allowed (client certificates guard it); without, not."""
+        from lightspeed.tls import write_pki
+
+        pki = self.mktemp()
+        write_pki(pki, ["n"])
+        files = ["--tls-cert", os.path.join(pki, "n.crt"), "--tls-key", os.path.join(pki, "n.key")]
+        everywhere = ["--web", "tcp:0:interface=0.0.0.0", "--web-tls"]
+        options = self.parse(*everywhere, *files, "--tls-ca", os.path.join(pki, "ca.crt"))
+        self.assertTrue(options["web-tls"])
+        self.assertRaises(usage.UsageError, self.parse, *everywhere, *files)
+
     def test_combinations(self):
         """When --web-token comes without --web, or --web-tls without TLS files, then a UsageError each."""
         error = self.assertRaises(usage.UsageError, self.parse, "--web-token", "s")
@@ -230,6 +243,10 @@ class EndpointDataTests(WebTestCase):
         self.assertEqual([k["name"] for k in routez["kernels"]], ["a", "b"])
         self.assertEqual(routez["links"], [{"a": "a", "b": "b", "cost": 1}])
         self.assertEqual(routez["routes"], {"b": {"next_hop": "b", "cost": 1}})
+        yield b.shutdown()
+        yield wait_for(lambda: not a.network.router.reachable())
+        code, _, body = yield fetch(url + "/routez")
+        self.assertEqual((json.loads(body)["links"], json.loads(body)["routes"]), ([], {}))
 
     @inlineCallbacks
     def test_metrics(self):
@@ -578,6 +595,22 @@ class ViewTests(SynchronousTestCase):
         self.assertEqual((entry["destination"], entry["origin"]), ("poe://k/nobody/state", "k"))
         ring.unwatch(kernel)
         self.assertFalse(kernel.monitor.watching("undeliverable"))
+
+    def test_two_way_links(self):
+        """
+        When a kernel advertises a link to us that we do not list, then it is
+        not drawn; our own link is, before the neighbour's advert lists it.
+        """
+        from lightspeed.router import LinkState, Router
+
+        router = Router("a", 1)
+        router.link_up("b", 2)
+        router.link_up("d")
+        router.receive(LinkState("b", 1, 1, (("a", 3), ("c", 1))), "b")
+        router.receive(LinkState("c", 1, 1, (("a", 1), ("b", 1))), "b")
+        links = snapshot._two_way_links(router, {"a", "b", "c", "d"})
+        self.assertEqual(links, [{"a": "a", "b": "b", "cost": 3}, {"a": "a", "b": "d", "cost": 1},
+                                 {"a": "b", "b": "c", "cost": 1}])
 
     def test_stats_adapter(self):
         """When the kernel has no stats() yet, then node_stats builds the subset it can read today."""

@@ -120,7 +120,7 @@ def _two_way_links(router: Any, nodes: set) -> List[Dict[str, Any]]:
     for origin, links in adverts.items():
         for peer, cost in links.items():
             back = adverts.get(peer, {}).get(origin)
-            if back is None and router.name in (origin, peer):
+            if back is None and origin == router.name:
                 back = cost  # our own link is usable before the peer's advert lists it
             if back is None or peer not in nodes or peer == origin:
                 continue
