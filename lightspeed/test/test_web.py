@@ -612,12 +612,9 @@ class ViewTests(SynchronousTestCase):
         self.assertEqual(links, [{"a": "a", "b": "b", "cost": 3}, {"a": "a", "b": "d", "cost": 1},
                                  {"a": "b", "b": "c", "cost": 1}])
 
-    def test_stats_adapter(self):
-        """When the kernel has no stats() yet, then node_stats builds the subset it can read today."""
+    def test_not_networked(self):
+        """When the kernel has not joined a network, then the picture is its stats() and itself alone."""
         kernel = Kernel("k", reactor=Clock())
-        stats = snapshot.node_stats(kernel)
-        if hasattr(kernel, "stats"):
-            self.assertEqual(stats, kernel.stats())
-        else:
-            self.assertEqual((stats["kernel"], stats["links"], stats["kernels"]), ("k", {}, 0))
-        self.assertEqual(snapshot.routez(kernel)["links"], [])
+        self.assertEqual(snapshot.node_stats(kernel)["kernel"], "k")
+        self.assertEqual(snapshot.routez(kernel), {"kernel": "k", "links": [], "routes": {}, "kernels": [
+            {"name": "k", "reachable": True, "incarnation": None, "local": True}]})

@@ -6,8 +6,8 @@ its counters (``/varz``), its links (``/connz``), the topology it knows
 and its sessions.
 
 Everything here reads; nothing changes the kernel.  The counters come from
-``Node.stats()`` (see ``docs/tools.rst``); :func:`node_stats` is the one
-place that calls it.
+``Node.stats()`` (see ``docs/observability.rst``); :func:`node_stats` is
+the one place that calls it.
 """
 
 from __future__ import annotations
@@ -23,40 +23,9 @@ MAX_SESSIONS = 200
 
 def node_stats(kernel: Any) -> Dict[str, Any]:
     """
-    The kernel's counters, as ``Node.stats()`` returns them.
-
-    :returns: the dict of the stats contract (``/work/notes/INTERFACES.md``).
+    The kernel's counters: ``Node.stats()`` (see ``docs/observability.rst``).
     """
-    stats = getattr(kernel, "stats", None)
-    if callable(stats):
-        return stats()
-    return _stats_today(kernel)
-
-
-# -- ADAPTER: delete from here to the end marker once Node.stats() is merged ----------
-# (branch h-stats).  It builds the part of the stats contract that can be read
-# from the kernel as it is today; node_stats() above then always calls stats().
-
-def _stats_today(kernel: Any) -> Dict[str, Any]:
-    network = kernel.network
-    out: Dict[str, Any] = {"kernel": kernel.name, "hidden": False, "undeliverable": {}, "links": {}}
-    if network is None:
-        out.update(incarnation=None, kernels=0, backlog={}, misrouted=0)
-        return out
-    reachable = sorted(network.router.reachable())
-    out.update(incarnation=network.incarnation, kernels=len(reachable), misrouted=network.misrouted,
-               backlog={k: n for k in reachable if (n := network.delivery.pending(k))},
-               pending_requests=len(network.requests.pending))
-    for peer, links in sorted(network.link_table.by_peer.items()):
-        link = links[0]
-        out["links"][peer] = {
-            "rtt": network.costs.round_trip(link), "cost": network.costs.cost(peer),
-            "incarnation": link.peer.incarnation,
-            "tls": getattr(link.transport, "getPeerCertificate", None) is not None,
-        }
-    return out
-
-# -- end of ADAPTER -------------------------------------------------------------------
+    return kernel.stats()
 
 
 def varz(stats: Dict[str, Any], kernel: Any) -> Dict[str, Any]:
