@@ -38,10 +38,15 @@ class Options(usage.Options):
         ["tls-cert", None, None, "This node's TLS certificate (PEM); with --tls-key, every link speaks TLS."],
         ["tls-key", None, None, "This node's TLS private key (PEM)."],
         ["tls-ca", None, None, "CA certificate (PEM) peers must be signed by: mutual TLS."],
+        ["web", None, None, "Serve the live status page on this endpoint (a bare port: on 127.0.0.1)."],
+        ["web-token", None, None, "Token the status page demands (Bearer header or ?token=)."],
+        ["web-token-file", None, None, "Read the status page's token from this file."],
     ]
     optFlags = [
         ["compression", None, "Ask peers for zlib compression."],
         ["unsigned-adverts", None, "With --tls-ca: neither sign routing adverts nor require signed ones."],
+        ["web-tls", None, "Serve the status page over HTTPS with the --tls-* files (with --tls-ca, a client "
+                          "certificate is the credential)."],
     ]
 
     def __init__(self) -> None:
@@ -114,6 +119,10 @@ class Options(usage.Options):
                 self["signer"] = AdvertSigner.from_tls(self["tls"])
             except ValueError as e:
                 raise usage.UsageError(f"--tls-cert: {e}")
+        if self["web"] or self["web-token"] or self["web-token-file"] or self["web-tls"]:
+            from lightspeed.web.options import check_web_options
+
+            check_web_options(self)
 
 
 def load_app(spec: str) -> Callable[[Kernel], Any]:
@@ -182,5 +191,9 @@ def makeService(options: Options, reactor: Optional[Any] = None) -> MultiService
                 "cannot listen on {endpoint}: {why}", endpoint=e, why=failure.getErrorMessage()))
     for endpoint in options["connect"]:
         kernel.connect(endpoint, **link_options)
+    if options.get("web"):
+        from lightspeed.web.options import web_service
+
+        web_service(kernel, options).setServiceParent(kernel)
     NodeService(kernel, options["apps"]).setServiceParent(kernel)
     return top
