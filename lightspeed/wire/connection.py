@@ -55,6 +55,7 @@ class LinkConfig:
     :ivar compression: whether we ask for zlib.
     :ivar password: the shared secret, or :obj:`None` for none.
     :ivar max_frame: the longest frame body we accept.
+    :ivar hidden: whether we join as a hidden kernel (HELLO ``"hidden"``).
     """
 
     name: str
@@ -62,6 +63,7 @@ class LinkConfig:
     compression: bool = False
     password: Optional[bytes] = None
     max_frame: int = DEFAULT_MAX_FRAME
+    hidden: bool = False
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,7 @@ class PeerInfo:
     name: str
     incarnation: int
     compression: bool
+    hidden: bool = False
 
 
 class Connection:
@@ -148,6 +151,8 @@ class Connection:
         }
         if self._pake is not None:
             hello["pake"] = self._pake.message
+        if self.config.hidden:
+            hello["hidden"] = True
         self.send_message([HELLO, hello])
 
     def send_message(self, message: list) -> None:
@@ -308,7 +313,7 @@ class Connection:
         if self._pake is not None:
             confirm = self._pake.confirm((config.name, config.incarnation, self._nonce), hello)
         compression = config.compression and hello.zlib
-        self.peer = PeerInfo(hello.name, hello.incarnation, compression)
+        self.peer = PeerInfo(hello.name, hello.incarnation, compression, hello.fields.get("hidden") is True)
         if compression:
             self._raw, self._out = self._out, []
             self._deflate = zlib.compressobj()
