@@ -20,17 +20,17 @@ import itertools
 import os
 import secrets
 import socket
-import ssl
 import time
 from collections import deque
-from typing import Any, Callable, Deque, Dict, List, NamedTuple, Optional, Tuple
+from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 
 from lightspeed.errors import LinkClosed, NoRoute, RequestTimeout, remote_error
 from lightspeed.message import (
     CALL, CALLREPLY, CONTROL, DEFAULT_HOPS, LSA, POST, REQUEST, RESPONSE, UNDELIVERABLE, lsa_hidden, parse_lsa,
     parse_payload, parse_routed, routed_body,
 )
-from lightspeed.specifier import SCHEME, check_name, parse
+from lightspeed.liteparts import RTO_MAX, RTO_MIN, Event, Out, parse_endpoint, reachable, tls_context
+from lightspeed.specifier import check_name, parse
 from lightspeed.wire.codec import check_plain, dumps, loads
 from lightspeed.wire.connection import Connection, LinkConfig, PeerInfo
 
@@ -38,81 +38,10 @@ __all__ = ["ClientLite", "Event", "parse_endpoint", "tls_context"]
 
 #: The session name the client's messages come from, and its events go to.
 SESSION = "lite"
-#: Retransmission: the first and the longest wait for an ack, in seconds.
-RTO_MIN, RTO_MAX = 1.0, 30.0
+#: The TRACE link message type (``[8, origin, request_id, destination, hops]``).
+TRACE = 8
 #: Seconds between fresh copies of the client's own LSA.
 LSA_REFRESH = 600.0
-
-
-class Event(NamedTuple):
-    """
-    A message to the client: a POST, CALL, CALLREPLY or UNDELIVERABLE
-    (``kind``), for ``state`` of ``session``, from kernel ``origin``.
-    """
-
-    kind: int
-    origin: str
-    session: str
-    state: str
-    args: List[Any]
-    sender: Optional[str]
-
-
-def parse_endpoint(text: Any) -> Tuple[str, Any, bool]:
-    """
-    ``(family, address, tls)`` of ``"tcp:HOST:PORT"``, ``"tcp:host=H:port=P"``,
-    ``"tls:..."`` (also ``ssl:``), ``"unix:PATH"``, ``"unix:path=PATH"``,
-    ``"HOST:PORT"`` or a ``(host, port)`` pair.
-
-    :raises ValueError: if it is none of these.
-    """
-    if isinstance(text, tuple) and len(text) == 2:
-        return "tcp", (str(text[0]), int(text[1])), False
-    kind, _, rest = str(text).partition(":")
-    if kind not in ("tcp", "tls", "ssl", "unix"):
-        kind, rest = "tcp", str(text)
-    fields: Dict[str, str] = {}
-    plain: List[str] = []
-    for part in rest.split(":") if rest else []:
-        key, eq, value = part.partition("=")
-        if eq:
-            fields[key] = value
-        else:
-            plain.append(part)
-    if kind == "unix":
-        path = fields.get("path") or (plain[0] if plain else "")
-        if not path:
-            raise ValueError(f"endpoint {text!r} names no socket path")
-        return "unix", path, False
-    host = fields.get("host") or (plain[0] if len(plain) > 1 else "127.0.0.1")
-    port = fields.get("port") or (plain[-1] if plain else "")
-    if not port.isdigit():
-        raise ValueError(f"endpoint {text!r}: want tcp:HOST:PORT, tcp:host=H:port=P, tls:..., or unix:PATH")
-    return "tcp", (host, int(port)), kind in ("tls", "ssl")
-
-
-def tls_context(cert: Optional[str] = None, key: Optional[str] = None, ca: Optional[str] = None) -> ssl.SSLContext:
-    """
-    A client TLS context: TLS 1.2 at least, the server checked against
-    ``ca`` (or the system's CAs), and ``cert``/``key`` as the client
-    certificate for a mesh that wants mutual TLS.
-    """
-    context = ssl.create_default_context(cafile=ca)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    if cert:
-        context.load_cert_chain(cert, key)
-    return context
-
-
-class _Out:
-    """One outgoing stream: to one start of one kernel."""
-
-    def __init__(self, incarnation: int) -> None:
-        self.incarnation = incarnation
-        self.seq = 0
-        self.unacked: Dict[int, Tuple[bytes, Optional[float]]] = {}
-        self.sent = 0.0
-        self.rto = RTO_MIN
 
 
 class ClientLite:
@@ -145,7 +74,7 @@ class ClientLite:
         self._lsas: Dict[str, Tuple[int, int, Dict[str, int], bool]] = {}
         self._lsa_seq = 0
         self._lsa_sent = 0.0
-        self._out: Dict[str, _Out] = {}
+        self._out: Dict[str, Out] = {}
         self._in: Dict[str, List[int]] = {}  # origin -> [incarnation, delivered, owed]
         self._answers: Dict[int, Tuple[bool, Any]] = {}
         self._ids = itertools.count(secrets.randbelow(1 << 30) + 1)
@@ -183,8 +112,7 @@ class ClientLite:
                              "timeout")
         self._advertise()
         # The database sync comes first, then the server's advert that lists us.
-        self._pump(lambda: self.name in self._lsas.get(self.peer.name, (0, 0, {}, False))[2]  # type: ignore
-                   , deadline)
+        self._pump(self._listed, deadline)
         for out in self._out.values():  # a reconnect: what was not acknowledged goes again
             self._resend(out)
         return self
@@ -217,6 +145,10 @@ class ClientLite:
             except OSError:
                 pass
         self._sock, self._conn, self.peer = None, None, None
+
+    def _listed(self) -> bool:
+        held = self._lsas.get(self.peer.name) if self.peer is not None else None
+        return held is not None and self.name in held[2]
 
     def _up(self, peer: PeerInfo) -> None:
         self.peer = peer
@@ -345,25 +277,9 @@ class ClientLite:
             self.connect()
 
     def _reachable(self) -> Dict[str, int]:
-        """
-        ``{kernel: incarnation}`` of the kernels reachable over two-way
-        edges from our server, hidden ones included but not through them.
-        """
         if self.peer is None:
             return {}
-        found = {self.peer.name: self.peer.incarnation}
-        todo = [self.peer.name]
-        while todo:
-            node = todo.pop()
-            held = self._lsas.get(node)
-            if held is None or (held[3] and node != self.peer.name):
-                continue
-            for peer in held[2]:
-                back = self._lsas.get(peer)
-                if peer not in found and peer != self.name and back is not None and node in back[2]:
-                    found[peer] = back[0]
-                    todo.append(peer)
-        return found
+        return reachable(self._lsas, self.peer.name, self.peer.incarnation, self.name)
 
     def list_kernels(self, hidden: bool = False) -> List[str]:
         """
@@ -376,10 +292,12 @@ class ClientLite:
 
     def links(self) -> Dict[str, Dict[str, int]]:
         """
-        The network's links as the adverts held say: ``{kernel: {neighbour: cost}}``.
+        The links of the reachable kernels as their adverts say:
+        ``{kernel: {neighbour: cost}}``.
         """
         self._ensure()
-        return {origin: dict(held[2]) for origin, held in sorted(self._lsas.items())}
+        known = self._reachable()
+        return {origin: dict(held[2]) for origin, held in sorted(self._lsas.items()) if origin in known}
 
     def _incarnation(self, kernel: str, deadline: float) -> int:
         """
@@ -405,7 +323,7 @@ class ClientLite:
                 incarnation = self._incarnation(kernel, deadline or time.monotonic() + self.timeout)
                 out = self._out.get(kernel)
                 if out is None or out.incarnation != incarnation:
-                    out = self._out[kernel] = _Out(incarnation)
+                    out = self._out[kernel] = Out(incarnation)
                 out.seq += 1
                 out.unacked[out.seq] = (payload, None if ttl is None else time.monotonic() + ttl)
                 self._write(kernel, out, out.seq)
@@ -415,7 +333,7 @@ class ClientLite:
                 if attempt:
                     raise
 
-    def _write(self, kernel: str, out: _Out, seq: int) -> None:
+    def _write(self, kernel: str, out: Out, seq: int) -> None:
         assert self._conn is not None
         payload, expires = out.unacked[seq]
         stream = self._in.get(kernel)
@@ -428,7 +346,7 @@ class ClientLite:
         out.sent = time.monotonic()
         self._flush()
 
-    def _resend(self, out: _Out) -> None:
+    def _resend(self, out: Out) -> None:
         kernel = next(k for k, o in self._out.items() if o is out)
         for seq in sorted(out.unacked):
             self._write(kernel, out, seq)
@@ -494,8 +412,11 @@ class ClientLite:
         request_id = next(self._ids)
         self._payload(kernel, [kind, sessions, state, list(args), SESSION, None, None, None, request_id],
                       timeout, deadline)
+        return self._answer(request_id, deadline, f"no answer to {state!r} from kernel {kernel!r} within {timeout} s")
+
+    def _answer(self, request_id: int, deadline: float, late: str) -> Any:
         if not self._pump(lambda: request_id in self._answers, deadline):
-            raise RequestTimeout(f"no answer to {state!r} from kernel {kernel!r} within {timeout} s")
+            raise RequestTimeout(late)
         ok, value = self._answers.pop(request_id)
         if ok:
             return value
@@ -513,6 +434,22 @@ class ClientLite:
         start = time.perf_counter()
         self.control(kernel or self.peer.name, "ping", timeout=timeout)
         return time.perf_counter() - start
+
+    def trace(self, kernel: str, timeout: Optional[float] = None) -> List[Dict[str, Any]]:
+        """
+        The route a message to ``kernel`` takes, hop by hop: each hop
+        ``{"kernel", "time" (epoch s when it passed), "cost" (of the link
+        it came by)}``, this client first.  Needs kernels that pass TRACE
+        messages (see "Traces" in ``docs/protocol.rst``): a kernel that does
+        not closes the link (BYE ``unknown-type``).
+        """
+        timeout = self.timeout if timeout is None else timeout
+        self._ensure()
+        request_id = next(self._ids)
+        self._send([TRACE, self.name, request_id, check_name(kernel), [[self.name, time.time(), None]]])
+        hops = self._answer(request_id, time.monotonic() + timeout,
+                            f"no answer to a trace to kernel {kernel!r} within {timeout} s")
+        return [{"kernel": hop[0], "time": hop[1], "cost": hop[2]} for hop in hops]
 
     def receive(self, timeout: Optional[float] = None) -> Optional[Event]:
         """
