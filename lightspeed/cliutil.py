@@ -46,7 +46,8 @@ def common_options(parser: argparse.ArgumentParser, suppress: bool = False) -> N
     group.add_argument("--tls-ca", default=default(None),
                        help="CA certificate (PEM) the server's certificate must be signed by")
     group.add_argument("--password-file", default=default(None), help="file holding the mesh's shared password")
-    group.add_argument("--name", default=default(None), help="this client's kernel name (default lite-RANDOM)")
+    group.add_argument("--name", default=default(None),
+                       help="this client's kernel name (default: NAME of --tls-cert NAME.crt, else lite-RANDOM)")
     group.add_argument("--timeout", type=float, default=default(10.0), help="seconds to wait (default 10)")
     group.add_argument("--json", action="store_true", default=default(False), help="machine-readable output")
 
@@ -66,7 +67,11 @@ def client_of(args: argparse.Namespace) -> Any:
     if args.password_file:
         with open(args.password_file, "rb") as f:
             password = f.read().strip()
-    return ClientLite(args.server, args.name, tls=tls, password=password, connect_timeout=args.timeout,
+    name = args.name
+    if name is None and args.tls_cert:
+        # A node that checks certificates wants the name they carry: NAME.crt from `lightspeed certs`.
+        name = os.path.splitext(os.path.basename(args.tls_cert))[0]
+    return ClientLite(args.server, name, tls=tls, password=password, connect_timeout=args.timeout,
                       timeout=args.timeout)
 
 

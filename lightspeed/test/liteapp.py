@@ -20,6 +20,11 @@ class Echo(Session):
     def boom(self, event):
         raise ValueError("it broke")
 
+    def slow(self, event):
+        from twisted.internet.defer import Deferred
+
+        return Deferred()  # never answers
+
     def hit(self, event):
         print(f"hit {event.kernel.name} {list(event.args)!r}", flush=True)
 
