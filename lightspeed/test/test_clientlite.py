@@ -18,7 +18,7 @@ from lightspeed.clientlite import ClientLite, Event, tls_context
 from lightspeed.errors import LinkClosed, NoRoute, NoSuchSession, RemoteError, RequestTimeout
 from lightspeed.liteparts import parse_endpoint
 from lightspeed.message import CALLREPLY, POST
-from lightspeed.test.twistdnodes import ClassNodes, TwistdNode
+from lightspeed.test.twistdnodes import TwistdNode, shared
 
 APP = "lightspeed.test.liteapp:app"
 
@@ -36,10 +36,11 @@ def start_mesh() -> List[TwistdNode]:
     return [alpha, beta]
 
 
-class MeshCase(ClassNodes, SynchronousTestCase):
-    """A test class with the two-node mesh; :attr:`server` is alpha's endpoint."""
+class MeshCase(SynchronousTestCase):
+    """Tests on the two-node mesh; :attr:`server` is alpha's endpoint."""
 
-    start = classmethod(lambda cls: start_mesh())  # type: ignore[assignment]
+    def setUp(self) -> None:
+        self.nodes = shared(start_mesh)
 
     @property
     def server(self) -> str:
@@ -155,29 +156,45 @@ class EndpointTests(SynchronousTestCase):
         self.assertEqual(error.code, "timeout")
 
 
-def make_pki(directory: str) -> str:
+_pki: List[str] = []
+
+
+def pki() -> str:
+    """Certificates for "secure" and "client" and a password file, made once, removed at exit."""
+    if _pki:
+        return _pki[0]
+    import atexit
+    import shutil
+    import tempfile
+
     from lightspeed.tls import write_pki
 
+    directory = tempfile.mkdtemp(prefix="lightspeed-pki-")
+    atexit.register(shutil.rmtree, directory, True)
     write_pki(directory, ["secure", "client"])
     with open(os.path.join(directory, "password"), "w") as f:
         f.write("sesame\n")
+    _pki.append(directory)
     return directory
 
 
-class SecureCase(ClassNodes, SynchronousTestCase):
-    """One node with mutual TLS and a password (adverts unsigned: a ClientLite does not sign)."""
+def start_secure() -> List[TwistdNode]:
+    """
+    One node with mutual TLS and a password (adverts unsigned: a ClientLite
+    does not sign), its certificates in :obj:`pki` with the client's.
+    """
+    p = lambda name: os.path.join(pki(), name)  # noqa: E731
+    return [TwistdNode("--kernel", "secure", "--listen", "tcp:0:interface=127.0.0.1", "--app", APP,
+                       "--tls-cert", p("secure.crt"), "--tls-key", p("secure.key"), "--tls-ca", p("ca.crt"),
+                       "--unsigned-adverts", "--password-file", p("password"))]
 
-    pki = ""
 
-    @classmethod
-    def start(cls) -> List[TwistdNode]:
-        import tempfile
+class SecureCase(SynchronousTestCase):
+    """Tests on the TLS and password node."""
 
-        cls.pki = make_pki(tempfile.mkdtemp(prefix="lightspeed-pki-"))
-        p = lambda name: os.path.join(cls.pki, name)  # noqa: E731
-        return [TwistdNode("--kernel", "secure", "--listen", "tcp:0:interface=127.0.0.1", "--app", APP,
-                           "--tls-cert", p("secure.crt"), "--tls-key", p("secure.key"), "--tls-ca", p("ca.crt"),
-                           "--unsigned-adverts", "--password-file", p("password"))]
+    def setUp(self) -> None:
+        self.nodes = shared(start_secure)
+        self.pki = pki()
 
     @property
     def server(self) -> str:

@@ -10,7 +10,7 @@ import re
 import select
 import subprocess
 import time
-from typing import List, Optional
+from typing import Callable, Dict, List, Optional
 
 from lightspeed.test.test_tap import CHECKOUT, twistd_argv
 
@@ -78,36 +78,19 @@ def stop_all(nodes: List[TwistdNode]) -> None:
         node.stop()
 
 
-class ClassNodes:
+_shared: Dict[Callable[[], List[TwistdNode]], List[TwistdNode]] = {}
+
+
+def shared(start: Callable[[], List[TwistdNode]]) -> List[TwistdNode]:
     """
-    Nodes shared by the tests of one class (trial calls no ``setUpClass``):
-    started by the first test's :meth:`setUp`, stopped after the class's
-    last test method has run, or when the process exits at the latest.
-
-    Subclass and define ``start() -> List[TwistdNode]``; the nodes are in
-    ``self.nodes``.
+    The nodes ``start()`` makes, started once per test process (the first
+    test that needs them starts them) and stopped when it exits, so the
+    ClientLite and CLI tests share a few twistd processes.
     """
+    nodes = _shared.get(start)
+    if nodes is None:
+        import atexit
 
-    nodes: List[TwistdNode] = []
-    _left = -1
-
-    @classmethod
-    def start(cls) -> List[TwistdNode]:
-        raise NotImplementedError
-
-    def setUp(self) -> None:
-        cls = type(self)
-        if cls._left < 0:
-            import atexit
-            import unittest
-
-            cls._left = len(unittest.TestLoader().getTestCaseNames(cls))
-            cls.nodes = cls.start()
-            atexit.register(stop_all, cls.nodes)
-        self.addCleanup(self._done)
-
-    def _done(self) -> None:
-        cls = type(self)
-        cls._left -= 1
-        if cls._left == 0:
-            stop_all(cls.nodes)
+        nodes = _shared[start] = start()
+        atexit.register(stop_all, nodes)
+    return nodes
