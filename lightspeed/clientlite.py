@@ -24,12 +24,12 @@ import time
 from collections import deque
 from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 
-from lightspeed.errors import LinkClosed, NoRoute, RequestTimeout, remote_error
+from lightspeed.errors import LinkClosed, NoRoute, ProtocolError, RequestTimeout, remote_error
 from lightspeed.message import (
     CALL, CALLREPLY, CONTROL, DEFAULT_HOPS, LSA, POST, REQUEST, RESPONSE, UNDELIVERABLE, lsa_hidden, parse_lsa,
     parse_payload, parse_routed, routed_body,
 )
-from lightspeed.liteparts import RTO_MAX, RTO_MIN, Event, Out, parse_endpoint, reachable, tls_context
+from lightspeed.liteparts import RTO_MAX, RTO_MIN, Event, Out, parse_endpoint, reachable, receive_entries, tls_context
 from lightspeed.specifier import check_name, parse
 from lightspeed.wire.codec import check_plain, dumps, loads
 from lightspeed.wire.connection import Connection, LinkConfig, PeerInfo
@@ -233,30 +233,11 @@ class ClientLite:
 
     def _routed(self, message: list) -> None:
         origin, incarnation, entries, _, _, payload = parse_routed(message)
-        for dest, dest_incarnation, seq, ack in entries:
-            if dest != self.name or dest_incarnation != self.incarnation:
-                continue
-            stream = self._in.get(origin)
-            if stream is None or incarnation > stream[0]:
-                stream = self._in[origin] = [incarnation, 0, 0]
-            elif incarnation < stream[0]:
-                continue
-            out = self._out.get(origin)
-            if ack and out is not None and out.incarnation == incarnation:
-                acked = [s for s in out.unacked if s <= ack]
-                for s in acked:
-                    del out.unacked[s]
-                if acked:
-                    out.rto = RTO_MIN
-            if seq == 0:
-                continue
-            stream[2] += 1
-            if seq == stream[1] + 1:
-                stream[1] = seq
-                if payload:
-                    self._deliver(origin, loads(payload))
-            elif not payload and seq > stream[1]:
-                stream[1] = seq  # a tombstone: the origin gave up what came before
+        if origin == self.name:
+            raise ProtocolError(f"routed message claims to come from this client ({origin!r})", "forged-origin")
+        if receive_entries(self.name, self.incarnation, origin, incarnation, entries, self._in, self._out.get(origin),
+                           not payload):
+            self._deliver(origin, loads(payload))
 
     def _deliver(self, origin: str, payload: Any) -> None:
         body = parse_payload(payload)

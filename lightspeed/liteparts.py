@@ -107,3 +107,39 @@ def reachable(lsas: Dict[str, Tuple[int, int, Dict[str, int], bool]], server: st
                 found[peer] = back[0]
                 todo.append(peer)
     return found
+
+
+def receive_entries(name: str, incarnation: int, origin: str, origin_incarnation: int, entries: List[Any],
+                    streams: Dict[str, List[int]], out: Optional[Out], tombstone: bool) -> bool:
+    """
+    Apply the entries of a ROUTED message from ``origin`` (see "Streams" in
+    ``docs/protocol.rst``): the one for this start of us moves the incoming
+    stream (``streams[origin] = [incarnation, delivered, acks owed]``) and
+    applies its ack to ``out``, our stream to ``origin``.  Early payloads
+    are not held (the origin sends them again).  ``tombstone``: the
+    payload is empty.
+
+    :returns: whether the payload is next in order, to be delivered now.
+    """
+    deliver = False
+    for dest, dest_incarnation, seq, ack in entries:
+        if dest != name or dest_incarnation != incarnation:
+            continue
+        stream = streams.get(origin)
+        if stream is None or origin_incarnation > stream[0]:
+            stream = streams[origin] = [origin_incarnation, 0, 0]
+        elif origin_incarnation < stream[0]:
+            continue
+        if ack and out is not None and out.incarnation == origin_incarnation:
+            acked = [s for s in out.unacked if s <= ack]
+            for s in acked:
+                del out.unacked[s]
+            if acked:
+                out.rto = RTO_MIN
+        if seq == 0:
+            continue
+        stream[2] += 1
+        if seq == stream[1] + 1 or (tombstone and seq > stream[1]):
+            stream[1] = seq  # a tombstone: the origin gave up everything up to seq
+            deliver = not tombstone
+    return deliver

@@ -92,7 +92,6 @@ class Router:
     :ivar incarnation: this kernel's per-start id.
     :ivar hidden: whether this kernel is hidden (its LSAs say so).
     """
-
     hidden = False
 
     def __init__(self, name: str, incarnation: int, clock: Optional[Callable[[], float]] = None) -> None:
@@ -125,12 +124,7 @@ class Router:
     # -- own links -----------------------------------------------------------
 
     def _advertise(self, seq: int) -> LinkState:
-        """
-        Replace our own LSA by one with ``seq`` and the current links.
-
-        :param seq: the new sequence number.
-        :returns: the new own LSA.
-        """
+        """Replace our own LSA by one with ``seq`` and the current links; return it."""
         links = tuple(sorted(self._links.items()))
         if links != self._own.links:
             self._dirty = True
@@ -156,22 +150,15 @@ class Router:
 
     def link_down(self, neighbour: str) -> Optional[LinkState]:
         """
-        The (last) link to ``neighbour`` is down.
-
-        :param neighbour: the kernel at the other end.
-        :returns: our new LSA, to flood to every neighbour, or :obj:`None` if no
-            link to ``neighbour`` was up.
+        The (last) link to ``neighbour`` is down: our new LSA to flood, or
+        :obj:`None` if no link to ``neighbour`` was up.
         """
         if self._links.pop(neighbour, None) is None:
             return None
         return self._advertise(self._own.seq + 1)
 
     def readvertise(self) -> LinkState:
-        """
-        :returns: a fresh own LSA (same links, next sequence number), to
-            flood when something about the advert other than its links
-            changed (it is now signed).
-        """
+        """A fresh own LSA (same links, next seq), to flood when it is now signed or hidden."""
         return self._advertise(self._own.seq + 1)
 
     def own(self) -> LinkState:
@@ -428,9 +415,8 @@ class Router:
 
     def incarnation_of(self, kernel: str) -> Optional[int]:
         """
-        :param kernel: a kernel name.
-        :returns: the incarnation in its LSA if it is reachable, else :obj:`None`
-            (also for a neighbour whose LSA has not arrived yet).
+        The incarnation in ``kernel``'s LSA if it is reachable, else :obj:`None`
+        (also for a neighbour whose LSA has not arrived yet).
         """
         held = self._lsas.get(kernel)
         if held is None or kernel not in self._routes():

@@ -11,6 +11,7 @@ import os
 import re
 import stat
 from contextlib import redirect_stderr, redirect_stdout
+from typing import Any
 
 from cryptography import x509
 from twisted.python import usage
@@ -82,7 +83,7 @@ def run_cli(*argv: str) -> tuple:
     out, err = io.StringIO(), io.StringIO()
     with redirect_stdout(out), redirect_stderr(err):
         try:
-            status = main(list(argv))
+            status: Any = main(list(argv))
         except SystemExit as e:
             status = e.code
     return status, out.getvalue(), err.getvalue()

@@ -112,18 +112,20 @@ class ClientLiteTests(MeshCase):
         self.assertTrue(client.control("alpha", "monitor_register", ["link_up"], f"poe://{client.name}/lite/event"))
         other = self.client()
         event = client.receive(10)
+        assert event is not None
         self.assertEqual((event.state, event.args[0], event.args[1]["peer"]), ("event", "link_up", other.name))
 
     def test_reconnect(self):
         """When the link was cut under the client, then the next send reconnects once and goes through."""
         client = self.client()
+        assert client._sock is not None
         client._sock.shutdown(socket.SHUT_RDWR)
         self.assertEqual(client.request("poe://alpha/echo/ask", 1), [1])
 
     def test_context_and_close(self):
         """When the client is used as a context manager, then it is connected inside and closed after."""
         with ClientLite(self.server) as client:
-            self.assertEqual(client.peer.name, "alpha")
+            self.assertEqual(client.peer and client.peer.name, "alpha")
         self.assertIsNone(client.peer)
 
 
