@@ -40,6 +40,8 @@ __all__ = ["ClientLite", "Event", "parse_endpoint", "tls_context"]
 SESSION = "lite"
 #: The TRACE link message type (``[8, origin, request_id, destination, hops]``).
 TRACE = 8
+#: Acks alone: after this many seconds owed, or this many entries.
+ACK_DELAY, ACK_EVERY = 0.01, 32
 #: Seconds between fresh copies of the client's own LSA.
 LSA_REFRESH = 600.0
 
@@ -76,6 +78,8 @@ class ClientLite:
         self._lsa_sent = 0.0
         self._out: Dict[str, Out] = {}
         self._in: Dict[str, List[int]] = {}  # origin -> [incarnation, delivered, owed]
+        self._owed: Dict[str, float] = {}  # origin -> since when it is owed an ack
+        self._known: Optional[Dict[str, int]] = None
         self._answers: Dict[int, Tuple[bool, Any]] = {}
         self._ids = itertools.count(secrets.randbelow(1 << 30) + 1)
 
@@ -126,6 +130,7 @@ class ClientLite:
             deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
             try:
                 self._pump(lambda: not any(out.unacked for out in self._out.values()), deadline)
+                self._housekeeping(all_acks=True)
                 self._conn.close("shutdown", "client closing")
                 self._flush()
             except (OSError, LinkClosed):
@@ -151,7 +156,7 @@ class ClientLite:
         return held is not None and self.name in held[2]
 
     def _up(self, peer: PeerInfo) -> None:
-        self.peer = peer
+        self.peer, self._known = peer, None
 
     def _on_close(self, code: str, message: str, by_peer: bool) -> None:
         self._closed = LinkClosed(f"link closed ({code}): {message}", code)
@@ -203,14 +208,22 @@ class ClientLite:
             self._housekeeping()
         return True
 
-    def _housekeeping(self) -> None:
+    def _housekeeping(self, all_acks: bool = False) -> None:
+        """
+        Send acks alone that are due (owed for :data:`ACK_DELAY`, or
+        :data:`ACK_EVERY` of them; ``all_acks``: every one), and what is
+        due again.  An ack owed when the application stops calling goes
+        with its next call: the origin sends again meanwhile.
+        """
         if self._conn is None or self._conn.state != "up":
             self._flush()
             return
         now = time.monotonic()
-        for origin, stream in self._in.items():
-            if stream[2]:
+        for origin, since in list(self._owed.items()):
+            stream = self._in[origin]
+            if all_acks or stream[2] >= ACK_EVERY or now - since >= ACK_DELAY:
                 stream[2] = 0
+                del self._owed[origin]
                 self._conn.send_body(routed_body(self.name, self.incarnation, [(origin, stream[0], 0, stream[1])],
                                                  DEFAULT_HOPS, None, b""))
         for out in self._out.values():
@@ -228,6 +241,7 @@ class ClientLite:
             held = self._lsas.get(origin)
             if origin != self.name and (held is None or (incarnation, seq) > held[:2]):
                 self._lsas[origin] = (incarnation, seq, dict(links), lsa_hidden(message))
+                self._known = None
         elif kind == 7:
             self._routed(message)
 
@@ -235,8 +249,11 @@ class ClientLite:
         origin, incarnation, entries, _, _, payload = parse_routed(message)
         if origin == self.name:
             raise ProtocolError(f"routed message claims to come from this client ({origin!r})", "forged-origin")
-        if receive_entries(self.name, self.incarnation, origin, incarnation, entries, self._in, self._out.get(origin),
-                           not payload):
+        deliver = receive_entries(self.name, self.incarnation, origin, incarnation, entries, self._in,
+                                  self._out.get(origin), not payload)
+        if origin in self._in and self._in[origin][2] and origin not in self._owed:
+            self._owed[origin] = time.monotonic()
+        if deliver:
             self._deliver(origin, loads(payload))
 
     def _deliver(self, origin: str, payload: Any) -> None:
@@ -260,7 +277,9 @@ class ClientLite:
     def _reachable(self) -> Dict[str, int]:
         if self.peer is None:
             return {}
-        return reachable(self._lsas, self.peer.name, self.peer.incarnation, self.name)
+        if self._known is None:  # recomputed when an advert changed
+            self._known = reachable(self._lsas, self.peer.name, self.peer.incarnation, self.name)
+        return self._known
 
     def list_kernels(self, hidden: bool = False) -> List[str]:
         """
@@ -321,6 +340,7 @@ class ClientLite:
         ack = stream[1] if stream is not None else 0
         if stream is not None:
             stream[2] = 0
+            self._owed.pop(kernel, None)
         ttl = None if expires is None else max(int((expires - time.monotonic()) * 1000), 0)
         self._conn.send_body(routed_body(self.name, self.incarnation, [(kernel, out.incarnation, seq, ack)],
                                          DEFAULT_HOPS, ttl, payload))
