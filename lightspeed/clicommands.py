@@ -187,7 +187,7 @@ def _trace(args: Args) -> int:
 def _topology(args: Args) -> int:
     with client_of(args) as client:
         links = client.links()
-        hidden = [k for k in client.list_kernels(hidden=True) if k not in client.list_kernels()]
+        hidden = [k for k in client.list_kernels(hidden=True) if k not in client.list_kernels() + [client.name]]
         root = client.peer.name
     if args.json:
         emit(args, {"links": links, "hidden": sorted(hidden), "root": root})

@@ -141,7 +141,7 @@ def tree(links: Dict[str, Dict[str, int]], hidden: List[str], root: str) -> str:
 
 def dot(links: Dict[str, Dict[str, int]], hidden: List[str]) -> str:
     """The mesh in Graphviz's language: hidden kernels dashed, links labelled with their cost."""
-    kernels = sorted(set(links) | {p for peers in links.values() for p in peers})
+    kernels = sorted(links)
     lines = ["graph lightspeed {"]
     lines += [f'  "{k}"' + (" [style=dashed]" if k in hidden else "") + ";" for k in kernels]
     lines += [f'  "{a}" -- "{b}" [label="{cost}"];' for (a, b), cost in sorted(_edges(links).items())]
