@@ -22,7 +22,7 @@ import secrets
 import socket
 import time
 from collections import deque
-from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
+from typing import Any, Callable, Deque, Dict, List, Optional, Tuple, TypeVar
 
 from lightspeed.errors import LinkClosed, NoRoute, ProtocolError, RequestTimeout, remote_error
 from lightspeed.message import (
@@ -46,17 +46,13 @@ ACK_DELAY, ACK_EVERY = 0.01, 32
 LSA_REFRESH = 600.0
 
 
-class ClientLite:
-    """
-    A blocking client that joins as a hidden leaf kernel.
+_Self = TypeVar("_Self", bound="LiteLink")
 
-    :param server: where a kernel listens (see :obj:`parse_endpoint`).
-    :param name: this client's kernel name (default: ``lite-`` and random).
-    :param tls: an :class:`ssl.SSLContext` (see :obj:`tls_context`), ``True``
-        for the default one, or :obj:`None` (TLS only for ``tls:`` endpoints).
-    :param password: the mesh's shared secret (str or bytes), or :obj:`None`.
-    :param connect_timeout: seconds for the connection and handshake.
-    :param timeout: the default seconds to wait for an answer.
+
+class LiteLink:
+    """
+    The link and the streams of a :class:`ClientLite` (its parameters are
+    documented there): connecting, reading, acknowledging, sending again.
     """
 
     def __init__(self, server: Any = "tcp:127.0.0.1:9876", name: Optional[str] = None, *, tls: Any = None,
@@ -85,7 +81,7 @@ class ClientLite:
 
     # -- the link --------------------------------------------------------------------
 
-    def connect(self) -> "ClientLite":
+    def connect(self: _Self) -> _Self:
         """
         Open the link and finish the handshake (done by the first send).
 
@@ -137,7 +133,7 @@ class ClientLite:
                 pass
         self._drop()
 
-    def __enter__(self) -> "ClientLite":
+    def __enter__(self: _Self) -> _Self:
         return self.connect()
 
     def __exit__(self, *exc: Any) -> None:
@@ -281,24 +277,6 @@ class ClientLite:
             self._known = reachable(self._lsas, self.peer.name, self.peer.incarnation, self.name)
         return self._known
 
-    def list_kernels(self, hidden: bool = False) -> List[str]:
-        """
-        The kernels the client can reach, sorted (``hidden``: hidden ones
-        too, this client included).
-        """
-        self._ensure()
-        names = [k for k in self._reachable() if hidden or not self._lsas.get(k, (0, 0, {}, False))[3]]
-        return sorted(names + ([self.name] if hidden else []))
-
-    def links(self) -> Dict[str, Dict[str, int]]:
-        """
-        The links of the reachable kernels as their adverts say:
-        ``{kernel: {neighbour: cost}}``.
-        """
-        self._ensure()
-        known = self._reachable()
-        return {origin: dict(held[2]) for origin, held in sorted(self._lsas.items()) if origin in known}
-
     def _incarnation(self, kernel: str, deadline: float) -> int:
         """
         The incarnation of ``kernel``, waiting for its advert until
@@ -351,6 +329,38 @@ class ClientLite:
         kernel = next(k for k, o in self._out.items() if o is out)
         for seq in sorted(out.unacked):
             self._write(kernel, out, seq)
+
+
+class ClientLite(LiteLink):
+    """
+    A blocking client that joins as a hidden leaf kernel.
+
+    :param server: where a kernel listens (see :obj:`parse_endpoint`).
+    :param name: this client's kernel name (default: ``lite-`` and random).
+    :param tls: an :class:`ssl.SSLContext` (see :obj:`tls_context`), ``True``
+        for the default one, or :obj:`None` (TLS only for ``tls:`` endpoints).
+    :param password: the mesh's shared secret (str or bytes), or :obj:`None`.
+    :param connect_timeout: seconds for the connection and handshake.
+    :param timeout: the default seconds to wait for an answer.
+    """
+
+    def list_kernels(self, hidden: bool = False) -> List[str]:
+        """
+        The kernels the client can reach, sorted (``hidden``: hidden ones
+        too, this client included).
+        """
+        self._ensure()
+        names = [k for k in self._reachable() if hidden or not self._lsas.get(k, (0, 0, {}, False))[3]]
+        return sorted(names + ([self.name] if hidden else []))
+
+    def links(self) -> Dict[str, Dict[str, int]]:
+        """
+        The links of the reachable kernels as their adverts say:
+        ``{kernel: {neighbour: cost}}``.
+        """
+        self._ensure()
+        known = self._reachable()
+        return {origin: dict(held[2]) for origin, held in sorted(self._lsas.items()) if origin in known}
 
     def _targets(self, dest: str) -> Tuple[List[str], Any, str]:
         spec = parse(dest)

@@ -226,5 +226,6 @@ class SecureCommandTests(SynchronousTestCase):
                          (0, "9\n", ""))
         with open(p("wrong"), "w") as f:
             f.write("wrong")
-        self.assertEqual(run_cli(*common, "--password-file", p("wrong"), "kernels")[::2],
-                         (1, "lightspeed: error: LinkClosed: link closed (auth): wrong password\n"))
+        status, out, err = run_cli(*common, "--password-file", p("wrong"), "kernels")
+        self.assertEqual((status, out, err.count("\n")), (1, "", 1))
+        self.assertTrue(err.startswith("lightspeed: error: LinkClosed: link closed (auth): wrong password"), err)
