@@ -28,6 +28,10 @@ class Echo(Session):
     def hit(self, event):
         print(f"hit {event.kernel.name} {list(event.args)!r}", flush=True)
 
+    def broadcast(self, event):
+        event.kernel.post("poe://*/lite/hit", *event.args)  # a hidden client must not get it
+        event.kernel.post("poe://*/echo/hit", *event.args)
+
     def ping(self, event):
         event.kernel.post(event.sender, "pong", *event.args)
 

@@ -99,6 +99,13 @@ class ClientLiteTests(MeshCase):
         client.post("poe://*/lite/x", 1)
         self.assertIsNone(other.receive(0.2))
 
+    def test_kernel_broadcast_skips_client(self):
+        """When a node posts to '*', then the other node gets it and the hidden client does not."""
+        client = self.client()
+        client.request("poe://alpha/echo/broadcast", "to-all")
+        self.nodes[1].expect(re.compile(r"hit beta \['to-all'\]"))
+        self.assertIsNone(client.receive(0.2))
+
     def test_control(self):
         """When the client asks for states, route and ping, then each kernel answers."""
         client = self.client()
