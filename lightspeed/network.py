@@ -82,6 +82,8 @@ class Network:
         self.router = Router(self.name, self.incarnation, self.reactor.seconds)
         #: A hidden kernel: a leaf that ``*`` does not reach (HELLO and LSA say so).
         self.hidden = self.router.hidden = getattr(port, "hidden", False) is True
+        if self.hidden:
+            self.router.readvertise()  # the first own LSA carries the flag too
         self.hops = DEFAULT_HOPS
         self.max_payload = DEFAULT_MAX_FRAME - 64 * 1024
         self.link_table = Links(self.reactor)

@@ -16,7 +16,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from lightspeed.clientlite import ClientLite, Event, tls_context
 from lightspeed.errors import LinkClosed, NoRoute, NoSuchSession, RemoteError, RequestTimeout
-from lightspeed.liteparts import parse_endpoint
+from lightspeed.liteparts import Out, parse_endpoint, reachable, receive_entries
 from lightspeed.message import CALLREPLY, POST
 from lightspeed.test.twistdnodes import TwistdNode, shared
 
@@ -241,3 +241,58 @@ class SecureTests(SecureCase):
                           ClientLite(self.server, "client", tls=context, password="sesame", connect_timeout=5).request,
                           "poe://secure/echo/ask")
 
+
+
+class StreamTests(SynchronousTestCase):
+    """:obj:`lightspeed.liteparts.receive_entries` and :obj:`reachable`, without sockets."""
+
+    def receive(self, streams, seq, ack=0, origin_incarnation=5, out=None, tombstone=False, dest=("me", 1)):
+        return receive_entries("me", 1, "k", origin_incarnation, [(dest[0], dest[1], seq, ack)], streams, out,
+                               tombstone)
+
+    def test_in_order_duplicates_early(self):
+        """When payloads come in order, again, and early, then only the next in order is delivered; each owes an ack."""
+        streams: dict = {}
+        self.assertEqual([self.receive(streams, s) for s in (1, 2, 2, 4, 3)], [True, True, False, False, True])
+        self.assertEqual(streams["k"], [5, 3, 5])
+
+    def test_other_starts(self):
+        """When an entry is for another start of us or from an older start of the origin, then it is ignored;
+        a newer start of the origin begins a new stream."""
+        streams: dict = {"k": [5, 7, 0]}
+        self.assertFalse(self.receive(streams, 8, dest=("me", 2)))
+        self.assertFalse(self.receive(streams, 8, origin_incarnation=4))
+        self.assertEqual(streams["k"], [5, 7, 0])
+        self.assertTrue(self.receive(streams, 1, origin_incarnation=6))
+        self.assertEqual(streams["k"], [6, 1, 1])
+
+    def test_ack_and_tombstone(self):
+        """When an ack comes, then our payloads up to it are forgotten; a tombstone skips what it gave up."""
+        out = Out(5)
+        out.unacked = {1: (b"a", None), 2: (b"b", None), 3: (b"c", None)}
+        streams: dict = {}
+        self.assertFalse(self.receive(streams, 0, ack=2, out=out))
+        self.assertEqual(list(out.unacked), [3])
+        self.assertFalse(self.receive(streams, 4, tombstone=True))
+        self.assertEqual(streams["k"][1], 4)
+        self.assertTrue(self.receive(streams, 5))
+
+    def test_reachable_not_through_hidden(self):
+        """When a hidden kernel links two others, then what lies behind it is not reachable through it."""
+        lsas = {"s": (1, 1, {"h": 1, "me": 1}, False), "h": (2, 1, {"s": 1, "x": 1}, True),
+                "x": (3, 1, {"h": 1}, False)}
+        self.assertEqual(reachable(lsas, "s", 1, "me"), {"s": 1, "h": 2})
+
+
+class FormatTests(SynchronousTestCase):
+    def test_tree_and_dot(self):
+        """When the mesh has a cycle, then the tree lists the left-out link, and dot labels every link."""
+        from lightspeed.cliutil import dot, tree
+
+        links = {"a": {"b": 1, "c": 2}, "b": {"a": 1, "c": 1}, "c": {"a": 2, "b": 1}, "h": {"c": 1}}
+        links["c"]["h"] = 1
+        self.assertEqual(tree(links, ["h"], "a"),
+                         "a\n|-- b  [cost 1]\n`-- c  [cost 2]\n    `-- h (hidden)  [cost 1]\n"
+                         "other links:\n  b -- c  [cost 1]")
+        self.assertIn('"h" [style=dashed];', dot(links, ["h"]))
+        self.assertIn('"a" -- "c" [label="2"];', dot(links, ["h"]))

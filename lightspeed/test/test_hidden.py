@@ -131,3 +131,20 @@ class HiddenOnlyPathTests(SynchronousTestCase):
         self.assertEqual(a.list_kernels(hidden=True), ["a", "h"])
         self.assertEqual(c.list_kernels(hidden=True), ["c", "h"])
         self.assertEqual(h.list_kernels(), ["a", "c", "h"])
+
+
+class OptionTests(SynchronousTestCase):
+    def test_twistd_hidden(self):
+        """When twistd lightspeed gets --hidden, then its kernel is hidden, and not without."""
+        from lightspeed.tap import Options, makeService
+
+        def kernel(*argv: str) -> Any:
+            options = Options()
+            options.parseOptions(["--kernel", "k", "--listen", "none", *argv])
+            (found,) = list(makeService(options))
+            return found
+
+        hidden = kernel("--hidden")
+        self.assertEqual((hidden.hidden, hidden.network.router.hidden), (True, True))
+        self.assertTrue(hidden.network.router.own().hidden)  # from the first own LSA on
+        self.assertFalse(kernel().hidden)
