@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from lightspeed.clibench import bench, bench_arguments
@@ -131,34 +130,17 @@ def _route(args: Args) -> int:
     return 0
 
 
-def _hops(client: Any, kernel: str, timeout: float) -> Tuple[List[Dict[str, Any]], str]:
-    """
-    Per-hop times to ``kernel``: a TRACE where the server knows the
-    ``stats`` operation (kernels that have it pass traces), else the route
-    asked hop by hop with a ping of each hop.
-    """
-    try:
-        client.control(client.peer.name, "stats", timeout=timeout)
-    except RemoteError:
-        hops = []
-        for name, cost in route_of(client, kernel):
-            start = time.perf_counter()
-            if name != client.name:
-                client.control(name, "ping", timeout=timeout)
-            hops.append({"kernel": name, "cost": cost, "rtt": time.perf_counter() - start})
-        return hops, "route"
+def _hops(client: Any, kernel: str, timeout: float) -> List[Dict[str, Any]]:
+    """Per-hop times to ``kernel`` from a TRACE: ``elapsed`` since it left the client."""
     hops = client.trace(kernel, timeout)
-    start = hops[0]["time"]
-    return [dict(hop, elapsed=hop["time"] - start) for hop in hops], "trace"
+    return [dict(hop, elapsed=hop["time"] - hops[0]["time"]) for hop in hops]
 
 
-def _hops_text(hops: List[Dict[str, Any]], how: str) -> str:
+def _hops_text(hops: List[Dict[str, Any]]) -> str:
     lines = []
     for i, hop in enumerate(hops):
-        when = hop.get("elapsed", hop.get("rtt", 0.0)) * 1000
-        label = "after" if how == "trace" else "round trip"
         cost = "" if hop["cost"] is None else f"  cost {hop['cost']}"
-        lines.append(f"{i:3}  {hop['kernel']:<24} {label} {when:.3f} ms{cost}")
+        lines.append(f"{i:3}  {hop['kernel']:<24} after {hop['elapsed'] * 1000:.3f} ms{cost}")
     return "\n".join(lines)
 
 
@@ -166,10 +148,10 @@ def _ping(args: Args) -> int:
     with client_of(args) as client:
         kernel = check_name(args.kernel)
         times = [client.ping(kernel, timeout=args.timeout) for _ in range(args.count)]
-        hops, how = _hops(client, kernel, args.timeout) if args.hops else ([], "")
+        hops = _hops(client, kernel, args.timeout) if args.hops else []
     lines = [f"{kernel}: round trip {t * 1000:.3f} ms" for t in times]
     if hops:
-        lines += [f"per hop ({how}):", _hops_text(hops, how)]
+        lines += ["per hop (trace):", _hops_text(hops)]
     emit(args, {"kernel": kernel, "rtt": times, "min": min(times), "hops": hops}, "\n".join(lines))
     return 0
 
@@ -179,8 +161,8 @@ def _trace(args: Args) -> int:
     if kernel.startswith(SCHEME):
         kernel = parse(kernel if kernel.count("/") >= 4 else kernel.rstrip("/") + "/").kernels[0]
     with client_of(args) as client:
-        hops, how = _hops(client, check_name(kernel), args.timeout)
-    emit(args, {"kernel": kernel, "hops": hops, "how": how}, _hops_text(hops, how))
+        hops = _hops(client, check_name(kernel), args.timeout)
+    emit(args, {"kernel": kernel, "hops": hops}, _hops_text(hops))
     return 0
 
 

@@ -26,7 +26,7 @@ from typing import Any, Callable, Deque, Dict, List, Optional, Tuple, TypeVar
 
 from lightspeed.errors import LinkClosed, NoRoute, ProtocolError, RequestTimeout, remote_error
 from lightspeed.message import (
-    CALL, CALLREPLY, CONTROL, DEFAULT_HOPS, LSA, POST, REQUEST, RESPONSE, UNDELIVERABLE, lsa_hidden, parse_lsa,
+    CALL, CALLREPLY, CONTROL, DEFAULT_HOPS, LSA, POST, REQUEST, RESPONSE, TRACE, UNDELIVERABLE, lsa_hidden, parse_lsa,
     parse_payload, parse_routed, routed_body,
 )
 from lightspeed.liteparts import RTO_MAX, RTO_MIN, Event, Out, parse_endpoint, reachable, receive_entries, tls_context
@@ -38,8 +38,6 @@ __all__ = ["ClientLite", "Event", "parse_endpoint", "tls_context"]
 
 #: The session name the client's messages come from, and its events go to.
 SESSION = "lite"
-#: The TRACE link message type (``[8, origin, request_id, destination, hops]``).
-TRACE = 8
 #: Acks alone: after this many seconds owed, or this many entries.
 ACK_DELAY, ACK_EVERY = 0.01, 32
 #: Seconds between fresh copies of the client's own LSA.
@@ -448,11 +446,10 @@ class ClientLite(LiteLink):
 
     def trace(self, kernel: str, timeout: Optional[float] = None) -> List[Dict[str, Any]]:
         """
-        The route a message to ``kernel`` takes, hop by hop: each hop
-        ``{"kernel", "time" (epoch s when it passed), "cost" (of the link
-        it came by)}``, this client first.  Needs kernels that pass TRACE
-        messages (see "Traces" in ``docs/protocol.rst``): a kernel that does
-        not closes the link (BYE ``unknown-type``).
+        The route a message to ``kernel`` takes, hop by hop (a TRACE, see
+        "Traces" in ``docs/protocol.rst``): each hop ``{"kernel", "time"
+        (epoch s when it passed), "cost" (of the link it came by)}``, this
+        client first.
         """
         timeout = self.timeout if timeout is None else timeout
         self._ensure()

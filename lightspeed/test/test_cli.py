@@ -168,13 +168,13 @@ class CommandTests(SynchronousTestCase):
         self.assertRegex(out, r'"alpha" -- "beta" \[label="\d+"\];')
 
     def test_status(self):
-        """When status is asked, then the counters print, or without a 'stats' operation one clear line."""
+        """When status is asked, then the server's counters print with a row per link, and --json gives them all."""
         status, out, err = self.cli("status")
-        if status == 0:
-            self.assertIn("kernel: alpha", out)
-        else:
-            self.assertEqual(err, "lightspeed: error: LightspeedError: kernel 'alpha' has no 'stats' operation "
-                                  "(its lightspeed has no counters)\n")
+        self.assertEqual((status, err), (0, ""))
+        self.assertIn("kernel: alpha\n", out)
+        self.assertRegex(out, r"\nlinks:\npeer +cost +rtt .*\nbeta +\d+ ")
+        status, out, _ = self.cli("--json", "status", "beta")
+        self.assertEqual((status, json.loads(out)["kernel"], list(json.loads(out)["links"])), (0, "beta", ["alpha"]))
 
     def test_bench(self):
         """When bench runs, then the count, rate and latency print, and a progress bar on stderr ends at 100 %."""
