@@ -126,3 +126,16 @@ class RemoteError(LightspeedError):
         super().__init__(f"{remote_type}: {remote_message}")
         self.remote_type = remote_type
         self.remote_message = remote_message
+
+
+def remote_error(kind: str, message: str) -> Exception:
+    """
+    The exception for a failed answer ``[kind, message]``.
+    """
+    if kind == "NoSuchSession":
+        return NoSuchSession(message)
+    if kind == "NoRoute":
+        return NoRoute(message)
+    if kind == "RequestTimeout":
+        return RequestTimeout(message)
+    return RemoteError(kind, message)

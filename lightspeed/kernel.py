@@ -74,8 +74,10 @@ class Kernel(Node):
 
     is_lightspeed = False
 
-    def __init__(self, name: Optional[str] = None, reactor: Optional[IReactorTime] = None) -> None:
+    def __init__(self, name: Optional[str] = None, reactor: Optional[IReactorTime] = None,
+                 hidden: bool = False) -> None:
         super().__init__()
+        self.hidden = hidden  # see docs/protocol.rst, "Hidden kernels"
         self.name: str = check_name(name, "kernel name") if name is not None else default_kernel_name()
         self.reactor: IReactorTime = reactor if reactor is not None else _global_reactor()
         self.local = Runtime(self.name, self.reactor, self)
@@ -329,7 +331,7 @@ class Kernel(Node):
         """
         return self.auth.unregister(kind, session)
 
-    def list_kernels(self, *, incarnations: bool = False) -> Any:
+    def list_kernels(self, *, incarnations: bool = False, hidden: bool = False) -> Any:
         """
         Every kernel of the network this kernel can reach, itself included,
         sorted by name.
@@ -339,9 +341,10 @@ class Kernel(Node):
             the monitor's ``kernel_up`` reports it; ``None`` for a kernel
             whose start this kernel cannot vouch for yet (for a moment after
             it restarts), and for this kernel if it is not networked.
+        :param hidden: if true, list hidden kernels too.
         """
         network = self.network
-        names = sorted({self.name} | (network.reachable() if network is not None else frozenset()))
+        names = sorted({self.name} | (network.reachable(hidden) if network is not None else frozenset()))
         if not incarnations:
             return names
         known = network.incarnations() if network is not None else {}

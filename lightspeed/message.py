@@ -34,7 +34,7 @@ READY = 2      # [2, {"compression": str|None, "confirm": bytes|None}]
 BYE = 3        # [3, code, message]
 PING = 4       # [4, token]
 PONG = 5       # [5, token]
-LSA = 6        # [6, origin, incarnation, seq, [[neighbour, cost], ...]]
+LSA = 6        # [6, origin, incarnation, seq, [[neighbour, cost], ...], proof|None, {"hidden": True}]
 ROUTED = 7     # [7, origin, origin_incarnation, [[dest, dest_incarnation, seq, ack], ...], hops_left, ttl_ms|None, payload,
 #                 (only to peers that offered "batch") [payload for seq+1, seq+2, ...]]
 TRACE = 8      # [8, origin, request_id, destination, [[kernel, time, cost|None], ...]]; see lightspeed.trace
@@ -275,6 +275,15 @@ def parse_lsa(message: List[Any]) -> Tuple[str, int, int, Tuple[Tuple[str, int],
     except EncodeError as e:
         raise malformed(f"LSA proof cannot be passed on: {e}") from None
     return origin, incarnation, seq, tuple(sorted(out)), proof
+
+
+def lsa_hidden(message: List[Any]) -> bool:
+    """
+    Whether an LSA message says its origin is hidden: a seventh item that is
+    a map with ``"hidden": true`` (the sixth, the proof, is then null when
+    the advert is not signed).
+    """
+    return len(message) > 6 and type(message[6]) is dict and message[6].get("hidden") is True
 
 
 def parse_payload(payload: Any) -> List[Any]:

@@ -80,6 +80,10 @@ class Network:
         self.events = port.events
         self.incarnation = incarnation if incarnation is not None else new_incarnation()
         self.router = Router(self.name, self.incarnation, self.reactor.seconds)
+        #: A hidden kernel: a leaf that ``*`` does not reach (HELLO and LSA say so).
+        self.hidden = self.router.hidden = getattr(port, "hidden", False) is True
+        if self.hidden:
+            self.router.readvertise()  # the first own LSA carries the flag too
         self.hops = DEFAULT_HOPS
         self.max_payload = DEFAULT_MAX_FRAME - 64 * 1024
         self.link_table = Links(self.reactor)
@@ -157,6 +161,7 @@ class Network:
         self.log.info("link up: {kernel} <-> {peer}", kernel=self.name, peer=peer)
         if self.events.watching("link_up"):
             self.events.emit("link_up", peer=peer, address=str(link.transport.getPeer()))
+        self.router.peer_hidden(peer, link.peer.hidden)
         self.flooding.sync(link)
         self.relay.routes_changed()
         if first:
@@ -209,7 +214,7 @@ class Network:
              cstate: Optional[str], cfile: Optional[str], cline: Optional[int],
              rsvp: Optional[Specifier] = None, reply: bool = False, ttl: Optional[float] = None) -> None:
         if kernels == _WILD:
-            kernels = tuple(sorted(self.router.reachable()))
+            kernels = tuple(sorted(self.router.visible()))
             if not kernels:
                 return
         check_plain(args)
@@ -279,8 +284,8 @@ class Network:
     def bounce(self, kernel: str, session: str, destination: str, reason: str, args: Any) -> None:
         self.relay.bounce(kernel, session, destination, reason, args)
 
-    def reachable(self) -> frozenset:
-        return self.router.reachable()
+    def reachable(self, hidden: bool = True) -> frozenset:
+        return self.router.reachable() if hidden else self.router.visible()
 
     def incarnations(self) -> Dict[str, Optional[int]]:
         out: Dict[str, Optional[int]] = {k: self.membership.incarnation_of(k) for k in self.router.reachable()}

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import heapq
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, FrozenSet, Iterable, List, Optional, Tuple
+from typing import Any, Callable, Dict, FrozenSet, Iterable, List, Optional, Set, Tuple
 
 __all__ = ["LinkState", "Router", "MAX_FADING"]
 
@@ -60,6 +60,8 @@ class LinkState:
     :ivar proof: the origin's signature as it travels (see
         :obj:`lightspeed.adverts`), or :obj:`None`; passed on with the LSA, never
         compared.
+    :ivar hidden: whether the origin is a hidden kernel: a leaf that is
+        never a relay and that ``*`` does not reach.
     """
 
     origin: str
@@ -67,6 +69,7 @@ class LinkState:
     seq: int
     links: Tuple[Tuple[str, int], ...]
     proof: Any = field(default=None, compare=False, repr=False)
+    hidden: bool = False
 
     def newer_than(self, other: Optional["LinkState"]) -> bool:
         """
@@ -87,7 +90,9 @@ class Router:
 
     :ivar name: this kernel's name.
     :ivar incarnation: this kernel's per-start id.
+    :ivar hidden: whether this kernel is hidden (its LSAs say so).
     """
+    hidden = False
 
     def __init__(self, name: str, incarnation: int, clock: Optional[Callable[[], float]] = None) -> None:
         """
@@ -113,20 +118,17 @@ class Router:
         #: Kernels whose held LSA may be outdated (see :obj:`outdated`), with
         #: when it was found so (oldest first).
         self._outdated: Dict[str, float] = {}
+        #: Neighbours that said in their HELLO that they are hidden.
+        self._hidden_peers: Set[str] = set()
 
     # -- own links -----------------------------------------------------------
 
     def _advertise(self, seq: int) -> LinkState:
-        """
-        Replace our own LSA by one with ``seq`` and the current links.
-
-        :param seq: the new sequence number.
-        :returns: the new own LSA.
-        """
+        """Replace our own LSA by one with ``seq`` and the current links; return it."""
         links = tuple(sorted(self._links.items()))
         if links != self._own.links:
             self._dirty = True
-        self._own = LinkState(self.name, self.incarnation, seq, links)
+        self._own = LinkState(self.name, self.incarnation, seq, links, hidden=self.hidden)
         return self._own
 
     def link_up(self, neighbour: str, cost: int = 1) -> LinkState:
@@ -148,32 +150,22 @@ class Router:
 
     def link_down(self, neighbour: str) -> Optional[LinkState]:
         """
-        The (last) link to ``neighbour`` is down.
-
-        :param neighbour: the kernel at the other end.
-        :returns: our new LSA, to flood to every neighbour, or :obj:`None` if no
-            link to ``neighbour`` was up.
+        The (last) link to ``neighbour`` is down: our new LSA to flood, or
+        :obj:`None` if no link to ``neighbour`` was up.
         """
         if self._links.pop(neighbour, None) is None:
             return None
         return self._advertise(self._own.seq + 1)
 
     def readvertise(self) -> LinkState:
-        """
-        :returns: a fresh own LSA (same links, next sequence number), to
-            flood when something about the advert other than its links
-            changed (it is now signed).
-        """
+        """A fresh own LSA (same links, next seq), to flood when it is now signed or hidden."""
         return self._advertise(self._own.seq + 1)
 
     def own(self) -> LinkState:
-        """Our current LSA."""
         return self._own
 
     def neighbours(self) -> FrozenSet[str]:
-        """
-        :returns: the kernels we have a link up to.
-        """
+        """The kernels we have a link up to."""
         return frozenset(self._links)
 
     # -- the database --------------------------------------------------------
@@ -207,7 +199,7 @@ class Router:
         self._outdated.pop(lsa.origin, None)
         self._lsas[lsa.origin] = lsa
         self._stamps[lsa.origin] = self._clock()
-        if held is None or held.links != lsa.links:
+        if held is None or held.links != lsa.links or held.hidden != lsa.hidden:
             self._dirty = True
             if held is not None:
                 self._withdrawn(lsa.origin, held, lsa)
@@ -356,6 +348,7 @@ class Router:
         """
         adverts: Dict[str, Dict[str, int]] = {o: dict(lsa.links) for o, lsa in self._lsas.items()}
         adverts[self.name] = dict(self._own.links)
+        hidden = self.hidden_kernels()
         best: Dict[str, Tuple[int, str]] = {self.name: (0, "")}
         done: Dict[str, Tuple[int, str]] = {}
         queue: List[Tuple[int, str, str]] = [(0, "", self.name)]
@@ -364,6 +357,8 @@ class Router:
             if node in done:
                 continue
             done[node] = (distance, hop)
+            if node in hidden and node != self.name:
+                continue  # a hidden kernel is a leaf: never a relay
             for peer, cost in adverts.get(node, {}).items():
                 # Our own link is usable before the peer's LSA lists it.
                 back = adverts.get(peer, {}).get(node, cost if node == self.name else None)
@@ -387,6 +382,20 @@ class Router:
             self._recompute()
         return self._hops
 
+    def hidden_kernels(self) -> Set[str]:
+        """The kernels hidden by their LSA, or by their HELLO for a neighbour."""
+        return {o for o, lsa in self._lsas.items() if lsa.hidden} | self._hidden_peers
+
+    def peer_hidden(self, neighbour: str, hidden: bool) -> None:
+        """Record what ``neighbour``'s HELLO said, before its LSA arrives."""
+        if hidden != (neighbour in self._hidden_peers):
+            self._hidden_peers.symmetric_difference_update({neighbour})
+            self._dirty = True
+
+    def visible(self) -> FrozenSet[str]:
+        """The reachable kernels that are not hidden (what ``*`` means)."""
+        return self.reachable() - self.hidden_kernels()
+
     def next_hop(self, kernel: str) -> Optional[str]:
         """
         :param kernel: a destination kernel.
@@ -396,23 +405,18 @@ class Router:
         return self._routes().get(kernel)
 
     def reachable(self) -> FrozenSet[str]:
-        """
-        :returns: every kernel we have a route to, us excepted.
-        """
+        """Every kernel we have a route to, us excepted."""
         return frozenset(self._routes())
 
     def distances(self) -> Dict[str, int]:
-        """
-        :returns: the cost of the shortest path to each reachable kernel.
-        """
+        """The cost of the shortest path to each reachable kernel."""
         self._routes()
         return dict(self._distances)
 
     def incarnation_of(self, kernel: str) -> Optional[int]:
         """
-        :param kernel: a kernel name.
-        :returns: the incarnation in its LSA if it is reachable, else :obj:`None`
-            (also for a neighbour whose LSA has not arrived yet).
+        The incarnation in ``kernel``'s LSA if it is reachable, else :obj:`None`
+        (also for a neighbour whose LSA has not arrived yet).
         """
         held = self._lsas.get(kernel)
         if held is None or kernel not in self._routes():

@@ -44,6 +44,7 @@ class Options(usage.Options):
     ]
     optFlags = [
         ["compression", None, "Ask peers for zlib compression."],
+        ["hidden", None, "Join as a hidden kernel: '*' does not reach it, it is not listed, never a relay."],
         ["unsigned-adverts", None, "With --tls-ca: neither sign routing adverts nor require signed ones."],
         ["web-tls", None, "Serve the status page over HTTPS with the --tls-* files (with --tls-ca, a client "
                           "certificate is the credential)."],
@@ -171,7 +172,7 @@ def makeService(options: Options, reactor: Optional[Any] = None) -> MultiService
         from twisted.internet import reactor as global_reactor
 
         reactor = global_reactor
-    kernel = Kernel(options["kernel"], reactor=reactor)
+    kernel = Kernel(options["kernel"], reactor=reactor, hidden=bool(options["hidden"]))
     link_options: Dict[str, Any] = {"compression": bool(options["compression"]), "keepalive": options["keepalive"]}
     if options["password"]:
         link_options["password"] = options["password"]

@@ -181,11 +181,12 @@ class MemoryMesh:
         self.links: List[MemoryLink] = []
         self._ports = iter(range(20000, 60000))
 
-    def kernel(self, name: str, incarnation: Optional[int] = None) -> Kernel:
+    def kernel(self, name: str, incarnation: Optional[int] = None, hidden: bool = False) -> Kernel:
         """
-        A new networked kernel on the mesh's clock.
+        A new networked kernel on the mesh's clock (``hidden``: see
+        ``docs/protocol.rst``, "Hidden kernels").
         """
-        kernel = Kernel(name, reactor=self.clock)
+        kernel = Kernel(name, reactor=self.clock, hidden=hidden)
         kernel.network_start(incarnation)
         self.kernels[name] = kernel
         return kernel

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Dict, Optional, Set, Tuple
 from twisted.logger import Logger
 
 from lightspeed.errors import ProtocolError
-from lightspeed.message import LSA, parse_lsa
+from lightspeed.message import LSA, lsa_hidden, parse_lsa
 from lightspeed.router import LinkState
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -96,8 +96,10 @@ class Flooding:
         proof = lsa.proof
         if lsa.origin == self._network.name and self.signer is not None:
             proof = self.signer.sign(lsa)
-        if proof is not None:
+        if proof is not None or lsa.hidden:
             message.append(proof)
+        if lsa.hidden:
+            message.append({"hidden": True})
         return message
 
     def flood(self, lsa: LinkState, source: Optional[str] = None) -> None:
@@ -142,7 +144,7 @@ class Flooding:
         origin, incarnation, seq, links, proof = parse_lsa(message)
         if not self._within_rate(peer):
             return self._dropped(peer, "more adverts than the rate limit allows")
-        lsa = LinkState(origin, incarnation, seq, links, proof)
+        lsa = LinkState(origin, incarnation, seq, links, proof, lsa_hidden(message))
         router = self._router
         own = router.own()
         if origin == self._network.name:

@@ -21,24 +21,11 @@ from twisted.internet.defer import Deferred, fail
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from lightspeed.errors import BacklogFull, EncodeError, LightspeedError, NoRoute, NoSuchSession, RemoteError, RequestTimeout
+from lightspeed.errors import BacklogFull, EncodeError, LightspeedError, NoRoute, RemoteError, RequestTimeout, remote_error
 from lightspeed.message import RESPONSE
 from lightspeed.wire.codec import dumps
 
 __all__ = ["Requests", "remote_error"]
-
-
-def remote_error(kind: str, message: str) -> Exception:
-    """
-    The exception for a failed answer ``[kind, message]``.
-    """
-    if kind == "NoSuchSession":
-        return NoSuchSession(message)
-    if kind == "NoRoute":
-        return NoRoute(message)
-    if kind == "RequestTimeout":
-        return RequestTimeout(message)
-    return RemoteError(kind, message)
 
 
 class Requests:

@@ -146,15 +146,22 @@ class Output(protocol.ProcessProtocol):
         self.ended.callback(None)
 
 
+def twistd_argv(*args: str) -> List[str]:
+    """
+    The command line of a ``twistd lightspeed`` node in the foreground with
+    ``args``; run it in :data:`CHECKOUT` with ``PYTHONPATH`` set to it.
+    """
+    return [sys.executable, "-c", "from twisted.scripts.twistd import run; run()",
+            "--nodaemon", "--pidfile=", "lightspeed"] + list(args)
+
+
 class TwistdTests(TestCase):
     timeout = 60
 
     def start(self, *args: str) -> Output:
         out = Output()
         env = dict(os.environ, PYTHONPATH=CHECKOUT)
-        argv = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()",
-                "--nodaemon", "--pidfile=", "lightspeed"] + list(args)
-        process = reactor.spawnProcess(out, sys.executable, argv, env=env, path=CHECKOUT)
+        process = reactor.spawnProcess(out, sys.executable, twistd_argv(*args), env=env, path=CHECKOUT)
 
         def stop():
             if out.ended.called:

@@ -118,8 +118,8 @@ class HandshakeTests(SynchronousTestCase):
     def test_up(self):
         """When both ends agree, then both are up and know each other."""
         a, b = pair()
-        self.assertEqual(a.ups, [PeerInfo("b", 2, False, True)])
-        self.assertEqual(b.ups, [PeerInfo("a", 1, False, True)])
+        self.assertEqual(a.ups, [PeerInfo("b", 2, False, batch=True)])
+        self.assertEqual(b.ups, [PeerInfo("a", 1, False, batch=True)])
         a.conn.send_message([ROUTED, "a", ["b"], 3, b"x"])
         pump(a, b)
         self.assertEqual(b.messages, [[ROUTED, "a", ["b"], 3, b"x"]])
@@ -150,7 +150,7 @@ class HandshakeTests(SynchronousTestCase):
     def test_password(self):
         """When both ends share a password, then the link comes up; a wrong one is refused on both ends."""
         a, b = pair({"password": b"s3cret"}, {"password": b"s3cret"})
-        self.assertEqual((a.ups, b.ups), ([PeerInfo("b", 2, False, True)], [PeerInfo("a", 1, False, True)]))
+        self.assertEqual((a.ups, b.ups), ([PeerInfo("b", 2, False, batch=True)], [PeerInfo("a", 1, False, batch=True)]))
         a, b = pair({"password": b"s3cret"}, {"password": b"other"})
         self.assertEqual(a.ups + b.ups, [])
         codes = {c[0] for c in a.closes + b.closes}

@@ -55,6 +55,9 @@ class LinkConfig:
     :ivar compression: whether we ask for zlib.
     :ivar password: the shared secret, or :obj:`None` for none.
     :ivar max_frame: the longest frame body we accept.
+    :ivar hidden: whether we join as a hidden kernel (HELLO ``"hidden"``).
+    :ivar batch: whether we take ROUTED messages with several payloads
+        (HELLO ``"batch"``).
     """
 
     name: str
@@ -62,6 +65,8 @@ class LinkConfig:
     compression: bool = False
     password: Optional[bytes] = None
     max_frame: int = DEFAULT_MAX_FRAME
+    hidden: bool = False
+    batch: bool = True
 
 
 @dataclass(frozen=True)
@@ -73,6 +78,7 @@ class PeerInfo:
     name: str
     incarnation: int
     compression: bool
+    hidden: bool = False
     #: Whether it takes ROUTED messages with several payloads (HELLO "batch").
     batch: bool = False
 
@@ -147,10 +153,12 @@ class Connection:
             "serializers": ["cbor"],
             "compression": ["zlib"] if self.config.compression else [],
             "password": self.config.password is not None,
-            "batch": True,
+            "batch": self.config.batch,
         }
         if self._pake is not None:
             hello["pake"] = self._pake.message
+        if self.config.hidden:
+            hello["hidden"] = True
         self.send_message([HELLO, hello])
 
     def send_message(self, message: list) -> None:
@@ -311,7 +319,8 @@ class Connection:
         if self._pake is not None:
             confirm = self._pake.confirm((config.name, config.incarnation, self._nonce), hello)
         compression = config.compression and hello.zlib
-        self.peer = PeerInfo(hello.name, hello.incarnation, compression, hello.fields.get("batch") is True)
+        self.peer = PeerInfo(hello.name, hello.incarnation, compression, hello.fields.get("hidden") is True,
+                             self.config.batch and hello.fields.get("batch") is True)
         if compression:
             self._raw, self._out = self._out, []
             self._deflate = zlib.compressobj()

@@ -138,7 +138,7 @@ class LinkProtocol(Protocol):
             self.transport.abortConnection()
             return
         config = LinkConfig(self.owner.name, self.owner.incarnation, self.options.compression,
-                            self.options.password, self.options.max_frame)
+                            self.options.password, self.options.max_frame, getattr(self.owner, "hidden", False))
         self.conn = Connection(config, self._admit, self._up, self._message, self._closed,
                                self._want_flush, on_pong=self._pong)
         # Writes are already coalesced per reactor turn: Nagle's algorithm

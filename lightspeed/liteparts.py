@@ -1,0 +1,145 @@
+# -*- test-case-name: lightspeed.test.test_clientlite -*-
+"""
+The pieces of :obj:`lightspeed.clientlite` that hold no socket: endpoints,
+the TLS context, events, one outgoing stream, reachability from adverts.
+"""
+
+from __future__ import annotations
+
+import ssl
+from typing import Any, Dict, List, NamedTuple, Optional, Tuple
+
+__all__ = ["Event", "Out", "parse_endpoint", "reachable", "tls_context", "RTO_MIN", "RTO_MAX"]
+
+#: Retransmission: the first and the longest wait for an ack, in seconds.
+RTO_MIN, RTO_MAX = 1.0, 30.0
+
+
+class Event(NamedTuple):
+    """
+    A message to the client: a POST, CALL, CALLREPLY or UNDELIVERABLE
+    (``kind``), for ``state`` of ``session``, from kernel ``origin``.
+    """
+
+    kind: int
+    origin: str
+    session: str
+    state: str
+    args: List[Any]
+    sender: Optional[str]
+
+
+def parse_endpoint(text: Any) -> Tuple[str, Any, bool]:
+    """
+    ``(family, address, tls)`` of ``"tcp:HOST:PORT"``, ``"tcp:host=H:port=P"``,
+    ``"tls:..."`` (also ``ssl:``), ``"unix:PATH"``, ``"unix:path=PATH"``,
+    ``"HOST:PORT"`` or a ``(host, port)`` pair.
+
+    :raises ValueError: if it is none of these.
+    """
+    if isinstance(text, tuple) and len(text) == 2:
+        return "tcp", (str(text[0]), int(text[1])), False
+    kind, _, rest = str(text).partition(":")
+    if kind not in ("tcp", "tls", "ssl", "unix"):
+        kind, rest = "tcp", str(text)
+    fields: Dict[str, str] = {}
+    plain: List[str] = []
+    for part in rest.split(":") if rest else []:
+        key, eq, value = part.partition("=")
+        if eq:
+            fields[key] = value
+        else:
+            plain.append(part)
+    if kind == "unix":
+        path = fields.get("path") or (plain[0] if plain else "")
+        if not path:
+            raise ValueError(f"endpoint {text!r} names no socket path")
+        return "unix", path, False
+    host = fields.get("host") or (plain[0] if len(plain) > 1 else "127.0.0.1")
+    port = fields.get("port") or (plain[-1] if plain else "")
+    if not port.isdigit():
+        raise ValueError(f"endpoint {text!r}: want tcp:HOST:PORT, tcp:host=H:port=P, tls:..., or unix:PATH")
+    return "tcp", (host, int(port)), kind in ("tls", "ssl")
+
+
+def tls_context(cert: Optional[str] = None, key: Optional[str] = None, ca: Optional[str] = None) -> ssl.SSLContext:
+    """
+    A client TLS context: TLS 1.2 at least, the server checked against
+    ``ca`` (or the system's CAs), and ``cert``/``key`` as the client
+    certificate for a mesh that wants mutual TLS.
+    """
+    context = ssl.create_default_context(cafile=ca)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if cert:
+        context.load_cert_chain(cert, key)
+    return context
+
+
+class Out:
+    """One outgoing stream: to one start of one kernel."""
+
+    def __init__(self, incarnation: int) -> None:
+        self.incarnation = incarnation
+        self.seq = 0
+        self.unacked: Dict[int, Tuple[bytes, Optional[float]]] = {}
+        self.sent = 0.0
+        self.rto = RTO_MIN
+
+
+
+def reachable(lsas: Dict[str, Tuple[int, int, Dict[str, int], bool]], server: str, incarnation: int,
+              me: str) -> Dict[str, int]:
+    """
+    ``{kernel: incarnation}`` of the kernels reachable over two-way edges
+    from ``server`` by the adverts ``lsas`` (``{origin: (incarnation, seq,
+    links, hidden)}``), hidden ones included but never passed through.
+    """
+    found = {server: incarnation}
+    todo = [server]
+    while todo:
+        node = todo.pop()
+        held = lsas.get(node)
+        if held is None or (held[3] and node != server):
+            continue
+        for peer in held[2]:
+            back = lsas.get(peer)
+            if peer not in found and peer != me and back is not None and node in back[2]:
+                found[peer] = back[0]
+                todo.append(peer)
+    return found
+
+
+def receive_entries(name: str, incarnation: int, origin: str, origin_incarnation: int, entries: List[Any],
+                    streams: Dict[str, List[int]], out: Optional[Out], tombstone: bool) -> bool:
+    """
+    Apply the entries of a ROUTED message from ``origin`` (see "Streams" in
+    ``docs/protocol.rst``): the one for this start of us moves the incoming
+    stream (``streams[origin] = [incarnation, delivered, acks owed]``) and
+    applies its ack to ``out``, our stream to ``origin``.  Early payloads
+    are not held (the origin sends them again).  ``tombstone``: the
+    payload is empty.
+
+    :returns: whether the payload is next in order, to be delivered now.
+    """
+    deliver = False
+    for dest, dest_incarnation, seq, ack in entries:
+        if dest != name or dest_incarnation != incarnation:
+            continue
+        stream = streams.get(origin)
+        if stream is None or origin_incarnation > stream[0]:
+            stream = streams[origin] = [origin_incarnation, 0, 0]
+        elif origin_incarnation < stream[0]:
+            continue
+        if ack and out is not None and out.incarnation == origin_incarnation:
+            acked = [s for s in out.unacked if s <= ack]
+            for s in acked:
+                del out.unacked[s]
+            if acked:
+                out.rto = RTO_MIN
+        if seq == 0:
+            continue
+        stream[2] += 1
+        if seq == stream[1] + 1 or (tombstone and seq > stream[1]):
+            stream[1] = seq  # a tombstone: the origin gave up everything up to seq
+            deliver = not tombstone
+    return deliver
