@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # The checkout comes first on the path, so code changes need no reinstall.
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: run client demo test bench venv clean
+.PHONY: run client demo test bench venv clean wheel-check
 
 venv: $(STAMP)
 
@@ -24,11 +24,11 @@ KERNEL ?= otherbox
 TWISTD := $(BIN)/python -c 'from twisted.scripts.twistd import run; run()' --nodaemon --pidfile=
 
 run: $(STAMP)
-	$(TWISTD) lightspeed --kernel $(KERNEL) --app examples.pingpong:server
+	$(TWISTD) lightspeed --kernel $(KERNEL) --app lightspeed.examples.pingpong:server
 
 client: $(STAMP)
 	$(TWISTD) lightspeed --kernel testbox --listen none \
-	    --connect tcp:host=127.0.0.1:port=9876 --app examples.pingpong:client
+	    --connect tcp:host=127.0.0.1:port=9876 --app lightspeed.examples.pingpong:client
 
 demo: $(STAMP)
 	$(BIN)/python -m lightspeed.demo
@@ -42,7 +42,18 @@ bench: $(STAMP)
 	for b in bench/*.py; do $(BIN)/python $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) build *.egg-info _trial_temp .mypy_cache
+	rm -rf $(VENV) build *.egg-info _trial_temp .mypy_cache docs/_build
+
+# What a user gets from `pip install lightspeed[test]`: build the wheel,
+# install it in a fresh virtualenv outside the checkout and run its tests
+# from / (a minute or two; not part of `make test`).
+wheel-check: $(STAMP)
+	set -e; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	env -u PYTHONPATH $(BIN)/python -m pip wheel --quiet --no-deps -w "$$tmp/wheels" .; \
+	$(PYTHON) -m venv "$$tmp/venv"; \
+	wheel=$$(ls "$$tmp"/wheels/lightspeed-*.whl); \
+	env -u PYTHONPATH "$$tmp/venv/bin/python" -m pip install --quiet "$$wheel[test]"; \
+	cd / && env -u PYTHONPATH "$$tmp/venv/bin/python" -m twisted.trial --temp-directory="$$tmp/_trial_temp" lightspeed
 
 # Render docs/pictures/*.dot to SVG (needs Graphviz's `dot`; installs
 # nothing).  The SVGs are committed, so only editors of a picture need it.

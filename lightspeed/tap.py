@@ -3,7 +3,7 @@
 What ``twistd lightspeed`` runs: :obj:`Options` and :obj:`makeService`.
 
     twistd -n lightspeed --kernel otherbox --listen tcp:9876:interface=127.0.0.1 \\
-        --connect tcp:host=127.0.0.1:port=9877 --app examples.pingpong:server
+        --connect tcp:host=127.0.0.1:port=9877 --app lightspeed.examples.pingpong:server
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from twisted.application.service import MultiService, Service
 from twisted.logger import Logger
 from twisted.python import usage
 
+from lightspeed import __version__
 from lightspeed.kernel import Kernel
 from lightspeed.specifier import check_name
 
@@ -49,6 +50,15 @@ class Options(usage.Options):
         self["listen"] = []
         self["connect"] = []
         self["app"] = []
+
+    def opt_version(self) -> None:
+        """
+        Print lightspeed's and Twisted's versions and exit.
+        """
+        import twisted
+
+        print(f"lightspeed {__version__} (Twisted {twisted.__version__})")
+        sys.exit(0)
 
     def opt_listen(self, endpoint: str) -> None:
         """
@@ -146,7 +156,7 @@ class NodeService(Service):
 
     def startService(self) -> None:
         super().startService()
-        self.log.info("lightspeed kernel {name} started", name=self.kernel.name)
+        self.log.info("lightspeed {version} kernel {name} started", version=__version__, name=self.kernel.name)
         for app in self.apps:
             app(self.kernel)
 

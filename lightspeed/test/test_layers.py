@@ -123,6 +123,8 @@ LAYERS = [
             "lightspeed.tls",
             "lightspeed.tap",
             "lightspeed.demo",
+            "lightspeed.examples",
+            "lightspeed.examples.*",
             "lightspeed.web",
             "lightspeed.web.*",
             "twisted.plugins.lightspeed_plugin",

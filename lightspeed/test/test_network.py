@@ -206,7 +206,7 @@ class TCPMeshTests(TestCase):
         import io
         import contextlib
 
-        from examples.pingpong import PingClient, PingServer
+        from lightspeed.examples.pingpong import PingClient, PingServer
 
         k = yield self.mesh("ab", "ab")
         out = io.StringIO()

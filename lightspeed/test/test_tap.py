@@ -114,16 +114,42 @@ class OptionsTests(SynchronousTestCase):
         self.assertEqual(listener.factory.options.compression, True)
         self.assertFalse(kernel.running)
 
+    def test_version(self):
+        """When --version is given, then lightspeed's version (and Twisted's) is printed and the parse exits 0."""
+        import io
+        import contextlib
+
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            error = self.assertRaises(SystemExit, self.parse, "--version")
+        self.assertEqual(error.code, 0)
+        self.assertTrue(out.getvalue().startswith(f"lightspeed {lightspeed.__version__} (Twisted "), out.getvalue())
+
     def test_plugin_found(self):
         """When twistd looks for plugins, then 'lightspeed' is among them."""
         names = [p.tapname for p in getPlugins(IServiceMaker)]
         self.assertIn("lightspeed", names)
 
 
+class NodeDown(Exception):
+    """
+    A twistd node ended, or did not print what a test waited for in time.
+    """
+
+
 class Output(protocol.ProcessProtocol):
+    """
+    A twistd process's output.  :obj:`expect` fails at once, with the
+    whole log, when the process ends without printing what it waits for,
+    and after :obj:`patience` seconds if it stays silent.
+    """
+
+    patience = 20.0
+
     def __init__(self) -> None:
         self.text = ""
         self.ended: Deferred = Deferred()
+        self.status: Any = None
         self.waiting: List[Any] = []
 
     def outReceived(self, data: bytes) -> None:
@@ -140,10 +166,30 @@ class Output(protocol.ProcessProtocol):
         d: Deferred = Deferred()
         self.waiting.append((pattern, d))
         self.outReceived(b"")
+        if not d.called:
+            if self.ended.called:
+                self.give_up(f"the node had ended without printing {pattern!r}")
+            else:
+                late = reactor.callLater(self.patience, self.give_up,
+                                         f"the node printed no {pattern!r} in {self.patience:.0f} s")
+
+                def settled(result: Any) -> Any:
+                    if late.active():
+                        late.cancel()
+                    return result
+
+                d.addBoth(settled)
         return d
 
+    def give_up(self, why: str) -> None:
+        waiting, self.waiting = self.waiting, []
+        for _, d in waiting:
+            d.errback(NodeDown(f"{why}; its log:\n{self.text}"))
+
     def processEnded(self, reason: Any) -> None:
+        self.status = reason.value
         self.ended.callback(None)
+        self.give_up(f"the node ended ({reason.getErrorMessage()})")
 
 
 class TwistdTests(TestCase):
@@ -154,7 +200,9 @@ class TwistdTests(TestCase):
         env = dict(os.environ, PYTHONPATH=CHECKOUT)
         argv = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()",
                 "--nodaemon", "--pidfile=", "lightspeed"] + list(args)
-        process = reactor.spawnProcess(out, sys.executable, argv, env=env, path=CHECKOUT)
+        cwd = self.mktemp()
+        os.makedirs(cwd)
+        process = reactor.spawnProcess(out, sys.executable, argv, env=env, path=cwd)
 
         def stop():
             if out.ended.called:
@@ -166,15 +214,24 @@ class TwistdTests(TestCase):
         return out
 
     @inlineCallbacks
+    def test_node_down_fails_fast(self):
+        """When a node exits before printing what a test waits for, then the wait fails at once with the node's log."""
+        node = self.start("--kernel", "k", "--listen", "none", "--app", "no_such_module:app")
+        failure = yield self.assertFailure(node.expect("listening on"), NodeDown)
+        self.assertIn("no_such_module", str(failure))
+        self.assertIn("ended", str(failure))
+
+    @inlineCallbacks
     def test_two_nodes_ping_pong(self):
         """When two twistd nodes run the seed's programs, then the ping crosses and both pongs come back."""
         server = self.start("--kernel", "otherbox", "--listen", "tcp:0:interface=127.0.0.1",
-                            "--app", "examples.pingpong:server")
+                            "--app", "lightspeed.examples.pingpong:server")
+        yield server.expect(rf"lightspeed {re.escape(lightspeed.__version__)} kernel otherbox started")
         match = yield server.expect(r"listening on tcp:0:interface=127.0.0.1: IPv4Address\(type='TCP', "
                                     r"host='127.0.0.1', port=(\d+)\)")
         port = match.group(1)
         client = self.start("--kernel", "testbox", "--listen", "none",
-                            "--connect", f"tcp:host=127.0.0.1:port={port}", "--app", "examples.pingpong:client")
+                            "--connect", f"tcp:host=127.0.0.1:port={port}", "--app", "lightspeed.examples.pingpong:client")
         yield client.expect(r"Received 'pong' from poe://otherbox/mysession/: wazzup!")
         yield client.expect(r"Received Lightspeed request from: 'poe://otherbox/mysession/' State 'ping'")
         yield server.expect(r"Received 'ping' from poe://testbox/mysession/ -> how are you\?")
@@ -192,9 +249,9 @@ class TwistdTests(TestCase):
                     "--tls-ca", os.path.join(pki, "ca.crt")]
 
         server = self.start("--kernel", "otherbox", "--listen", "tcp:0:interface=127.0.0.1",
-                            "--app", "examples.pingpong:server", *tls("otherbox"))
+                            "--app", "lightspeed.examples.pingpong:server", *tls("otherbox"))
         match = yield server.expect(r"port=(\d+)\)")
         client = self.start("--kernel", "testbox", "--listen", "none",
                             "--connect", f"tcp:host=127.0.0.1:port={match.group(1)}",
-                            "--app", "examples.pingpong:client", *tls("testbox"))
+                            "--app", "lightspeed.examples.pingpong:client", *tls("testbox"))
         yield client.expect(r"Received 'pong' from poe://otherbox/mysession/: wazzup!")

@@ -9,8 +9,6 @@ from __future__ import annotations
 import random
 from typing import Any, List, Tuple, cast
 
-from hypothesis import given, settings
-from hypothesis import strategies as st
 from twisted.internet.task import Clock
 from twisted.logger import ILogObserver, LogLevel, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
@@ -21,6 +19,7 @@ from lightspeed.testing import LinkCounters, LinkDirection, MemoryMesh, MemoryTr
 from lightspeed.wire.codec import loads
 from lightspeed.wire.framing import Framer, frame
 from lightspeed.wire.protocol import LinkOptions
+from lightspeed.test.optional import given, settings, st
 
 HIT = "poe://b/sink/hit"
 BACK = "poe://a/sink/hit"

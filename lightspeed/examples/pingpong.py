@@ -3,11 +3,11 @@ The seed's two programs, as lightspeed apps for ``twistd lightspeed --app``.
 
 In one terminal (the server, kernel ``otherbox``)::
 
-    twistd -n --pidfile= lightspeed --kernel otherbox --listen tcp:9876:interface=127.0.0.1 --app examples.pingpong:server
+    twistd -n --pidfile= lightspeed --kernel otherbox --listen tcp:9876:interface=127.0.0.1 --app lightspeed.examples.pingpong:server
 
 In another (the client, kernel ``testbox``)::
 
-    twistd -n --pidfile= lightspeed --kernel testbox --listen none --connect tcp:host=127.0.0.1:port=9876 --app examples.pingpong:client
+    twistd -n --pidfile= lightspeed --kernel testbox --listen none --connect tcp:host=127.0.0.1:port=9876 --app lightspeed.examples.pingpong:client
 
 The client pings ``poe://otherbox/mysession/ping``; the server answers twice
 (to the sender object and to its id plus a state) and pokes the client's
