@@ -18,17 +18,20 @@ $(STAMP): setup.cfg pyproject.toml
 	$(BIN)/python -m pip install --quiet '.[test]'
 	touch $(STAMP)
 
-# The main job: a node named $(KERNEL) listening on 127.0.0.1:9876 with the
-# seed's ping server loaded.  `make client` starts the other half.
+# The main job: a node named $(KERNEL) listening on 127.0.0.1:$(PORT) with
+# the seed's ping server loaded.  `make client` starts the other half: it
+# connects to 127.0.0.1:$(PORT), prints the exchange and exits 0.
 KERNEL ?= otherbox
+PORT ?= 9876
 TWISTD := $(BIN)/python -c 'from twisted.scripts.twistd import run; run()' --nodaemon --pidfile=
 
 run: $(STAMP)
-	$(TWISTD) lightspeed --kernel $(KERNEL) --app lightspeed.examples.pingpong:server
+	$(TWISTD) lightspeed --kernel $(KERNEL) --listen tcp:$(PORT):interface=127.0.0.1 \
+	    --app lightspeed.examples.pingpong:server
 
 client: $(STAMP)
 	$(TWISTD) lightspeed --kernel testbox --listen none \
-	    --connect tcp:host=127.0.0.1:port=9876 --app lightspeed.examples.pingpong:client
+	    --connect tcp:host=127.0.0.1:port=$(PORT) --app lightspeed.examples.pingpong:client
 
 demo: $(STAMP)
 	$(BIN)/python -m lightspeed.demo

@@ -23,7 +23,7 @@ import lightspeed
 from lightspeed.adverts import AdvertSigner
 from lightspeed.kernel import Kernel
 from lightspeed.service import ConnectService, ListenService
-from lightspeed.tap import DEFAULT_LISTEN, NodeService, Options, makeService
+from lightspeed.tap import DEFAULT_LISTEN, NodeService, Options, QuietLogs, makeService, quiet_port_noise
 
 CHECKOUT = os.path.dirname(os.path.dirname(os.path.abspath(lightspeed.__file__)))
 
@@ -78,7 +78,7 @@ class OptionsTests(SynchronousTestCase):
         pki = self.pki("n")
         options = self.parse("--kernel", "n", *self.tls(pki, "n"))
         self.assertIsInstance(options["signer"], AdvertSigner)
-        (kernel,) = list(makeService(options))
+        (_, kernel) = list(makeService(options))
         self.assertIs(kernel.network.signer, options["signer"])
         self.assertIsNone(self.parse("--kernel", "n", "--unsigned-adverts", *self.tls(pki, "n"))["signer"])
 
@@ -102,7 +102,8 @@ class OptionsTests(SynchronousTestCase):
         """When makeService runs, then its tree is the kernel with a listener, a connector and the app runner."""
         service = makeService(self.parse("--kernel", "otherbox", "--compression", "--listen", "tcp:0",
                                          "--connect", "tcp:host=127.0.0.1:port=1"))
-        (kernel,) = list(service)
+        (quiet, kernel) = list(service)
+        self.assertIsInstance(quiet, QuietLogs)
         self.assertIsInstance(kernel, Kernel)
         self.assertEqual(kernel.name, "otherbox")
         self.assertIs(service.getServiceNamed("otherbox"), kernel)
@@ -124,6 +125,30 @@ class OptionsTests(SynchronousTestCase):
             error = self.assertRaises(SystemExit, self.parse, "--version")
         self.assertEqual(error.code, 0)
         self.assertTrue(out.getvalue().startswith(f"lightspeed {lightspeed.__version__} (Twisted "), out.getvalue())
+
+    def test_port_noise(self):
+        """When Twisted logs a port opening or closing, then the node's filter drops it and passes the rest."""
+        from twisted.logger import PredicateResult
+
+        def legacy(text: str) -> dict:
+            return {"log_namespace": "log_legacy", "log_text": text}
+
+        for noise in ("LinkFactory starting on 9876", "LinkFactory (TLS) starting on 9876", "(TCP Port 9876 Closed)", "(UNIX Port /tmp/x.sock Closed)"):
+            self.assertEqual(quiet_port_noise(legacy(noise)), PredicateResult.no)
+        self.assertEqual(quiet_port_noise(legacy("Received SIGTERM, shutting down.")), PredicateResult.maybe)
+        self.assertEqual(quiet_port_noise({"log_namespace": "lightspeed", "log_text": "x starting on y"}),
+                         PredicateResult.maybe)
+
+    def test_quiet_logs(self):
+        """When QuietLogs starts, then every observer of the publisher is behind the port-noise filter."""
+        from twisted.logger import LogPublisher
+
+        publisher, seen = LogPublisher(), []  # type: ignore[var-annotated]
+        publisher.addObserver(seen.append)  # type: ignore[arg-type]
+        QuietLogs(publisher).startService()
+        publisher({"log_namespace": "log_legacy", "log_text": "LinkFactory starting on 1"})
+        publisher({"log_namespace": "log_legacy", "log_text": "hello"})
+        self.assertEqual([e["log_text"] for e in seen], ["hello"])
 
     def test_plugin_found(self):
         """When twistd looks for plugins, then 'lightspeed' is among them."""
@@ -223,18 +248,43 @@ class TwistdTests(TestCase):
 
     @inlineCallbacks
     def test_two_nodes_ping_pong(self):
-        """When two twistd nodes run the seed's programs, then the ping crosses and both pongs come back."""
+        """
+        When two twistd nodes run the seed's programs, then the ping crosses,
+        both pongs and 'confused' come back, the client exits 0, the server
+        logs the clean shutdown at info, and neither log shows object reprs
+        or Twisted's port noise.
+        """
         server = self.start("--kernel", "otherbox", "--listen", "tcp:0:interface=127.0.0.1",
                             "--app", "lightspeed.examples.pingpong:server")
         yield server.expect(rf"lightspeed {re.escape(lightspeed.__version__)} kernel otherbox started")
-        match = yield server.expect(r"listening on tcp:0:interface=127.0.0.1: IPv4Address\(type='TCP', "
-                                    r"host='127.0.0.1', port=(\d+)\)")
+        match = yield server.expect(r"listening on tcp:0:interface=127.0.0.1: 127\.0\.0\.1:(\d+)\n")
         port = match.group(1)
         client = self.start("--kernel", "testbox", "--listen", "none",
                             "--connect", f"tcp:host=127.0.0.1:port={port}", "--app", "lightspeed.examples.pingpong:client")
         yield client.expect(r"Received 'pong' from poe://otherbox/mysession/: wazzup!")
         yield client.expect(r"Received Lightspeed request from: 'poe://otherbox/mysession/' State 'ping'")
         yield server.expect(r"Received 'ping' from poe://testbox/mysession/ -> how are you\?")
+        yield client.ended
+        self.assertEqual(client.status.exitCode, 0, client.text)
+        yield server.expect(r"\[lightspeed\.wire\.protocol\.LinkProtocol#info\] kernel otherbox: "
+                            r"link to testbox closed by the peer: shutdown")
+        for text in (server.text, client.text):
+            self.assertNotRegex(text, r"object at 0x|IPv4Address|starting on|Port \d+ Closed|#warn|Traceback")
+
+    @inlineCallbacks
+    def test_port_taken(self):
+        """When the node's port is taken, then it exits 1 at once with one line saying why, and no traceback."""
+        taken = reactor.listenTCP(0, protocol.ServerFactory(), interface="127.0.0.1")
+        self.addCleanup(taken.stopListening)
+        port = taken.getHost().port  # type: ignore[attr-defined]
+        node = self.start("--kernel", "k", "--listen", f"tcp:{port}:interface=127.0.0.1")
+        yield node.ended
+        self.assertEqual(node.status.exitCode, 1, node.text)
+        lines = [line for line in node.text.splitlines() if "cannot listen" in line]
+        self.assertEqual(len(lines), 1, node.text)
+        self.assertIn(f"kernel k cannot listen on tcp:{port}:interface=127.0.0.1: ", lines[0])
+        self.assertIn("Address already in use", lines[0])
+        self.assertNotIn("Traceback", node.text)
 
     @inlineCallbacks
     def test_two_nodes_over_tls(self):
@@ -250,8 +300,12 @@ class TwistdTests(TestCase):
 
         server = self.start("--kernel", "otherbox", "--listen", "tcp:0:interface=127.0.0.1",
                             "--app", "lightspeed.examples.pingpong:server", *tls("otherbox"))
-        match = yield server.expect(r"port=(\d+)\)")
+        match = yield server.expect(r"listening on tcp:0:interface=127.0.0.1: 127\.0\.0\.1:(\d+)\n")
         client = self.start("--kernel", "testbox", "--listen", "none",
                             "--connect", f"tcp:host=127.0.0.1:port={match.group(1)}",
                             "--app", "lightspeed.examples.pingpong:client", *tls("testbox"))
         yield client.expect(r"Received 'pong' from poe://otherbox/mysession/: wazzup!")
+        yield client.ended
+        self.assertEqual(client.status.exitCode, 0, client.text)
+        for text in (server.text, client.text):
+            self.assertNotRegex(text, r"object at 0x|IPv4Address|starting on|Port \d+ Closed|Traceback")
