@@ -19,7 +19,7 @@ from twisted.application.service import MultiService, Service
 from twisted.logger import FilteringLogObserver, ILogFilterPredicate, Logger, PredicateResult, globalLogPublisher
 from twisted.python import usage
 
-from lightspeed import __version__
+from lightspeed.version import __version__
 from lightspeed.kernel import Kernel
 from lightspeed.specifier import check_name
 from lightspeed.wire.protocol import address_text
@@ -223,7 +223,9 @@ def makeService(options: Options, reactor: Optional[Any] = None) -> MultiService
 
         reactor = global_reactor
     kernel = Kernel(options["kernel"], reactor=reactor)
-    link_options: Dict[str, Any] = {"compression": bool(options["compression"]), "keepalive": options["keepalive"]}
+    # Options.postOptions chose whether to sign (--unsigned-adverts).
+    link_options: Dict[str, Any] = {"compression": bool(options["compression"]), "keepalive": options["keepalive"],
+                                    "sign_adverts": False}
     if options["password"]:
         link_options["password"] = options["password"]
     if options["tls"] is not None:
