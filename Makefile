@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # The checkout comes first on the path, so code changes need no reinstall.
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: run client demo test bench venv clean wheel-check
+.PHONY: run client demo test bench venv clean wheel-check docs
 
 venv: $(STAMP)
 
@@ -40,6 +40,17 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m mypy
 	$(BIN)/python -m twisted.trial lightspeed
+
+# The Sphinx site, with its API reference, into docs/_build/html; any
+# warning fails the build.  Installs the [docs] extra into .venv once.
+DOCS_STAMP := $(VENV)/.docs-installed
+
+$(DOCS_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet '.[docs]'
+	touch $(DOCS_STAMP)
+
+docs: $(DOCS_STAMP)
+	$(BIN)/python -m sphinx -E -W --keep-going -q -b html docs docs/_build/html
 
 bench: $(STAMP)
 	for b in bench/*.py; do $(BIN)/python $$b || exit 1; done

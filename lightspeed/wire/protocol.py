@@ -450,7 +450,7 @@ def address_text(address: Any) -> str:
 
 class LinkFactory(Factory):
     """
-    Builds :obj:`LinkProtocol`s for a listener or a client connection.
+    Builds :obj:`LinkProtocol` instances for a listener or a client connection.
 
     :param listening: for a listener: with a password, failed password
         handshakes are limited per source address (:obj:`GuessLimiter`,
