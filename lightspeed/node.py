@@ -70,7 +70,8 @@ class Node(MultiService):
         signer = tls if isinstance(tls, AdvertSigner) else AdvertSigner.from_tls(tls)
         self.network_start().flooding.sign(signer)
 
-    def listen(self, endpoint: Any = "tcp:9876:interface=127.0.0.1", *, tls: Any = None, **options: Any) -> Any:
+    def listen(self, endpoint: Any = "tcp:9876:interface=127.0.0.1", *, tls: Any = None,
+               sign_adverts: Optional[bool] = None, **options: Any) -> Any:
         """
         Accept links from other kernels (the seed's Server).
 
@@ -78,15 +79,22 @@ class Node(MultiService):
             ``'tcp:0:interface=127.0.0.1'``, ``'unix:/path'``) or object.
         :param tls: a :class:`~lightspeed.tls.TLSConfig` (mutual TLS when it
             names a CA).
+        :param sign_adverts: whether to :meth:`sign_adverts` with ``tls``;
+            the default does when ``tls`` has a CA and binds names, as
+            ``twistd lightspeed --tls-ca`` does.
         :param options: see :class:`~lightspeed.wire.protocol.LinkOptions`.
         :returns: a :class:`~lightspeed.service.ListenService`, a child of
             this kernel (started with it); wait on ``whenListening()``.
+        :raises ValueError: if adverts are to be signed and the certificate
+            cannot sign them (it is not from the CA).
         """
         from lightspeed.service import listen_service
 
+        self._sign_with(tls, sign_adverts)
         return self._adopt(listen_service(self.network_start(), endpoint, tls, options))
 
-    def connect(self, endpoint: Any, *, reconnect: bool = True, tls: Any = None, **options: Any) -> Any:
+    def connect(self, endpoint: Any, *, reconnect: bool = True, tls: Any = None,
+                sign_adverts: Optional[bool] = None, **options: Any) -> Any:
         """
         Keep a link to another kernel (the seed's Client), reconnecting with
         back-off when it drops or its handshake is refused.
@@ -97,14 +105,26 @@ class Node(MultiService):
         :param tls: a :class:`~lightspeed.tls.TLSConfig`: the server's
             certificate must chain to its CA and name ``tls.name`` (default:
             the host connected to).
+        :param sign_adverts: as for :meth:`listen`.
         :param options: as for :meth:`listen`.
         :returns: a :class:`~lightspeed.service.ConnectService`, a child of
             this kernel; ``whenConnected()`` fires with the link once its
             handshake is done.
+        :raises ValueError: as for :meth:`listen`.
         """
         from lightspeed.service import connect_service
 
+        self._sign_with(tls, sign_adverts)
         return self._adopt(connect_service(self.network_start(), endpoint, tls, options, reconnect))
+
+    def _sign_with(self, tls: Any, sign_adverts: Optional[bool]) -> None:
+        # A mesh whose kernels hold CA-issued certificates signs its adverts
+        # (a kernel that signs refuses unsigned ones): without this, a link
+        # came up and was then closed with bad-advert.
+        if sign_adverts is None:
+            sign_adverts = tls is not None and tls.ca is not None and tls.bind_names
+        if sign_adverts and (self.network is None or self.network.signer is None):
+            self.sign_adverts(tls)
 
     def _adopt(self, service: Any) -> Any:
         service.setServiceParent(self)

@@ -59,9 +59,12 @@ class ListenService(Service):
 
     log = Logger()
 
-    def __init__(self, endpoint: IStreamServerEndpoint, factory: Any, kernel: str = "?") -> None:
+    def __init__(self, endpoint: IStreamServerEndpoint, factory: Any, kernel: str = "?",
+                 description: str = "") -> None:
         self.endpoint = endpoint
         self.kernel = kernel
+        #: The endpoint as the log shows it (its string form when given one).
+        self.description = description or _description(endpoint)
         self.factory = factory
         self.port: Optional[IListeningPort] = None
         self._error: Optional[Failure] = None
@@ -84,7 +87,9 @@ class ListenService(Service):
     def _failed(self, failure: Failure) -> None:
         self._listen = None
         self._error = failure
-        self.log.failure("kernel {kernel} cannot listen", failure, kernel=self.kernel)
+        # One line: the reason (address in use, no permission) says it all.
+        self.log.error("kernel {kernel} cannot listen on {endpoint}: {why}", kernel=self.kernel,
+                       endpoint=self.description, why=failure.getErrorMessage())
         for d in self._take_waiters():
             d.errback(failure)
 
@@ -132,11 +137,11 @@ class ConnectService(ClientService):
     """
 
     def __init__(self, owner: ILinkOwner, endpoint: IStreamClientEndpoint, options: LinkOptions,
-                 reconnect: bool = True) -> None:
+                 reconnect: bool = True, description: str = "") -> None:
         self._backoff = backoffPolicy(initialDelay=0.5, maxDelay=30.0) if reconnect else _once_policy
         self.failures = 0
         self.delay = 0.0
-        super().__init__(_HandshakeEndpoint(endpoint), LinkFactory(owner, options), retryPolicy=self._policy,
+        super().__init__(_HandshakeEndpoint(endpoint, description), LinkFactory(owner, options), retryPolicy=self._policy,
                          clock=owner.reactor, prepareConnection=_handshake)
 
     def _policy(self, failures: int) -> float:
@@ -163,8 +168,12 @@ class _HandshakeEndpoint:
     not be reported again.
     """
 
-    def __init__(self, endpoint: IStreamClientEndpoint) -> None:
+    def __init__(self, endpoint: IStreamClientEndpoint, description: str = "") -> None:
         self._endpoint = endpoint
+        self._description = description or _description(endpoint)
+
+    def __repr__(self) -> str:  # ClientService logs "Scheduling retry ... to connect {endpoint}"
+        return self._description
 
     def connect(self, factory: Any) -> Deferred:
         return self._endpoint.connect(_HandshakeFactory(factory))
@@ -201,7 +210,7 @@ def listen_service(owner: ILinkOwner, endpoint: Any, tls: Any, options: dict) ->
     factory: Any = LinkFactory(owner, LinkOptions(**options), listening=True)
     if tls is not None:
         factory = tls_server_factory(tls, factory)
-    return ListenService(server_endpoint(owner.reactor, endpoint), factory, owner.name)
+    return ListenService(server_endpoint(owner.reactor, endpoint), factory, owner.name, _description(endpoint))
 
 
 def connect_service(owner: ILinkOwner, endpoint: Any, tls: Any, options: dict,
@@ -215,7 +224,15 @@ def connect_service(owner: ILinkOwner, endpoint: Any, tls: Any, options: dict,
     client = client_endpoint(owner.reactor, endpoint)
     if tls is not None:
         client = tls_client_endpoint(tls, endpoint, client)
-    return ConnectService(owner, client, LinkOptions(**options), reconnect)
+    return ConnectService(owner, client, LinkOptions(**options), reconnect, _description(endpoint))
+
+
+def _description(endpoint: Any) -> str:
+    """
+    An endpoint as log lines show it: its string form, or its class's name
+    (an endpoint object's repr is an address in memory).
+    """
+    return endpoint if isinstance(endpoint, str) else type(endpoint).__name__
 
 
 def _once_policy(attempt: int) -> float:

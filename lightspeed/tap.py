@@ -3,21 +3,26 @@
 What ``twistd lightspeed`` runs: :obj:`Options` and :obj:`makeService`.
 
     twistd -n lightspeed --kernel otherbox --listen tcp:9876:interface=127.0.0.1 \\
-        --connect tcp:host=127.0.0.1:port=9877 --app examples.pingpong:server
+        --connect tcp:host=127.0.0.1:port=9877 --app lightspeed.examples.pingpong:server
 """
 
 from __future__ import annotations
 
+import atexit
 import importlib
+import os
+import re
 import sys
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, cast
 
 from twisted.application.service import MultiService, Service
-from twisted.logger import Logger
+from twisted.logger import FilteringLogObserver, ILogFilterPredicate, Logger, PredicateResult, globalLogPublisher
 from twisted.python import usage
 
+from lightspeed.version import __version__
 from lightspeed.kernel import Kernel
 from lightspeed.specifier import check_name
+from lightspeed.wire.protocol import address_text
 
 DEFAULT_LISTEN = "tcp:9876:interface=127.0.0.1"
 
@@ -55,6 +60,15 @@ class Options(usage.Options):
         self["listen"] = []
         self["connect"] = []
         self["app"] = []
+
+    def opt_version(self) -> None:
+        """
+        Print lightspeed's and Twisted's versions and exit.
+        """
+        import twisted
+
+        print(f"lightspeed {__version__} (Twisted {twisted.__version__})")
+        sys.exit(0)
 
     def opt_listen(self, endpoint: str) -> None:
         """
@@ -156,9 +170,55 @@ class NodeService(Service):
 
     def startService(self) -> None:
         super().startService()
-        self.log.info("lightspeed kernel {name} started", name=self.kernel.name)
+        self.log.info("lightspeed {version} kernel {name} started", version=__version__, name=self.kernel.name)
         for app in self.apps:
             app(self.kernel)
+
+
+#: Twisted's own lines about a port opening or closing: the node logs
+#: "listening on ..." itself.
+PORT_NOISE = re.compile(r"^([\w ()]+ starting on \S+|\((TCP|UNIX) Port \S+ Closed\))$")
+
+
+def quiet_port_noise(event: Dict[str, Any]) -> PredicateResult:
+    """
+    A log predicate that drops :obj:`PORT_NOISE`.
+    """
+    if event.get("log_namespace") == "log_legacy" and PORT_NOISE.match(str(event.get("log_text", ""))):
+        return PredicateResult.no
+    return PredicateResult.maybe
+
+
+class QuietLogs(Service):
+    """
+    The node's first service: once twistd has begun logging, every
+    observer it logs to gets :obj:`quiet_port_noise` in front.
+    """
+
+    def __init__(self, publisher: Any = globalLogPublisher) -> None:
+        self.publisher = publisher
+
+    def startService(self) -> None:
+        super().startService()
+        for observer in list(getattr(self.publisher, "_observers", [])):
+            self.publisher.removeObserver(observer)
+            self.publisher.addObserver(FilteringLogObserver(observer, [cast(ILogFilterPredicate, quiet_port_noise)]))
+
+
+def cannot_listen(reactor: Any) -> None:
+    """
+    A node that cannot listen (the reason is logged, in one line, by its
+    :obj:`~lightspeed.service.ListenService`) stops, and twistd exits with
+    status 1 rather than 0.
+    """
+
+    def status_one() -> None:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(1)  # twistd itself always exits 0; this runs after its clean-up
+
+    atexit.register(status_one)
+    reactor.callWhenRunning(reactor.stop)
 
 
 def makeService(options: Options, reactor: Optional[Any] = None) -> MultiService:
@@ -173,12 +233,15 @@ def makeService(options: Options, reactor: Optional[Any] = None) -> MultiService
 
         reactor = global_reactor
     kernel = Kernel(options["kernel"], reactor=reactor, hidden=bool(options["hidden"]))
-    link_options: Dict[str, Any] = {"compression": bool(options["compression"]), "keepalive": options["keepalive"]}
+    # Options.postOptions chose whether to sign (--unsigned-adverts).
+    link_options: Dict[str, Any] = {"compression": bool(options["compression"]), "keepalive": options["keepalive"],
+                                    "sign_adverts": False}
     if options["password"]:
         link_options["password"] = options["password"]
     if options["tls"] is not None:
         link_options["tls"] = options["tls"]
     top = MultiService()
+    QuietLogs().setServiceParent(top)
     kernel.setServiceParent(top)
     kernel.network_start()
     if options.get("signer") is not None:
@@ -187,9 +250,8 @@ def makeService(options: Options, reactor: Optional[Any] = None) -> MultiService
         listener = kernel.listen(endpoint, **link_options)
         listener.whenListening().addCallbacks(
             lambda port, e=endpoint: NodeService.log.info("listening on {endpoint}: {address}",
-                                                          endpoint=e, address=port.getHost()),
-            lambda failure, e=endpoint: NodeService.log.critical(
-                "cannot listen on {endpoint}: {why}", endpoint=e, why=failure.getErrorMessage()))
+                                                          endpoint=e, address=address_text(port.getHost())),
+            lambda failure: cannot_listen(reactor))
     for endpoint in options["connect"]:
         kernel.connect(endpoint, **link_options)
     if options.get("web"):

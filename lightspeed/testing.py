@@ -244,8 +244,12 @@ class MemoryMesh:
 
     def advance(self, seconds: float) -> None:
         """
-        Move the clock forward, then settle.
+        Settle, move the clock forward, then settle again: whatever is due
+        now (a post just made, a frame on its way) happens before the clock
+        moves, so ``seconds`` is measured from a quiet mesh and timers see
+        the effects of what came before them.
         """
+        self.settle()
         self.clock.advance(seconds)
         self.settle()
 

@@ -137,12 +137,12 @@ class OptionTests(SynchronousTestCase):
     def test_twistd_hidden(self):
         """When twistd lightspeed gets --hidden, then its kernel is hidden, and not without."""
         from lightspeed.tap import Options, makeService
+        from lightspeed.test.test_tap import kernel_of
 
         def kernel(*argv: str) -> Any:
             options = Options()
             options.parseOptions(["--kernel", "k", "--listen", "none", *argv])
-            (found,) = list(makeService(options))
-            return found
+            return kernel_of(makeService(options))
 
         hidden = kernel("--hidden")
         self.assertEqual((hidden.hidden, hidden.network.router.hidden), (True, True))

@@ -47,15 +47,15 @@ from lightspeed.test.layers import (
 # import, and ("also") single modules of other layers they may import as
 # well.  A layer may always import its own modules (cycles are caught
 # separately).  "lightspeed.net.*" covers every module below lightspeed.net.
-# The package itself, "lightspeed" (lightspeed/__init__.py), is a node-layer
-# module: `from lightspeed import Kernel` imports it, while `import
+# The package itself, "lightspeed" (lightspeed/__init__.py), is the top
+# layer: `from lightspeed import Kernel` imports it, while `import
 # lightspeed.errors` and `from lightspeed import errors` import
 # lightspeed.errors alone.  The layers run from the bottom (errors) up.
 
 LAYERS = [
     Layer(
         "errors",
-        modules=["lightspeed.errors", "lightspeed.specifier", "lightspeed.bounded"],
+        modules=["lightspeed.errors", "lightspeed.specifier", "lightspeed.bounded", "lightspeed.version"],
         may_import=[],
     ),
     Layer(
@@ -116,7 +116,6 @@ LAYERS = [
     Layer(
         "node",
         modules=[
-            "lightspeed",
             "lightspeed.kernel",
             "lightspeed.node",
             "lightspeed.service",
@@ -144,6 +143,14 @@ LAYERS = [
     Layer(
         "testkit",
         modules=["lightspeed.testing", "lightspeed.memorylinks"],
+        may_import=["errors", "contracts", "wire", "routing", "runtime", "network", "links", "features", "node",
+                    "edges"],
+    ),
+    Layer(
+        # The public surface, `import lightspeed` (it loads lightspeed.tls
+        # and lightspeed.testing lazily), and the examples, which use only it.
+        "package",
+        modules=["lightspeed", "lightspeed.examples", "lightspeed.examples.*"],
         may_import=[ANY],
     ),
 ]
@@ -533,10 +540,10 @@ class ForbiddenTests(SynchronousTestCase):
             [("lightspeed.network", 6, "lightspeed.kernel"), ("lightspeed.network", 9, "lightspeed.runtime")],
         )
 
-    def test_package_is_node(self) -> None:
+    def test_package_is_top(self) -> None:
         """
         When a feature imports a name from the package, then that is an import
-        of the node layer; a submodule imported from the package is not.
+        of the top (package) layer; a submodule imported from the package is not.
         """
         sources = _sources(
             lightspeed="",
@@ -548,7 +555,7 @@ class ForbiddenTests(SynchronousTestCase):
         self.assertEqual(
             format_forbidden(found),
             "lightspeed.monitor line 1 (top level): from lightspeed import Kernel, Session"
-            " -- lightspeed.monitor is in layer features, lightspeed in layer node",
+            " -- lightspeed.monitor is in layer features, lightspeed in layer package",
         )
 
     def test_real_rules(self) -> None:

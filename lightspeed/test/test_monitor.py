@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Tuple
 
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
 from lightspeed import BadSpecifier, NoRoute
 from lightspeed.errors import RemoteError
@@ -293,8 +293,10 @@ class ControlFuzzTests(SynchronousTestCase):
 
     def test_generated_arguments(self):
         """When another kernel sends CONTROL operations with arbitrary plain arguments, then each gets an answer and the link stays up."""
-        from hypothesis import given, settings
-        from hypothesis import strategies as st
+        from lightspeed.test.optional import HAVE_HYPOTHESIS, MISSING, given, settings, st
+
+        if not HAVE_HYPOTHESIS:
+            raise SkipTest(MISSING)
 
         mesh, k, _ = build("ab", "ab")
         k["b"].spawn(Sink("s", []))

@@ -206,7 +206,7 @@ class TCPMeshTests(TestCase):
         import io
         import contextlib
 
-        from examples.pingpong import PingClient, PingServer
+        from lightspeed.examples.pingpong import PingClient, PingServer
 
         k = yield self.mesh("ab", "ab")
         out = io.StringIO()
@@ -297,3 +297,19 @@ class LifecycleTests(RealKernels):
         self.assertEqual(_endpoint_host("tcp:127.0.0.1:9876", None), "127.0.0.1")
         self.assertEqual(_endpoint_host("tcp:host=example.org:port=1", None), "example.org")
         self.assertEqual(_endpoint_host("unix:path=/x", None), "")
+
+
+class EndpointDescriptionTests(TestCase):
+    def test_descriptions(self):
+        """When a listener or connector is made, then log lines name its endpoint by its string (or class), never a repr."""
+        from twisted.internet.endpoints import TCP4ClientEndpoint
+
+        from lightspeed.service import _HandshakeEndpoint, listen_service
+
+        kernel = Kernel("desc", reactor=reactor)
+        listener = listen_service(kernel.network_start(), "tcp:0:interface=127.0.0.1", None, {})
+        self.assertEqual(listener.description, "tcp:0:interface=127.0.0.1")
+        endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", 1)
+        # ClientService logs "Scheduling retry N to connect {endpoint}".
+        self.assertEqual(repr(_HandshakeEndpoint(endpoint, "tcp:host=127.0.0.1:port=1")), "tcp:host=127.0.0.1:port=1")
+        self.assertEqual(repr(_HandshakeEndpoint(endpoint)), "TCP4ClientEndpoint")

@@ -275,3 +275,16 @@ class PreauthFrameTests(SynchronousTestCase):
                               + frame(dumps([PONG, b"x" * 200000])))
         self.assertIsNone(protocol.closed_reason)
         self.assertEqual(protocol.peer.name, "peer")  # type: ignore[union-attr]
+
+
+class AddressTextTests(SynchronousTestCase):
+    def test_address_text(self):
+        """When an address is shown in a log line, then it is host:port, [v6]:port or a UNIX path, never a repr."""
+        from twisted.internet.address import IPv6Address, UNIXAddress
+
+        from lightspeed.wire.protocol import address_text
+
+        self.assertEqual(address_text(IPv4Address("TCP", "127.0.0.9", 5555)), "127.0.0.9:5555")
+        self.assertEqual(address_text(IPv6Address("TCP", "::1", 5555)), "[::1]:5555")
+        self.assertEqual(address_text(UNIXAddress(b"/tmp/ls.sock")), "/tmp/ls.sock")
+        self.assertEqual(address_text(object()), "object")

@@ -8,11 +8,10 @@ from __future__ import annotations
 import random
 from typing import Callable, Dict, FrozenSet, Iterable, List, Optional, Set, Tuple
 
-from hypothesis import given, settings
-from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from lightspeed.router import LinkState, Router
+from lightspeed.test.optional import given, settings, st
 
 #: Edges as ``{(x, y): (cost x advertises, cost y advertises)}`` with ``x < y``.
 Edges = Dict[Tuple[str, str], Tuple[int, int]]

@@ -10,9 +10,6 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable
 
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
 from twisted.trial.unittest import SynchronousTestCase
 
 from lightspeed.errors import BadSpecifier, LightspeedError
@@ -25,6 +22,7 @@ from lightspeed.specifier import (
     coerce,
     parse,
 )
+from lightspeed.test.optional import given, settings, st
 
 # -- strategies -------------------------------------------------------------
 

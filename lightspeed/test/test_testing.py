@@ -9,8 +9,6 @@ from __future__ import annotations
 import random
 from typing import Any, List, Tuple, cast
 
-from hypothesis import given, settings
-from hypothesis import strategies as st
 from twisted.internet.task import Clock
 from twisted.logger import ILogObserver, LogLevel, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
@@ -21,6 +19,7 @@ from lightspeed.testing import LinkCounters, LinkDirection, MemoryMesh, MemoryTr
 from lightspeed.wire.codec import loads
 from lightspeed.wire.framing import Framer, frame
 from lightspeed.wire.protocol import LinkOptions
+from lightspeed.test.optional import given, settings, st
 
 HIT = "poe://b/sink/hit"
 BACK = "poe://a/sink/hit"
@@ -122,7 +121,6 @@ class MeshCase(SynchronousTestCase):
         """
         Post each value to b's sink from a (or to a's from b), all in one
         turn, and settle: the frames are on their way, at the current time.
-        (``mesh.advance`` would move the clock before they leave.)
         """
         for value in values:
             if kernel is None or kernel is self.a:
@@ -158,6 +156,15 @@ class NoFaultTests(MeshCase):
         self.assertEqual(self.link.forward.counters - up, LinkCounters(sent=2, delivered=2))
         self.assertEqual(self.link.forward.in_flight, 0)
         self.assertEqual(self.link.counters, self.link.forward.counters + self.link.backward.counters)
+
+    def test_advance_settles_first(self):
+        """When a post is made and the mesh advanced, then it arrives before the clock moves, and the clock moves by exactly that much."""
+        start = self.mesh.clock.seconds()
+        self.a.post(HIT, 1)
+        self.mesh.advance(10)
+        self.assertEqual(self.got["b"], [1])
+        self.assertEqual(self.times, [start])
+        self.assertEqual(self.mesh.clock.seconds(), start + 10)
 
     def test_counters_arithmetic(self):
         """When counters are added and subtracted, then field by field."""

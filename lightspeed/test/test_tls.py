@@ -25,10 +25,10 @@ def node(name: str, ca_key: bytes = CA_KEY, ca_crt: bytes = CA_CRT, trust: bytes
 
 class TLSTests(RealKernels):
     @inlineCallbacks
-    def pair(self, server_tls: TLSConfig, client_tls: TLSConfig, name: str) -> Any:
+    def pair(self, server_tls: TLSConfig, client_tls: TLSConfig, name: str, sign: Any = None) -> Any:
         a, b = self.kernel(f"{name}-a"), self.kernel(f"{name}-b")
-        port = yield b.listen("tcp:0:interface=127.0.0.1", tls=server_tls).whenListening()
-        service = a.connect(f"tcp:host=127.0.0.1:port={port.getHost().port}", tls=client_tls)
+        port = yield b.listen("tcp:0:interface=127.0.0.1", tls=server_tls, sign_adverts=sign).whenListening()
+        service = a.connect(f"tcp:host=127.0.0.1:port={port.getHost().port}", tls=client_tls, sign_adverts=sign)
         return a, b, service
 
     @inlineCallbacks
@@ -46,7 +46,8 @@ class TLSTests(RealKernels):
 
     @inlineCallbacks
     def refused(self, server_tls: TLSConfig, client_tls: TLSConfig, name: str) -> Any:
-        a, b, service = yield self.pair(server_tls, client_tls, name)
+        # These certificates could not sign adverts: the refusal tested is TLS's.
+        a, b, service = yield self.pair(server_tls, client_tls, name, sign=False)
         error = yield self.assertFailure(service.whenConnected(failAfterFailures=1), LinkClosed)
         # TLS refuses before any lightspeed byte: no BYE, the link is just closed.
         self.assertEqual(error.code, "closed")
@@ -98,11 +99,11 @@ class TLSTests(RealKernels):
 
     @inlineCallbacks
     def test_signed_adverts_over_tls(self):
-        """When both kernels sign adverts with their TLS certificates, then each holds the other's signed advert and posts cross."""
+        """When both kernels link with TLS configs that have a CA, then they sign adverts by themselves: each holds the other's signed advert and posts cross."""
         server_tls, client_tls = node("sig-b"), node("sig-a")
         a, b, service = yield self.pair(server_tls, client_tls, "sig")
-        a.sign_adverts(client_tls)
-        b.sign_adverts(server_tls)
+        self.assertIsNotNone(a.network.signer)
+        self.assertIsNotNone(b.network.signer)
         yield service.whenConnected(failAfterFailures=1)
         yield wait_for(lambda: a.network.router.held("sig-b") is not None
                        and b.network.router.held("sig-a") is not None)
@@ -113,3 +114,29 @@ class TLSTests(RealKernels):
         a.post("poe://sig-b/s/hit", "signed")
         yield wait_for(lambda: log)
         self.assertEqual(log[0][1], ("signed",))
+
+
+class SignOnLinkTests(RealKernels):
+    def test_cannot_sign_refused_at_once(self):
+        """When connect or listen get a CA-backed TLSConfig whose certificate is not from that CA, then ValueError at once, before any link."""
+        bad = node("bad-a", OTHER_KEY, OTHER_CRT, trust=CA_CRT)
+        kernel = self.kernel("bad-a")
+        error = self.assertRaises(ValueError, kernel.connect, "tcp:host=127.0.0.1:port=1", tls=bad)
+        self.assertIn("cannot sign adverts", str(error))
+        self.assertRaises(ValueError, kernel.listen, "tcp:0:interface=127.0.0.1", tls=bad)
+        self.assertEqual(list(kernel), [])
+        self.assertIsNone(kernel.network)  # the check came first
+
+    def test_sign_rules(self):
+        """When a TLSConfig has no CA, or does not bind names, or sign_adverts=False, then adverts stay unsigned."""
+        kernel = self.kernel("rules-a")
+        no_ca = node("rules-a")
+        no_ca.ca = None
+        kernel.connect("tcp:host=127.0.0.1:port=1", tls=no_ca)
+        free = node("rules-a")
+        free.bind_names = False
+        kernel.connect("tcp:host=127.0.0.1:port=1", tls=free)
+        kernel.connect("tcp:host=127.0.0.1:port=1", tls=node("rules-a"), sign_adverts=False)
+        self.assertIsNone(kernel.network.signer)
+        kernel.connect("tcp:host=127.0.0.1:port=1", tls=node("rules-a"))
+        self.assertIsNotNone(kernel.network.signer)

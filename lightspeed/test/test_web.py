@@ -172,13 +172,13 @@ class OptionsTests(SynchronousTestCase):
         """When --web is not given, then there is no status page in the tree."""
         options = self.parse("--kernel", "k", "--listen", "none")
         self.assertIsNone(options["web"])
-        kernel = next(iter(makeService(options, reactor=Clock())))
+        kernel = test_tap.kernel_of(makeService(options, reactor=Clock()))
         self.assertEqual([s for s in kernel if isinstance(s, WebService)], [])
 
     def test_web_child_of_kernel(self):
         """When --web is given, then the kernel's service tree has the status page."""
         options = self.parse("--kernel", "k", "--listen", "none", "--web", "0")
-        kernel = next(iter(makeService(options, reactor=Clock())))
+        kernel = test_tap.kernel_of(makeService(options, reactor=Clock()))
         [web] = [s for s in kernel if isinstance(s, WebService)]
         self.assertIs(web.kernel, kernel)
 

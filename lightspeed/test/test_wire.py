@@ -9,8 +9,6 @@ from __future__ import annotations
 import datetime
 from typing import Any, List, Optional
 
-from hypothesis import given, settings
-from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from lightspeed.errors import EncodeError, FrameTooLarge, ProtocolError
@@ -18,6 +16,7 @@ from lightspeed.message import BYE, HELLO, LSA, PING, PONG, ROUTED
 from lightspeed.wire.codec import dumps, loads
 from lightspeed.wire.connection import Connection, LinkConfig, PeerInfo
 from lightspeed.wire.framing import Framer, frame
+from lightspeed.test.optional import given, settings, st
 
 
 class FramingTests(SynchronousTestCase):

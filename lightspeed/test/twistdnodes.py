@@ -15,7 +15,7 @@ from typing import Callable, Dict, List, Optional
 from lightspeed.test.test_tap import CHECKOUT, twistd_argv
 
 #: What a node prints once it listens: its port.
-LISTENING = re.compile(r"listening on .*port=(\d+)\)")
+LISTENING = re.compile(r"listening on \S+: \S+:(\d+)\n")
 
 
 class TwistdNode:

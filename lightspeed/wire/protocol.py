@@ -24,7 +24,7 @@ from lightspeed.wire.connection import Connection, LinkConfig, PeerInfo
 from lightspeed.wire.framing import DEFAULT_MAX_FRAME
 from lightspeed.wire.handshake import AUTH_BURST, AUTH_INTERVAL, GuessLimiter
 
-__all__ = ["LinkProtocol", "LinkFactory", "LinkOptions", "FIRST_PING", "MAX_PINGS"]
+__all__ = ["LinkProtocol", "LinkFactory", "LinkOptions", "FIRST_PING", "MAX_PINGS", "address_text", "CLEAN_CODES"]
 
 #: Seconds after the handshake at which a link sends its first PING, to
 #: measure the round trip early (unless a keepalive tick comes sooner).  Not
@@ -133,7 +133,8 @@ class LinkProtocol(Protocol):
     def connectionMade(self) -> None:
         accept = self.options.accept
         if accept is not None and not accept(self.transport.getHost(), self.transport.getPeer()):
-            self.log.warn("connection from {peer} refused by the accept hook", peer=self.transport.getPeer())
+            self.log.warn("connection from {peer} refused by the accept hook",
+                          peer=address_text(self.transport.getPeer()))
             self._closing = True
             self.transport.abortConnection()
             return
@@ -206,7 +207,7 @@ class LinkProtocol(Protocol):
             self.owner.link_down(self)
         elif self.conn is not None and self.conn.state != "closed":
             self.log.warn("kernel {kernel}: link from {address} lost before its handshake finished: {why}",
-                          kernel=self.owner.name, address=self.transport.getPeer(),
+                          kernel=self.owner.name, address=address_text(self.transport.getPeer()),
                           why=reason.getErrorMessage() if reason is not None else "?")
         waiters, self._lost_waiters = self._lost_waiters or [], None
         for d in waiters:
@@ -351,15 +352,17 @@ class LinkProtocol(Protocol):
         self.owner.message_received(self, message)
 
     def _closed(self, code: str, message: str, by_peer: bool) -> None:
-        who = self.peer.name if self.peer is not None else self.transport.getPeer()
+        who = self.peer.name if self.peer is not None else address_text(self.transport.getPeer())
+        # A kernel shutting down is routine; every other BYE is worth a look.
+        emit = self.log.info if code in CLEAN_CODES else self.log.warn
         if self._quiet:
             pass  # logged once by _take_guess
         elif by_peer:
-            self.log.warn("kernel {kernel}: link to {peer} closed by the peer: {code}: {message}",
-                          kernel=self.owner.name, peer=who, code=code, message=message)
+            emit("kernel {kernel}: link to {peer} closed by the peer: {code}: {message}",
+                 kernel=self.owner.name, peer=who, code=code, message=message)
         else:
-            self.log.warn("kernel {kernel}: closing link to {peer}: {code}: {message}",
-                          kernel=self.owner.name, peer=who, code=code, message=message)
+            emit("kernel {kernel}: closing link to {peer}: {code}: {message}",
+                 kernel=self.owner.name, peer=who, code=code, message=message)
         self.closed_reason = LinkClosed(f"{code}: {message}", code)
         self._set_ready(Failure(self.closed_reason))
         self._paused = False  # the BYE goes out whatever the backlog
@@ -427,9 +430,27 @@ class LinkProtocol(Protocol):
             self.owner.link_rtt(self, seconds)
 
 
+#: BYE codes of a clean shutdown, logged at info rather than warn.
+CLEAN_CODES = frozenset({"shutdown"})
+
+
+def address_text(address: Any) -> str:
+    """
+    ``host:port`` of an IPv4/IPv6 address, the path of a UNIX one: what a
+    log line shows instead of the address object's repr.
+    """
+    host, port = getattr(address, "host", None), getattr(address, "port", None)
+    if host is not None and port is not None:
+        return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+    name = getattr(address, "name", None)
+    if name is not None:
+        return name.decode("utf-8", "replace") if isinstance(name, bytes) else str(name)
+    return type(address).__name__
+
+
 class LinkFactory(Factory):
     """
-    Builds :obj:`LinkProtocol`s for a listener or a client connection.
+    Builds :obj:`LinkProtocol` instances for a listener or a client connection.
 
     :param listening: for a listener: with a password, failed password
         handshakes are limited per source address (:obj:`GuessLimiter`,

@@ -3,15 +3,17 @@ The seed's two programs, as lightspeed apps for ``twistd lightspeed --app``.
 
 In one terminal (the server, kernel ``otherbox``)::
 
-    twistd -n --pidfile= lightspeed --kernel otherbox --listen tcp:9876:interface=127.0.0.1 --app examples.pingpong:server
+    twistd -n --pidfile= lightspeed --kernel otherbox --listen tcp:9876:interface=127.0.0.1 --app lightspeed.examples.pingpong:server
 
 In another (the client, kernel ``testbox``)::
 
-    twistd -n --pidfile= lightspeed --kernel testbox --listen none --connect tcp:host=127.0.0.1:port=9876 --app examples.pingpong:client
+    twistd -n --pidfile= lightspeed --kernel testbox --listen none --connect tcp:host=127.0.0.1:port=9876 --app lightspeed.examples.pingpong:client
 
 The client pings ``poe://otherbox/mysession/ping``; the server answers twice
-(to the sender object and to its id plus a state) and pokes the client's
-``confused`` state, which prints what lightspeed tells it about the sender.
+(to the sender object and to its id plus a state) and posts a third event to
+the client's ``confused`` state, which prints what lightspeed tells it about
+the sender.  Once all three have arrived the client stops its reactor: the
+node shuts down cleanly and exits 0.
 """
 
 from lightspeed import Kernel, Session
@@ -43,14 +45,20 @@ class PingClient(Session):
     (``when_reachable``, the convergence signal), then pings it; if the
     server's session is not there yet, it tries again ``interval`` seconds
     after the ``_undeliverable`` notice.  So it does not matter which node
-    starts first.
+    starts first.  With ``stop_when_done`` it stops the kernel's reactor
+    once both pongs and the ``confused`` event have arrived.
     """
 
-    def __init__(self, target: str = "otherbox", interval: float = 1.0):
+    #: The events the server sends back for one ping.
+    REPLIES = 3
+
+    def __init__(self, target: str = "otherbox", interval: float = 1.0, stop_when_done: bool = False):
         super().__init__()
         self.target = target
         self.interval = interval
+        self.stop_when_done = stop_when_done
         self.answered = False
+        self.replies = 0
 
     def _start(self, event):
         kernel = event.kernel
@@ -68,11 +76,19 @@ class PingClient(Session):
     def pong(self, event):
         self.answered = True
         say(f"Received 'pong' from {event.sender.id}: {event.arg0}")
+        self._replied(event)
 
     def confused(self, event):
         kind = "Lightspeed" if event.sender.is_lightspeed else "regular"
         say(f"Received {kind} request from: '{event.sender.id}' State '{event.caller_state}' "
             f"File '{event.caller_file}' Line '{event.caller_line}'")
+        self._replied(event)
+
+    def _replied(self, event):
+        self.replies += 1
+        if self.stop_when_done and self.replies == self.REPLIES:
+            say("Exchange complete; stopping.")
+            event.kernel.reactor.stop()
 
 
 def server(kernel: Kernel) -> None:
@@ -80,4 +96,4 @@ def server(kernel: Kernel) -> None:
 
 
 def client(kernel: Kernel) -> None:
-    kernel.spawn(PingClient())
+    kernel.spawn(PingClient(stop_when_done=True))
