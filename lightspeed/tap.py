@@ -17,6 +17,7 @@ from twisted.logger import Logger
 from twisted.python import usage
 
 from lightspeed.kernel import Kernel
+from lightspeed.net.callerfiles import check_policy
 from lightspeed.specifier import check_name
 
 DEFAULT_LISTEN = "tcp:9876:interface=127.0.0.1"
@@ -41,6 +42,8 @@ class Options(usage.Options):
         ["web", None, None, "Serve the live status page on this endpoint (a bare port: on 127.0.0.1)."],
         ["web-token", None, None, "Token the status page demands (Bearer header or ?token=)."],
         ["web-token-file", None, None, "Read the status page's token from this file."],
+        ["caller-files", None, "relative", "What messages carry as the sender's source file: relative (to its "
+                                           "sys.path entry), full, name (base name) or none."],
     ]
     optFlags = [
         ["compression", None, "Ask peers for zlib compression."],
@@ -91,6 +94,10 @@ class Options(usage.Options):
             self["listen"] = []
         elif "none" in self["listen"]:
             raise usage.UsageError("--listen none cannot be combined with other --listen options")
+        try:
+            check_policy(self["caller-files"])
+        except ValueError as e:
+            raise usage.UsageError(f"--caller-files: {e}")
         try:
             self["keepalive"] = float(self["keepalive"])
         except ValueError:
@@ -173,6 +180,7 @@ def makeService(options: Options, reactor: Optional[Any] = None) -> MultiService
 
         reactor = global_reactor
     kernel = Kernel(options["kernel"], reactor=reactor, hidden=bool(options["hidden"]))
+    kernel.caller_files = options["caller-files"]
     link_options: Dict[str, Any] = {"compression": bool(options["compression"]), "keepalive": options["keepalive"]}
     if options["password"]:
         link_options["password"] = options["password"]

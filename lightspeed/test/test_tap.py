@@ -114,6 +114,16 @@ class OptionsTests(SynchronousTestCase):
         self.assertEqual(listener.factory.options.compression, True)
         self.assertFalse(kernel.running)
 
+    def test_caller_files(self):
+        """When --caller-files is given (or not), then the kernel's policy is it (relative); a bad one is a UsageError."""
+        self.assertEqual(self.parse()["caller-files"], "relative")
+        for policy in ("relative", "full", "name", "none"):
+            (kernel,) = list(makeService(self.parse("--caller-files", policy, "--listen", "none")))
+            self.assertEqual(kernel.caller_files, policy)
+            self.assertEqual(kernel.network.caller_files.policy, policy)
+        error = self.assertRaises(usage.UsageError, self.parse, "--caller-files", "absolute")
+        self.assertIn("relative, full, name, none", str(error))
+
     def test_plugin_found(self):
         """When twistd looks for plugins, then 'lightspeed' is among them."""
         names = [p.tapname for p in getPlugins(IServiceMaker)]
