@@ -71,6 +71,7 @@ LAYERS = [
             "lightspeed.wire.framing",
             "lightspeed.wire.codec",
             "lightspeed.wire.connection",
+            "lightspeed.wire.preauth",
             "lightspeed.wire.handshake",
         ],
         may_import=["errors"],

@@ -23,6 +23,8 @@ from lightspeed.message import PING
 from lightspeed.wire.connection import Connection, LinkConfig, PeerInfo
 from lightspeed.wire.framing import DEFAULT_MAX_FRAME
 from lightspeed.wire.handshake import AUTH_BURST, AUTH_INTERVAL, GuessLimiter
+from lightspeed.wire.preauth import MAX_UNAUTHENTICATED, MAX_UNAUTHENTICATED_BYTES, MAX_UNAUTHENTICATED_PER_ADDRESS, \
+    PreauthGate
 
 __all__ = ["LinkProtocol", "LinkFactory", "LinkOptions", "FIRST_PING", "MAX_PINGS"]
 
@@ -67,13 +69,20 @@ class LinkOptions:
         connections are refused before the handshake.
     :ivar auth_interval: (listeners with a password) seconds after which a
         refused address may try once more.
+    :ivar max_unauthenticated: (listeners) connections in their handshake
+        at once, of them ``max_unauthenticated_per_address`` from one IP
+        address, buffering ``max_unauthenticated_bytes`` in all
+        (:mod:`lightspeed.wire.preauth`).
     """
 
     def __init__(self, password: Any = None, compression: bool = False, keepalive: float = 15.0,
                  handshake_timeout: float = 10.0, max_frame: int = DEFAULT_MAX_FRAME,
                  accept: Optional[Callable[[IAddress, IAddress], bool]] = None,
                  max_backlog: int = 64 * 1024 * 1024, tls_names: bool = False,
-                 auth_burst: int = AUTH_BURST, auth_interval: float = AUTH_INTERVAL) -> None:
+                 auth_burst: int = AUTH_BURST, auth_interval: float = AUTH_INTERVAL,
+                 max_unauthenticated: int = MAX_UNAUTHENTICATED,
+                 max_unauthenticated_per_address: int = MAX_UNAUTHENTICATED_PER_ADDRESS,
+                 max_unauthenticated_bytes: int = MAX_UNAUTHENTICATED_BYTES) -> None:
         if isinstance(password, str):
             password = password.encode("utf-8")
         self.password: Optional[bytes] = password
@@ -86,6 +95,9 @@ class LinkOptions:
         self.tls_names = tls_names
         self.auth_burst = auth_burst
         self.auth_interval = auth_interval
+        self.max_unauthenticated = max_unauthenticated
+        self.max_unauthenticated_per_address = max_unauthenticated_per_address
+        self.max_unauthenticated_bytes = max_unauthenticated_bytes
 
 
 @implementer(IPushProducer)
@@ -127,6 +139,8 @@ class LinkProtocol(Protocol):
         self._guess_address: Optional[str] = None
         #: When the handshake finished (reactor seconds), once it has.
         self.since: Optional[float] = None
+        #: The listener's limits on connections in their handshake, until ours is done.
+        self._gate: Optional[PreauthGate] = None
 
     # -- Twisted -------------------------------------------------------------
 
@@ -136,6 +150,9 @@ class LinkProtocol(Protocol):
             self.log.warn("connection from {peer} refused by the accept hook", peer=self.transport.getPeer())
             self._closing = True
             self.transport.abortConnection()
+            return
+        self._gate = getattr(self.factory, "gate", None)  # a listener's PreauthGate
+        if self._gate is not None and not self._gate.join(self):
             return
         config = LinkConfig(self.owner.name, self.owner.incarnation, self.options.compression,
                             self.options.password, self.options.max_frame, getattr(self.owner, "hidden", False))
@@ -160,6 +177,8 @@ class LinkProtocol(Protocol):
         self._heard = True
         if self.conn is not None:
             self.conn.receive(data)
+            if self._gate is not None:
+                self._gate.update(self, self.conn.buffered_input)
             # Handle what arrived and write the answers in this same turn.
             self.owner.after_read(self)
 
@@ -202,9 +221,11 @@ class LinkProtocol(Protocol):
             if call is not None and call.active():
                 call.cancel()
             setattr(self, name, None)
+        if self._gate is not None:
+            self._gate.release(self)
         if self.peer is not None:
             self.owner.link_down(self)
-        elif self.conn is not None and self.conn.state != "closed":
+        elif self.conn is not None and self.conn.state != "closed" and not self._closing:
             self.log.warn("kernel {kernel}: link from {address} lost before its handshake finished: {why}",
                           kernel=self.owner.name, address=self.transport.getPeer(),
                           why=reason.getErrorMessage() if reason is not None else "?")
@@ -213,6 +234,14 @@ class LinkProtocol(Protocol):
             d.callback(None)
         self._set_ready(Failure(LinkClosed(f"link closed before the handshake finished: "
                                            f"{reason.getErrorMessage() if reason else '?'}")))
+
+    def drop(self) -> None:
+        """
+        Abort the connection at once, without a BYE (a limit before the handshake).
+        """
+        self._gate = None
+        self._closing = True
+        self.transport.abortConnection()
 
     def _admit(self, name: str, incarnation: int) -> Any:
         """
@@ -336,6 +365,9 @@ class LinkProtocol(Protocol):
         self.peer = peer
         self._settle_guess(False)
         self.since = self.reactor.seconds()
+        if self._gate is not None:
+            self._gate.release(self)
+            self._gate = None
         if self._handshake_timer is not None and self._handshake_timer.active():
             self._handshake_timer.cancel()
         self._handshake_timer = None
@@ -446,6 +478,10 @@ class LinkFactory(Factory):
         self.guesses: Optional[GuessLimiter] = None
         if listening and options.password is not None:
             self.guesses = GuessLimiter(options.auth_burst, options.auth_interval)
+        self.gate: Optional[PreauthGate] = None
+        if listening:
+            self.gate = PreauthGate(owner.name, options.max_unauthenticated, options.max_unauthenticated_per_address,
+                                    options.max_unauthenticated_bytes)
 
     def buildProtocol(self, addr: Optional[IAddress]) -> LinkProtocol:
         protocol = LinkProtocol(self.owner, self.options, self.reactor)
