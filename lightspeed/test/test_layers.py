@@ -55,7 +55,7 @@ from lightspeed.test.layers import (
 LAYERS = [
     Layer(
         "errors",
-        modules=["lightspeed.errors", "lightspeed.specifier", "lightspeed.bounded"],
+        modules=["lightspeed.errors", "lightspeed.specifier", "lightspeed.bounded", "lightspeed.ratelimit"],
         may_import=[],
     ),
     Layer(
@@ -98,7 +98,7 @@ LAYERS = [
     ),
     Layer(
         "links",
-        modules=["lightspeed.wire.protocol"],
+        modules=["lightspeed.wire.protocol", "lightspeed.wire.throttle"],
         may_import=["errors", "contracts", "wire"],
     ),
     Layer(

@@ -124,6 +124,17 @@ class OptionsTests(SynchronousTestCase):
         error = self.assertRaises(usage.UsageError, self.parse, "--caller-files", "absolute")
         self.assertIn("relative, full, name, none", str(error))
 
+    def test_message_rate(self):
+        """When --message-rate and --message-burst are given (or not), then the links' options carry them."""
+        (kernel,) = list(makeService(self.parse("--listen", "tcp:0")))
+        self.assertEqual((list(kernel)[0].factory.options.message_rate,
+                          list(kernel)[0].factory.options.message_burst), (200000, 200000))
+        (kernel,) = list(makeService(self.parse("--listen", "tcp:0", "--message-rate", "500", "--message-burst", "50")))
+        listener = list(kernel)[0]
+        self.assertEqual((listener.factory.options.message_rate, listener.factory.options.message_burst), (500, 50))
+        for bad in (["--message-rate", "x"], ["--message-rate", "-1"], ["--message-burst", "0"]):
+            self.assertRaises(usage.UsageError, self.parse, *bad)
+
     def test_plugin_found(self):
         """When twistd looks for plugins, then 'lightspeed' is among them."""
         names = [p.tapname for p in getPlugins(IServiceMaker)]

@@ -23,8 +23,7 @@ from lightspeed.message import PING
 from lightspeed.wire.connection import Connection, LinkConfig, PeerInfo
 from lightspeed.wire.framing import DEFAULT_MAX_FRAME
 from lightspeed.wire.handshake import AUTH_BURST, AUTH_INTERVAL, GuessLimiter
-from lightspeed.wire.preauth import MAX_UNAUTHENTICATED, MAX_UNAUTHENTICATED_BYTES, MAX_UNAUTHENTICATED_PER_ADDRESS, \
-    PreauthGate
+from lightspeed.wire import preauth, throttle
 
 __all__ = ["LinkProtocol", "LinkFactory", "LinkOptions", "FIRST_PING", "MAX_PINGS"]
 
@@ -69,10 +68,11 @@ class LinkOptions:
         connections are refused before the handshake.
     :ivar auth_interval: (listeners with a password) seconds after which a
         refused address may try once more.
-    :ivar max_unauthenticated: (listeners) connections in their handshake
-        at once, of them ``max_unauthenticated_per_address`` from one IP
-        address, buffering ``max_unauthenticated_bytes`` in all
-        (:mod:`lightspeed.wire.preauth`).
+    :ivar max_unauthenticated: (listeners) connections in their handshake at
+        once, ``max_unauthenticated_per_address`` from one IP address,
+        ``max_unauthenticated_bytes`` buffered in all (:mod:`.preauth`).
+    :ivar message_rate: messages a second once up, ``message_burst`` at
+        once; past them reading pauses (:mod:`.throttle`; 0: no limit).
     """
 
     def __init__(self, password: Any = None, compression: bool = False, keepalive: float = 15.0,
@@ -80,9 +80,10 @@ class LinkOptions:
                  accept: Optional[Callable[[IAddress, IAddress], bool]] = None,
                  max_backlog: int = 64 * 1024 * 1024, tls_names: bool = False,
                  auth_burst: int = AUTH_BURST, auth_interval: float = AUTH_INTERVAL,
-                 max_unauthenticated: int = MAX_UNAUTHENTICATED,
-                 max_unauthenticated_per_address: int = MAX_UNAUTHENTICATED_PER_ADDRESS,
-                 max_unauthenticated_bytes: int = MAX_UNAUTHENTICATED_BYTES) -> None:
+                 max_unauthenticated: int = preauth.MAX_UNAUTHENTICATED,
+                 max_unauthenticated_per_address: int = preauth.MAX_UNAUTHENTICATED_PER_ADDRESS,
+                 max_unauthenticated_bytes: int = preauth.MAX_UNAUTHENTICATED_BYTES,
+                 message_rate: float = throttle.MESSAGE_RATE, message_burst: int = throttle.MESSAGE_BURST) -> None:
         if isinstance(password, str):
             password = password.encode("utf-8")
         self.password: Optional[bytes] = password
@@ -98,6 +99,8 @@ class LinkOptions:
         self.max_unauthenticated = max_unauthenticated
         self.max_unauthenticated_per_address = max_unauthenticated_per_address
         self.max_unauthenticated_bytes = max_unauthenticated_bytes
+        self.message_rate = message_rate
+        self.message_burst = message_burst
 
 
 @implementer(IPushProducer)
@@ -106,6 +109,7 @@ class LinkProtocol(Protocol):
     One link to a neighbour kernel.
 
     :ivar peer: the neighbour, once the handshake is done.
+    :ivar throttle: its message rate limit once up (a ``ReadThrottle``), if any.
     """
 
     log = Logger()
@@ -139,8 +143,9 @@ class LinkProtocol(Protocol):
         self._guess_address: Optional[str] = None
         #: When the handshake finished (reactor seconds), once it has.
         self.since: Optional[float] = None
-        #: The listener's limits on connections in their handshake, until ours is done.
-        self._gate: Optional[PreauthGate] = None
+        self._gate: Optional[preauth.PreauthGate] = None  # a listener's, until our handshake is done
+        self._received = 0  # messages handed on since the rate limit counted them
+        self.throttle: Optional[throttle.ReadThrottle] = None
 
     # -- Twisted -------------------------------------------------------------
 
@@ -181,6 +186,9 @@ class LinkProtocol(Protocol):
                 self._gate.update(self, self.conn.buffered_input)
             # Handle what arrived and write the answers in this same turn.
             self.owner.after_read(self)
+            if self._received and self.throttle is not None:
+                self.throttle.charge(self._received)
+                self._received = 0
 
     def _take_guess(self) -> bool:
         """
@@ -216,6 +224,8 @@ class LinkProtocol(Protocol):
 
     def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
         self._settle_guess(self.conn is not None and self.conn.answered)
+        if self.throttle is not None:
+            self.throttle.stop()
         for name in ("_handshake_timer", "_keepalive_call", "_first_ping_call", "_abort_call"):
             call = getattr(self, name)
             if call is not None and call.active():
@@ -236,9 +246,7 @@ class LinkProtocol(Protocol):
                                            f"{reason.getErrorMessage() if reason else '?'}")))
 
     def drop(self) -> None:
-        """
-        Abort the connection at once, without a BYE (a limit before the handshake).
-        """
+        """Abort the connection at once, without a BYE (a limit before the handshake)."""
         self._gate = None
         self._closing = True
         self.transport.abortConnection()
@@ -371,6 +379,9 @@ class LinkProtocol(Protocol):
         if self._handshake_timer is not None and self._handshake_timer.active():
             self._handshake_timer.cancel()
         self._handshake_timer = None
+        if self.options.message_rate:
+            self.throttle = throttle.ReadThrottle(self, self.options.message_rate, self.options.message_burst,
+                                                  self.reactor)
         self.owner.link_up(self)
         keepalive = self.options.keepalive
         if keepalive:
@@ -380,6 +391,7 @@ class LinkProtocol(Protocol):
         self._set_ready(self)
 
     def _message(self, message: list) -> None:
+        self._received += 1
         self.owner.message_received(self, message)
 
     def _closed(self, code: str, message: str, by_peer: bool) -> None:
@@ -478,10 +490,8 @@ class LinkFactory(Factory):
         self.guesses: Optional[GuessLimiter] = None
         if listening and options.password is not None:
             self.guesses = GuessLimiter(options.auth_burst, options.auth_interval)
-        self.gate: Optional[PreauthGate] = None
-        if listening:
-            self.gate = PreauthGate(owner.name, options.max_unauthenticated, options.max_unauthenticated_per_address,
-                                    options.max_unauthenticated_bytes)
+        self.gate = preauth.PreauthGate(owner.name, options.max_unauthenticated, options.max_unauthenticated_per_address,
+                                        options.max_unauthenticated_bytes) if listening else None
 
     def buildProtocol(self, addr: Optional[IAddress]) -> LinkProtocol:
         protocol = LinkProtocol(self.owner, self.options, self.reactor)
