@@ -179,3 +179,33 @@ class HostileTests(RealKernels):
         # Refusals from each address, each logged once.
         self.assertEqual(sorted(self.refusals()), [f"127.0.1.{i}" for i in range(1, 7)])
         yield self.delivers(a, log, "last")
+
+
+class InflateTests(SynchronousTestCase):
+    def test_zlib_bomb_before_handshake(self):
+        """When a peer that agreed on zlib sends 16 MiB of zeros compressed to a few KiB before READY, then at most a small frame is inflated at once and the link closes frame-too-large."""
+        import tracemalloc
+        import zlib
+
+        from lightspeed.wire.connection import Connection, LinkConfig
+
+        closes: List[tuple] = []
+        ours = Connection(LinkConfig("inf-a", 1, compression=True), lambda name, inc: None, lambda peer: None,
+                          lambda message: None, lambda *a: closes.append(a), lambda: None)
+        theirs = Connection(LinkConfig("inf-b", 2, compression=True), lambda name, inc: None, lambda peer: None,
+                            lambda message: None, lambda *a: None, lambda: None)
+        ours.start()
+        theirs.start()
+        hello = theirs.take_output()
+        deflate = zlib.compressobj()
+        bomb = deflate.compress(struct.pack(">I", 16 * 1024 * 1024 - 8) + bytes(16 * 1024 * 1024))
+        bomb += deflate.flush(zlib.Z_SYNC_FLUSH)
+        self.assertLess(len(bomb), 64 * 1024)
+        tracemalloc.start()
+        try:
+            ours.receive(hello + bomb)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        self.assertEqual(closes[0][0], "frame-too-large")
+        self.assertLess(peak, 1024 * 1024)  # was 16 MiB: a whole max_frame inflated at once
