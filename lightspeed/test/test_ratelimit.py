@@ -94,6 +94,8 @@ class FloodTests(SynchronousTestCase):
                 break
             self.mesh.advance(0.1)
         self.assertEqual(self.got["fa"], list(range(5000)))  # nothing lost, in order
+        # They came in batches (one ROUTED per turn), each counted as its payloads.
+        self.assertLess(self.ab.forward.counters.delivered, 100)
         self.assertGreaterEqual(self.mesh.clock.seconds(), 3.5)  # (5000 - 1000 burst) at 1000/s
         self.assertGreater(cast(Any, flooder.throttle).paused, 1)
         self.mesh.advance(10)
