@@ -48,7 +48,8 @@ def _parser() -> argparse.ArgumentParser:
     certs = commands.add_parser("certs", help="create a private CA (once) and a certificate per node name")
     certs.add_argument("directory", help="where ca.crt, ca.key, NAME.crt and NAME.key go")
     certs.add_argument("names", nargs="+", help="kernel names to make certificates for")
-    certs.add_argument("--ca-name", default="lightspeed CA", help="common name of a new CA")
+    certs.add_argument("--ca-name", default=None,
+                       help='common name of a new CA (default: "lightspeed CA" and 8 random hex digits)')
     certs.add_argument("--host", action="append", default=None,
                        help="DNS name or IP address the node certificates are valid for (repeatable; "
                             "default localhost, 127.0.0.1, ::1)")

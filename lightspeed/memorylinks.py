@@ -44,6 +44,7 @@ class MemoryTransport(StringTransport):
         self.outgoing: Optional["LinkDirection"] = None
         self.closed = False
         self.written = 0
+        self._held: List[bytes] = []
 
     def write(self, data: bytes) -> None:
         if self.closed or not data:
@@ -58,9 +59,15 @@ class MemoryTransport(StringTransport):
     def writeSequence(self, seq: List[bytes]) -> None:
         self.write(b"".join(seq))
 
-    def _receive(self, data: bytes) -> None:
-        if not self.closed:
-            self.protocol.dataReceived(data)
+    def _receive(self, data: bytes = b"") -> None:
+        if data:
+            self._held.append(data)  # it waits there while reading is paused
+        while self._held and self.producerState == "producing" and not self.closed:
+            self.protocol.dataReceived(self._held.pop(0))
+
+    def resumeProducing(self) -> None:
+        super().resumeProducing()
+        self._receive()
 
     def loseConnection(self) -> None:
         self._close(ConnectionDone("closed"))
@@ -145,9 +152,7 @@ class _FrameScanner:
 
     @property
     def mid_frame(self) -> bool:
-        """
-        Whether the stream so far ends inside a frame.
-        """
+        """Whether the stream so far ends inside a frame."""
         return bool(self._head) or self._left > 0
 
     def feed(self, data: bytes, most: Optional[int] = None) -> List[int]:
@@ -181,9 +186,7 @@ class _FrameScanner:
 
 
 class _Unit:
-    """
-    Bytes (or a close, when ``data`` is :obj:`None`) on their way.
-    """
+    """Bytes (or a close, when ``data`` is :obj:`None`) on their way."""
 
     __slots__ = ("data", "frames", "written", "why", "arrival", "call", "done")
 
@@ -458,7 +461,7 @@ class LinkDirection:
             self._count["delivered"] += unit.frames
             if self.clock.seconds() > unit.written:
                 self._count["delayed"] += unit.frames
-            receiver.protocol.dataReceived(unit.data)
+            receiver._receive(unit.data)
 
     # -- counting frames -------------------------------------------------------
 

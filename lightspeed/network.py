@@ -25,6 +25,7 @@ from lightspeed.adverts import certificate_names
 from lightspeed.errors import EncodeError
 from lightspeed.interfaces import IKernelPort, ILinkOwner, INetworkPort
 from lightspeed.message import CALL, CALLREPLY, CONTROL, DEFAULT_HOPS, LSA, POST, REQUEST, ROUTED
+from lightspeed.net.callerfiles import DEFAULT_POLICY, CallerFiles
 from lightspeed.net.delivery import Delivery
 from lightspeed.net.costs import LinkCosts
 from lightspeed.net.dispatch import KIND_NAMES, Dispatcher
@@ -66,6 +67,9 @@ class Network:
     :ivar hops: how many relays a message from here may cross.
     :ivar max_payload: the largest encoded payload a message may have: it
         must fit in a frame of the default maximum size with its header.
+    :ivar caller_files: what messages carry as the sender's source file
+        (:class:`~lightspeed.net.callerfiles.CallerFiles`; set through
+        ``kernel.caller_files``).
     :ivar costs: the link costs from measured round trips
         (:obj:`~lightspeed.net.costs.LinkCosts`); ``costs.enabled = False``
         fixes every link's cost at 1.
@@ -97,6 +101,8 @@ class Network:
         #: Handlers of other link message kinds (such as TRACE), by kind:
         #: objects with ``received(link, message)``, set by the node.
         self.extensions: Dict[int, Any] = {}
+        self.caller_files = CallerFiles(getattr(port, "caller_files", DEFAULT_POLICY))
+        self._sent_files = self.caller_files.cache  # cleared, never replaced, when the policy changes
 
     # -- counters and settings kept by the parts -------------------------------------
 
@@ -220,7 +226,10 @@ class Network:
         check_plain(args)
         sessions: Any = "*" if spec.sessions == _WILD else spec.sessions
         kind = CALLREPLY if reply else POST
-        body = [kind, sessions, spec.state, args, self.port.local.wire_name(sender), cstate, cfile, cline]
+        sent_file = self._sent_files.get(cfile)
+        if sent_file is None:
+            sent_file = self.caller_files.convert(cfile)
+        body = [kind, sessions, spec.state, args, self.port.local.wire_name(sender), cstate, sent_file, cline]
         if rsvp is not None:
             kind = CALL
             body[0] = CALL
@@ -276,9 +285,9 @@ class Network:
             check_plain(args)
         except EncodeError as e:
             return fail(e)
-        name = self.port.local.wire_name(sender)
+        name, cfile = self.port.local.wire_name(sender), self.caller_files.convert(caller[0])
         return self.requests.start(
-            kernel, lambda request_id: [kind, sessions, state, list(args), name, cstate, caller[0], caller[1],
+            kernel, lambda request_id: [kind, sessions, state, list(args), name, cstate, cfile, caller[1],
                                         request_id], timeout, late)
 
     def bounce(self, kernel: str, session: str, destination: str, reason: str, args: Any) -> None:

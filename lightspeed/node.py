@@ -38,6 +38,24 @@ class Node(MultiService):
     local: Any
     network: Any
     control_at: Any
+    _caller_files = "relative"
+
+    @property
+    def caller_files(self) -> str:
+        """
+        What messages to other kernels carry as the sender's source file:
+        ``"relative"`` (default), ``"full"``, ``"name"`` or ``"none"``
+        (see :mod:`lightspeed.net.callerfiles`).
+        """
+        return self._caller_files
+
+    @caller_files.setter
+    def caller_files(self, policy: str) -> None:
+        from lightspeed.net.callerfiles import check_policy
+
+        self._caller_files = check_policy(policy)
+        if self.network is not None:
+            self.network.caller_files.policy = policy
 
     def network_start(self, incarnation: Optional[int] = None) -> Any:
         """

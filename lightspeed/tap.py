@@ -21,6 +21,7 @@ from twisted.python import usage
 
 from lightspeed.version import __version__
 from lightspeed.kernel import Kernel
+from lightspeed.net.callerfiles import check_policy
 from lightspeed.specifier import check_name
 from lightspeed.wire.protocol import address_text
 
@@ -46,6 +47,11 @@ class Options(usage.Options):
         ["web", None, None, "Serve the live status page on this endpoint (a bare port: on 127.0.0.1)."],
         ["web-token", None, None, "Token the status page demands (Bearer header or ?token=)."],
         ["web-token-file", None, None, "Read the status page's token from this file."],
+        ["message-rate", None, "200000", "Messages a second each link may bring (0: no limit); past it, with "
+                                         "--message-burst, reading from that link pauses."],
+        ["message-burst", None, "200000", "Messages a link may bring at once before --message-rate applies."],
+        ["caller-files", None, "relative", "What messages carry as the sender's source file: relative (to its "
+                                           "sys.path entry), full, name (base name) or none."],
     ]
     optFlags = [
         ["compression", None, "Ask peers for zlib compression."],
@@ -109,6 +115,7 @@ class Options(usage.Options):
             self["keepalive"] = float(self["keepalive"])
         except ValueError:
             raise usage.UsageError("--keepalive wants a number of seconds")
+        self._check_guards()
         if self["password-file"]:
             with open(self["password-file"], "rb") as f:
                 self["password"] = f.read().strip()
@@ -138,6 +145,21 @@ class Options(usage.Options):
             from lightspeed.web.options import check_web_options
 
             check_web_options(self)
+
+    def _check_guards(self) -> None:
+        """
+        Check --caller-files, --message-rate and --message-burst.
+        """
+        try:
+            check_policy(self["caller-files"])
+        except ValueError as e:
+            raise usage.UsageError(f"--caller-files: {e}")
+        try:
+            self["message-rate"], self["message-burst"] = float(self["message-rate"]), int(self["message-burst"])
+        except ValueError:
+            raise usage.UsageError("--message-rate and --message-burst want numbers of messages")
+        if self["message-rate"] < 0 or self["message-burst"] < 1:
+            raise usage.UsageError("--message-rate must be 0 or more and --message-burst 1 or more")
 
 
 def load_app(spec: str) -> Callable[[Kernel], Any]:
@@ -233,8 +255,10 @@ def makeService(options: Options, reactor: Optional[Any] = None) -> MultiService
 
         reactor = global_reactor
     kernel = Kernel(options["kernel"], reactor=reactor, hidden=bool(options["hidden"]))
+    kernel.caller_files = options["caller-files"]
     # Options.postOptions chose whether to sign (--unsigned-adverts).
     link_options: Dict[str, Any] = {"compression": bool(options["compression"]), "keepalive": options["keepalive"],
+                                    "message_rate": options["message-rate"], "message_burst": options["message-burst"],
                                     "sign_adverts": False}
     if options["password"]:
         link_options["password"] = options["password"]

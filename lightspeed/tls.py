@@ -5,7 +5,8 @@ options for both ends.
 
 Servers given a CA demand a client certificate signed by it (mutual TLS);
 clients verify the server's certificate against the CA and check its name
-with service-identity.  TLS 1.2 is the floor.
+with service-identity.  TLS 1.2 is the floor, and both ends offer AEAD
+suites only (:data:`CIPHERS`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from twisted.internet.interfaces import IOpenSSLClientConnectionCreator
 from twisted.internet.ssl import (
+    AcceptableCiphers,
     Certificate,
     CertificateOptions,
     PrivateCertificate,
@@ -29,7 +31,31 @@ from twisted.internet.ssl import (
     optionsForClientTLS,
 )
 
-__all__ = ["TLSConfig", "create_ca", "create_node", "write_pki", "server_options", "client_options"]
+__all__ = ["TLSConfig", "create_ca", "create_node", "write_pki", "server_options", "client_options", "CIPHERS",
+           "default_ca_name"]
+
+#: The TLS 1.2 suites both ends offer (OpenSSL syntax): ephemeral ECDH with
+#: AES-GCM or ChaCha20-Poly1305, nothing with CBC or SHA-1.  TLS 1.3's suites
+#: are all AEAD and stay as OpenSSL enables them.
+CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"
+
+_ciphers: Optional[AcceptableCiphers] = None
+
+
+def _acceptable_ciphers() -> AcceptableCiphers:
+    global _ciphers
+    if _ciphers is None:
+        _ciphers = AcceptableCiphers.fromOpenSSLCipherString(CIPHERS)
+    return _ciphers
+
+
+def default_ca_name() -> str:
+    """
+    A fresh CA common name, ``"lightspeed CA 3f9a1c2e"``: two CAs made
+    apart never share a name, so a certificate from the other one fails as
+    "unknown CA" rather than with a signature error.
+    """
+    return f"lightspeed CA {os.urandom(4).hex()}"
 
 
 def _now() -> datetime.datetime:
@@ -41,14 +67,15 @@ def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
                              serialization.NoEncryption())
 
 
-def create_ca(common_name: str = "lightspeed CA", days: int = 3650) -> Tuple[bytes, bytes]:
+def create_ca(common_name: Optional[str] = None, days: int = 3650) -> Tuple[bytes, bytes]:
     """
-    A new self-signed certificate authority.
+    A new self-signed certificate authority, named ``common_name``
+    (default: :func:`default_ca_name`).
 
     :returns: ``(key_pem, cert_pem)``.
     """
     key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name or default_ca_name())])
     now = _now()
     cert = (
         x509.CertificateBuilder()
@@ -101,10 +128,11 @@ def create_node(ca_key_pem: bytes, ca_cert_pem: bytes, name: str,
     return _pem_key(key), cert.public_bytes(serialization.Encoding.PEM)
 
 
-def write_pki(directory: str, names: Iterable[str], ca_name: str = "lightspeed CA",
+def write_pki(directory: str, names: Iterable[str], ca_name: Optional[str] = None,
               hosts: Iterable[str] = ("localhost", "127.0.0.1", "::1")) -> List[str]:
     """
-    Create (or reuse) ``directory``/ca.key and ca.crt, and a NAME.key and
+    Create (or reuse) ``directory``/ca.key and ca.crt (a new CA is named
+    ``ca_name``, default :func:`default_ca_name`), and a NAME.key and
     NAME.crt for each node name.  Keys are written readable by the owner
     only.
 
@@ -190,6 +218,7 @@ def server_options(config: TLSConfig) -> CertificateOptions:
         caCerts=[authority.original] if authority is not None else None,
         requireCertificate=authority is not None,
         raiseMinimumTo=TLSVersion.TLSv1_2,
+        acceptableCiphers=_acceptable_ciphers(),
     )
 
 
@@ -202,5 +231,6 @@ def client_options(config: TLSConfig, host: str) -> IOpenSSLClientConnectionCrea
         config.name or host,
         trustRoot=config.authority(),
         clientCertificate=config.private_certificate(),
-        extraCertificateOptions={"raiseMinimumTo": TLSVersion.TLSv1_2},
+        extraCertificateOptions={"raiseMinimumTo": TLSVersion.TLSv1_2,
+                                 "acceptableCiphers": _acceptable_ciphers()},
     )

@@ -9,12 +9,13 @@ adverts that lie (see ``docs/protocol.rst``).
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any, Dict, Optional, Set, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Optional, Set
 
 from twisted.logger import Logger
 
 from lightspeed.errors import ProtocolError
 from lightspeed.message import LSA, lsa_hidden, parse_lsa
+from lightspeed.ratelimit import TokenBucket
 from lightspeed.router import LinkState
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -84,7 +85,7 @@ class Flooding:
         self.unreachable_grace = UNREACHABLE_GRACE
         #: LSAs dropped by the rate limit or the cap on kernels held.
         self.dropped_adverts = 0
-        self._buckets: Dict[str, Tuple[float, float]] = {}
+        self._buckets: Dict[str, TokenBucket] = {}
         self._warned: Set[str] = set()
         self._unreachable: Dict[str, float] = {}
 
@@ -176,13 +177,11 @@ class Flooding:
         at most :data:`ADVERT_BURST`); ``False`` if it is empty.
         """
         now = self._reactor.seconds()
-        tokens, then = self._buckets.get(peer, (self.advert_burst, now))
-        tokens = min(self.advert_burst, tokens + (now - then) * self.advert_rate)
-        if tokens < 1:
-            self._buckets[peer] = (tokens, now)
-            return False
-        self._buckets[peer] = (tokens - 1, now)
-        return True
+        bucket = self._buckets.get(peer)
+        if bucket is None:
+            bucket = self._buckets[peer] = TokenBucket(self.advert_rate, self.advert_burst, now)
+        bucket.rate, bucket.burst = self.advert_rate, self.advert_burst  # they may be changed at any time
+        return bucket.try_take(now)
 
     def _dropped(self, peer: str, reason: str) -> None:
         """

@@ -52,6 +52,19 @@ class CertsTests(SynchronousTestCase):
         ca = x509.load_pem_x509_certificate(before)
         self.assertEqual(cert.issuer, ca.subject)
 
+    def test_ca_names(self):
+        """When certs makes CAs, then each default name is 'lightspeed CA <8 hex>' and --ca-name sets another."""
+        names = []
+        for extra in ([], [], ["--ca-name", "my CA"]):
+            directory = self.mktemp()
+            with redirect_stdout(io.StringIO()):
+                main(["certs", directory, "alpha"] + extra)
+            with open(os.path.join(directory, "ca.crt"), "rb") as f:
+                names.append(x509.load_pem_x509_certificate(f.read()).subject.rfc4514_string())
+        self.assertRegex(names[0], r"^CN=lightspeed CA [0-9a-f]{8}$")
+        self.assertNotEqual(names[0], names[1])
+        self.assertEqual(names[2], "CN=my CA")
+
     def test_bad_name(self):
         """When a node name is malformed, then the command fails without writing."""
         directory = self.mktemp()

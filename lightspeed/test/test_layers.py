@@ -55,7 +55,8 @@ from lightspeed.test.layers import (
 LAYERS = [
     Layer(
         "errors",
-        modules=["lightspeed.errors", "lightspeed.specifier", "lightspeed.bounded", "lightspeed.version"],
+        modules=["lightspeed.errors", "lightspeed.specifier", "lightspeed.bounded", "lightspeed.version",
+                 "lightspeed.ratelimit"],
         may_import=[],
     ),
     Layer(
@@ -71,6 +72,7 @@ LAYERS = [
             "lightspeed.wire.framing",
             "lightspeed.wire.codec",
             "lightspeed.wire.connection",
+            "lightspeed.wire.preauth",
             "lightspeed.wire.handshake",
         ],
         may_import=["errors"],
@@ -97,7 +99,7 @@ LAYERS = [
     ),
     Layer(
         "links",
-        modules=["lightspeed.wire.protocol"],
+        modules=["lightspeed.wire.protocol", "lightspeed.wire.throttle", "lightspeed.wire.options"],
         may_import=["errors", "contracts", "wire"],
     ),
     Layer(

@@ -158,6 +158,27 @@ class OptionsTests(SynchronousTestCase):
         publisher({"log_namespace": "log_legacy", "log_text": "hello"})
         self.assertEqual([e["log_text"] for e in seen], ["hello"])
 
+    def test_caller_files(self):
+        """When --caller-files is given (or not), then the kernel's policy is it (relative); a bad one is a UsageError."""
+        self.assertEqual(self.parse()["caller-files"], "relative")
+        for policy in ("relative", "full", "name", "none"):
+            kernel = kernel_of(makeService(self.parse("--caller-files", policy, "--listen", "none")))
+            self.assertEqual(kernel.caller_files, policy)
+            self.assertEqual(kernel.network.caller_files.policy, policy)
+        error = self.assertRaises(usage.UsageError, self.parse, "--caller-files", "absolute")
+        self.assertIn("relative, full, name, none", str(error))
+
+    def test_message_rate(self):
+        """When --message-rate and --message-burst are given (or not), then the links' options carry them."""
+        kernel = kernel_of(makeService(self.parse("--listen", "tcp:0")))
+        self.assertEqual((list(kernel)[0].factory.options.message_rate,
+                          list(kernel)[0].factory.options.message_burst), (200000, 200000))
+        kernel = kernel_of(makeService(self.parse("--listen", "tcp:0", "--message-rate", "500", "--message-burst", "50")))
+        listener = list(kernel)[0]
+        self.assertEqual((listener.factory.options.message_rate, listener.factory.options.message_burst), (500, 50))
+        for bad in (["--message-rate", "x"], ["--message-rate", "-1"], ["--message-burst", "0"]):
+            self.assertRaises(usage.UsageError, self.parse, *bad)
+
     def test_plugin_found(self):
         """When twistd looks for plugins, then 'lightspeed' is among them."""
         names = [p.tapname for p in getPlugins(IServiceMaker)]

@@ -196,6 +196,13 @@ class Connection:
         return out
 
     @property
+    def buffered_input(self) -> int:
+        """
+        Bytes received and not yet part of a complete frame.
+        """
+        return self._framer.buffered
+
+    @property
     def pending_output(self) -> int:
         """
         Bytes queued and not yet taken (before compression).
@@ -266,7 +273,7 @@ class Connection:
 
     def _inflated(self, data: bytes) -> None:
         inflate = self._inflate
-        limit = self.config.max_frame + 4
+        limit = self._framer.max_frame + 4  # before the handshake, a small frame's worth at a time
         try:
             chunk = inflate.decompress(data, limit)
             while True:

@@ -21,8 +21,9 @@ from lightspeed.errors import LinkClosed
 from lightspeed.interfaces import ILinkOwner
 from lightspeed.message import PING
 from lightspeed.wire.connection import Connection, LinkConfig, PeerInfo
-from lightspeed.wire.framing import DEFAULT_MAX_FRAME
-from lightspeed.wire.handshake import AUTH_BURST, AUTH_INTERVAL, GuessLimiter
+from lightspeed.wire.handshake import GuessLimiter
+from lightspeed.wire.options import LinkOptions
+from lightspeed.wire import preauth, throttle
 
 __all__ = ["LinkProtocol", "LinkFactory", "LinkOptions", "FIRST_PING", "MAX_PINGS", "address_text", "CLEAN_CODES"]
 
@@ -42,58 +43,13 @@ if TYPE_CHECKING:
         """
 
 
-class LinkOptions:
-    """
-    Per-listener or per-connection settings.
-
-    :ivar password: shared secret (str or bytes), or :obj:`None`.
-    :ivar compression: ask for zlib.
-    :ivar keepalive: seconds between PINGs; a peer silent for three of
-        them is dead.  0 turns keepalive off (the one PING that measures the
-        round trip after the handshake still goes out).
-    :ivar handshake_timeout: seconds a new link may take to finish its
-        handshake.
-    :ivar max_frame: the longest frame accepted.
-    :ivar accept: a callable ``(local_address, remote_address) -> bool``
-        that may refuse a new connection before the handshake (the seed's
-        AUTHCLIENT).
-    :ivar max_backlog: bytes that may wait for a peer that does not read
-        (the transport paused us); past it the link closes ("slow-reader").
-    :ivar tls_names: require the peer's TLS certificate to carry its kernel
-        name (common name or DNS subject alternative name); set for you by
-        ``listen``/``connect`` with ``tls=`` when the :obj:`TLSConfig` has a CA.
-    :ivar auth_burst: (listeners with a password) failed password
-        handshakes a source address may have in a row before its
-        connections are refused before the handshake.
-    :ivar auth_interval: (listeners with a password) seconds after which a
-        refused address may try once more.
-    """
-
-    def __init__(self, password: Any = None, compression: bool = False, keepalive: float = 15.0,
-                 handshake_timeout: float = 10.0, max_frame: int = DEFAULT_MAX_FRAME,
-                 accept: Optional[Callable[[IAddress, IAddress], bool]] = None,
-                 max_backlog: int = 64 * 1024 * 1024, tls_names: bool = False,
-                 auth_burst: int = AUTH_BURST, auth_interval: float = AUTH_INTERVAL) -> None:
-        if isinstance(password, str):
-            password = password.encode("utf-8")
-        self.password: Optional[bytes] = password
-        self.compression = compression
-        self.keepalive = keepalive
-        self.handshake_timeout = handshake_timeout
-        self.max_frame = max_frame
-        self.accept = accept
-        self.max_backlog = max_backlog
-        self.tls_names = tls_names
-        self.auth_burst = auth_burst
-        self.auth_interval = auth_interval
-
-
 @implementer(IPushProducer)
 class LinkProtocol(Protocol):
     """
     One link to a neighbour kernel.
 
     :ivar peer: the neighbour, once the handshake is done.
+    :ivar throttle: its message rate limit once up (a ``ReadThrottle``), if any.
     """
 
     log = Logger()
@@ -127,6 +83,9 @@ class LinkProtocol(Protocol):
         self._guess_address: Optional[str] = None
         #: When the handshake finished (reactor seconds), once it has.
         self.since: Optional[float] = None
+        self._gate: Optional[preauth.PreauthGate] = None  # a listener's, until our handshake is done
+        self._received = 0  # messages handed on since the rate limit counted them
+        self.throttle: Optional[throttle.ReadThrottle] = None
 
     # -- Twisted -------------------------------------------------------------
 
@@ -137,6 +96,9 @@ class LinkProtocol(Protocol):
                           peer=address_text(self.transport.getPeer()))
             self._closing = True
             self.transport.abortConnection()
+            return
+        self._gate = getattr(self.factory, "gate", None)  # a listener's PreauthGate
+        if self._gate is not None and not self._gate.join(self):
             return
         config = LinkConfig(self.owner.name, self.owner.incarnation, self.options.compression,
                             self.options.password, self.options.max_frame, getattr(self.owner, "hidden", False))
@@ -161,8 +123,13 @@ class LinkProtocol(Protocol):
         self._heard = True
         if self.conn is not None:
             self.conn.receive(data)
+            if self._gate is not None:
+                self._gate.update(self, self.conn.buffered_input)
             # Handle what arrived and write the answers in this same turn.
             self.owner.after_read(self)
+            if self._received and self.throttle is not None:
+                self.throttle.charge(self._received)
+                self._received = 0
 
     def _take_guess(self) -> bool:
         """
@@ -198,14 +165,18 @@ class LinkProtocol(Protocol):
 
     def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
         self._settle_guess(self.conn is not None and self.conn.answered)
+        if self.throttle is not None:
+            self.throttle.stop()
         for name in ("_handshake_timer", "_keepalive_call", "_first_ping_call", "_abort_call"):
             call = getattr(self, name)
             if call is not None and call.active():
                 call.cancel()
             setattr(self, name, None)
+        if self._gate is not None:
+            self._gate.release(self)
         if self.peer is not None:
             self.owner.link_down(self)
-        elif self.conn is not None and self.conn.state != "closed":
+        elif self.conn is not None and self.conn.state != "closed" and not self._closing:
             self.log.warn("kernel {kernel}: link from {address} lost before its handshake finished: {why}",
                           kernel=self.owner.name, address=address_text(self.transport.getPeer()),
                           why=reason.getErrorMessage() if reason is not None else "?")
@@ -214,6 +185,12 @@ class LinkProtocol(Protocol):
             d.callback(None)
         self._set_ready(Failure(LinkClosed(f"link closed before the handshake finished: "
                                            f"{reason.getErrorMessage() if reason else '?'}")))
+
+    def drop(self) -> None:
+        """Abort the connection at once, without a BYE (a limit before the handshake)."""
+        self._gate = None
+        self._closing = True
+        self.transport.abortConnection()
 
     def _admit(self, name: str, incarnation: int) -> Any:
         """
@@ -337,9 +314,15 @@ class LinkProtocol(Protocol):
         self.peer = peer
         self._settle_guess(False)
         self.since = self.reactor.seconds()
+        if self._gate is not None:
+            self._gate.release(self)
+            self._gate = None
         if self._handshake_timer is not None and self._handshake_timer.active():
             self._handshake_timer.cancel()
         self._handshake_timer = None
+        if self.options.message_rate:
+            self.throttle = throttle.ReadThrottle(self, self.options.message_rate, self.options.message_burst,
+                                                  self.reactor)
         self.owner.link_up(self)
         keepalive = self.options.keepalive
         if keepalive:
@@ -349,6 +332,8 @@ class LinkProtocol(Protocol):
         self._set_ready(self)
 
     def _message(self, message: list) -> None:
+        # A batch (a ROUTED with an eighth item) counts as the payloads it carries.
+        self._received += 1 + len(message[7]) if len(message) == 8 and type(message[7]) is list else 1
         self.owner.message_received(self, message)
 
     def _closed(self, code: str, message: str, by_peer: bool) -> None:
@@ -467,6 +452,8 @@ class LinkFactory(Factory):
         self.guesses: Optional[GuessLimiter] = None
         if listening and options.password is not None:
             self.guesses = GuessLimiter(options.auth_burst, options.auth_interval)
+        self.gate = preauth.PreauthGate(owner.name, options.max_unauthenticated, options.max_unauthenticated_per_address,
+                                        options.max_unauthenticated_bytes) if listening else None
 
     def buildProtocol(self, addr: Optional[IAddress]) -> LinkProtocol:
         protocol = LinkProtocol(self.owner, self.options, self.reactor)

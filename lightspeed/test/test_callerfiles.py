@@ -1,0 +1,116 @@
+# -*- test-case-name: lightspeed.test.test_callerfiles -*-
+"""
+What a message to another kernel carries as its sender's source file, under
+each ``caller_files`` policy.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any, List
+
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+
+from lightspeed import Kernel, Session
+from lightspeed.net.callerfiles import CallerFiles, check_policy
+from lightspeed.testing import MemoryMesh
+
+HERE = os.path.abspath(__file__.replace(".pyc", ".py"))
+
+
+def _root_of(path: str) -> str:
+    """
+    The longest sys.path entry containing ``path``, found independently.
+    """
+    roots = [os.path.abspath(entry or ".") for entry in sys.path]
+    return max((r for r in roots if path.startswith(r.rstrip(os.sep) + os.sep)), key=len)
+
+
+class Recorder(Session):
+    def __init__(self, seen: List[Any]) -> None:
+        super().__init__()
+        self.seen = seen
+
+    def _start(self, event):
+        event.kernel.alias_set("rec")
+
+    def hit(self, event):
+        self.seen.append(event.caller_file)
+
+    def ask(self, event):
+        self.seen.append(event.caller_file)
+        return 1
+
+
+class PolicyTests(SynchronousTestCase):
+    def test_transforms(self):
+        """When a file name is converted, then each policy gives its exact form and absolute paths leave only with 'full'."""
+        root = _root_of(HERE)
+        expected = {"relative": os.path.relpath(HERE, root), "full": HERE, "name": "test_callerfiles.py", "none": ""}
+        self.assertEqual(expected["relative"], os.path.join("lightspeed", "test", "test_callerfiles.py"))
+        for policy, value in expected.items():
+            files = CallerFiles(policy)
+            self.assertEqual(files.convert(HERE), value, policy)
+            self.assertEqual(files.cache, {HERE: value})
+            self.assertIsNone(files.convert(None))
+
+    def test_outside_every_entry_and_pseudo_names(self):
+        """When a file is outside every sys.path entry, then 'relative' sends its base name; '<stdin>' goes as it is."""
+        files = CallerFiles()
+        outside = "/nonexistent-root-for-test/deep/dir/app.py"
+        self.assertEqual(files.convert(outside), "app.py")
+        self.assertEqual(files.convert("<stdin>"), "<stdin>")
+        self.assertEqual(files.convert("pkg/mod.py"), "pkg/mod.py")
+
+    def test_policy_change_clears_cache(self):
+        """When the policy changes, then the cache is emptied and new conversions follow the new policy."""
+        files = CallerFiles("full")
+        files.convert(HERE)
+        files.policy = "name"
+        self.assertEqual(files.cache, {})
+        self.assertEqual(files.convert(HERE), "test_callerfiles.py")
+
+    def test_bad_policy(self):
+        """When an unknown policy is given, then ValueError names the choices."""
+        self.assertRaises(ValueError, CallerFiles, "absolute")
+        with self.assertRaises(ValueError) as e:
+            check_policy("x")
+        self.assertIn("relative, full, name, none", str(e.exception))
+
+
+class RemoteTests(SynchronousTestCase):
+    def receive(self, policy: Any) -> List[Any]:
+        mesh = MemoryMesh()
+        a, b = mesh.kernel("cf-a"), mesh.kernel("cf-b")
+        if policy is not None:
+            a.caller_files = policy
+        mesh.link(a, b)
+        mesh.settle()
+        seen: List[Any] = []
+        b.spawn(Recorder(seen))
+        a.post("poe://cf-b/rec/hit")
+        d = a.request("poe://cf-b/rec/ask")
+        mesh.settle()
+        self.assertEqual(self.successResultOf(d), 1)
+        return seen
+
+    def test_each_policy_at_the_receiver(self):
+        """When kernel a sends a post and a request under each policy, then b's event.caller_file is exactly that form."""
+        relative = os.path.relpath(HERE, _root_of(HERE))
+        for policy, value in [(None, relative), ("relative", relative), ("full", HERE),
+                              ("name", "test_callerfiles.py"), ("none", "")]:
+            self.assertEqual(self.receive(policy), [value, value], policy)
+
+    def test_set_before_and_after_network_start(self):
+        """When the policy is set before or after the kernel joined the network, then its network follows it."""
+        early = Kernel("cf-early", reactor=Clock())
+        early.caller_files = "full"
+        self.assertEqual(early.network_start().caller_files.policy, "full")
+        a = MemoryMesh().kernel("cf-late")
+        a.caller_files = "name"
+        self.assertEqual((a.caller_files, a.network.caller_files.policy), ("name", "name"))
+        with self.assertRaises(ValueError):
+            a.caller_files = "bogus"
+        self.assertEqual(a.caller_files, "name")
