@@ -20,12 +20,12 @@ from __future__ import annotations
 import random
 import struct
 import zlib
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple, cast
 
 import cbor2
 from twisted.internet.defer import Deferred
 from twisted.internet.protocol import ClientFactory, Protocol
-from twisted.logger import LogLevel, globalLogPublisher
+from twisted.logger import ILogObserver, LogLevel, globalLogPublisher
 
 from lightspeed.session import Event, Session
 
@@ -205,9 +205,12 @@ class Generator:
         if pick < 6:
             origin = rng.choice([link["me"], link["me"], "ph%d" % rng.randrange(50), link["node"]])
             seq = link["lsa"] = link["lsa"] + 1
-            return [LSA, origin, link["incarnation"], seq,
-                    [[rng.choice(["a", "b", link["node"], link["me"]]), rng.randint(1, 9)]
-                     for _ in range(rng.randrange(4))]]
+            lsa = [LSA, origin, link["incarnation"], seq,
+                   [[rng.choice(["a", "b", link["node"], link["me"]]), rng.randint(1, 9)]
+                    for _ in range(rng.randrange(4))]]
+            if rng.random() < 0.3:  # vouches: [[neighbour, incarnation], ...] after the proof
+                lsa += [None, [[rng.choice(["a", link["node"]]), self.value()] for _ in range(rng.randrange(3))]]
+            return lsa
         if pick == 6:
             return rng.choice([[HELLO, {}], [READY, {}], [BYE, "fuzz", "bye"], [99], [ROUTED]])
         return [ROUTED, self.payload(link["me"])]  # placeholder: turned into bytes by :meth:`body`
@@ -334,6 +337,7 @@ class _Client(Protocol):
         self.buffer = b""
         _, chunks = self.run.generator.connection(hello["kernel"], hello["incarnation"],
                                                   "zlib" in hello.get("compression", []))
+        assert self.transport is not None
         for chunk in chunks:
             self.transport.write(chunk)
         self.transport.loseConnection()
@@ -465,8 +469,8 @@ class Tracebacks:
             self.first = failure.getTraceback() if failure is not None else str(event.get("log_format"))
 
     def start(self) -> "Tracebacks":
-        globalLogPublisher.addObserver(self)
+        globalLogPublisher.addObserver(cast(ILogObserver, self))  # a callable taking an event is one
         return self
 
     def stop(self) -> None:
-        globalLogPublisher.removeObserver(self)
+        globalLogPublisher.removeObserver(cast(ILogObserver, self))
