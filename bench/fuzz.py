@@ -35,6 +35,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -73,7 +74,8 @@ def node():
 
     def close(self, code, message):
         if self.state != "closed":
-            byes[code] = byes.get(code, 0) + 1
+            key = code if not os.environ.get("FUZZ_REASONS") else f"{code}: {message[:70]}"
+            byes[key] = byes.get(key, 0) + 1
         return real_close(self, code, message)
 
     def start(self):
@@ -95,7 +97,7 @@ def node():
     def report():
         rss, peak = _memory()
         print(json.dumps(dict(counts, byes=byes, rss=rss, peak_rss=peak, failures=tracebacks.failures,
-                              critical=tracebacks.critical, first=tracebacks.first,
+                              critical=tracebacks.critical, first=tracebacks.first, kinds=tracebacks.kinds,
                               links=len(kernel.network.links()))), flush=True)
 
     def listening(port):
@@ -112,8 +114,12 @@ def worker(port, seed, frames):
     from lightspeed.test.fuzzer import FuzzRun
 
     parallel = int(os.environ.get("FUZZ_PARALLEL", "16"))
+
+    def progress(run):
+        print(json.dumps(dict(run.generator.stats, connections=run.done, failed=run.failed)), flush=True)
+
     run = FuzzRun(reactor, "127.0.0.1", int(port), seed, connections=10 ** 9, parallel=parallel,
-                  frames=int(frames))
+                  frames=int(frames), progress=progress)
 
     def done(stats):
         print(json.dumps(stats), flush=True)
@@ -123,9 +129,12 @@ def worker(port, seed, frames):
     reactor.run()
 
 
-def _reader(process, lines):
+def _reader(process, lines, key=None):
     for line in process.stdout:
-        lines.append(json.loads(line))
+        if key is None:
+            lines.append(json.loads(line))
+        else:
+            lines[key] = json.loads(line)
 
 
 def main():
@@ -141,7 +150,9 @@ def main():
     env = dict(os.environ, PYTHONPATH=ROOT)
     me = os.path.abspath(__file__)
     started = time.time()
-    node_process = subprocess.Popen([sys.executable, me, "node"], stdout=subprocess.PIPE, env=env, text=True)
+    log = open(os.path.join(tempfile.gettempdir(), f"fuzz-node-{os.getpid()}.log"), "w")
+    node_process = subprocess.Popen([sys.executable, me, "node"], stdout=subprocess.PIPE, stderr=log, env=env,
+                                    text=True)
     node_lines = []
     threading.Thread(target=_reader, args=(node_process, node_lines), daemon=True).start()
     while not node_lines:
@@ -149,21 +160,27 @@ def main():
     port = node_lines.pop(0)["port"]
     honest = Kernel("honest", reactor=reactor)
     session = Honest("fuzz-node", time.monotonic)
-    workers, results = [], []
+    workers, results = [], {}
 
     def linked(_):
         honest.spawn(session)
         for i in range(procs):
-            process = subprocess.Popen([sys.executable, me, "worker", str(port), f"{seed}.{i}", str(frames // procs)],
-                                       stdout=subprocess.PIPE, env=env, text=True)
-            threading.Thread(target=_reader, args=(process, results), daemon=True).start()
+            # Each worker may send five times its share: frames after one that closes its link are never
+            # read; the run ends when the node has decoded FUZZ_FRAMES.
+            process = subprocess.Popen([sys.executable, me, "worker", str(port), f"{seed}.{i}",
+                                        str(5 * frames // procs)], stdout=subprocess.PIPE, env=env, text=True)
+            threading.Thread(target=_reader, args=(process, results, i), daemon=True).start()
             workers.append(process)
         watch.start(1.0)
 
     def check():
         status = node_lines[-1] if node_lines else {}
-        if node_process.poll() is not None or len(results) == len(workers):
+        done = status.get("decoded", 0) >= frames or all(p.poll() is not None for p in workers)
+        if node_process.poll() is not None or done:
             watch.stop()
+            for process in workers:
+                if process.poll() is None:
+                    process.terminate()
             session.running = False
             reactor.callLater(3.0, finish)
         elif status and int(time.time() - started) % 15 == 0:
@@ -179,13 +196,14 @@ def main():
         if not crashed:
             node_process.terminate()
         totals = {}
-        for result in results:
+        for result in results.values():
             for key, value in result.items():
                 totals[key] = totals.get(key, 0) + value
         in_order = session.answered == list(range(session.sent))
         print(f"fuzz run, seed {seed}, {elapsed:.0f} s, {procs} workers x {os.environ.get('FUZZ_PARALLEL', '16')} "
               "connections at a time")
-        print(f"  frames sent           {totals.get('frames', 0):,} ({totals.get('mutated', 0):,} mutated)")
+        print(f"  frames sent           {totals.get('frames', 0):,} ({totals.get('mutated', 0):,} mutated; "
+              "frames after one that closes its link are never read)")
         print(f"  frames decoded (node) {status.get('decoded', 0):,}")
         print(f"  connections           {totals.get('connections', 0):,} (node saw {status.get('connections', 0):,})")
         print(f"  handshakes tried      {totals.get('handshakes', 0):,} (node completed {status.get('handshakes', 0):,})")
@@ -193,8 +211,10 @@ def main():
                                                      ("link", "handshake", "random", "oversize", "truncated")))
         print("  BYE codes (node)      " + ", ".join(f"{k} {v:,}" for k, v in
                                                      sorted(status.get("byes", {}).items(), key=lambda kv: -kv[1])))
-        print(f"  crashes               {1 if crashed else 0}")
+        print(f"  crashes               {1 if crashed else 0} (node log: {log.name})")
         print(f"  tracebacks logged     {status.get('failures', '?')} (critical {status.get('critical', '?')})")
+        for kind, count in sorted(status.get("kinds", {}).items(), key=lambda kv: -kv[1]):
+            print(f"    {count:6,} x {kind}")
         if status.get("first"):
             print("  first traceback:\n" + status["first"])
         print(f"  node RSS              {status.get('rss', 0) / 2 ** 20:.1f} MiB now, "

@@ -111,6 +111,26 @@ class Generator:
             return [[rng.choice(["a", "b", 1]), rng.randint(-2, 5)] for _ in range(rng.randrange(6))]
         return rng.randint(0, 10)
 
+    def plain(self, depth: int = 0) -> Any:
+        """A random value of the plain types that travel (for valid messages)."""
+        rng = self.rng
+        pick = rng.randrange(9 if depth < 2 else 7)
+        if pick == 0:
+            return rng.randint(-(2 ** 70), 2 ** 70)
+        if pick == 1:
+            return rng.choice([0.5, float("inf"), -0.0, 1e308])
+        if pick == 2:
+            return "".join(chr(rng.randrange(1, 0x3000)) for _ in range(rng.randrange(12)))
+        if pick == 3:
+            return bytes(rng.getrandbits(8) for _ in range(rng.randrange(40)))
+        if pick == 4:
+            return rng.choice([None, True, False])
+        if pick in (5, 6):
+            return rng.randint(0, 1000)
+        if pick == 7:
+            return [self.plain(depth + 1) for _ in range(rng.randrange(4))]
+        return {rng.choice(["k", "v", "x"]): self.plain(depth + 1) for _ in range(rng.randrange(3))}
+
     def _key(self) -> Any:
         """A map key: any scalar, text most often."""
         key = self.value(3)
@@ -181,12 +201,12 @@ class Generator:
         rng = self.rng
         kind = rng.choice([POST, POST, CALL, CALLREPLY, REQUEST, RESPONSE, UNDELIVERABLE, CONTROL])
         state = rng.choice(["sink", "sink", "nothing", "_default"])
-        args = [self.value() for _ in range(rng.randrange(3))]
+        args = [self.plain() for _ in range(rng.randrange(3))]
         if kind == RESPONSE:
-            return [RESPONSE, [], rng.getrandbits(62), rng.random() < 0.5, self.value()]
+            return [RESPONSE, [], rng.getrandbits(62), rng.random() < 0.5, self.plain()]
         if kind == CONTROL:
             state = rng.choice(["sessions", "states", "monitor_register", "monitor_unregister", "bogus"])
-            args = rng.choice([[], ["*"], [["arrived"], "poe://x/y/z"], [self.value()]])
+            args = rng.choice([[], ["*"], [["arrived"], "poe://x/y/z"], [self.plain()]])
         message = [kind, rng.choice([[self.session], "*", ["nobody"]]), state, args, "s", "st", "fuzz.py", 1]
         if kind == CALL:
             message.append("rsvp")
@@ -197,21 +217,22 @@ class Generator:
     def message(self, link: Dict[str, Any]) -> List[Any]:
         """A valid message of a random type on an up link."""
         rng = self.rng
-        pick = rng.randrange(20)
-        if pick < 2:
-            return [PING, self.value()]
-        if pick < 3:
-            return [PONG, self.value()]
-        if pick < 6:
-            origin = rng.choice([link["me"], link["me"], "ph%d" % rng.randrange(50), link["node"]])
+        pick = rng.randrange(200)
+        if pick < 20:
+            return [PING, self.plain()]
+        if pick < 30:
+            return [PONG, self.plain()]
+        if pick < 60:
+            origin, incarnation = rng.choice([(link["me"], link["incarnation"]), (link["node"], link["node_incarnation"]),
+                                              ("ph%d" % rng.randrange(50), rng.randrange(1, 1 << 50) << 8)])
             seq = link["lsa"] = link["lsa"] + 1
-            lsa = [LSA, origin, link["incarnation"], seq,
+            lsa = [LSA, origin, incarnation, seq,
                    [[rng.choice(["a", "b", link["node"], link["me"]]), rng.randint(1, 9)]
                     for _ in range(rng.randrange(4))]]
             if rng.random() < 0.3:  # vouches: [[neighbour, incarnation], ...] after the proof
-                lsa += [None, [[rng.choice(["a", link["node"]]), self.value()] for _ in range(rng.randrange(3))]]
+                lsa += [None, [[rng.choice(["a", link["node"]]), self.plain()] for _ in range(rng.randrange(3))]]
             return lsa
-        if pick == 6:
+        if pick == 60:  # each closes the link
             return rng.choice([[HELLO, {}], [READY, {}], [BYE, "fuzz", "bye"], [99], [ROUTED]])
         return [ROUTED, self.payload(link["me"])]  # placeholder: turned into bytes by :meth:`body`
 
@@ -249,7 +270,7 @@ class Generator:
         rng = self.rng
         self._n += 1
         me = f"{self.prefix}{self._n}"
-        incarnation = rng.randrange(1 << 40, 1 << 56) << 8
+        incarnation = rng.randrange(1 << 48, 1 << 50) << 8  # started between 1978 and 2005
         pick = rng.random()
         if pick < 0.05:
             scenario, chunks = "random", [bytes(rng.getrandbits(8) for _ in range(rng.randrange(1, 600)))]
@@ -299,8 +320,8 @@ class Generator:
                 "seq": 0, "lsa": 0}
         head = _frame(_encode(self.hello(me, incarnation, zipped)))
         after = [_frame(_encode([READY, {"compression": "zlib" if zipped else None, "proof": None}]))]
-        rate = rng.choice([0.0, 0.01, 0.03, 0.1])
-        count = rng.choice([5, 20, 60, 150])
+        rate = rng.choice([0.0, 0.002, 0.01, 0.05])
+        count = rng.choice([5, 20, 100, 400])
         for _ in range(count):
             after.append(_frame(self.body(link, rng.random() < rate)))
         if rng.random() < 0.1:
@@ -322,6 +343,7 @@ class _Client(Protocol):
         self.run = run
         self.buffer = b""
         self.sent = False
+        self.timeout: Any = None
 
     def dataReceived(self, data: bytes) -> None:
         if self.sent:
@@ -337,12 +359,17 @@ class _Client(Protocol):
         self.buffer = b""
         _, chunks = self.run.generator.connection(hello["kernel"], hello["incarnation"],
                                                   "zlib" in hello.get("compression", []))
-        assert self.transport is not None
+        transport: Any = self.transport
         for chunk in chunks:
-            self.transport.write(chunk)
-        self.transport.loseConnection()
+            transport.write(chunk)
+        # Half-close and read on: closing outright while the node still
+        # writes would reset the connection and lose what it has not read.
+        transport.loseWriteConnection()
+        self.timeout = self.run.reactor.callLater(30, transport.abortConnection)
 
     def connectionLost(self, reason: Any = None) -> None:
+        if self.timeout is not None and self.timeout.active():
+            self.timeout.cancel()
         self.run.finished(self)
 
 
@@ -453,20 +480,30 @@ class Honest(Session):
 
 
 class Tracebacks:
-    """Counts the critical and failure (traceback) log events while observing."""
+    """
+    Counts the critical and failure (traceback) log events while observing.
+
+    :ivar kinds: how many of each, by the last line of the traceback (or
+        the log format).
+    """
 
     def __init__(self) -> None:
         self.critical = self.failures = 0
         self.first: Optional[str] = None
+        self.kinds: Dict[str, int] = {}
 
     def __call__(self, event: Dict[str, Any]) -> None:
         failure = event.get("log_failure")
-        if failure is not None:
-            self.failures += 1
-        if event.get("log_level") == LogLevel.critical:
-            self.critical += 1
-        if (failure is not None or event.get("log_level") == LogLevel.critical) and self.first is None:
-            self.first = failure.getTraceback() if failure is not None else str(event.get("log_format"))
+        critical = event.get("log_level") == LogLevel.critical
+        if failure is None and not critical:
+            return
+        self.failures += failure is not None
+        self.critical += critical
+        text = failure.getTraceback() if failure is not None else str(event.get("log_format"))
+        if self.first is None:
+            self.first = text
+        kind = text.strip().splitlines()[-1][:200] if text.strip() else "?"
+        self.kinds[kind] = self.kinds.get(kind, 0) + 1
 
     def start(self) -> "Tracebacks":
         globalLogPublisher.addObserver(cast(ILogObserver, self))  # a callable taking an event is one
