@@ -19,7 +19,9 @@ Three kinds of process:
   kernel, linked to the node, posting ``ping(n)`` every 20 ms and
   counting the ``pong(n)`` answers.
 
-It prints frames sent and decoded by the node, handshakes tried and
+The run ends when the node has decoded FUZZ_FRAMES frames (the workers
+are then stopped; their counts are as of their last report, every 500
+connections). It prints frames sent and decoded by the node, handshakes tried and
 completed, connections, BYE codes, crashes (the node process dying),
 tracebacks and critical events logged by the node, its peak RSS, and the
 honest link's posts, answers, order and longest wait. Exit status 0 only
@@ -28,7 +30,8 @@ in order.
 
 Environment: FUZZ_FRAMES (total frames, default 1,000,000), FUZZ_PROCS
 (worker processes, default 2), FUZZ_PARALLEL (connections per worker at a
-time, default 16), FUZZ_SEED (default 1).
+time, default 16), FUZZ_SEED (default 1); FUZZ_REASONS=1 counts the BYEs by
+code and reason.
 """
 
 import json
@@ -205,7 +208,8 @@ def main():
         print(f"  frames sent           {totals.get('frames', 0):,} ({totals.get('mutated', 0):,} mutated; "
               "frames after one that closes its link are never read)")
         print(f"  frames decoded (node) {status.get('decoded', 0):,}")
-        print(f"  connections           {totals.get('connections', 0):,} (node saw {status.get('connections', 0):,})")
+        print(f"  connections           {totals.get('connections', 0):,} (node saw {status.get('connections', 0):,}; "
+              "workers report every 500)")
         print(f"  handshakes tried      {totals.get('handshakes', 0):,} (node completed {status.get('handshakes', 0):,})")
         print("  scenarios             " + ", ".join(f"{k} {totals.get(k, 0):,}" for k in
                                                      ("link", "handshake", "random", "oversize", "truncated")))

@@ -1,7 +1,8 @@
 # -*- test-case-name: lightspeed.test.test_hostile -*-
 """
 Hostile peers over real loopback TCP (issue 11): a peer that stops reading,
-peers that never finish the handshake.
+peers that never finish the handshake, and a short seeded fuzz run
+(:obj:`lightspeed.test.fuzzer`; the long one is ``bench/fuzz.py``).
 """
 
 from __future__ import annotations
