@@ -229,8 +229,9 @@ class Generator:
             lsa = [LSA, origin, incarnation, seq,
                    [[rng.choice(["a", "b", link["node"], link["me"]]), rng.randint(1, 9)]
                     for _ in range(rng.randrange(4))]]
-            if rng.random() < 0.3:  # vouches: [[neighbour, incarnation], ...] after the proof
-                lsa += [None, [[rng.choice(["a", link["node"]]), self.plain()] for _ in range(rng.randrange(3))]]
+            if rng.random() < 0.3:  # flags after the proof: vouches, hidden
+                lsa += [None, {"vouches": [[rng.choice(["a", link["node"]]), self.plain()]
+                                           for _ in range(rng.randrange(3))], "hidden": self.plain()}]
             return lsa
         if pick == 60:  # each closes the link
             return rng.choice([[HELLO, {}], [READY, {}], [BYE, "fuzz", "bye"], [99], [ROUTED]])
