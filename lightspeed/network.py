@@ -190,6 +190,7 @@ class Network:
             lsa = self.router.link_down(peer)
             if lsa is not None:
                 self.flooding.flood(lsa)
+            self.flooding.link_gone(peer)
             self.routes_changed()
         if not len(self.link_table):
             self._stop_timers()

@@ -62,6 +62,9 @@ class LinkState:
         compared.
     :ivar hidden: whether the origin is a hidden kernel: a leaf that is
         never a relay and that ``*`` does not reach.
+    :ivar vouches: ``(neighbour, incarnation)`` pairs, the incarnations the
+        origin's neighbours said HELLO with (see :obj:`lightspeed.vouching`);
+        passed on with the LSA, never compared.
     """
 
     origin: str
@@ -70,6 +73,7 @@ class LinkState:
     links: Tuple[Tuple[str, int], ...]
     proof: Any = field(default=None, compare=False, repr=False)
     hidden: bool = False
+    vouches: Tuple[Tuple[str, int], ...] = field(default=(), compare=False, repr=False)
 
     def newer_than(self, other: Optional["LinkState"]) -> bool:
         """
@@ -181,19 +185,22 @@ class Router:
         against a larger incarnation: that is another live kernel with our
         name, which the caller must refuse.
 
-        :param lsa: the LSA.
-        :param from_neighbour: the neighbour it came from.
         :returns: ``True`` if it was new and is now held (flood it to every
-            neighbour except ``from_neighbour``); ``False`` if it was a
-            duplicate, stale or in our name (drop it).
+            neighbour except ``from_neighbour``, whence it came); ``False``
+            if it was a duplicate, stale or in our name (drop it).
         """
         if lsa.origin == self.name:
             own = self._own
             if lsa != own and (lsa.incarnation, lsa.seq) >= (own.incarnation, own.seq):
                 self._advertise(max(own.seq, lsa.seq) + 1)
             return False
-        if not self.newer(lsa):
-            return False
+        fresh = self.newer(lsa)
+        if fresh:
+            self.store(lsa)
+        return fresh
+
+    def store(self, lsa: LinkState) -> None:
+        """Hold ``lsa`` for its origin, whatever was held (see :obj:`lightspeed.vouching`)."""
         held = self._lsas.get(lsa.origin)
         self._expired.pop(lsa.origin, None)
         self._outdated.pop(lsa.origin, None)
@@ -203,7 +210,6 @@ class Router:
             self._dirty = True
             if held is not None:
                 self._withdrawn(lsa.origin, held, lsa)
-        return True
 
     def newer(self, lsa: LinkState) -> bool:
         """
@@ -311,9 +317,7 @@ class Router:
     def drop_unsigned(self) -> List[str]:
         """
         Drop every held LSA that carries no proof (signing was just turned
-        on: only signed adverts count from now on).
-
-        :returns: the origins dropped.
+        on: only signed adverts count from now on); return their origins.
         """
         gone = [origin for origin, lsa in self._lsas.items() if lsa.proof is None]
         for origin in gone:

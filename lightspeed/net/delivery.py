@@ -402,6 +402,7 @@ class Delivery:
             if kernel in back and back[kernel] != box.incarnation:
                 self._close(kernel, f"kernel {kernel!r} restarted")
             elif box.gone_at is None:
+                box.link, box.epoch = None, -1  # do not hold its closed link through the grace
                 box.gone_at = now
                 box.leave_call = self._reactor.callLater(self.leave_grace, self._leave_check, kernel, box)
         for kernel, incarnation in joined:

@@ -17,6 +17,7 @@ from lightspeed.errors import ProtocolError
 from lightspeed.message import LSA, lsa_hidden, parse_lsa
 from lightspeed.ratelimit import TokenBucket
 from lightspeed.router import LinkState
+from lightspeed.vouching import Vouching, parse_vouches
 
 if TYPE_CHECKING:  # pragma: no cover
     from lightspeed.adverts import AdvertSigner
@@ -88,19 +89,26 @@ class Flooding:
         self._buckets: Dict[str, TokenBucket] = {}
         self._warned: Set[str] = set()
         self._unreachable: Dict[str, float] = {}
+        #: Which advert of each kernel to believe (unsigned meshes).
+        self.vouching = Vouching(self._router, self._links.incarnation, self._reactor.seconds)
 
     def message(self, lsa: LinkState) -> list:
         """
         The LSA message for ``lsa``, signed if it is ours and we sign.
         """
         message = [LSA, lsa.origin, lsa.incarnation, lsa.seq, [list(link) for link in lsa.links]]
-        proof = lsa.proof
-        if lsa.origin == self._network.name and self.signer is not None:
-            proof = self.signer.sign(lsa)
-        if proof is not None or lsa.hidden:
+        proof, vouches = lsa.proof, lsa.vouches
+        if lsa.origin == self._network.name:
+            if self.signer is not None:
+                proof = self.signer.sign(lsa)
+            vouches = tuple((peer, self._links.incarnation(peer)) for peer, _ in lsa.links)
+        flags: Dict[str, Any] = {"hidden": True} if lsa.hidden else {}
+        if vouches:
+            flags["vouches"] = [list(pair) for pair in vouches if pair[1] is not None]
+        if proof is not None or flags:
             message.append(proof)
-        if lsa.hidden:
-            message.append({"hidden": True})
+        if flags:
+            message.append(flags)
         return message
 
     def flood(self, lsa: LinkState, source: Optional[str] = None) -> None:
@@ -114,7 +122,7 @@ class Flooding:
         Database sync: a new neighbour learns everything we know (but
         nothing that aged out while we had no links).
         """
-        if self._router.expire(LSA_MAX_AGE):
+        if self._forget(self._router.expire(LSA_MAX_AGE)):
             self._network.routes_changed()
         for lsa in self._router.database():
             link.send_message(self.message(lsa))
@@ -130,7 +138,7 @@ class Flooding:
         unsigned copies at the neighbours.
         """
         self.signer = signer
-        if self._router.drop_unsigned():
+        if self._forget(self._router.drop_unsigned()):
             self._network.routes_changed()
         if len(self._links):
             self.flood(self._router.readvertise())
@@ -145,7 +153,8 @@ class Flooding:
         origin, incarnation, seq, links, proof = parse_lsa(message)
         if not self._within_rate(peer):
             return self._dropped(peer, "more adverts than the rate limit allows")
-        lsa = LinkState(origin, incarnation, seq, links, proof, lsa_hidden(message))
+        lsa = LinkState(origin, incarnation, seq, links, proof, lsa_hidden(message),
+                        parse_vouches(message[6] if len(message) > 6 else None, links))
         router = self._router
         own = router.own()
         if origin == self._network.name:
@@ -153,7 +162,7 @@ class Flooding:
                 return  # our own advert coming back, or an old one: nothing to check
             if incarnation > own.incarnation:
                 return self._bad_advert(origin, peer, "it claims a later start of this kernel", True)
-        elif not router.newer(lsa):
+        elif not router.newer(lsa) if self.signer is not None else self.vouching.stale(lsa):
             return  # a duplicate, stale or aged-out copy
         elif router.held(origin) is None and len(router) >= self.max_kernels:
             return self._dropped(peer, f"more than {self.max_kernels} kernels advertised")
@@ -165,11 +174,43 @@ class Flooding:
                 # A relay holding an advert that has since expired, or an
                 # unsigned one from before signing was on, is not lying.
                 return self._bad_advert(origin, peer, reason, origin != peer and reason in _EXCUSABLE)
-        if router.receive(lsa, peer):
+        if origin != self._network.name and self.signer is None:
+            self.vouching.offer(lsa, peer)
+            self._believed()
+        elif router.receive(lsa, peer):
             self.flood(lsa, peer)
             self._network.routes_changed()
         elif router.own() is not own:
             self.flood(router.own())  # outbid a stale or forged copy of our own advert
+
+    def _believed(self) -> None:
+        """
+        Flood the adverts that became believed (each but to the neighbour
+        it came from; one taken back from aside to every neighbour, the
+        sender of the forgery it out-votes included).
+        """
+        changed, self.vouching.changed = self.vouching.changed, []
+        for lsa, source in changed:
+            self.flood(lsa, source)
+        if changed:
+            self._network.routes_changed()
+            self.vouching.reselect()  # a voucher may have become (un)reachable
+            if self.vouching.changed:
+                self._believed()
+
+    def link_gone(self, peer: str) -> None:
+        """
+        The last link to ``peer`` went down: its HELLO no longer vouches
+        for it, its neighbours' adverts do.
+        """
+        self.vouching.reselect([peer])
+        self._believed()
+
+    def _forget(self, dropped: Any) -> Any:
+        """The adverts of ``dropped`` are gone: so are their candidates and vouches."""
+        self.vouching.forget(list(dropped))
+        self._believed()
+        return dropped
 
     def _within_rate(self, peer: str) -> bool:
         """
@@ -206,7 +247,8 @@ class Flooding:
         gone = held - reachable
         self._unreachable = {k: self._unreachable.get(k, now) for k in gone}
         old = [k for k, since in self._unreachable.items() if now - since > self.unreachable_grace]
-        if old and self._router.drop(old):
+        self.vouching.sweep(self.unreachable_grace)
+        if old and self._forget(self._router.drop(old)):
             self.log.info("adverts of unreachable {kernels} dropped", kernels=old)
             self._network.routes_changed()
         if len(self._links):
@@ -235,7 +277,7 @@ class Flooding:
             return
         self._refresh_call = self._reactor.callLater(LSA_REFRESH, self._refresh)
         self.flood(self._router.readvertise())
-        dropped = self._router.expire(LSA_MAX_AGE)
+        dropped = self._forget(self._router.expire(LSA_MAX_AGE))
         if dropped:
             self.log.info("adverts of {kernels} aged out", kernels=dropped)
             self._network.routes_changed()

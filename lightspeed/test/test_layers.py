@@ -79,7 +79,7 @@ LAYERS = [
     ),
     Layer(
         "routing",
-        modules=["lightspeed.router", "lightspeed.adverts"],
+        modules=["lightspeed.router", "lightspeed.adverts", "lightspeed.vouching"],
         may_import=["errors", "wire"],
     ),
     Layer(

@@ -209,6 +209,15 @@ class Connection:
         """
         return self._out_size
 
+    def release(self) -> None:
+        """
+        The transport is gone: free the zlib streams (hundreds of KiB
+        each) and the output, whoever still holds the link.
+        """
+        self.state = "closed"
+        self._deflate = self._inflate = None
+        self._out, self._raw, self._out_size = [], [], 0
+
     def close(self, code: str, message: str) -> None:
         """
         End the link from our side: queue a BYE naming the reason.

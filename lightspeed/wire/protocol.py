@@ -180,6 +180,8 @@ class LinkProtocol(Protocol):
             self.log.warn("kernel {kernel}: link from {address} lost before its handshake finished: {why}",
                           kernel=self.owner.name, address=address_text(self.transport.getPeer()),
                           why=reason.getErrorMessage() if reason is not None else "?")
+        if self.conn is not None:
+            self.conn.release()
         waiters, self._lost_waiters = self._lost_waiters or [], None
         for d in waiters:
             d.callback(None)
