@@ -109,3 +109,28 @@ class RouteVectorTests(SynchronousTestCase):
         for kernel, route in data["routes"].items():
             self.assertEqual((router.next_hop(kernel), router.distances().get(kernel)),
                              (route["next_hop"], route["cost"]), kernel)
+
+
+class PasswordVectorTests(SynchronousTestCase):
+    def test_password(self):
+        """When the vector's two ends run SPAKE2 and key confirmation, then the transcript, key and confirmations are the vector's, and a wrong confirmation is refused with auth."""
+        from lightspeed.errors import HandshakeRefused
+        from lightspeed.test.vectors.generate import fixed_entropy
+        from lightspeed.wire.handshake import PasswordProof, PeerHello, confirmations, transcript
+
+        data = load("password")
+        (a, b) = data["ends"]
+        sides = [(e["kernel"], e["incarnation"], bytes.fromhex(e["nonce"]), bytes.fromhex(e["pake"])) for e in (a, b)]
+        self.assertEqual(transcript(sides[0], sides[1]).hex(), data["transcript"])
+        self.assertEqual(transcript(sides[1], sides[0]).hex(), data["transcript"])  # either end's view
+        first, second = confirmations(bytes.fromhex(data["key"]), bytes.fromhex(data["transcript"]))
+        self.assertEqual((first.hex(), second.hex()), (data["confirm_first"], data["confirm_second"]))
+        proof = PasswordProof(data["password"].encode(), fixed_entropy(b"alpha"))
+        self.assertEqual(proof.message.hex(), a["pake"])
+        self.assertEqual(format(proof._spake.xy_scalar, "x"), a["scalar"])
+        peer = PeerHello(sides[1][0], sides[1][1], sides[1][2], False, sides[1][3], {})
+        self.assertEqual(proof.confirm(sides[0][:3], peer).hex(), data["confirm_first"])
+        proof.check(bytes.fromhex(data["confirm_second"]), "beta")
+        error = self.assertRaises(HandshakeRefused, proof.check, bytes.fromhex(data["wrong_password_confirm_first"]),
+                                  "beta")
+        self.assertEqual(error.code, "auth")

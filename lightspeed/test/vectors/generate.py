@@ -157,9 +157,50 @@ def route_vectors() -> dict:
             "lsas": {o: [list(link) for link in links] for o, links in lsas.items()}, "routes": routes}
 
 
+def fixed_entropy(seed: bytes) -> Any:
+    """
+    Deterministic "randomness" for a SPAKE2 end: SHA-512 of ``seed``, repeated.
+    """
+    import hashlib
+
+    data, taken = hashlib.sha512(seed).digest() * 4, [0]
+
+    def entropy(n: int) -> bytes:
+        start = taken[0]
+        taken[0] += n
+        return data[start:start + n]
+
+    return entropy
+
+
+def password_vectors() -> dict:
+    from lightspeed.wire.handshake import PAKE_ID, PasswordProof, PeerHello, confirmations, transcript
+
+    password = b"secret"
+    ends = [("alpha", 444336537631604788, bytes(range(16))), ("beta", 444336537767506347, bytes(range(16, 32)))]
+    proofs = [PasswordProof(password, fixed_entropy(name.encode())) for name, _, _ in ends]
+    sides = [(name, inc, nonce, proof.message) for (name, inc, nonce), proof in zip(ends, proofs)]
+    key = proofs[0]._spake.finish(proofs[1].message)
+    first, second = confirmations(key, transcript(sides[0], sides[1]))
+    confirm_a = PasswordProof(password, fixed_entropy(b"alpha")).confirm(
+        ends[0], PeerHello(*ends[1], False, proofs[1].message, {}))
+    assert confirm_a == first
+    return {
+        "password": password.decode(), "spake2": "SPAKE2 symmetric, Ed25519 group, identity " + repr(PAKE_ID),
+        "ends": [{"kernel": name, "incarnation": inc, "nonce": nonce.hex(),
+                  "scalar": format(proof._spake.xy_scalar, "x"), "pake": proof.message.hex()}
+                 for (name, inc, nonce), proof in zip(ends, proofs)],
+        "key": key.hex(), "transcript": transcript(sides[0], sides[1]).hex(),
+        "confirm_first": first.hex(), "confirm_second": second.hex(),
+        "wrong_password_confirm_first": confirmations(
+            PasswordProof(b"secreT", fixed_entropy(b"alpha"))._spake.finish(proofs[1].message),
+            transcript(sides[0], sides[1]))[0].hex(),
+    }
+
+
 def main() -> None:
     for name, make in (("codec", codec_vectors), ("frames", frame_vectors), ("adverts", advert_vectors),
-                       ("routes", route_vectors)):
+                       ("routes", route_vectors), ("password", password_vectors)):
         with open(os.path.join(HERE, f"{name}.json"), "w") as f:
             json.dump(make(), f, indent=1, ensure_ascii=False)
             f.write("\n")
