@@ -29,7 +29,9 @@ from lightspeed.message import (
     CALL, CALLREPLY, CONTROL, DEFAULT_HOPS, LSA, POST, REQUEST, RESPONSE, TRACE, UNDELIVERABLE, lsa_hidden, parse_lsa,
     parse_payload, parse_routed, routed_body,
 )
-from lightspeed.liteparts import RTO_MAX, RTO_MIN, Event, Out, parse_endpoint, reachable, receive_entries, tls_context
+from lightspeed.liteparts import (
+    RTO_MAX, RTO_MIN, Event, Out, lite_tls, own_lsa, parse_endpoint, reachable, receive_entries, tls_context,
+)
 from lightspeed.specifier import check_name, parse
 from lightspeed.wire.codec import check_plain, dumps, loads
 from lightspeed.wire.connection import Connection, LinkConfig, PeerInfo
@@ -54,11 +56,12 @@ class LiteLink:
     """
 
     def __init__(self, server: Any = "tcp:127.0.0.1:9876", name: Optional[str] = None, *, tls: Any = None,
+                 cert: Optional[str] = None, key: Optional[str] = None, ca: Optional[str] = None,
                  password: Any = None, connect_timeout: float = 10.0, timeout: float = 10.0) -> None:
         self.family, self.address, wants_tls = parse_endpoint(server)
         self.name = check_name(name if name is not None else "lite-" + secrets.token_hex(4))
         self.incarnation = (int(time.time() * 1_000_000) << 8) | os.urandom(1)[0]
-        self._tls = tls_context() if tls is True or (tls is None and wants_tls) else tls
+        self._tls, self._signer = lite_tls(tls, wants_tls, cert, key, ca)
         self._password = password.encode("utf-8") if isinstance(password, str) else password
         self.connect_timeout = connect_timeout
         self.timeout = timeout
@@ -167,7 +170,7 @@ class LiteLink:
         assert self.peer is not None
         self._lsa_seq += 1
         self._lsa_sent = time.monotonic()
-        self._send([LSA, self.name, self.incarnation, self._lsa_seq, [[self.peer.name, 1]], None, {"hidden": True}])
+        self._send(own_lsa(self.name, self.incarnation, self._lsa_seq, self.peer.name, self._signer))
 
     def _send(self, message: list) -> None:
         assert self._conn is not None
@@ -337,7 +340,13 @@ class ClientLite(LiteLink):
     :param server: where a kernel listens (see :obj:`parse_endpoint`).
     :param name: this client's kernel name (default: ``lite-`` and random).
     :param tls: an :class:`ssl.SSLContext` (see :obj:`tls_context`), ``True``
-        for the default one, or :obj:`None` (TLS only for ``tls:`` endpoints).
+        for the default one, or :obj:`None` (TLS only for ``tls:`` endpoints
+        or with ``cert``, ``key`` or ``ca``).
+    :param cert: the client certificate (PEM file), for mutual TLS.
+    :param key: its private key (PEM file).
+    :param ca: the CA the server's certificate must be signed by (PEM
+        file).  With ``cert``, ``key`` and ``ca`` the client signs its
+        adverts as a kernel does, which a node with ``--tls-ca`` requires.
     :param password: the mesh's shared secret (str or bytes), or :obj:`None`.
     :param connect_timeout: seconds for the connection and handshake.
     :param timeout: the default seconds to wait for an answer.

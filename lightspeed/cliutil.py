@@ -56,13 +56,10 @@ def client_of(args: argparse.Namespace) -> Any:
     """
     The :class:`~lightspeed.clientlite.ClientLite` the common options ask for.
     """
-    from lightspeed.clientlite import ClientLite, tls_context
+    from lightspeed.clientlite import ClientLite
 
-    tls: Any = None
-    if args.tls_cert or args.tls_key or args.tls_ca:
-        if bool(args.tls_cert) != bool(args.tls_key):
-            raise ValueError("a client certificate needs both --tls-cert and --tls-key")
-        tls = tls_context(args.tls_cert, args.tls_key, args.tls_ca)
+    if bool(args.tls_cert) != bool(args.tls_key):
+        raise ValueError("a client certificate needs both --tls-cert and --tls-key")
     password = None
     if args.password_file:
         with open(args.password_file, "rb") as f:
@@ -71,8 +68,9 @@ def client_of(args: argparse.Namespace) -> Any:
     if name is None and args.tls_cert:
         # A node that checks certificates wants the name they carry: NAME.crt from `lightspeed certs`.
         name = os.path.splitext(os.path.basename(args.tls_cert))[0]
-    return ClientLite(args.server, name, tls=tls, password=password, connect_timeout=args.timeout,
-                      timeout=args.timeout)
+    # With all three --tls-* files the client signs its adverts (a node with --tls-ca wants them signed).
+    return ClientLite(args.server, name, cert=args.tls_cert, key=args.tls_key, ca=args.tls_ca, password=password,
+                      connect_timeout=args.timeout, timeout=args.timeout)
 
 
 def emit(args: argparse.Namespace, value: Any, text: Optional[str] = None) -> None:

@@ -1,7 +1,8 @@
 # -*- test-case-name: lightspeed.test.test_clientlite -*-
 """
 The pieces of :obj:`lightspeed.clientlite` that hold no socket: endpoints,
-the TLS context, events, one outgoing stream, reachability from adverts.
+the TLS context, the client's own (signed) LSA, events, one outgoing
+stream, reachability from adverts.
 """
 
 from __future__ import annotations
@@ -9,7 +10,12 @@ from __future__ import annotations
 import ssl
 from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 
-__all__ = ["Event", "Out", "parse_endpoint", "reachable", "tls_context", "RTO_MIN", "RTO_MAX"]
+from lightspeed.adverts import AdvertSigner
+from lightspeed.message import LSA
+from lightspeed.router import LinkState
+from lightspeed.wire import CIPHERS
+
+__all__ = ["Event", "Out", "own_lsa", "parse_endpoint", "reachable", "tls_context", "RTO_MIN", "RTO_MAX"]
 
 #: Retransmission: the first and the longest wait for an ack, in seconds.
 RTO_MIN, RTO_MAX = 1.0, 30.0
@@ -64,15 +70,43 @@ def parse_endpoint(text: Any) -> Tuple[str, Any, bool]:
 
 def tls_context(cert: Optional[str] = None, key: Optional[str] = None, ca: Optional[str] = None) -> ssl.SSLContext:
     """
-    A client TLS context: TLS 1.2 at least, the server checked against
-    ``ca`` (or the system's CAs), and ``cert``/``key`` as the client
-    certificate for a mesh that wants mutual TLS.
+    A client TLS context: TLS 1.2 at least with the node's AEAD suites only
+    (:data:`lightspeed.wire.CIPHERS`), the server checked against ``ca``
+    (or the system's CAs), and ``cert``/``key`` as the client certificate
+    for a mesh that wants mutual TLS.
     """
     context = ssl.create_default_context(cafile=ca)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.set_ciphers(CIPHERS)
     if cert:
         context.load_cert_chain(cert, key)
     return context
+
+
+def lite_tls(tls: Any, wants_tls: bool, cert: Optional[str], key: Optional[str],
+             ca: Optional[str]) -> Tuple[Optional[ssl.SSLContext], Optional[AdvertSigner]]:
+    """
+    ``(context, signer)`` of ClientLite's TLS options: ``tls`` (a context,
+    ``True`` or :obj:`None`) or else one made of ``cert``, ``key`` and ``ca``;
+    and with all three, the signer of the client's adverts (a node with a
+    CA requires them signed).
+
+    :raises ValueError: if the key does not fit the certificate, or the CA
+        did not issue it (or it is out of date).
+    """
+    if tls is True or (tls is None and (wants_tls or cert or key or ca)):
+        tls = tls_context(cert, key, ca)
+    return tls, AdvertSigner(cert, key, ca) if cert and key and ca else None
+
+
+def own_lsa(name: str, incarnation: int, seq: int, server: str, signer: Optional[AdvertSigner]) -> list:
+    """
+    The client's LSA: one link, to ``server``, and the hidden flag; with
+    a ``signer``, its proof as a kernel's (the flags map is not signed).
+    """
+    links = ((server, 1),)
+    proof = None if signer is None else signer.sign(LinkState(name, incarnation, seq, links, hidden=True))
+    return [LSA, name, incarnation, seq, [list(link) for link in links], proof, {"hidden": True}]
 
 
 class Out:

@@ -31,13 +31,11 @@ from twisted.internet.ssl import (
     optionsForClientTLS,
 )
 
+from lightspeed.wire import CIPHERS  # defined below both TLS ends: ClientLite offers the same suites
+
 __all__ = ["TLSConfig", "create_ca", "create_node", "write_pki", "server_options", "client_options", "CIPHERS",
            "default_ca_name"]
 
-#: The TLS 1.2 suites both ends offer (OpenSSL syntax): ephemeral ECDH with
-#: AES-GCM or ChaCha20-Poly1305, nothing with CBC or SHA-1.  TLS 1.3's suites
-#: are all AEAD and stay as OpenSSL enables them.
-CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"
 
 _ciphers: Optional[AcceptableCiphers] = None
 

@@ -231,12 +231,14 @@ class SecureCommandTests(SynchronousTestCase):
         self.pki = pki()
 
     def test_tls_password(self):
-        """When the certificate, CA and password file are given, then the request works."""
+        """When the certificate, CA and password file are given, then the request and kernels work."""
         p = lambda name: os.path.join(self.pki, name)  # noqa: E731
         common = ["--server", f"tls:host=127.0.0.1:port={self.port}", "--tls-cert", p("client.crt"),
                   "--tls-key", p("client.key"), "--tls-ca", p("ca.crt")]
         self.assertEqual(run_cli(*common, "--password-file", p("password"), "request", "poe://secure/echo/add", "4", "5"),
                          (0, "9\n", ""))
+        # The node signs and requires signed adverts: the CLI signs its own.
+        self.assertEqual(run_cli(*common, "--password-file", p("password"), "kernels"), (0, "secure\n", ""))
         with open(p("wrong"), "w") as f:
             f.write("wrong")
         status, out, err = run_cli(*common, "--password-file", p("wrong"), "kernels")

@@ -180,7 +180,7 @@ def pki() -> str:
 
     directory = tempfile.mkdtemp(prefix="lightspeed-pki-")
     atexit.register(shutil.rmtree, directory, True)
-    write_pki(directory, ["secure", "client"])
+    write_pki(directory, ["secure", "client", "signed", "unsigned"])
     with open(os.path.join(directory, "password"), "w") as f:
         f.write("sesame\n")
     _pki.append(directory)
@@ -189,13 +189,14 @@ def pki() -> str:
 
 def start_secure() -> List[TwistdNode]:
     """
-    One node with mutual TLS and a password (adverts unsigned: a ClientLite
-    does not sign), its certificates in :obj:`pki` with the client's.
+    One node with mutual TLS, signed adverts (required: no
+    ``--unsigned-adverts``) and a password, its certificates in :obj:`pki`
+    with the clients'.
     """
     p = lambda name: os.path.join(pki(), name)  # noqa: E731
     return [TwistdNode("--kernel", "secure", "--listen", "tcp:0:interface=127.0.0.1", "--app", APP,
                        "--tls-cert", p("secure.crt"), "--tls-key", p("secure.key"), "--tls-ca", p("ca.crt"),
-                       "--unsigned-adverts", "--password-file", p("password"))]
+                       "--password-file", p("password"))]
 
 
 class SecureCase(SynchronousTestCase):
@@ -213,23 +214,85 @@ class SecureCase(SynchronousTestCase):
         p = lambda name: os.path.join(self.pki, name)  # noqa: E731
         return tls_context(p("client.crt"), p("client.key"), p("ca.crt"))
 
+    def files(self, name: str = "client") -> dict:
+        """The certificate, key and CA options for kernel ``name``: the client signs its adverts."""
+        p = lambda file: os.path.join(self.pki, file)  # noqa: E731
+        return {"cert": p(f"{name}.crt"), "key": p(f"{name}.key"), "ca": p("ca.crt")}
+
 
 class SecureTests(SecureCase):
     def test_tls_and_password(self):
         """When the client has the CA, a certificate and the password, then requests work."""
-        with ClientLite(self.server, "client", tls=self.context(), password="sesame") as client:
+        with ClientLite(self.server, "client", password="sesame", **self.files()) as client:
             self.assertEqual(client.request("poe://secure/echo/add", 2, 3), 5)
+
+    def test_signed_advert(self):
+        """
+        When the client has its certificate, key and CA, then it signs its
+        LSA: the signing node believes it (lists the client, keeps the link),
+        posts and requests work, and the node logs no refused advert.
+        """
+        with ClientLite(self.server, "signed", password="sesame", **self.files("signed")) as client:
+            self.assertIsNotNone(client._signer)
+            client.post("poe://secure/echo/ask", "ping")
+            self.assertEqual(client.request("poe://secure/echo/add", 2, 3), 5)
+            self.assertEqual(client.list_kernels(hidden=True), ["secure", "signed"])
+            self.assertIn("signed", client.links()["secure"])
+            self.assertEqual(client.request("poe://secure/echo/add", 4, 5), 9)
+        node = self.nodes[0]
+        node.expect(re.compile(r"link down: secure <-> signed\n"))
+        self.assertNotRegex(node.log, r"advert of kernel 'signed' refused|signed.*bad-advert")
+        self.assertRegex(node.log, r"link to signed closed by the peer: shutdown")
+
+    def test_unsigned_advert_refused(self):
+        """When the client has only a TLS context (no signer), then the signing node closes with BYE 'bad-advert'."""
+        p = lambda file: os.path.join(self.pki, file)  # noqa: E731
+        context = tls_context(p("unsigned.crt"), p("unsigned.key"), p("ca.crt"))
+        client = ClientLite(self.server, "unsigned", tls=context, password="sesame", connect_timeout=5)
+        self.assertIsNone(client._signer)
+        error = self.assertRaises(LinkClosed, client.request, "poe://secure/echo/add", 1, 2)
+        self.assertEqual(error.code, "bad-advert")
+        client.close()
+
+    def test_own_lsa_proof(self):
+        """When the client signs, then its LSA carries the proof the kernels' signer verifies, flags unsigned."""
+        from lightspeed.adverts import AdvertSigner
+        from lightspeed.liteparts import own_lsa
+        from lightspeed.message import lsa_hidden, parse_lsa
+        from lightspeed.router import LinkState
+
+        files = self.files("signed")
+        signer = AdvertSigner(files["cert"], files["key"], files["ca"])
+        message = own_lsa("signed", 7, 3, "secure", signer)
+        origin, incarnation, seq, links, proof = parse_lsa(message)
+        self.assertEqual((origin, incarnation, seq, links, lsa_hidden(message)),
+                         ("signed", 7, 3, (("secure", 1),), True))
+        self.assertIsNone(signer.verify(LinkState(origin, incarnation, seq, links), proof))
+        self.assertEqual(signer.verify(LinkState(origin, incarnation, seq + 1, links), proof),
+                         "its signature is not valid")
+        self.assertIsNone(own_lsa("signed", 7, 3, "secure", None)[5])
+
+    def test_context_ciphers(self):
+        """When a context is made, then it offers TLS 1.2 AEAD suites only (the node's CIPHERS), TLS 1.2 at least."""
+        import ssl
+
+        context = tls_context(**self.files())
+        self.assertEqual(context.minimum_version, ssl.TLSVersion.TLSv1_2)
+        tls12 = [c["name"] for c in context.get_ciphers() if c["protocol"] == "TLSv1.2"]
+        self.assertTrue(tls12)
+        self.assertEqual([c for c in tls12 if not (c.startswith("ECDHE-") and ("GCM" in c or "CHACHA20" in c))], [])
+        self.assertEqual([c["name"] for c in context.get_ciphers() if not c["aead"]], [])
 
     def test_certificate_names_kernel(self):
         """When the client's name is not the one its certificate names, then BYE 'auth'."""
-        error = self.assertRaises(LinkClosed, ClientLite(self.server, "other", tls=self.context(), password="sesame",
-                                                         connect_timeout=5).connect)
+        error = self.assertRaises(LinkClosed, ClientLite(self.server, "other", password="sesame", connect_timeout=5,
+                                                         **self.files()).connect)
         self.assertEqual(error.code, "auth")
 
     def test_wrong_password(self):
         """When the password is wrong, then the link closes with BYE 'auth'."""
-        error = self.assertRaises(LinkClosed, ClientLite(self.server, "client", tls=self.context(), password="nope",
-                                                         connect_timeout=5).connect)
+        error = self.assertRaises(LinkClosed, ClientLite(self.server, "client", password="nope", connect_timeout=5,
+                                                         **self.files()).connect)
         self.assertEqual(error.code, "auth")
 
     def test_no_client_certificate(self):

@@ -139,8 +139,10 @@ LAYERS = [
         modules=["lightspeed.__main__", "lightspeed.clientlite", "lightspeed.liteparts", "lightspeed.cli",
                  "lightspeed.cliutil", "lightspeed.clicommands", "lightspeed.clibench"],
         may_import=["errors", "wire"],
-        # The `certs` subcommand makes certificates.
-        also=["lightspeed.tls"],
+        # The `certs` subcommand makes certificates.  ClientLite signs its
+        # own LSA with the kernels' signer (lightspeed.adverts, pure: no
+        # reactor) and so builds the LinkState it signs (lightspeed.router).
+        also=["lightspeed.tls", "lightspeed.adverts", "lightspeed.router"],
     ),
     Layer(
         "testkit",
