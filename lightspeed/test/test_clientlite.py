@@ -210,10 +210,6 @@ class SecureCase(SynchronousTestCase):
     def server(self) -> str:
         return f"tls:host=127.0.0.1:port={self.nodes[0].port}"
 
-    def context(self):
-        p = lambda name: os.path.join(self.pki, name)  # noqa: E731
-        return tls_context(p("client.crt"), p("client.key"), p("ca.crt"))
-
     def files(self, name: str = "client") -> dict:
         """The certificate, key and CA options for kernel ``name``: the client signs its adverts."""
         p = lambda file: os.path.join(self.pki, file)  # noqa: E731
