@@ -97,4 +97,5 @@ class CallerFiles:
         """
         if filename is None:
             return None
-        return self.cache.remember(filename, self._transform(filename))
+        sent = self.cache.get(filename)
+        return sent if sent is not None else self.cache.remember(filename, self._transform(filename))
