@@ -225,7 +225,10 @@ class Delivery:
                 box.batch_bytes += len(payload)
                 return
             self._send_batch(box)
-        if deadline is None and link.peer.batch and self.batching:
+        if deadline is None and link.peer.batch and self.batching and link.conn is not None and link.conn.pending_output:
+            # Something goes to this link this turn already: hold this one
+            # for those that may follow it.  (The first goes at once, so a
+            # lone message, such as an answer, costs no more than before.)
             box.batch, box.batch_seq, box.batch_bytes, box.batch_link = [payload], seq, len(payload), link
             self._batching.append(box)
             self._network.mark_dirty(link)  # flush_batches runs before the link writes
@@ -332,10 +335,11 @@ class Delivery:
         while unacked and unacked[0][0] <= ack:
             box.unacked_bytes -= len(unacked.popleft()[1])
         box.rto = RTO_INITIAL
-        box.since = box.progress = self._reactor.seconds()
+        if unacked:
+            box.since = box.progress = self._reactor.seconds()  # else _arm sets them for the next message
         if box.backlog:
             self._drain_backlog(box)
-        if not box.backlog and self._room(box):
+        if (box.waiters or box.paused) and not box.backlog and self._room(box):
             box.resume()
 
     def _drain_backlog(self, box: Outbox) -> None:

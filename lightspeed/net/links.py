@@ -134,9 +134,9 @@ class Links:
             if self._flush_call.active():
                 self._flush_call.cancel()
             self._flush_call = None
-        if self.before_flush is not None:
-            self.before_flush()
         while self._dirty:
+            if self.before_flush is not None:
+                self.before_flush()
             dirty, self._dirty = self._dirty, []
             for link in dirty:
                 link.flush()

@@ -21,6 +21,10 @@ from lightspeed.wire.codec import loads
 from lightspeed.wire.framing import frame
 
 
+def payloads(message: list) -> int:
+    return 1 + len(message[7]) if len(message) == 8 else 1
+
+
 def routed_written(link: Any) -> List[list]:
     """
     Record every ROUTED message ``link`` (a LinkProtocol) writes, decoded.
@@ -57,10 +61,14 @@ class BatchTests(SynchronousTestCase):
         return mesh, k, rx, seen
 
     def test_one_message_per_turn(self):
-        """When a kernel posts 100 times in one turn to a neighbour, then one ROUTED message carries all 100, in order."""
+        """
+        When a kernel posts 100 times in one turn to a neighbour, then the
+        first goes at once and one ROUTED message carries the other 99, in
+        order.
+        """
         mesh, k, rx, seen = self.send("ab", "ab", "ab", 100)
-        self.assertEqual([(len(m), len(m[7])) for m in seen], [(8, 99)])
-        self.assertEqual(seen[0][3][0][2], 1)  # from sequence number 1
+        self.assertEqual([(len(m), payloads(m)) for m in seen], [(7, 1), (8, 99)])
+        self.assertEqual(seen[1][3][0][2], 2)  # from sequence number 2
         self.assertEqual(rx.got, [("a", n) for n in range(100)])
         mesh.advance(0.1)
         self.assertEqual(k["a"].backlog("b"), 0)
@@ -68,7 +76,7 @@ class BatchTests(SynchronousTestCase):
     def test_bounded(self):
         """When more than MAX_BATCH messages go in one turn, then they are split into batches of at most MAX_BATCH."""
         mesh, k, rx, seen = self.send("ab", "ab", "ab", MAX_BATCH + 10)
-        self.assertEqual([1 + len(m[7]) for m in seen], [MAX_BATCH, 10])
+        self.assertEqual([payloads(m) for m in seen], [1, MAX_BATCH, 9])
         self.assertEqual(len(rx.got), MAX_BATCH + 10)
 
     def test_deadline_not_batched(self):
@@ -76,19 +84,21 @@ class BatchTests(SynchronousTestCase):
         mesh, k, links = build("ab", "ab")
         rx, tx = Receiver(k["b"]), Sender(k["a"])
         seen = routed_written(links["ab"].client)
-        tx.post("poe://b/rx/got", 0)
-        tx.post("poe://b/rx/got", 1)
-        tx.post("poe://b/rx/got", 2, ttl=5.0)
-        tx.post("poe://b/rx/got", 3)
+        for n in range(3):
+            tx.post("poe://b/rx/got", n)
+        tx.post("poe://b/rx/got", 3, ttl=5.0)
+        tx.post("poe://b/rx/got", 4)
+        tx.post("poe://b/rx/got", 5)
         mesh.settle()
-        self.assertEqual([len(m) for m in seen], [8, 7, 7])
-        self.assertEqual(rx.got, [("a", n) for n in range(4)])
+        self.assertEqual([(len(m), payloads(m)) for m in seen], [(7, 1), (8, 2), (7, 1), (8, 2)])
+        self.assertEqual(seen[2][5], 5000)  # the ttl, in ms
+        self.assertEqual(rx.got, [("a", n) for n in range(6)])
 
     def test_relay_passes_a_batch_on_whole(self):
-        """When a batch crosses a relay, then it leaves the relay as one message and is counted as relayed."""
+        """When a batch crosses a relay, then it leaves the relay as one message and its payloads are counted as relayed."""
         mesh, k, rx, seen = self.send("abc", "ab bc", "bc", 50)
-        self.assertEqual([len(m[7]) for m in seen], [49])
-        self.assertEqual(seen[0][4], 31)  # one hop used
+        self.assertEqual([payloads(m) for m in seen], [1, 49])
+        self.assertEqual(seen[1][4], 31)  # one hop used
         self.assertEqual(rx.got, [("a", n) for n in range(50)])
         self.assertEqual(k["b"].network.relay.relayed, 50)
 
