@@ -44,6 +44,8 @@ def _relative(path: str) -> str:
     best = ""
     for entry in sys.path:
         root = os.path.abspath(entry or os.curdir)
+        if os.path.dirname(root) == root:
+            continue  # "/" (a program started there has it as "" first): it would give the whole path away
         if len(root) > len(best) and path.startswith(root.rstrip(os.sep) + os.sep):
             best = root
     if not best:

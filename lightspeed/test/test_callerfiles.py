@@ -64,6 +64,12 @@ class PolicyTests(SynchronousTestCase):
         self.assertEqual(files.convert("<stdin>"), "<stdin>")
         self.assertEqual(files.convert("pkg/mod.py"), "pkg/mod.py")
 
+    def test_filesystem_root_on_the_path(self):
+        """When "/" is on sys.path (a program started in / has "" there), then it is no root for 'relative'."""
+        self.patch(sys, "path", ["/", ""] + sys.path)
+        self.patch(os, "getcwd", lambda: "/")
+        self.assertEqual(CallerFiles().convert("/nonexistent-root-for-test/deep/dir/app.py"), "app.py")
+
     def test_policy_change_clears_cache(self):
         """When the policy changes, then the cache is emptied and new conversions follow the new policy."""
         files = CallerFiles("full")
