@@ -1,6 +1,7 @@
 # -*- test-case-name: lightspeed.test.test_testing,lightspeed.test.test_mesh -*-
 """
-In-memory links between kernels of one process, on one :obj:`task.Clock`:
+In-memory links between kernels of one process, on one clock (a
+:obj:`lightspeed.heapclock.HeapClock` unless you give a :obj:`task.Clock`):
 for your tests and for simulating large meshes.
 
     mesh = MemoryMesh()
@@ -29,12 +30,13 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionLost
 from twisted.internet.task import Clock
 
+from lightspeed.heapclock import HeapClock
 from lightspeed.kernel import Kernel
 from lightspeed.message import routed_body
 from lightspeed.memorylinks import HANDSHAKE_FRAMES, LinkCounters, LinkDirection, MemoryTransport
 from lightspeed.wire.protocol import LinkFactory, LinkOptions, LinkProtocol
 
-__all__ = ["MemoryMesh", "forge", "MemoryLink", "MemoryTransport", "LinkDirection", "LinkCounters",
+__all__ = ["MemoryMesh", "HeapClock", "forge", "MemoryLink", "MemoryTransport", "LinkDirection", "LinkCounters",
            "HANDSHAKE_FRAMES"]
 
 
@@ -167,7 +169,8 @@ class MemoryMesh:
     """
     Kernels on one clock, joined by in-memory links.
 
-    :ivar clock: the shared :obj:`task.Clock`.
+    :ivar clock: the shared clock: ``clock`` if given, else a new
+        :obj:`HeapClock` (``task.Clock``'s semantics, in logarithmic time).
     :ivar random: the :obj:`random.Random` every fault draws from, seeded
         with ``seed``: 0 unless you say otherwise, so a run repeats exactly;
         ``seed=None`` seeds it from the system.
@@ -175,7 +178,7 @@ class MemoryMesh:
     """
 
     def __init__(self, clock: Optional[Clock] = None, seed: Any = 0) -> None:
-        self.clock = clock or Clock()
+        self.clock: Clock = clock or HeapClock()  # type: ignore[assignment]
         self.random = random.Random(seed)
         self.kernels: Dict[str, Kernel] = {}
         self.links: List[MemoryLink] = []

@@ -146,7 +146,7 @@ LAYERS = [
     ),
     Layer(
         "testkit",
-        modules=["lightspeed.testing", "lightspeed.memorylinks"],
+        modules=["lightspeed.testing", "lightspeed.memorylinks", "lightspeed.heapclock"],
         may_import=["errors", "contracts", "wire", "routing", "runtime", "network", "links", "features", "node",
                     "edges"],
     ),
