@@ -19,6 +19,7 @@ average is printed before and after.
 
     python bench/scale.py [N ...]         (default 50 100 200)
     BENCH_REPEAT=5 python bench/scale.py  (link changes per N, default 5)
+    BENCH_ADVERT_INTERVAL=0.05 ...        (each kernel's min_advert_interval)
 """
 
 import gc
@@ -35,6 +36,8 @@ from lightspeed.router import LinkState, Router  # noqa: E402
 from lightspeed.testing import MemoryMesh  # noqa: E402
 
 REPEAT = int(os.environ.get("BENCH_REPEAT", "5"))
+#: Seconds between own adverts (flooding.MIN_ADVERT_INTERVAL if unset).
+INTERVAL = os.environ.get("BENCH_ADVERT_INTERVAL")
 STEP = 0.001  # one flooding hop, when measuring hops
 
 
@@ -76,6 +79,8 @@ def converged(mesh):
 def build(n):
     mesh = MemoryMesh()
     kernels = [mesh.kernel(f"k{i:04d}") for i in range(n)]
+    for kernel in kernels if INTERVAL is not None else ():
+        kernel.network.flooding.min_advert_interval = float(INTERVAL)
     edges = ring_and_chords(n)
     started = time.perf_counter()
     links = [mesh.link(kernels[a], kernels[b]) for a, b in edges]

@@ -168,10 +168,11 @@ class Network:
         if self.events.watching("link_up"):
             self.events.emit("link_up", peer=peer, address=str(link.transport.getPeer()))
         self.router.peer_hidden(peer, link.peer.hidden)
+        if first:  # before the sync, which then leaves our own advert to it
+            self.flooding.originate(self.router.link_up(peer))
         self.flooding.sync(link)
         self.relay.routes_changed()
         if first:
-            self.flooding.flood(self.router.link_up(peer))
             self.routes_changed()
 
     def link_down(self, link: Any) -> None:
@@ -187,9 +188,7 @@ class Network:
         self.relay.routes_changed()  # a parallel link may take over
         self.costs.link_down(link, last)
         if last:
-            lsa = self.router.link_down(peer)
-            if lsa is not None:
-                self.flooding.flood(lsa)
+            self.flooding.originate(self.router.link_down(peer))
             self.flooding.link_gone(peer)
             self.routes_changed()
         if not len(self.link_table):

@@ -218,5 +218,5 @@ class LinkCosts:
         network = self._network
         self.log.info("link cost {kernel} -> {peer}: {old} -> {new} ({why})", kernel=network.name, peer=peer,
                       old=old, new=cost, why="fixed" if srtt is None else f"smoothed round trip {srtt * 1000:.3f} ms")
-        network.flooding.flood(network.router.link_up(peer, cost))
+        network.flooding.originate(network.router.link_up(peer, cost))
         network.routes_changed()

@@ -22,8 +22,17 @@ from lightspeed.vouching import Vouching, parse_vouches
 if TYPE_CHECKING:  # pragma: no cover
     from lightspeed.adverts import AdvertSigner
 
-__all__ = ["Flooding", "LSA_REFRESH", "LSA_MAX_AGE", "INCARNATION_SLACK", "FADING_GRACE", "MAX_KERNELS",
+__all__ = ["Flooding", "MIN_ADVERT_INTERVAL", "LSA_REFRESH", "LSA_MAX_AGE", "INCARNATION_SLACK", "FADING_GRACE", "MAX_KERNELS",
            "ADVERT_RATE", "ADVERT_BURST", "UNREACHABLE_GRACE"]
+
+#: Seconds at least between two adverts of our own links as they change (as
+#: OSPF's MinLSInterval; ``Flooding.min_advert_interval`` per network).  Our
+#: advert goes out at the end of the reactor turn in which our links changed,
+#: so changes within one turn go out as one advert; with an interval, changes
+#: within it of the last advert wait for its end and go out as one, the links
+#: as they are then.  Routes here are recomputed at once all the same.  The
+#: default, 0, coalesces per turn only (see ``docs/scaling.rst``).
+MIN_ADVERT_INTERVAL = 0.0
 
 #: Seconds between fresh copies of a kernel's own LSA, and the age past which
 #: another kernel's LSA that was not refreshed is dropped.
@@ -76,9 +85,15 @@ class Flooding:
         self.bad_adverts = 0
         #: LSA messages received from neighbours and sent to them.
         self.adverts_in = self.adverts_out = 0
+        #: Our own LSAs flooded (each to every neighbour).
+        self.own_adverts = 0
         self._refresh_call: Any = None
         self._fading_call: Any = None
         self._sweep_call: Any = None
+        self._originate_call: Any = None
+        self._originated = float("-inf")  # when our links were last advertised
+        self._flooded: Optional[LinkState] = None  # our own LSA last flooded
+        self.min_advert_interval = MIN_ADVERT_INTERVAL
         #: Limits (see ``docs/security.rst``), settable per network.
         self.max_kernels = MAX_KERNELS
         self.advert_rate = ADVERT_RATE
@@ -115,7 +130,30 @@ class Flooding:
         """
         Send ``lsa`` to every neighbour but ``source``.
         """
+        if lsa.origin == self._network.name:
+            self._flooded = lsa
+            self.own_adverts += 1
         self.adverts_out += self._links.send_all(self.message(lsa), source)
+
+    def originate(self, lsa: Optional[LinkState]) -> None:
+        """
+        Our links changed and ``lsa`` (our new LSA, or :obj:`None` if
+        nothing changed) is to be flooded: at the end of this turn if the
+        last change went out at least :attr:`min_advert_interval` ago, else
+        when that interval ends; either way with the changes made meanwhile,
+        as one advert of the links then.
+        """
+        if lsa is None or self._originate_call is not None:
+            return  # the advert waiting to go out will carry this change
+        wait = self._originated + self.min_advert_interval - self._reactor.seconds()
+        self._originate_call = self._reactor.callLater(max(wait, 0.0), self._originate)
+
+    def _originate(self) -> None:
+        self._originate_call = None
+        self._originated = self._reactor.seconds()
+        own = self._router.own()
+        if own != self._flooded:
+            self.flood(own)
 
     def sync(self, link: Any) -> None:
         """
@@ -125,6 +163,8 @@ class Flooding:
         if self._forget(self._router.expire(LSA_MAX_AGE)):
             self._network.routes_changed()
         for lsa in self._router.database():
+            if lsa.origin == self._network.name and self._originate_call is not None:
+                continue  # our advert waiting to go out goes to this link too, and only it
             link.send_message(self.message(lsa))
             self.adverts_out += 1
         if self._refresh_call is None:
@@ -310,7 +350,7 @@ class Flooding:
         message in flight that a withdrawn edge must vouch for.
         """
         self._router.forget_fading()
-        for call in (self._fading_call, self._refresh_call, self._sweep_call):
+        for call in (self._fading_call, self._refresh_call, self._sweep_call, self._originate_call):
             if call is not None and call.active():
                 call.cancel()
-        self._fading_call = self._refresh_call = self._sweep_call = None
+        self._fading_call = self._refresh_call = self._sweep_call = self._originate_call = None
