@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import heapq
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Callable, Dict, FrozenSet, Iterable, List, Optional, Set, Tuple
 
 __all__ = ["LinkState", "Router", "MAX_FADING"]
@@ -74,6 +75,11 @@ class LinkState:
     proof: Any = field(default=None, compare=False, repr=False)
     hidden: bool = False
     vouches: Tuple[Tuple[str, int], ...] = field(default=(), compare=False, repr=False)
+
+    @cached_property
+    def link_map(self) -> Dict[str, int]:
+        """:obj:`links` as a mapping, built once per LSA (for each route recompute); read only."""
+        return dict(self.links)
 
     def newer_than(self, other: Optional["LinkState"]) -> bool:
         """
@@ -229,7 +235,7 @@ class Router:
         now = self._clock()
         for peer, _ in held.links:
             other = self._lsas.get(peer)
-            if peer not in kept and other is not None and origin in dict(other.links):
+            if peer not in kept and other is not None and origin in other.link_map:
                 self._fading.pop((origin, peer), None)
                 self._fading[(origin, peer)] = now
                 self._outdated.pop(peer, None)
@@ -350,8 +356,8 @@ class Router:
         Run Dijkstra from us over every usable edge; fill the next-hop and
         distance tables.
         """
-        adverts: Dict[str, Dict[str, int]] = {o: dict(lsa.links) for o, lsa in self._lsas.items()}
-        adverts[self.name] = dict(self._own.links)
+        adverts: Dict[str, Dict[str, int]] = {o: lsa.link_map for o, lsa in self._lsas.items()}
+        adverts[self.name] = self._own.link_map
         hidden = self.hidden_kernels()
         best: Dict[str, Tuple[int, str]] = {self.name: (0, "")}
         done: Dict[str, Tuple[int, str]] = {}
@@ -448,7 +454,7 @@ class Router:
         cached = self._behind.get(neighbour)
         if cached is not None:
             return cached
-        adverts: Dict[str, Dict[str, int]] = {o: dict(lsa.links) for o, lsa in self._lsas.items()}
+        adverts: Dict[str, Dict[str, int]] = {o: lsa.link_map for o, lsa in self._lsas.items()}
         adjacent: Dict[str, List[str]] = {}
         for node, links in adverts.items():
             adjacent[node] = [peer for peer in links if node in adverts.get(peer, {})]
