@@ -11,7 +11,8 @@ nearest integer to sqrt(N): 2 links per kernel, 2N links).  Printed per N:
 - flooding hops: with every link delayed by one step, the steps after a
   link closes until every kernel's database shows the edge gone (against
   the mesh's diameter);
-- memory per kernel (tracemalloc, the converged mesh / N), at the smallest N.
+- memory per kernel (tracemalloc, the converged mesh / N), at the smallest N
+  (or BENCH_MEMORY_N; 0 skips it).
 
 Then route recompute for 1,000 kernels / 4,000 links: ``Router._recompute``
 on a synthetic database.  Repeated figures are min / median / max; the load
@@ -192,7 +193,9 @@ def main(sizes):
               f"{steps:>5}")
         del mesh, links
         gc.collect()
-    print(f"memory per kernel ({sizes[0]} kernels, converged): {memory_per_kernel(sizes[0]) / 1024:.0f} KiB")
+    memory_n = int(os.environ.get("BENCH_MEMORY_N", min(sizes)))
+    if memory_n:
+        print(f"memory per kernel ({memory_n} kernels, converged): {memory_per_kernel(memory_n) / 1024:.0f} KiB")
     times, edges = recompute()
     print(f"route recompute, 1000 kernels / {edges} links: {spread(times, ' ms', 1000)} (min/median/max of 20)")
     print("load average %.2f %.2f %.2f" % os.getloadavg())
