@@ -177,7 +177,7 @@ def routed_batch(head: bytes, seq: int, ack: int, hops: int, payloads: Sequence[
     parts = [b"\x88", first[1:], _array_head(len(payloads) - 1)]
     for payload in payloads[1:]:
         n = len(payload)
-        parts.append(bytes((0x40 + n,)) if n < 24 else _bstr_head(n))
+        parts.append(bytes((0x40 + n,)) if n < 24 else bytes((0x58, n)) if n < 256 else _bstr_head(n))
         parts.append(payload)
     return b"".join(parts)
 

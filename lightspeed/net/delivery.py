@@ -344,19 +344,21 @@ class Delivery:
 
     def _drain_backlog(self, box: Outbox) -> None:
         now = self._reactor.seconds()
-        while box.backlog and self._room(box):
-            payload, deadline = box.backlog.popleft()
-            box.backlog_bytes -= len(payload)
+        link = self._link(box)
+        backlog, unacked, window, window_bytes = box.backlog, box.unacked, self.window, self.window_bytes
+        while backlog and len(unacked) < window and box.unacked_bytes < window_bytes:  # room: see _room
+            payload, deadline = backlog.popleft()
+            size = len(payload)
+            box.backlog_bytes -= size
             if deadline is not None and deadline <= now:
                 self._network.lost(box.kernel, [payload], "deadline passed")
                 continue
             seq = box.next_seq
             box.next_seq = seq + 1
-            if not box.unacked:
+            if not unacked:
                 self._arm(box)
-            box.unacked.append((seq, payload, deadline))
-            box.unacked_bytes += len(payload)
-            link = self._link(box)
+            unacked.append((seq, payload, deadline))
+            box.unacked_bytes += size
             if link is not None:
                 self._transmit(box, link, seq, payload, deadline)
             # Without a route it stays unacknowledged, sent when one appears.
