@@ -33,6 +33,7 @@ from lightspeed.liteparts import (
     RTO_MAX, RTO_MIN, Event, Out, lite_tls, own_lsa, parse_endpoint, reachable, receive_entries, tls_context,
 )
 from lightspeed.specifier import check_name, parse
+from lightspeed.wire.tracehops import check_hops
 from lightspeed.wire.codec import check_plain, dumps, loads
 from lightspeed.wire.connection import Connection, LinkConfig, PeerInfo
 
@@ -297,15 +298,19 @@ class LiteLink:
         link has failed.
         """
         payload = dumps(body)
+        queued = False
         for attempt in (0, 1):
             try:
                 self._ensure()
+                if queued:
+                    return  # the reconnect sent it again, with everything else not acknowledged
                 incarnation = self._incarnation(kernel, deadline or time.monotonic() + self.timeout)
                 out = self._out.get(kernel)
                 if out is None or out.incarnation != incarnation:
                     out = self._out[kernel] = Out(incarnation)
                 out.seq += 1
                 out.unacked[out.seq] = (payload, None if ttl is None else time.monotonic() + ttl)
+                queued = True
                 self._write(kernel, out, out.seq)
                 return
             except (OSError, LinkClosed):
@@ -467,6 +472,7 @@ class ClientLite(LiteLink):
         self._send([TRACE, self.name, request_id, check_name(kernel), [[self.name, time.time(), None]]])
         hops = self._answer(request_id, time.monotonic() + timeout,
                             f"no answer to a trace to kernel {kernel!r} within {timeout} s")
+        hops = check_hops(hops, self.name, kernel)  # a hostile server's answer: ProtocolError, not an IndexError
         return [{"kernel": hop[0], "time": hop[1], "cost": hop[2]} for hop in hops]
 
     def receive(self, timeout: Optional[float] = None) -> Optional[Event]:

@@ -119,6 +119,7 @@ class Router:
         self._dirty = True
         self._hops: Dict[str, str] = {}
         self._distances: Dict[str, int] = {}
+        self._visible: FrozenSet[str] = frozenset()
         self._behind: Dict[str, FrozenSet[str]] = {}
         self._fading: Dict[Tuple[str, str], float] = {}
         self._stamps: Dict[str, float] = {}
@@ -165,6 +166,7 @@ class Router:
         """
         if self._links.pop(neighbour, None) is None:
             return None
+        self._hidden_peers.discard(neighbour)  # its next HELLO (or LSA) says again
         return self._advertise(self._own.seq + 1)
 
     def readvertise(self) -> LinkState:
@@ -280,15 +282,11 @@ class Router:
 
     def outdated(self, kernel: str) -> bool:
         """
-        Whether the LSA held for ``kernel`` may predate a change at that
-        kernel, so that its incarnation is not to be trusted: a neighbour of
-        ``kernel`` withdrew their link while ``kernel``'s LSA, still listing
-        it, has not been replaced since.  If ``kernel`` is alive it noticed
-        the loss too and its newer LSA is on its way; but it may be dead,
-        and the neighbour may list the link again to a restarted kernel of
-        the same name whose LSA (with a new incarnation) is still on its
-        way.  The mark goes when a newer LSA of ``kernel`` arrives, or with
-        :obj:`forget_fading`.
+        Whether the LSA held for ``kernel`` may predate a change there (its
+        incarnation not to be trusted): a neighbour withdrew its link while
+        ``kernel``'s LSA, still listing it, was not replaced.  Alive, ``kernel``
+        floods a newer LSA; dead, a restart of its name may be on its way.
+        The mark goes with a newer LSA of ``kernel`` or :obj:`forget_fading`.
         """
         return kernel in self._outdated
 
@@ -381,6 +379,7 @@ class Router:
         del done[self.name]
         self._hops = {kernel: hop for kernel, (_, hop) in done.items()}
         self._distances = {kernel: distance for kernel, (distance, _) in done.items()}
+        self._visible = frozenset(kernel for kernel in self._hops if kernel not in hidden)
         self._behind = {}
         self._dirty = False
 
@@ -403,8 +402,9 @@ class Router:
             self._dirty = True
 
     def visible(self) -> FrozenSet[str]:
-        """The reachable kernels that are not hidden (what ``*`` means)."""
-        return self.reachable() - self.hidden_kernels()
+        """The reachable kernels that are not hidden (what ``*`` means), kept with the routes."""
+        self._routes()
+        return self._visible
 
     def next_hop(self, kernel: str) -> Optional[str]:
         """

@@ -91,13 +91,21 @@ class Receiving:
             deadline = None if ttl is None else self._reactor.seconds() + ttl / 1000.0
             inbox.early[seq] = (payload, deadline)
             inbox.early_bytes += len(payload)
-        owed = inbox.owed = inbox.owed + 1
-        if owed == 1:
+        self._owe(origin, inbox, 1)
+
+    def _owe(self, origin: str, inbox: Inbox, count: int) -> None:
+        """
+        ``count`` more messages from ``origin`` to acknowledge: an ack goes
+        within :data:`ACK_DELAY`, or on the next turn once :data:`ACK_EVERY`
+        are owed (unless traffic back carries it first).
+        """
+        owed = inbox.owed = inbox.owed + count
+        if owed == count:
             self._owed[origin] = None
-            if self._ack_call is None:
-                self._schedule_acks(ACK_DELAY)
-        elif owed == ACK_EVERY:
+        if owed >= ACK_EVERY:
             self._schedule_acks(0)
+        elif self._ack_call is None:
+            self._schedule_acks(ACK_DELAY)
 
     def delivered(self) -> int:
         """
@@ -127,13 +135,7 @@ class Receiving:
         for payload in payloads:
             inbox.delivered += 1
             deliver(origin, parse_payload(loads(payload)))
-        owed = inbox.owed = inbox.owed + len(payloads)
-        if owed == len(payloads):
-            self._owed[origin] = None
-        if owed >= ACK_EVERY:
-            self._schedule_acks(0)
-        elif self._ack_call is None:
-            self._schedule_acks(ACK_DELAY)
+        self._owe(origin, inbox, len(payloads))
 
     def _skip(self, origin: str, inbox: Inbox, seq: int, peer: str) -> None:
         """

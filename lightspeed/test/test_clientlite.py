@@ -129,6 +129,16 @@ class ClientLiteTests(MeshCase):
         client._sock.shutdown(socket.SHUT_RDWR)
         self.assertEqual(client.request("poe://alpha/echo/ask", 1), [1])
 
+    def test_reconnect_sends_once(self):
+        """When a send fails and the client reconnects, then the payload keeps its one sequence number (sent once)."""
+        client = self.client()
+        client.request("poe://alpha/echo/ask", 0)
+        before = client._out["alpha"].seq
+        assert client._sock is not None
+        client._sock.shutdown(socket.SHUT_RDWR)
+        self.assertEqual(client.request("poe://alpha/echo/ask", 1), [1])
+        self.assertEqual(client._out["alpha"].seq, before + 1)
+
     def test_context_and_close(self):
         """When the client is used as a context manager, then it is connected inside and closed after."""
         with ClientLite(self.server) as client:

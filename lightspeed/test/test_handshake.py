@@ -168,7 +168,8 @@ class OfflineOracleTests(SynchronousTestCase):
     def test_bad_pake(self):
         """When the peer's pake is missing, malformed or not a point, then BYE 'malformed'; reflected: 'auth'."""
         for pake, code in [(None, "malformed"), (b"S" * 2, "malformed"), (b"A" + b"\x00" * 32, "malformed"),
-                           (b"S" + b"\xff" * 32, "malformed"), ("reflect", "auth")]:
+                           (b"S" + b"\xff" * 32, "malformed"), (b"S" + b"\x02" * 32, "malformed"),  # not on the curve
+                           ("reflect", "auth")]:
             conn, closes, ups = connection(RIGHT)
             conn.start()
             rogue = Rogue(None)

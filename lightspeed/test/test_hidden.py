@@ -148,3 +148,16 @@ class OptionTests(SynchronousTestCase):
         self.assertEqual((hidden.hidden, hidden.network.router.hidden), (True, True))
         self.assertTrue(hidden.network.router.own().hidden)  # from the first own LSA on
         self.assertFalse(kernel().hidden)
+
+
+class HiddenPeerTests(SynchronousTestCase):
+    def test_forgotten_when_its_link_goes(self):
+        """When a neighbour that said hidden in its HELLO loses its last link, then it no longer counts as hidden."""
+        from lightspeed.router import Router
+
+        router = Router("a", 1)
+        router.link_up("b")
+        router.peer_hidden("b", True)
+        self.assertIn("b", router.hidden_kernels())
+        router.link_down("b")
+        self.assertNotIn("b", router.hidden_kernels())

@@ -73,6 +73,7 @@ LAYERS = [
             "lightspeed.wire.codec",
             "lightspeed.wire.connection",
             "lightspeed.wire.preauth",
+            "lightspeed.wire.tracehops",
             "lightspeed.wire.handshake",
         ],
         may_import=["errors"],

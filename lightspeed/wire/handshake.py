@@ -154,7 +154,7 @@ class PasswordProof:
             key = self._spake.finish(pake)
         except ReflectionThwarted:
             raise HandshakeRefused("HELLO pake is our own SPAKE2 message reflected", "auth") from None
-        except ValueError as e:
+        except Exception as e:  # ValueError, spake2's NotOnCurve and SPAKEError: a peer's bytes, never a bug here
             raise HandshakeRefused(f"HELLO pake is not a valid point: {e}", "malformed") from None
         ours = (me[0], me[1], me[2], self.message)
         theirs = (peer.name, peer.incarnation, peer.nonce, pake)

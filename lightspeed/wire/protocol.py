@@ -334,8 +334,9 @@ class LinkProtocol(Protocol):
         self._set_ready(self)
 
     def _message(self, message: list) -> None:
-        # A batch (a ROUTED with an eighth item) counts as the payloads it carries.
-        self._received += 1 + len(message[7]) if len(message) == 8 and type(message[7]) is list else 1
+        if self.throttle is not None:
+            # A batch (a ROUTED with an eighth item) counts as the payloads it carries.
+            self._received += 1 + len(message[7]) if len(message) == 8 and type(message[7]) is list else 1
         self.owner.message_received(self, message)
 
     def _closed(self, code: str, message: str, by_peer: bool) -> None:
