@@ -66,6 +66,10 @@ def _latest_incarnation() -> int:
     return int((time.time() + INCARNATION_SLACK) * 1_000_000) << 8
 
 
+#: Rounds of re-choosing which adverts to believe after one change (each
+#: round floods what changed); past it the rest waits for the next advert.
+MAX_RESELECT_ROUNDS = 16
+
 class Flooding:
     """
     The advert side of one network.
@@ -229,14 +233,17 @@ class Flooding:
         it came from; one taken back from aside to every neighbour, the
         sender of the forgery it out-votes included).
         """
-        changed, self.vouching.changed = self.vouching.changed, []
-        for lsa, source in changed:
-            self.flood(lsa, source)
-        if changed:
+        for _ in range(MAX_RESELECT_ROUNDS):  # a loop with a budget: forged adverts may vouch in a ring
+            changed, self.vouching.changed = self.vouching.changed, []
+            if not changed:
+                return
+            for lsa, source in changed:
+                self.flood(lsa, source)
             self._network.routes_changed()
             self.vouching.reselect()  # a voucher may have become (un)reachable
-            if self.vouching.changed:
-                self._believed()
+        self.vouching.changed = []
+        self.log.warn("kernel {kernel}: beliefs about adverts still changing after {n} rounds; left for the next advert",
+                      kernel=self._network.name, n=MAX_RESELECT_ROUNDS)
 
     def link_gone(self, peer: str) -> None:
         """

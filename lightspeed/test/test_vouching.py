@@ -16,6 +16,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from lightspeed.message import LSA
 from lightspeed.router import LinkState
 from lightspeed.test.test_mesh import Sink, build
+from lightspeed.testing import MemoryMesh
 from lightspeed.vouching import parse_vouches
 
 HONEST = "abcd"
@@ -148,3 +149,29 @@ class VouchesTests(SynchronousTestCase):
     def test_equality_ignores_vouches(self):
         """When two adverts differ only in vouches, then they are the same advert."""
         self.assertEqual(LinkState("a", 1, 2, (), vouches=(("b", 1),)), LinkState("a", 1, 2, ()))
+
+
+class ReselectBudgetTests(SynchronousTestCase):
+    def test_beliefs_that_keep_changing_stop(self):
+        """When every re-choice changes a belief again (adverts vouching in a ring), then flooding stops after MAX_RESELECT_ROUNDS rounds instead of recursing."""
+        from lightspeed.net.flooding import MAX_RESELECT_ROUNDS
+
+        mesh = MemoryMesh()
+        a, b = mesh.kernel("a"), mesh.kernel("b")
+        mesh.link(a, b)
+        mesh.settle()
+        flooding = a.network.flooding
+        own = a.network.router.own()
+        rounds: List[int] = []
+
+        class Flipping:
+            changed = [(own, None)]
+
+            def reselect(self, origins: Any = None) -> None:
+                rounds.append(1)
+                self.changed = [(own, None)]
+
+        flooding.vouching = Flipping()
+        flooding._believed()
+        self.assertEqual(len(rounds), MAX_RESELECT_ROUNDS)
+        self.assertEqual(flooding.vouching.changed, [])
