@@ -21,7 +21,7 @@ import cbor2
 
 from lightspeed.bounded import BoundedCache
 from lightspeed.errors import EncodeError, ProtocolError
-from lightspeed.wire.codec import check_plain
+from lightspeed.wire.codec import check_plain, dumps_trusted
 
 #: The protocol version this code speaks.  History: 1 — first version;
 #: 2 — end-to-end delivery; 3 — the password is checked by SPAKE2 and key
@@ -180,6 +180,39 @@ def routed_batch(head: bytes, seq: int, ack: int, hops: int, payloads: Sequence[
         parts.append(bytes((0x40 + n,)) if n < 24 else bytes((0x58, n)) if n < 256 else _bstr_head(n))
         parts.append(payload)
     return b"".join(parts)
+
+
+#: The encoded fields of payloads before and after their arguments, by
+#: ``(kind, sessions, state)`` and by ``(s_session, s_state, s_file)``.
+_payload_heads = BoundedCache(4096)
+_payload_tails = BoundedCache(4096)
+
+
+def payload_body(kind: int, sessions: Any, state: Optional[str], args: Tuple[Any, ...], s_session: Optional[str],
+                 s_state: Optional[str], s_file: Optional[str], s_line: Optional[int]) -> bytes:
+    """
+    The CBOR of the payload ``[kind, sessions, state, args, s_session,
+    s_state, s_file, s_line]``, byte for byte what ``cbor2.dumps`` of that
+    list writes, from cached encodings of the fields before and after the
+    arguments: only the arguments and the line are new bytes.
+
+    :raises EncodeError: if an argument cannot travel (see
+        :func:`~lightspeed.wire.codec.check_plain`).
+    """
+    head = _payload_heads.get((kind, sessions, state))
+    if head is None:
+        head = _payload_heads.remember((kind, sessions, state), b"\x88" + dumps_trusted([kind, sessions, state])[1:])
+    tail = _payload_tails.get((s_session, s_state, s_file))
+    if tail is None:
+        tail = _payload_tails.remember((s_session, s_state, s_file),
+                                       dumps_trusted([s_session, s_state, s_file])[1:])
+    line = _SMALL[s_line] if type(s_line) is int and 0 <= s_line < 4096 else dumps_trusted(s_line)
+    if len(args) == 1 and type(args[0]) is bytes:
+        # The common case, a single byte string, written by hand.
+        n = len(args[0])
+        return b"".join((head, b"\x81", bytes((0x40 + n,)) if n < 24 else _bstr_head(n), args[0], tail, line))
+    check_plain(args)
+    return b"".join((head, dumps_trusted(args), tail, line))
 
 
 def parse_batch(message: List[Any]) -> List[bytes]:

@@ -24,7 +24,7 @@ from zope.interface import implementer
 from lightspeed.adverts import certificate_names
 from lightspeed.errors import EncodeError
 from lightspeed.interfaces import IKernelPort, ILinkOwner, INetworkPort
-from lightspeed.message import CALL, CALLREPLY, CONTROL, DEFAULT_HOPS, LSA, POST, REQUEST, ROUTED
+from lightspeed.message import CALL, CALLREPLY, CONTROL, DEFAULT_HOPS, LSA, POST, REQUEST, ROUTED, payload_body
 from lightspeed.net.callerfiles import DEFAULT_POLICY, CallerFiles
 from lightspeed.net.delivery import Delivery
 from lightspeed.net.costs import LinkCosts
@@ -223,18 +223,21 @@ class Network:
             kernels = tuple(sorted(self.router.visible()))
             if not kernels:
                 return
-        check_plain(args)
         sessions: Any = "*" if spec.sessions == _WILD else spec.sessions
         kind = CALLREPLY if reply else POST
         sent_file = self._sent_files.get(cfile)
         if sent_file is None:
             sent_file = self.caller_files.convert(cfile)
-        body = [kind, sessions, spec.state, args, self.port.local.wire_name(sender), cstate, sent_file, cline]
-        if rsvp is not None:
+        if rsvp is None:
+            payload = payload_body(kind, sessions, spec.state, args, self.port.local.wire_name(sender), cstate,
+                                   sent_file, cline)
+        else:
+            check_plain(args)
             kind = CALL
-            body[0] = CALL
-            body.append(str(rsvp))
-        payload = self._limited(dumps_trusted(body))
+            payload = dumps_trusted([CALL, sessions, spec.state, args, self.port.local.wire_name(sender), cstate,
+                                     sent_file, cline, str(rsvp)])
+        if len(payload) > self.max_payload:
+            self._limited(payload)
         deadline = None if ttl is None else self.reactor.seconds() + ttl
         failed = self.delivery.send(kernels, payload, deadline)
         if self.events.sent and len(failed) < len(kernels):

@@ -12,7 +12,7 @@ from typing import Any, List, Optional
 from twisted.trial.unittest import SynchronousTestCase
 
 from lightspeed.errors import EncodeError, FrameTooLarge, ProtocolError
-from lightspeed.message import BYE, HELLO, LSA, PING, PONG, ROUTED
+from lightspeed.message import BYE, HELLO, LSA, PING, PONG, ROUTED, payload_body
 from lightspeed.wire.codec import dumps, loads
 from lightspeed.wire.connection import Connection, LinkConfig, PeerInfo
 from lightspeed.wire.framing import Framer, frame
@@ -75,6 +75,40 @@ class CodecTests(SynchronousTestCase):
             loads(data)
         except ProtocolError:
             pass
+
+
+class PayloadBodyTests(SynchronousTestCase):
+    """
+    ``payload_body`` writes a payload from cached pieces: byte for byte what
+    encoding the whole list writes, or the receivers' vectors would change.
+    """
+
+    CASES = [
+        (1, ("sink",), "hit", (b"x" * 32,), "ctl", None, "/a/b.py", 12),
+        (3, "*", "st", (), None, None, None, None),
+        (1, ("a", "b"), "s", (b"",), "x", "y", "f", 5000),
+        (1, ("a",), "s", (b"y" * 300,), "x", "y", "f", 2**40),
+        (1, ("a",), "s", (b"z" * 70000,), "x", "y", "f", -3),
+        (1, ("a",), "s", (1, "two", [3], {"k": None}, 2.5, True, -2**70), "x", "y", "f", 0),
+    ]
+
+    def test_same_bytes_as_dumps(self):
+        """When a payload is written from cached pieces, then it is the bytes of dumps() of its list."""
+        for case in self.CASES * 2:  # the second time from the caches
+            self.assertEqual(payload_body(*case), dumps(list(case)))
+
+    @settings(max_examples=200, deadline=None)
+    @given(st.lists(st.one_of(st.binary(max_size=300), st.text(max_size=30), st.integers(), st.none()),
+                    max_size=3),
+           st.one_of(st.none(), st.integers(min_value=-5, max_value=2**65)))
+    def test_same_bytes_any_args(self, args, line):
+        """When any plain arguments and line are written, then the bytes are those of dumps()."""
+        case = (1, ("s",), "st", tuple(args), "me", None, "f.py", line)
+        self.assertEqual(payload_body(*case), dumps(list(case)))
+
+    def test_refuses_rich_arguments(self):
+        """When an argument cannot travel, then EncodeError, as dumps() raises."""
+        self.assertRaises(EncodeError, payload_body, 1, ("s",), "st", ({1},), None, None, None, 1)
 
 
 class Side:
