@@ -97,6 +97,8 @@ def _uint_slow(n: int) -> bytes:
 
 
 _SMALL = [_uint_slow(n) for n in range(4096)]
+#: The heads of byte strings shorter than 256 bytes.
+_BSTR = [_bstr_head(n) for n in range(256)]
 
 
 def _encoded(value: Any) -> bytes:
@@ -158,7 +160,7 @@ def routed_from(head: bytes, seq: int, ack: int, hops: int, ttl: Optional[int], 
     else:
         middle = _uint(seq) + _uint(ack)
     return b"".join((head, middle, _SMALL[hops] if hops < 4096 else _uint_slow(hops),
-                     b"\xf6" if ttl is None else _uint(max(ttl, 0)), bytes((0x40 + n,)) if n < 24 else _bstr_head(n),
+                     b"\xf6" if ttl is None else _uint(max(ttl, 0)), _BSTR[n] if n < 256 else _bstr_head(n),
                      payload))
 
 
@@ -174,12 +176,10 @@ def routed_batch(head: bytes, seq: int, ack: int, hops: int, payloads: Sequence[
     links whose peer offered ``"batch"`` in its HELLO.
     """
     first = routed_from(head, seq, ack, hops, None, payloads[0])
-    parts = [b"\x88", first[1:], _array_head(len(payloads) - 1)]
-    for payload in payloads[1:]:
-        n = len(payload)
-        parts.append(bytes((0x40 + n,)) if n < 24 else bytes((0x58, n)) if n < 256 else _bstr_head(n))
-        parts.append(payload)
-    return b"".join(parts)
+    heads = _BSTR
+    return b"".join([b"\x88", first[1:], _array_head(len(payloads) - 1)]
+                    + [(heads[len(payload)] if len(payload) < 256 else _bstr_head(len(payload))) + payload
+                       for payload in payloads[1:]])
 
 
 #: The encoded fields of payloads before and after their arguments, by
@@ -210,7 +210,7 @@ def payload_body(kind: int, sessions: Any, state: Optional[str], args: Tuple[Any
     if len(args) == 1 and type(args[0]) is bytes:
         # The common case, a single byte string, written by hand.
         n = len(args[0])
-        return b"".join((head, b"\x81", bytes((0x40 + n,)) if n < 24 else _bstr_head(n), args[0], tail, line))
+        return b"".join((head, b"\x81", _BSTR[n] if n < 256 else _bstr_head(n), args[0], tail, line))
     check_plain(args)
     return b"".join((head, dumps_trusted(args), tail, line))
 
