@@ -25,7 +25,7 @@ refused ("backlog full").  Posters follow the window with
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
@@ -60,6 +60,8 @@ MAX_BATCH_BYTES = 256 * 1024
 #: ("no acknowledgement"): a routing loop, a path past the hop limit or a
 #: relay that drops what it should pass on.
 GIVE_UP = 300.0
+#: What :meth:`Delivery.send` returns when nothing failed.
+_SENT: Sequence[Tuple[str, str]] = ()
 
 class Delivery:
     """
@@ -119,7 +121,7 @@ class Delivery:
 
     # -- out -------------------------------------------------------------------
 
-    def send(self, kernels: Any, payload: bytes, deadline: Optional[float] = None) -> List[Tuple[str, str]]:
+    def send(self, kernels: Any, payload: bytes, deadline: Optional[float] = None) -> Sequence[Tuple[str, str]]:
         """
         Send a message of ours to other ``kernels``, one sequence number each.
 
@@ -128,12 +130,35 @@ class Delivery:
         """
         if len(kernels) == 1:
             box = self.outboxes.get(kernels[0])
-            if box is None and self._router.next_hop(kernels[0]) is not None:
+            if box is not None:
+                batch = box.batch
+                if batch and deadline is None and box.unacked and not box.backlog \
+                        and len(box.unacked) < self.window and box.unacked_bytes < self.window_bytes \
+                        and box.epoch == self._relay.epoch and box.batch_link is box.link \
+                        and len(batch) < MAX_BATCH and box.batch_bytes < MAX_BATCH_BYTES:
+                    # The hottest path: the stream holds a batch this turn,
+                    # on the link its route still uses, with room in the
+                    # window and the batch: this message joins it (what
+                    # _send_one and _transmit would do, without their calls).
+                    seq = box.next_seq
+                    box.next_seq = seq + 1
+                    box.unacked.append((seq, payload, None))
+                    size = len(payload)
+                    box.unacked_bytes += size
+                    batch.append(payload)
+                    box.batch_bytes += size
+                    return _SENT
+            elif self._router.next_hop(kernels[0]) is not None:
                 box = self._open(kernels[0])
-            if box is not None and not box.backlog and len(box.unacked) < self.window \
-                    and box.unacked_bytes < self.window_bytes and (  # room: see _room
-                    deadline is None and self._post_batched(box, payload) or self._send_one(box, payload, deadline)):
-                return []
+            if box is not None and not box.backlog and self._room(box) and self._send_one(box, payload, deadline):
+                return _SENT
+        return self._send_many(kernels, payload, deadline)
+
+    def _send_many(self, kernels: Any, payload: bytes, deadline: Optional[float]) -> List[Tuple[str, str]]:
+        """
+        :meth:`send` to several kernels, or to one that is not on its fast
+        paths (no route, backlog, a full window, no link).
+        """
         failed: List[Tuple[str, str]] = []
         entries = []
         router = self._router
@@ -168,29 +193,6 @@ class Delivery:
         Whether ``box``'s window has room for one more message.
         """
         return len(box.unacked) < self.window and box.unacked_bytes < self.window_bytes
-
-    def _post_batched(self, box: Outbox, payload: bytes) -> bool:
-        """
-        The hottest path of :meth:`send`: a message without a deadline
-        joins the batch ``box`` holds this turn, when there is one with
-        room, on the link the stream's route still uses; everything
-        :meth:`_send_one` and :meth:`_transmit` would do, without their
-        calls.
-
-        :returns: whether it joined (false: take :meth:`_send_one`).
-        """
-        batch = box.batch
-        if not batch or box.epoch != self._relay.epoch or box.batch_link is not box.link \
-                or len(batch) >= MAX_BATCH or box.batch_bytes >= MAX_BATCH_BYTES or not box.unacked:
-            return False
-        seq = box.next_seq
-        box.next_seq = seq + 1
-        box.unacked.append((seq, payload, None))
-        size = len(payload)
-        box.unacked_bytes += size
-        batch.append(payload)
-        box.batch_bytes += size
-        return True
 
     def _send_one(self, box: Outbox, payload: bytes, deadline: Optional[float]) -> bool:
         """

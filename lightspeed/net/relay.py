@@ -100,7 +100,7 @@ class Relay:
         routes = (self._split.get(key) or self._compute(key))[0]
         return routes[0][0] if routes else None
 
-    def send(self, kernel: str, body: Any, deadline: Optional[float] = None) -> List[Tuple[str, str]]:
+    def send(self, kernel: str, body: Any, deadline: Optional[float] = None) -> Sequence[Tuple[str, str]]:
         """
         Send a message of ours (a payload, encoded unless bytes) to one kernel.
 
