@@ -27,13 +27,12 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 
 from lightspeed.bounded import BoundedCache
 from lightspeed.message import MAX_BATCH, routed_batch, routed_from, routed_head
 from lightspeed.net.receiving import ACK_DELAY, ACK_EVERY, MAX_EARLY, MAX_EARLY_BYTES, Receiving
-from lightspeed.net.streams import Outbox
+from lightspeed.net.streams import FlowControl, Outbox
 
 __all__ = ["Delivery", "WINDOW", "WINDOW_BYTES", "MAX_BACKLOG", "MAX_BACKLOG_BYTES", "MAX_EARLY", "MAX_EARLY_BYTES",
            "ACK_EVERY", "ACK_DELAY", "RTO_INITIAL", "RTO_MAX", "LEAVE_GRACE", "GIVE_UP"]
@@ -63,7 +62,7 @@ GIVE_UP = 300.0
 #: What :meth:`Delivery.send` returns when nothing failed.
 _SENT: Sequence[Tuple[str, str]] = ()
 
-class Delivery:
+class Delivery(FlowControl):
     """
     The streams of one network, in and out.
     """
@@ -187,12 +186,6 @@ class Delivery:
             self._network.relay.forward(self._name, self.incarnation, entries, self._network.hops,
                                         self._ttl(deadline), payload)
         return failed
-
-    def _room(self, box: Outbox) -> bool:
-        """
-        Whether ``box``'s window has room for one more message.
-        """
-        return len(box.unacked) < self.window and box.unacked_bytes < self.window_bytes
 
     def _send_one(self, box: Outbox, payload: bytes, deadline: Optional[float]) -> bool:
         """
@@ -388,35 +381,6 @@ class Delivery:
             if link is not None:
                 self._transmit(box, link, seq, payload, deadline)
             # Without a route it stays unacknowledged, sent when one appears.
-
-    # -- flow control ------------------------------------------------------------
-
-    def ready(self, kernel: str) -> Deferred:
-        """
-        :returns: a Deferred that fires once a message to ``kernel`` would
-            be sent at once (its window has room, nothing waits before it).
-        """
-        box = self.outboxes.get(kernel)
-        return succeed(None) if box is None or (not box.backlog and self._room(box)) else box.wait()
-
-    def pending(self, kernel: str) -> int:
-        """
-        :returns: the messages to ``kernel`` not yet acknowledged, sent or waiting.
-        """
-        box = self.outboxes.get(kernel)
-        return 0 if box is None else len(box.unacked) + len(box.backlog)
-
-    def add_producer(self, kernel: str, producer: Any) -> None:
-        """
-        Pause ``producer`` (an ``IPushProducer``) whenever messages to
-        ``kernel`` wait for the window, and resume it when they no longer do.
-        """
-        (self.outboxes.get(kernel) or self._open(kernel)).add_producer(producer)
-
-    def remove_producer(self, kernel: str, producer: Any) -> None:
-        box = self.outboxes.get(kernel)
-        if box is not None and producer in box.producers:
-            box.producers.remove(producer)
 
     # -- kernels leaving and restarting ------------------------------------------
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections import deque
 from typing import Any, Deque, Dict, List, Optional, Tuple
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 
-__all__ = ["Outbox", "Inbox", "Unacked"]
+__all__ = ["Outbox", "Inbox", "Unacked", "FlowControl"]
 
 #: An unacknowledged message: ``(seq, payload, deadline)``.
 Unacked = Tuple[int, bytes, Optional[float]]
@@ -114,3 +114,50 @@ class Inbox:
         self.early: Dict[int, Tuple[bytes, Optional[float]]] = {}
         self.early_bytes = 0
         self.owed = 0
+
+
+class FlowControl:
+    """
+    What posters see of the windows of :class:`~lightspeed.net.delivery.Delivery`
+    (which it is part of): readiness, backlogs and producers.
+    """
+
+    outboxes: Dict[str, Outbox]
+    window: int
+    window_bytes: int
+
+    def _open(self, kernel: str) -> Outbox:
+        raise NotImplementedError  # pragma: no cover - Delivery's
+
+    def _room(self, box: Outbox) -> bool:
+        """
+        Whether ``box``'s window has room for one more message.
+        """
+        return len(box.unacked) < self.window and box.unacked_bytes < self.window_bytes
+
+    def ready(self, kernel: str) -> Deferred:
+        """
+        :returns: a Deferred that fires once a message to ``kernel`` would
+            be sent at once (its window has room, nothing waits before it).
+        """
+        box = self.outboxes.get(kernel)
+        return succeed(None) if box is None or (not box.backlog and self._room(box)) else box.wait()
+
+    def pending(self, kernel: str) -> int:
+        """
+        :returns: the messages to ``kernel`` not yet acknowledged, sent or waiting.
+        """
+        box = self.outboxes.get(kernel)
+        return 0 if box is None else len(box.unacked) + len(box.backlog)
+
+    def add_producer(self, kernel: str, producer: Any) -> None:
+        """
+        Pause ``producer`` (an ``IPushProducer``) whenever messages to
+        ``kernel`` wait for the window, and resume it when they no longer do.
+        """
+        (self.outboxes.get(kernel) or self._open(kernel)).add_producer(producer)
+
+    def remove_producer(self, kernel: str, producer: Any) -> None:
+        box = self.outboxes.get(kernel)
+        if box is not None and producer in box.producers:
+            box.producers.remove(producer)
