@@ -183,9 +183,8 @@ def routed_batch(head: bytes, seq: int, ack: int, hops: int, payloads: Sequence[
 
 
 #: The encoded fields of payloads before and after their arguments, by
-#: ``(kind, sessions, state)`` and by ``(s_session, s_state, s_file)``.
-_payload_heads = BoundedCache(4096)
-_payload_tails = BoundedCache(4096)
+#: ``(kind, sessions, state, s_session, s_state, s_file)``.
+_payload_ends = BoundedCache(4096)
 
 
 def payload_body(kind: int, sessions: Any, state: Optional[str], args: Tuple[Any, ...], s_session: Optional[str],
@@ -199,20 +198,18 @@ def payload_body(kind: int, sessions: Any, state: Optional[str], args: Tuple[Any
     :raises EncodeError: if an argument cannot travel (see
         :func:`~lightspeed.wire.codec.check_plain`).
     """
-    head = _payload_heads.get((kind, sessions, state))
-    if head is None:
-        head = _payload_heads.remember((kind, sessions, state), b"\x88" + dumps_trusted([kind, sessions, state])[1:])
-    tail = _payload_tails.get((s_session, s_state, s_file))
-    if tail is None:
-        tail = _payload_tails.remember((s_session, s_state, s_file),
-                                       dumps_trusted([s_session, s_state, s_file])[1:])
+    key = (kind, sessions, state, s_session, s_state, s_file)
+    ends = _payload_ends.get(key)
+    if ends is None:
+        ends = _payload_ends.remember(key, (b"\x88" + dumps_trusted([kind, sessions, state])[1:],
+                                            dumps_trusted([s_session, s_state, s_file])[1:]))
     line = _SMALL[s_line] if type(s_line) is int and 0 <= s_line < 4096 else dumps_trusted(s_line)
     if len(args) == 1 and type(args[0]) is bytes:
         # The common case, a single byte string, written by hand.
         n = len(args[0])
-        return b"".join((head, b"\x81", _BSTR[n] if n < 256 else _bstr_head(n), args[0], tail, line))
+        return b"".join((ends[0], b"\x81", _BSTR[n] if n < 256 else _bstr_head(n), args[0], ends[1], line))
     check_plain(args)
-    return b"".join((head, dumps_trusted(args), tail, line))
+    return b"".join((ends[0], dumps_trusted(args), ends[1], line))
 
 
 def parse_batch(message: List[Any]) -> List[bytes]:

@@ -481,6 +481,27 @@ class ByteWindowTests(SynchronousTestCase):
         self.assertEqual((box.unacked_bytes, box.backlog_bytes), (0, 0))
 
 
+    def test_acks_drop_exactly_what_they_cover(self):
+        """When acks cover part, then all, then more than was sent, then the window keeps exactly the rest."""
+        mesh, k, links = build("ab", "ab")
+        Receiver(k["b"])
+        tx = Sender(k["a"])
+        delivery = k["a"].network.delivery
+        blackhole(links["ab"].server.transport)  # acks come only from the test
+        for n in range(6):
+            tx.post("poe://b/rx/got", b"x" * (10 * n + 1))
+        box = delivery.outboxes["b"]
+        sizes = [len(payload) for _, payload, _ in box.unacked]
+        delivery._acked("b", box.incarnation, 0)  # acks nothing
+        delivery._acked("b", box.incarnation, 4)
+        self.assertEqual([seq for seq, _, _ in box.unacked], [5, 6])
+        self.assertEqual(box.unacked_bytes, sum(sizes[4:]))
+        delivery._acked("b", box.incarnation, 4)  # again: nothing more
+        self.assertEqual((len(box.unacked), box.unacked_bytes), (2, sum(sizes[4:])))
+        delivery._acked("b", box.incarnation, 100)
+        self.assertEqual((len(box.unacked), box.unacked_bytes), (0, 0))
+
+
 class ChaosTests(SynchronousTestCase):
     """
     A deterministic chaos run: every message between kernels that stay up
