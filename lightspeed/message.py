@@ -176,10 +176,14 @@ def routed_batch(head: bytes, seq: int, ack: int, hops: int, payloads: Sequence[
     links whose peer offered ``"batch"`` in its HELLO.
     """
     first = routed_from(head, seq, ack, hops, None, payloads[0])
-    heads = _BSTR
-    return b"".join([b"\x88", first[1:], _array_head(len(payloads) - 1)]
-                    + [(heads[len(payload)] if len(payload) < 256 else _bstr_head(len(payload))) + payload
-                       for payload in payloads[1:]])
+    rest = payloads[1:]
+    parts: List[bytes] = [b""] * (2 * len(rest))
+    # Each payload after its head; with every payload under 256 bytes (the
+    # common case) the heads come from the table without a Python step each.
+    parts[0::2] = map(_BSTR.__getitem__, map(len, rest)) if max(map(len, rest), default=0) < 256 \
+        else [_bstr_head(len(payload)) for payload in rest]
+    parts[1::2] = rest
+    return b"".join([b"\x88", first[1:], _array_head(len(rest)), *parts])
 
 
 #: The encoded fields of payloads before and after their arguments, by

@@ -158,3 +158,18 @@ class MalformedBatchTests(SynchronousTestCase):
     def test_empty_payload(self):
         """When a batch holds an empty payload (a tombstone), then BYE malformed."""
         self.assertClosed(lambda head: routed_batch(head, 1, 0, 5, [b"\x80", b""]), "ROUTED batch payload")
+
+
+class RoutedBatchLayoutTests(SynchronousTestCase):
+    """
+    ``routed_batch`` writes the payloads' heads from a table when they are
+    short and one by one when they are not.
+    """
+
+    def test_payloads_of_any_size(self):
+        """When payloads are short, long, mixed or alone, then the batch decodes to exactly them."""
+        head = routed_head("a", 5, "b", 7)
+        for sizes in ([1], [3, 40], [3, 300, 20], [23, 24, 255, 256], [70000, 5]):
+            payloads = [bytes([65 + i]) * n for i, n in enumerate(sizes)]
+            message = loads(routed_batch(head, 9, 2, 32, payloads))
+            self.assertEqual(message, [ROUTED, "a", 5, [["b", 7, 9, 2]], 32, None, payloads[0], payloads[1:]])
