@@ -26,7 +26,6 @@ refused ("backlog full").  Posters follow the window with
 from __future__ import annotations
 
 from itertools import islice, repeat
-from operator import itemgetter
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from twisted.logger import Logger
@@ -61,7 +60,6 @@ MAX_BATCH_BYTES = 256 * 1024
 #: ("no acknowledgement"): a routing loop, a path past the hop limit or a
 #: relay that drops what it should pass on.
 GIVE_UP = 300.0
-_PAYLOAD = itemgetter(1)
 #: What :meth:`Delivery.send` returns when nothing failed.
 _SENT: Sequence[Tuple[str, str]] = ()
 
@@ -142,9 +140,8 @@ class Delivery(FlowControl):
                     # on the link its route still uses, with room in the
                     # window and the batch: this message joins it (what
                     # _send_one and _transmit would do, without their calls).
-                    seq = box.next_seq
-                    box.next_seq = seq + 1
-                    box.unacked.append((seq, payload, None))
+                    box.next_seq += 1
+                    box.unacked.append(payload)  # see Outbox.keep
                     size = len(payload)
                     box.unacked_bytes += size
                     batch.append(payload)
@@ -181,8 +178,7 @@ class Delivery(FlowControl):
             seq = box.next_seq
             box.next_seq = seq + 1
             self._arm(box)
-            box.unacked.append((seq, payload, deadline))
-            box.unacked_bytes += len(payload)
+            box.keep(seq, payload, deadline)
             box.hop = hop
             entries.append((kernel, box.incarnation, seq, self._ack_for(kernel, box.incarnation)))
         if entries:
@@ -204,8 +200,7 @@ class Delivery(FlowControl):
         box.next_seq = seq + 1
         if not box.unacked:
             self._arm(box)
-        box.unacked.append((seq, payload, deadline))
-        box.unacked_bytes += len(payload)
+        box.keep(seq, payload, deadline)
         self._transmit(box, link, seq, payload, deadline)
         return True
 
@@ -292,7 +287,7 @@ class Delivery(FlowControl):
             # so that it skips what we reported lost instead of waiting.
             box.next_seq = box.first = last + 1
             self._arm(box)
-            box.unacked.append((last, b"", None))
+            box.keep(last, b"", None)
             self._network.relay.forward(self._name, self._incarnation, [(kernel, incarnation, last, 0)],
                                         self._network.hops, None, b"")
         return box
@@ -308,7 +303,9 @@ class Delivery(FlowControl):
         """
         forward = self._network.relay.forward
         box.batch, box.batch_bytes = [], 0  # all of it goes again below
-        for seq, payload, deadline in list(box.unacked):
+        deadlines = box.deadlines
+        for seq, payload in enumerate(list(box.unacked), box.next_seq - len(box.unacked)):
+            deadline = deadlines.get(seq) if deadlines else None
             entry = (box.kernel, box.incarnation, seq, self._ack_for(box.kernel, box.incarnation))
             forward(self._name, self.incarnation, [entry], self._network.hops, self._ttl(deadline), payload)
             self.retransmitted += 1
@@ -352,19 +349,23 @@ class Delivery(FlowControl):
         if box is None or box.incarnation != incarnation:
             return
         unacked = box.unacked
-        if not unacked or unacked[0][0] > ack:
+        first = box.next_seq - len(unacked)  # the sequence number of unacked[0]
+        if not unacked or first > ack:
             return
-        # The sequence numbers held are consecutive: the first ``count``
-        # are acknowledged, their bytes summed and dropped without a Python
-        # step per message where that holds (the loop is the fallback).
-        count = len(unacked) if unacked[-1][0] <= ack else ack - unacked[0][0] + 1
-        if count == len(unacked) or (count < len(unacked) and unacked[count - 1][0] == ack):
-            box.unacked_bytes -= sum(map(len, map(_PAYLOAD, islice(unacked, count))))
+        count = min(ack - first + 1, len(unacked))
+        if count == len(unacked):
+            box.unacked_bytes = 0
+            unacked.clear()
+        else:
+            # The bytes summed and the entries dropped by C loops, without
+            # a Python step per message.
+            box.unacked_bytes -= sum(map(len, islice(unacked, count)))
             popleft = unacked.popleft
             for _ in repeat(None, count):
                 popleft()
-        while unacked and unacked[0][0] <= ack:
-            box.unacked_bytes -= len(unacked.popleft()[1])
+        if box.deadlines:
+            for seq in [seq for seq in box.deadlines if seq <= ack]:
+                del box.deadlines[seq]
         box.rto = RTO_INITIAL
         if unacked:
             box.since = box.progress = self._reactor.seconds()  # else _arm sets them for the next message
@@ -388,8 +389,7 @@ class Delivery(FlowControl):
             box.next_seq = seq + 1
             if not unacked:
                 self._arm(box)
-            unacked.append((seq, payload, deadline))
-            box.unacked_bytes += size
+            box.keep(seq, payload, deadline)
             if link is not None:
                 self._transmit(box, link, seq, payload, deadline)
             # Without a route it stays unacknowledged, sent when one appears.
@@ -445,7 +445,7 @@ class Delivery(FlowControl):
             self._abandoned.remember((kernel, box.incarnation), box.next_seq - 1)
         if box.producers:
             self._producers[kernel] = box.producers
-        lost = [payload for _, payload, _ in box.unacked if payload] + [payload for payload, _ in box.backlog]
+        lost = [payload for payload in box.unacked if payload] + [payload for payload, _ in box.backlog]
         if lost:
             self._network.lost(kernel, lost, f"{why}; {len(lost)} message(s) to it {outcome}")
         box.resume()

@@ -14,8 +14,8 @@ from twisted.internet.defer import Deferred, succeed
 
 __all__ = ["Outbox", "Inbox", "Unacked", "FlowControl"]
 
-#: An unacknowledged message: ``(seq, payload, deadline)``.
-Unacked = Tuple[int, bytes, Optional[float]]
+#: The deadlines of unacknowledged messages that have one, by sequence number.
+Unacked = Dict[int, float]
 
 
 class Outbox:
@@ -25,7 +25,8 @@ class Outbox:
 
     __slots__ = ("kernel", "incarnation", "next_seq", "unacked", "backlog", "timer", "rto", "hop", "gone_at",
                  "leave_call", "waiters", "producers", "paused", "head", "link", "epoch", "unacked_bytes",
-                 "backlog_bytes", "since", "progress", "first", "batch", "batch_seq", "batch_bytes", "batch_link")
+                 "backlog_bytes", "since", "progress", "first", "batch", "batch_seq", "batch_bytes", "batch_link",
+                 "deadlines")
 
     def __init__(self, kernel: str, incarnation: int, rto: float) -> None:
         self.kernel = kernel
@@ -34,7 +35,11 @@ class Outbox:
         #: The sequence number of the first message (after a tombstone, if
         #: the stream begins with one).
         self.first = 1
-        self.unacked: Deque[Unacked] = deque()
+        #: The payloads not yet acknowledged, of the consecutive sequence
+        #: numbers up to ``next_seq - 1`` (no per-message tuple: the first is
+        #: ``next_seq - len(unacked)``), and the deadlines of those that have one.
+        self.unacked: Deque[bytes] = deque()
+        self.deadlines: Unacked = {}
         self.backlog: Deque[Tuple[bytes, Optional[float]]] = deque()
         self.unacked_bytes = 0
         self.backlog_bytes = 0
@@ -62,6 +67,15 @@ class Outbox:
         self.batch_seq = 0
         self.batch_bytes = 0
         self.batch_link: Any = None
+
+    def keep(self, seq: int, payload: bytes, deadline: Optional[float]) -> None:
+        """
+        Keep message ``seq`` (the next one) until it is acknowledged.
+        """
+        self.unacked.append(payload)
+        self.unacked_bytes += len(payload)
+        if deadline is not None:
+            self.deadlines[seq] = deadline
 
     def wait(self) -> Deferred:
         """

@@ -350,6 +350,8 @@ class ReportedTests(SynchronousTestCase):
         mesh.advance(RTO_INITIAL)
         self.assertEqual(rx.got, [("a", "on time")])
         self.assertEqual(tx.notices, [("poe://b/rx/got", "deadline passed", ["late"])])  # b's notice: a list
+        box = k["a"].network.delivery.outboxes["b"]
+        self.assertEqual((len(box.unacked), box.deadlines), (0, {}))  # acknowledged, its deadline forgotten
 
 
 class BoundedMemoryTests(SynchronousTestCase):
@@ -491,10 +493,10 @@ class ByteWindowTests(SynchronousTestCase):
         for n in range(6):
             tx.post("poe://b/rx/got", b"x" * (10 * n + 1))
         box = delivery.outboxes["b"]
-        sizes = [len(payload) for _, payload, _ in box.unacked]
+        sizes = [len(payload) for payload in box.unacked]
         delivery._acked("b", box.incarnation, 0)  # acks nothing
         delivery._acked("b", box.incarnation, 4)
-        self.assertEqual([seq for seq, _, _ in box.unacked], [5, 6])
+        self.assertEqual((box.next_seq - len(box.unacked), len(box.unacked)), (5, 2))
         self.assertEqual(box.unacked_bytes, sum(sizes[4:]))
         delivery._acked("b", box.incarnation, 4)  # again: nothing more
         self.assertEqual((len(box.unacked), box.unacked_bytes), (2, sum(sizes[4:])))
