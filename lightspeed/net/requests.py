@@ -9,13 +9,17 @@ Time-outs cost no timer per request: the deadlines wait in a heap and one
 timer, set for the earliest, fails what is due (an answered request's
 deadline is skipped when it comes up, and the heap is rebuilt when such
 leftovers outnumber the pending requests).
+
+Ids cost no system call each: they are drawn from the operating system's
+random source :data:`ID_BATCH` at a time.
 """
 
 from __future__ import annotations
 
 import heapq
-import secrets
-from typing import Any, Callable, Collection, Dict, List, Optional, Tuple
+import os
+import struct
+from typing import Any, Callable, Collection, Dict, List, Optional, Tuple, Union
 
 from twisted.internet.defer import Deferred, fail
 from twisted.logger import Logger
@@ -25,24 +29,34 @@ from lightspeed.errors import BacklogFull, EncodeError, LightspeedError, NoRoute
 from lightspeed.message import RESPONSE
 from lightspeed.wire.codec import dumps
 
-__all__ = ["Requests", "remote_error"]
+__all__ = ["Requests", "remote_error", "ID_BATCH"]
+
+#: Request ids read from ``os.urandom`` in one go.
+ID_BATCH = 256
+_IDS = struct.Struct(f">{ID_BATCH}Q")
+
+#: What a time-out says: a text, or a function that makes it (made only
+#: when a request times out, not for every request).
+Late = Union[str, Callable[[], str]]
 
 
 class Requests:
     """
     The pending requests of one network, by id: ``(deferred, kernel,
     deadline, late)``: the time it fails with :class:`RequestTimeout`
-    saying ``late`` (or :obj:`None`: never).
+    saying ``late`` (or :obj:`None`: never); ``late`` is a :data:`Late`.
     """
 
     log = Logger()
 
     def __init__(self, network: Any) -> None:
         self._network = network
-        self.pending: Dict[int, Tuple[Deferred, str, Optional[float], str]] = {}
+        self.pending: Dict[int, Tuple[Deferred, str, Optional[float], Late]] = {}
         #: ``(deadline, request id)`` of pending requests (and answered ones).
         self._deadlines: List[Tuple[float, int]] = []
         self._sweep: Any = None
+        #: Random ids not used yet (see :meth:`new_id`).
+        self._ids: List[int] = []
 
     def __len__(self) -> int:
         return len(self.pending)
@@ -52,12 +66,15 @@ class Requests:
         A random 63-bit id that no pending request has: other kernels
         cannot guess it to answer (or fail) a request they did not get.
         """
+        ids = self._ids
         while True:
-            request_id = secrets.randbits(63)
+            if not ids:
+                ids.extend(n >> 1 for n in _IDS.unpack(os.urandom(_IDS.size)))
+            request_id = ids.pop()
             if request_id not in self.pending:
                 return request_id
 
-    def start(self, kernel: str, build: Callable[[int], list], timeout: Optional[float], late: str) -> Deferred:
+    def start(self, kernel: str, build: Callable[[int], list], timeout: Optional[float], late: Late) -> Deferred:
         """
         Send the message ``build(request_id)`` to ``kernel`` and keep its
         Deferred until the RESPONSE, a time-out (:class:`RequestTimeout`
@@ -78,7 +95,7 @@ class Requests:
                       else NoRoute(f"no route to kernel {kernel!r}"))
         return d
 
-    def expect(self, kernel: str, timeout: Optional[float], late: str) -> Tuple[int, Deferred, Optional[float]]:
+    def expect(self, kernel: str, timeout: Optional[float], late: Late) -> Tuple[int, Deferred, Optional[float]]:
         """
         Keep a Deferred for the RESPONSE from ``kernel`` to a new request
         id, failed with :class:`RequestTimeout` saying ``late`` after
@@ -132,7 +149,8 @@ class Requests:
             deadline, request_id = heapq.heappop(deadlines)
             entry = self.pending.get(request_id)
             if entry is not None and entry[2] == deadline:
-                self.fail(request_id, RequestTimeout(entry[3]))
+                late = entry[3]
+                self.fail(request_id, RequestTimeout(late if isinstance(late, str) else late()))
         if self.pending and deadlines and self._sweep is None:
             self._sweep = reactor.callLater(max(deadlines[0][0] - reactor.seconds(), 0), self._timeouts)
 

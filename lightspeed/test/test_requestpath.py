@@ -1,0 +1,103 @@
+"""
+The request path's costs: output made while a link handles a read is
+written at the end of the read without a timer; a round trip's acks travel
+on the answer and the next request, never alone while traffic flows both
+ways.
+"""
+
+from __future__ import annotations
+
+from typing import Any, List
+
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+
+from lightspeed.net.links import Links
+from lightspeed.testing import MemoryMesh
+
+
+class FakeLink:
+    def __init__(self) -> None:
+        self.flushed = 0
+
+    def flush(self) -> None:
+        self.flushed += 1
+
+
+class WriteSchedulingTests(SynchronousTestCase):
+    def test_no_timer_while_reading(self) -> None:
+        """
+        Output marked while a read is handled waits for the read's end
+        (:meth:`Links.flush_read`), with no timer; outside a read it gets
+        one, as before.
+        """
+        clock, link = Clock(), FakeLink()
+        links = Links(clock)
+        links.reading = True
+        links.mark_dirty(link)
+        self.assertEqual((clock.getDelayedCalls(), link.flushed), ([], 0))
+        links.flush_read()
+        self.assertEqual((link.flushed, links.reading), (1, False))
+        links.mark_dirty(link)
+        self.assertEqual(len(clock.getDelayedCalls()), 1)
+        clock.advance(0)
+        self.assertEqual((link.flushed, clock.getDelayedCalls()), (2, []))
+
+    def test_read_ends_even_if_a_write_fails(self) -> None:
+        """
+        A link whose flush raises does not leave the table believing a
+        read goes on (which would hold later output without a timer).
+        """
+        class Broken(FakeLink):
+            def flush(self) -> None:
+                raise RuntimeError("boom")
+
+        links = Links(Clock())
+        links.reading = True
+        links.mark_dirty(Broken())
+        self.assertRaises(RuntimeError, links.flush_read)
+        self.assertFalse(links.reading)
+
+
+def frames_out(kernel: Any) -> int:
+    return sum(link.conn.frames_out for link in kernel.network.links())
+
+
+class RoundTripTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.mesh = MemoryMesh()
+        self.a, self.b = self.mesh.kernel("a"), self.mesh.kernel("b")
+        self.b.spawn(inline_states={"_start": lambda e: e.kernel.alias_set("echo"),
+                                    "echo": lambda e: e.args[0]})
+        self.mesh.link(self.a, self.b)
+        self.mesh.advance(5.0)
+
+    def chain(self, n: int) -> List[Any]:
+        """
+        ``n`` requests from a to b, each sent when the last is answered.
+        """
+        got: List[Any] = []
+
+        def next_one(value: Any = None) -> None:
+            if value is not None:
+                got.append(value)
+            if len(got) < n:
+                self.a.request("poe://b/echo/echo", len(got) + 1).addCallback(next_one)
+
+        next_one()
+        self.mesh.settle()
+        return got
+
+    def test_acks_ride_on_the_traffic(self) -> None:
+        """
+        Ten sequential requests: b writes its ten answers and nothing else
+        (each answer carries the ack of its request); a writes its ten
+        requests (each after the first carrying the ack of the last
+        answer) and, once traffic stops, one ack alone for the last answer.
+        """
+        a0, b0 = frames_out(self.a), frames_out(self.b)
+        self.assertEqual(self.chain(10), list(range(1, 11)))
+        self.mesh.advance(0.1)  # past ACK_DELAY, before any retransmission
+        self.assertEqual((frames_out(self.a) - a0, frames_out(self.b) - b0), (11, 10))
+        self.assertEqual([len(k.network.delivery.outboxes[o].unacked) for k, o in ((self.a, "b"), (self.b, "a"))],
+                         [0, 0])
