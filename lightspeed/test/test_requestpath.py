@@ -101,3 +101,43 @@ class RoundTripTests(SynchronousTestCase):
         self.assertEqual((frames_out(self.a) - a0, frames_out(self.b) - b0), (11, 10))
         self.assertEqual([len(k.network.delivery.outboxes[o].unacked) for k, o in ((self.a, "b"), (self.b, "a"))],
                          [0, 0])
+
+    def test_destination_parsed_once(self) -> None:
+        """
+        A destination string is parsed by the first request only; the next
+        ones take it from the runtime's cache, and still reach b.
+        """
+        parsed: List[Any] = []
+        registry = self.a.local.registry
+        destination = registry.destination
+        self.patch(registry, "destination", lambda *a: parsed.append(a[0]) or destination(*a))
+        self.assertEqual(self.chain(3), [1, 2, 3])
+        self.assertEqual(parsed, ["poe://b/echo/echo"])
+
+    def test_time_out_text(self) -> None:
+        """
+        The text of a time-out, made only when it happens, names the
+        destination and the time.
+        """
+        self.mesh.links[0].cut()
+        failures: List[Any] = []
+        self.a.request("poe://b/echo/echo", 1, timeout=2.0).addErrback(failures.append)
+        self.mesh.advance(2.5)
+        self.assertEqual(str(failures[0].value), "no answer from 'poe://b/echo/echo' within 2.0 s")
+
+
+class RequestIdTests(SynchronousTestCase):
+    def test_ids_in_batches(self) -> None:
+        """
+        Ids come from ``os.urandom``, ``ID_BATCH`` at a time: 300 ids read it
+        twice, and none repeats.
+        """
+        from lightspeed.net import requests
+
+        reads: List[int] = []
+        urandom = requests.os.urandom
+        self.patch(requests.os, "urandom", lambda n: reads.append(n) or urandom(n))
+        table = requests.Requests(None)
+        ids = {table.new_id() for _ in range(300)}
+        self.assertEqual((len(ids), reads), (300, [8 * requests.ID_BATCH] * 2))
+        self.assertTrue(all(0 <= i < 2 ** 63 for i in ids))
