@@ -175,10 +175,10 @@ class Requests:
         """
         A RESPONSE from ``origin`` (or a relay's NoRoute on its behalf).
         """
-        _, _, request_id, ok, value = payload[:5]
+        request_id, ok, value = payload[2], payload[3], payload[4]
         entry = self.pending.get(request_id)
-        relay_no_route = (not ok and type(value) is list and value[:1] == ["NoRoute"])
-        if entry is None or (entry[1] != origin and not relay_no_route):
+        if entry is None or (entry[1] != origin and not (not ok and type(value) is list and value[:1] == ["NoRoute"])):
+            # (Only the kernel asked answers, or a relay saying it has no route to it.)
             self.log.warn("answer from {origin} to unknown or expired request {id}", origin=origin, id=request_id)
             return
         del self.pending[request_id]
