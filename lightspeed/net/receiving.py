@@ -79,8 +79,8 @@ class Receiving:
         elif seq == inbox.delivered + 1:
             inbox.delivered = seq
             self._owe(origin, inbox, 1)  # before the handler: an answer it sends carries the ack
-            if ttl is None and peer == origin:
-                self._dispatch.deliver(origin, parse_payload(loads(payload)))  # the hot path
+            if peer == origin and (ttl is None or ttl > 0):
+                self._dispatch.deliver(origin, parse_payload(loads(payload)))  # the hot path (requests too)
             else:
                 self._consume(origin, payload, None if ttl is None else (ttl <= 0), peer)
             if not inbox.early:

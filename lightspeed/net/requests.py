@@ -90,7 +90,7 @@ class Requests:
         except EncodeError as e:
             self._forget(request_id)
             return fail(e)
-        for _, why in network.relay.send(kernel, body, deadline):
+        for _, why in network.delivery.send((kernel,), body, deadline):  # (not us: we have no route to us)
             self.fail(request_id, BacklogFull(f"backlog full for kernel {kernel!r}") if why == "backlog full"
                       else NoRoute(f"no route to kernel {kernel!r}"))
         return d
