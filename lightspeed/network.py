@@ -283,10 +283,10 @@ class Network:
         message too large, fail it at once with :class:`EncodeError` (the
         encoding of the message checks them).
         """
-        name, cfile = self.port.local.wire_name(sender), self.caller_files.convert(caller[0])
-        return self.requests.start(
-            kernel, lambda request_id: [kind, sessions, state, list(args), name, cstate, cfile, caller[1],
-                                        request_id], timeout, late)
+        requests = self.requests
+        who = (self.port.local.wire_name(sender), cstate, self.caller_files.convert(caller[0]), caller[1])
+        return requests.start(kernel, lambda request_id: requests.payload(kind, sessions, state, args, who, request_id),
+                              timeout, late)
 
     def bounce(self, kernel: str, session: str, destination: str, reason: str, args: Any) -> None:
         self.relay.bounce(kernel, session, destination, reason, args)

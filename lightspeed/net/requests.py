@@ -11,7 +11,11 @@ deadline is skipped when it comes up, and the heap is rebuilt when such
 leftovers outnumber the pending requests).
 
 Ids cost no system call each: they are drawn from the operating system's
-random source :data:`ID_BATCH` at a time.
+random source :data:`ID_BATCH` at a time.  A request's payload is put
+together from cached encodings of its destination and its sender: only its
+arguments and id are encoded each time (the bytes are those of encoding
+the whole list, since a CBOR array is its head and its items one after
+another).
 """
 
 from __future__ import annotations
@@ -25,9 +29,10 @@ from twisted.internet.defer import Deferred, fail
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from lightspeed.bounded import BoundedCache
 from lightspeed.errors import BacklogFull, EncodeError, LightspeedError, NoRoute, RemoteError, RequestTimeout, remote_error
 from lightspeed.message import RESPONSE
-from lightspeed.wire.codec import dumps
+from lightspeed.wire.codec import dumps, dumps_trusted
 
 __all__ = ["Requests", "remote_error", "ID_BATCH"]
 
@@ -38,6 +43,19 @@ _IDS = struct.Struct(f">{ID_BATCH}Q")
 #: What a time-out says: a text, or a function that makes it (made only
 #: when a request times out, not for every request).
 Late = Union[str, Callable[[], str]]
+
+#: A RESPONSE's first two items, ``RESPONSE`` and its empty sessions, under
+#: the head of a five-item array.
+_RESPONSE_HEAD = b"\x85" + dumps_trusted(RESPONSE) + b"\x80"
+_TRUE_FALSE = (b"\xf4", b"\xf5")
+
+
+def _items(values: list) -> bytes:
+    """
+    The CBOR items of ``values`` (fewer than 24) one after another: their
+    array's encoding without its one-byte head.
+    """
+    return dumps(values)[1:]
 
 
 class Requests:
@@ -57,6 +75,9 @@ class Requests:
         self._sweep: Any = None
         #: Random ids not used yet (see :meth:`new_id`).
         self._ids: List[int] = []
+        #: Encoded fixed parts of request payloads (see :meth:`payload`).
+        self._heads = BoundedCache(1024)
+        self._tails = BoundedCache(1024)
 
     def __len__(self) -> int:
         return len(self.pending)
@@ -74,9 +95,37 @@ class Requests:
             if request_id not in self.pending:
                 return request_id
 
-    def start(self, kernel: str, build: Callable[[int], list], timeout: Optional[float], late: Late) -> Deferred:
+    def payload(self, kind: int, sessions: Any, state: str, args: Tuple[Any, ...],
+                sender: Tuple[Optional[str], Optional[str], Optional[str], Optional[int]], request_id: int) -> bytes:
         """
-        Send the message ``build(request_id)`` to ``kernel`` and keep its
+        The encoded payload ``[kind, sessions, state, [*args], *sender,
+        request_id]`` (``sender``: session, state, file, line), byte for
+        byte what encoding that list gives.
+
+        :raises EncodeError: if an argument cannot travel or the payload
+            exceeds the network's ``max_payload``.
+        """
+        key = (kind, tuple(sessions) if type(sessions) is list else sessions, state)
+        try:
+            head = self._heads.get(key)
+        except TypeError:  # not names (encoding refuses what is not plain)
+            head = b"\x89" + _items([kind, sessions, state])
+        if head is None:
+            head = self._heads.remember(key, b"\x89" + _items([kind, sessions, state]))
+        tail = self._tails.get(sender)
+        if tail is None:
+            tail = self._tails.remember(sender, _items(list(sender)))
+        if len(args) < 24:
+            encoded = b"".join([bytes((0x80 + len(args),))] + [dumps(arg) for arg in args])
+        else:
+            encoded = dumps(list(args))
+        return self._network._limited(b"".join((head, encoded, tail, dumps_trusted(request_id))))
+
+    def start(self, kernel: str, build: Callable[[int], bytes], timeout: Optional[float], late: Late) -> Deferred:
+        """
+        Send the payload ``build(request_id)`` (see :meth:`payload`; it
+        raises :class:`EncodeError` for one that cannot travel) to
+        ``kernel`` and keep its
         Deferred until the RESPONSE, a time-out (:class:`RequestTimeout`
         saying ``late``) or the loss of the kernel.  A message too large to
         travel fails the Deferred at once with :class:`EncodeError`.
@@ -86,7 +135,7 @@ class Requests:
             return fail(NoRoute(f"no route to kernel {kernel!r}"))
         request_id, d, deadline = self.expect(kernel, timeout, late)
         try:
-            body = network.encode(build(request_id))
+            body = build(request_id)
         except EncodeError as e:
             self._forget(request_id)
             return fail(e)
@@ -201,8 +250,8 @@ class Requests:
         ``EncodeError``.
         """
         network = self._network
-        try:
-            body = network.encode([RESPONSE, [], request_id, ok, value])
+        try:  # [RESPONSE, [], request_id, ok, value], with only the id and value encoded now
+            body = network._limited(b"".join((_RESPONSE_HEAD, dumps_trusted(request_id), _TRUE_FALSE[ok], dumps(value))))
         except LightspeedError as e:
             body = dumps([RESPONSE, [], request_id, False, ["EncodeError", str(e)]])
         network.relay.send(origin, body)

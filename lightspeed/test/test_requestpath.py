@@ -2,7 +2,8 @@
 The request path's costs: output made while a link handles a read is
 written at the end of the read without a timer; a round trip's acks travel
 on the answer and the next request, never alone while traffic flows both
-ways.
+ways; ids come in batches; payloads are put together from cached parts,
+byte for byte as encoding them whole.
 """
 
 from __future__ import annotations
@@ -12,8 +13,12 @@ from typing import Any, List
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
+from lightspeed.errors import EncodeError
+from lightspeed.message import CONTROL, REQUEST, RESPONSE
 from lightspeed.net.links import Links
+from lightspeed.net.requests import Requests
 from lightspeed.testing import MemoryMesh
+from lightspeed.wire.codec import dumps, loads
 
 
 class FakeLink:
@@ -141,3 +146,61 @@ class RequestIdTests(SynchronousTestCase):
         ids = {table.new_id() for _ in range(300)}
         self.assertEqual((len(ids), reads), (300, [8 * requests.ID_BATCH] * 2))
         self.assertTrue(all(0 <= i < 2 ** 63 for i in ids))
+
+
+class FakeNetwork:
+    max_payload = 1000
+
+    def __init__(self) -> None:
+        self.sent: List[Any] = []
+        self.relay = self
+
+    def _limited(self, payload: bytes) -> bytes:
+        if len(payload) > self.max_payload:
+            raise EncodeError(f"message of {len(payload)} bytes exceeds the {self.max_payload}-byte limit")
+        return payload
+
+    def send(self, kernel: str, body: bytes) -> None:
+        self.sent.append((kernel, body))
+
+
+class PayloadTests(SynchronousTestCase):
+    """
+    Payloads put together from cached parts are the bytes of encoding the
+    whole list.
+    """
+
+    ARGS = [(), (b"x" * 32,), ("text", None, True, False, -5, 2 ** 63, 1.5, 1e300),
+            ([1, [2, {"k": [None]}]], {"a": b"b"}), tuple(range(30))]
+
+    def test_request_payloads(self) -> None:
+        table = Requests(FakeNetwork())
+        for kind, sessions, state in ((REQUEST, ["echo"], "echo"), (CONTROL, "*", "op"), (REQUEST, ["a", "b"], "s")):
+            for args in self.ARGS:
+                for sender in ((None, None, None, None), ("ctl", "st", "f.py", 12)):
+                    for request_id in (0, 23, 2 ** 63 - 1):
+                        expected = dumps([kind, sessions, state, list(args), *sender, request_id])
+                        self.assertEqual(table.payload(kind, sessions, state, args, sender, request_id), expected)
+
+    def test_request_refused(self) -> None:
+        """
+        An argument that cannot travel, or a payload past the limit, is an
+        EncodeError, as encoding the list would give.
+        """
+        table = Requests(FakeNetwork())
+        sender = (None, None, None, None)
+        self.assertRaises(EncodeError, table.payload, REQUEST, ["s"], "st", (object(),), sender, 1)
+        self.assertRaises(EncodeError, table.payload, CONTROL, [{"k": object()}], "op", (), sender, 1)  # unhashable too
+        self.assertRaises(EncodeError, table.payload, REQUEST, ["s"], "st", (b"x" * 2000,), sender, 1)
+
+    def test_response_payloads(self) -> None:
+        network = FakeNetwork()
+        table = Requests(network)
+        for ok in (True, False):
+            for value in (b"x" * 32, None, [1, "two", {"3": 4.5}], "x" * 100):
+                table.respond("b", 2 ** 62, ok, value)
+                self.assertEqual(network.sent.pop(), ("b", dumps([RESPONSE, [], 2 ** 62, ok, value])))
+        table.respond("b", 7, True, b"x" * 2000)
+        kernel, body = network.sent.pop()
+        self.assertEqual(loads(body)[:4], [RESPONSE, [], 7, False])
+        self.assertEqual(loads(body)[4][0], "EncodeError")
