@@ -1,0 +1,328 @@
+# -*- test-case-name: lightspeed.test.test_clientlite -*-
+"""
+The link under :class:`lightspeed.clientlite.ClientLite`: one blocking
+socket to a kernel, the sans-IO :obj:`lightspeed.wire.connection.Connection`
+on it, the client's own LSA and the streams it numbers, acknowledges and
+sends again.  Nothing here is public; ``ClientLite`` documents it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import secrets
+import socket
+import time
+from collections import deque
+from typing import Any, Callable, Deque, Dict, List, Optional, Tuple, TypeVar
+
+from lightspeed.errors import LinkClosed, NoRoute, ProtocolError
+from lightspeed.message import (
+    CONTROL, DEFAULT_HOPS, LSA, POST, CALL, CALLREPLY, REQUEST, RESPONSE, UNDELIVERABLE, lsa_hidden, parse_lsa,
+    parse_payload, parse_routed, routed_body,
+)
+from lightspeed.liteparts import RTO_MAX, RTO_MIN, Event, Out, lite_tls, own_lsa, parse_endpoint, reachable, \
+    receive_entries
+from lightspeed.specifier import check_name
+from lightspeed.wire.codec import dumps, loads
+from lightspeed.wire.connection import Connection, LinkConfig, PeerInfo
+
+__all__ = ["LiteLink", "SESSION"]
+
+#: The session name the client's messages come from, and its events go to.
+SESSION = "lite"
+#: Acks alone: after this many seconds owed, or this many entries.
+ACK_DELAY, ACK_EVERY = 0.01, 32
+#: Seconds between fresh copies of the client's own LSA.
+LSA_REFRESH = 600.0
+
+
+_Self = TypeVar("_Self", bound="LiteLink")
+
+
+class LiteLink:
+    """
+    The link and the streams of a :class:`ClientLite` (its parameters are
+    documented there): connecting, reading, acknowledging, sending again.
+    """
+
+    def __init__(self, server: Any = "tcp:127.0.0.1:9876", name: Optional[str] = None, *, tls: Any = None,
+                 cert: Optional[str] = None, key: Optional[str] = None, ca: Optional[str] = None,
+                 password: Any = None, connect_timeout: float = 10.0, timeout: float = 10.0) -> None:
+        self.family, self.address, wants_tls = parse_endpoint(server)
+        self.name = check_name(name if name is not None else "lite-" + secrets.token_hex(4))
+        self.incarnation = (int(time.time() * 1_000_000) << 8) | os.urandom(1)[0]
+        self._tls, self._signer = lite_tls(tls, wants_tls, cert, key, ca)
+        self._password = password.encode("utf-8") if isinstance(password, str) else password
+        self.connect_timeout = connect_timeout
+        self.timeout = timeout
+        self.peer: Optional[PeerInfo] = None
+        self.events: Deque[Event] = deque()
+        self._sock: Optional[socket.socket] = None
+        self._conn: Optional[Connection] = None
+        self._closed: Optional[LinkClosed] = None
+        self._lsas: Dict[str, Tuple[int, int, Dict[str, int], bool]] = {}
+        self._lsa_seq = 0
+        self._lsa_sent = 0.0
+        self._out: Dict[str, Out] = {}
+        self._in: Dict[str, List[int]] = {}  # origin -> [incarnation, delivered, owed]
+        self._owed: Dict[str, float] = {}  # origin -> since when it is owed an ack
+        self._known: Optional[Dict[str, int]] = None
+        self._answers: Dict[int, Tuple[bool, Any]] = {}
+        self._ids = itertools.count(secrets.randbelow(1 << 30) + 1)
+
+    # -- the link --------------------------------------------------------------------
+
+    def connect(self: _Self) -> _Self:
+        """
+        Open the link and finish the handshake (done by the first send).
+
+        :raises LinkClosed: if the server refused (with its BYE code) or
+            the handshake did not finish in ``connect_timeout``.
+        :raises OSError: if the server cannot be reached.
+        """
+        self._drop()
+        deadline = time.monotonic() + self.connect_timeout
+        if self.family == "unix":
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.settimeout(self.connect_timeout)
+            sock.connect(self.address)
+        else:
+            sock = socket.create_connection(self.address, timeout=self.connect_timeout)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if self._tls is not None:
+            sock = self._tls.wrap_socket(sock, server_hostname=self.address[0] if self.family == "tcp" else None)
+        self._sock, self._closed = sock, None
+        config = LinkConfig(self.name, self.incarnation, False, self._password, hidden=True,
+                            batch=False)  # it reads one payload per ROUTED message
+        self._conn = Connection(config, lambda name, incarnation: None, self._up, self._message, self._on_close,
+                                lambda: None)
+        self._conn.start()
+        self._flush()
+        if not self._pump(lambda: self.peer is not None, deadline):
+            self._drop()
+            raise LinkClosed(f"handshake with {self.address!r} not finished within {self.connect_timeout} s",
+                             "timeout")
+        self._advertise()
+        # The database sync comes first, then the server's advert that lists us.
+        self._pump(self._listed, deadline)
+        for out in self._out.values():  # a reconnect: what was not acknowledged goes again
+            self._resend(out)
+        return self
+
+    def close(self, timeout: Optional[float] = None) -> None:
+        """
+        Wait (up to ``timeout``, default :attr:`timeout`) until what was
+        sent is acknowledged, then say BYE and close.
+        """
+        if self._conn is not None and self._conn.state == "up":
+            deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+            try:
+                self._pump(lambda: not any(out.unacked for out in self._out.values()), deadline)
+                self._housekeeping(all_acks=True)
+                self._conn.close("shutdown", "client closing")
+                self._flush()
+            except (OSError, LinkClosed):
+                pass
+        self._drop()
+
+    def __enter__(self: _Self) -> _Self:
+        return self.connect()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def _drop(self) -> None:
+        if self._sock is not None:
+            try:
+                self._sock.close()
+            except OSError:
+                pass
+        self._sock, self._conn, self.peer = None, None, None
+
+    def _listed(self) -> bool:
+        held = self._lsas.get(self.peer.name) if self.peer is not None else None
+        return held is not None and self.name in held[2]
+
+    def _up(self, peer: PeerInfo) -> None:
+        self.peer, self._known = peer, None
+
+    def _on_close(self, code: str, message: str, by_peer: bool) -> None:
+        self._closed = LinkClosed(f"link closed ({code}): {message}", code)
+
+    def _flush(self) -> None:
+        if self._conn is None or self._sock is None:
+            raise LinkClosed("not connected", "closed")
+        data = self._conn.take_output()
+        if data:
+            self._sock.sendall(data)
+
+    def _advertise(self) -> None:
+        assert self.peer is not None
+        self._lsa_seq += 1
+        self._lsa_sent = time.monotonic()
+        self._send(own_lsa(self.name, self.incarnation, self._lsa_seq, self.peer.name, self._signer))
+
+    def _send(self, message: list) -> None:
+        assert self._conn is not None
+        self._conn.send_message(message)
+        self._flush()
+
+    # -- reading -----------------------------------------------------------------------
+
+    def _pump(self, done: Callable[[], bool], deadline: float) -> bool:
+        """
+        Read and handle messages until ``done()`` or ``deadline``
+        (monotonic); send acks owed and what is due again on the way.
+
+        :returns: ``done()``.
+        :raises LinkClosed: if the link ends.
+        """
+        while not done():
+            now = time.monotonic()
+            if now >= deadline:
+                return False
+            if self._closed is not None or self._sock is None:
+                raise self._closed or LinkClosed("not connected", "closed")
+            self._sock.settimeout(min(deadline - now, RTO_MIN))
+            try:
+                data = self._sock.recv(262144)
+            except socket.timeout:
+                data = None
+            if data == b"":
+                raise LinkClosed("the server closed the connection", "lost")
+            if data is not None:
+                assert self._conn is not None
+                self._conn.receive(data)
+            self._housekeeping()
+        return True
+
+    def _housekeeping(self, all_acks: bool = False) -> None:
+        """
+        Send acks alone that are due (owed for :data:`ACK_DELAY`, or
+        :data:`ACK_EVERY` of them; ``all_acks``: every one), and what is
+        due again.  An ack owed when the application stops calling goes
+        with its next call: the origin sends again meanwhile.
+        """
+        if self._conn is None or self._conn.state != "up":
+            self._flush()
+            return
+        now = time.monotonic()
+        for origin, since in list(self._owed.items()):
+            stream = self._in[origin]
+            if all_acks or stream[2] >= ACK_EVERY or now - since >= ACK_DELAY:
+                stream[2] = 0
+                del self._owed[origin]
+                self._conn.send_body(routed_body(self.name, self.incarnation, [(origin, stream[0], 0, stream[1])],
+                                                 DEFAULT_HOPS, None, b""))
+        for out in self._out.values():
+            if out.unacked and now - out.sent >= out.rto:
+                out.rto = min(out.rto * 2, RTO_MAX)
+                self._resend(out)
+        if now - self._lsa_sent > LSA_REFRESH:
+            self._advertise()
+        self._flush()
+
+    def _message(self, message: list) -> None:
+        kind = message[0]
+        if kind == LSA:
+            origin, incarnation, seq, links, _ = parse_lsa(message)
+            held = self._lsas.get(origin)
+            if origin != self.name and (held is None or (incarnation, seq) > held[:2]):
+                self._lsas[origin] = (incarnation, seq, dict(links), lsa_hidden(message))
+                self._known = None
+        elif kind == 7:
+            self._routed(message)
+
+    def _routed(self, message: list) -> None:
+        origin, incarnation, entries, _, _, payload = parse_routed(message)
+        if origin == self.name:
+            raise ProtocolError(f"routed message claims to come from this client ({origin!r})", "forged-origin")
+        deliver = receive_entries(self.name, self.incarnation, origin, incarnation, entries, self._in,
+                                  self._out.get(origin), not payload)
+        if origin in self._in and self._in[origin][2] and origin not in self._owed:
+            self._owed[origin] = time.monotonic()
+        if deliver:
+            self._deliver(origin, loads(payload))
+
+    def _deliver(self, origin: str, payload: Any) -> None:
+        body = parse_payload(payload)
+        kind = body[0]
+        if kind == RESPONSE:
+            self._answers[body[2]] = (body[3], body[4])
+        elif kind in (REQUEST, CONTROL):
+            self._payload(origin, [RESPONSE, [], body[8], False, ["NoSuchSession", f"{self.name} is a ClientLite"]])
+        elif kind in (POST, CALL, CALLREPLY, UNDELIVERABLE):
+            sessions = body[1]
+            self.events.append(Event(kind, origin, sessions if sessions == "*" else ",".join(sessions),
+                                     body[2], body[3], body[4]))
+
+    # -- sending -----------------------------------------------------------------------
+
+    def _ensure(self) -> None:
+        if self._conn is None or self._conn.state != "up" or self._closed is not None:
+            self.connect()
+
+    def _reachable(self) -> Dict[str, int]:
+        if self.peer is None:
+            return {}
+        if self._known is None:  # recomputed when an advert changed
+            self._known = reachable(self._lsas, self.peer.name, self.peer.incarnation, self.name)
+        return self._known
+
+    def _incarnation(self, kernel: str, deadline: float) -> int:
+        """
+        The incarnation of ``kernel``, waiting for its advert until
+        ``deadline`` (the database arrives just after the handshake).
+
+        :raises NoRoute: if it stays unreachable.
+        """
+        if not self._pump(lambda: kernel in self._reachable(), min(deadline, time.monotonic() + 1.0)):
+            raise NoRoute(f"no route to kernel {kernel!r}")
+        return self._reachable()[kernel]
+
+    def _payload(self, kernel: str, body: list, ttl: Optional[float] = None,
+                 deadline: Optional[float] = None) -> None:
+        """
+        Send one payload to ``kernel`` in its stream; reconnect once if the
+        link has failed.
+        """
+        payload = dumps(body)
+        queued = False
+        for attempt in (0, 1):
+            try:
+                self._ensure()
+                if queued:
+                    return  # the reconnect sent it again, with everything else not acknowledged
+                incarnation = self._incarnation(kernel, deadline or time.monotonic() + self.timeout)
+                out = self._out.get(kernel)
+                if out is None or out.incarnation != incarnation:
+                    out = self._out[kernel] = Out(incarnation)
+                out.seq += 1
+                out.unacked[out.seq] = (payload, None if ttl is None else time.monotonic() + ttl)
+                queued = True
+                self._write(kernel, out, out.seq)
+                return
+            except (OSError, LinkClosed):
+                self._drop()
+                if attempt:
+                    raise
+
+    def _write(self, kernel: str, out: Out, seq: int) -> None:
+        assert self._conn is not None
+        payload, expires = out.unacked[seq]
+        stream = self._in.get(kernel)
+        ack = stream[1] if stream is not None else 0
+        if stream is not None:
+            stream[2] = 0
+            self._owed.pop(kernel, None)
+        ttl = None if expires is None else max(int((expires - time.monotonic()) * 1000), 0)
+        self._conn.send_body(routed_body(self.name, self.incarnation, [(kernel, out.incarnation, seq, ack)],
+                                         DEFAULT_HOPS, ttl, payload))
+        out.sent = time.monotonic()
+        self._flush()
+
+    def _resend(self, out: Out) -> None:
+        kernel = next(k for k, o in self._out.items() if o is out)
+        for seq in sorted(out.unacked):
+            self._write(kernel, out, seq)
