@@ -21,13 +21,13 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from lightspeed.errors import RequestTimeout, remote_error
 from lightspeed.litelink import SESSION, LiteLink
-from lightspeed.liteparts import Event, parse_endpoint, tls_context
+from lightspeed.liteparts import Delivery, Event, WindowFull, parse_endpoint, tls_context
 from lightspeed.message import CALL, CONTROL, POST, REQUEST, TRACE
 from lightspeed.specifier import check_name, parse
 from lightspeed.wire.codec import check_plain
 from lightspeed.wire.tracehops import check_hops
 
-__all__ = ["ClientLite", "Event", "parse_endpoint", "tls_context"]
+__all__ = ["ClientLite", "Delivery", "Event", "WindowFull", "parse_endpoint", "tls_context"]
 
 
 class ClientLite(LiteLink):
@@ -46,7 +46,11 @@ class ClientLite(LiteLink):
         adverts as a kernel does, which a node with ``--tls-ca`` requires.
     :param password: the mesh's shared secret (str or bytes), or :obj:`None`.
     :param connect_timeout: seconds for the connection and handshake.
-    :param timeout: the default seconds to wait for an answer.
+    :param timeout: the default seconds to wait for an answer (and for
+        room in the window).
+    :param window: at most this many messages to one kernel wait for its
+        ack; a send that finds the window full reads acks until there is
+        room, for at most its time-out, then raises :class:`WindowFull`.
     """
 
     def list_kernels(self, hidden: bool = False) -> List[str]:
@@ -82,7 +86,11 @@ class ClientLite(LiteLink):
         """
         Post ``args`` to ``poe://KERNEL/SESSION/STATE`` (``*`` for every
         visible kernel).  What is undeliverable comes back as an
-        :class:`Event` of kind UNDELIVERABLE.
+        :class:`Event` of kind UNDELIVERABLE, and in the next
+        :meth:`flush` or :meth:`close`.
+
+        :raises NoRoute: if a kernel is not reachable.
+        :raises WindowFull: see ``window``.
         """
         check_plain(list(args))
         kernels, sessions, state = self._targets(dest)

@@ -21,8 +21,8 @@ from lightspeed.message import (
     CONTROL, DEFAULT_HOPS, LSA, POST, CALL, CALLREPLY, REQUEST, RESPONSE, UNDELIVERABLE, lsa_hidden, parse_lsa,
     parse_payload, parse_routed, routed_body,
 )
-from lightspeed.liteparts import RTO_MAX, RTO_MIN, Event, Out, lite_tls, own_lsa, parse_endpoint, reachable, \
-    receive_entries
+from lightspeed.liteparts import RTO_MAX, RTO_MIN, WINDOW, Delivery, Event, Out, WindowFull, lite_tls, own_lsa, \
+    parse_endpoint, reachable, receive_entries
 from lightspeed.specifier import check_name
 from lightspeed.wire.codec import dumps, loads
 from lightspeed.wire.connection import Connection, LinkConfig, PeerInfo
@@ -35,6 +35,8 @@ SESSION = "lite"
 ACK_DELAY, ACK_EVERY = 0.01, 32
 #: Seconds between fresh copies of the client's own LSA.
 LSA_REFRESH = 600.0
+#: The undeliverable reports kept for the next :meth:`LiteLink.flush` (the latest).
+MAX_REPORTS = 1000
 
 
 _Self = TypeVar("_Self", bound="LiteLink")
@@ -48,7 +50,8 @@ class LiteLink:
 
     def __init__(self, server: Any = "tcp:127.0.0.1:9876", name: Optional[str] = None, *, tls: Any = None,
                  cert: Optional[str] = None, key: Optional[str] = None, ca: Optional[str] = None,
-                 password: Any = None, connect_timeout: float = 10.0, timeout: float = 10.0) -> None:
+                 password: Any = None, connect_timeout: float = 10.0, timeout: float = 10.0,
+                 window: int = WINDOW) -> None:
         self.family, self.address, wants_tls = parse_endpoint(server)
         self.name = check_name(name if name is not None else "lite-" + secrets.token_hex(4))
         self.incarnation = (int(time.time() * 1_000_000) << 8) | os.urandom(1)[0]
@@ -56,6 +59,7 @@ class LiteLink:
         self._password = password.encode("utf-8") if isinstance(password, str) else password
         self.connect_timeout = connect_timeout
         self.timeout = timeout
+        self.window = window
         self.peer: Optional[PeerInfo] = None
         self.events: Deque[Event] = deque()
         self._sock: Optional[socket.socket] = None
@@ -70,6 +74,10 @@ class LiteLink:
         self._known: Optional[Dict[str, int]] = None
         self._answers: Dict[int, Tuple[bool, Any]] = {}
         self._ids = itertools.count(secrets.randbelow(1 << 30) + 1)
+        self._undelivered: Deque[Event] = deque(maxlen=MAX_REPORTS)
+        # Answers owed to requests that came in: sent once the read that brought them is handled.
+        self._replies: List[Tuple[str, bytes]] = []
+        self._reading = False  # inside Connection.receive: no socket I/O, no nested read
 
     # -- the link --------------------------------------------------------------------
 
@@ -83,6 +91,7 @@ class LiteLink:
         """
         self._drop()
         deadline = time.monotonic() + self.connect_timeout
+        again = [out for out in self._out.values() if out.unacked]  # a reconnect: what was not acknowledged
         if self.family == "unix":
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             sock.settimeout(self.connect_timeout)
@@ -106,25 +115,45 @@ class LiteLink:
         self._advertise()
         # The database sync comes first, then the server's advert that lists us.
         self._pump(self._listed, deadline)
-        for out in self._out.values():  # a reconnect: what was not acknowledged goes again
+        for out in again:  # goes again (not what this handshake brought answers to)
             self._resend(out)
         return self
 
-    def close(self, timeout: Optional[float] = None) -> None:
+    def flush(self, timeout: Optional[float] = None) -> Delivery:
         """
         Wait (up to ``timeout``, default :attr:`timeout`) until what was
-        sent is acknowledged, then say BYE and close.
+        sent is acknowledged, and say what was not and what came back
+        undeliverable since the last flush.  A kernel sends its report
+        before or with the ack of what it reports, so a report of an
+        acknowledged message is in the answer.
         """
-        if self._conn is not None and self._conn.state == "up":
+        if self._conn is not None and self._conn.state == "up" and self._closed is None:
             deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
             try:
-                self._pump(lambda: not any(out.unacked for out in self._out.values()), deadline)
+                self._pump(self._all_acked, deadline)
                 self._housekeeping(all_acks=True)
+            except (OSError, LinkClosed):
+                pass  # what is not acknowledged is in the report
+        unacked = {kernel: len(out.unacked) for kernel, out in sorted(self._out.items()) if out.unacked}
+        report = Delivery(unacked, list(self._undelivered))
+        self._undelivered.clear()
+        return report
+
+    def close(self, timeout: Optional[float] = None) -> Delivery:
+        """
+        :meth:`flush`, then say BYE and close.
+
+        :returns: what :meth:`flush` found.
+        """
+        report = self.flush(timeout)
+        if self._conn is not None and self._conn.state == "up":
+            try:
                 self._conn.close("shutdown", "client closing")
                 self._flush()
             except (OSError, LinkClosed):
                 pass
         self._drop()
+        return report
 
     def __enter__(self: _Self) -> _Self:
         return self.connect()
@@ -140,6 +169,9 @@ class LiteLink:
                 pass
         self._sock, self._conn, self.peer = None, None, None
 
+    def _all_acked(self) -> bool:
+        return not any(out.unacked for out in self._out.values())
+
     def _listed(self) -> bool:
         held = self._lsas.get(self.peer.name) if self.peer is not None else None
         return held is not None and self.name in held[2]
@@ -151,6 +183,8 @@ class LiteLink:
         self._closed = LinkClosed(f"link closed ({code}): {message}", code)
 
     def _flush(self) -> None:
+        if self._reading:
+            return  # written once the read is handled: frames never go out from inside one
         if self._conn is None or self._sock is None:
             raise LinkClosed("not connected", "closed")
         data = self._conn.take_output()
@@ -178,6 +212,8 @@ class LiteLink:
         :returns: ``done()``.
         :raises LinkClosed: if the link ends.
         """
+        if self._reading:
+            raise RuntimeError("ClientLite read from inside a read")
         while not done():
             now = time.monotonic()
             if now >= deadline:
@@ -193,7 +229,11 @@ class LiteLink:
                 raise LinkClosed("the server closed the connection", "lost")
             if data is not None:
                 assert self._conn is not None
-                self._conn.receive(data)
+                self._reading = True
+                try:
+                    self._conn.receive(data)
+                finally:
+                    self._reading = False
             self._housekeeping()
         return True
 
@@ -207,6 +247,8 @@ class LiteLink:
         if self._conn is None or self._conn.state != "up":
             self._flush()
             return
+        if self._replies:
+            self._send_replies()
         now = time.monotonic()
         for origin, since in list(self._owed.items()):
             stream = self._in[origin]
@@ -250,12 +292,29 @@ class LiteLink:
         kind = body[0]
         if kind == RESPONSE:
             self._answers[body[2]] = (body[3], body[4])
-        elif kind in (REQUEST, CONTROL):
-            self._payload(origin, [RESPONSE, [], body[8], False, ["NoSuchSession", f"{self.name} is a ClientLite"]])
+        elif kind in (REQUEST, CONTROL):  # answered after this read (see _send_replies)
+            self._replies.append((origin, dumps([RESPONSE, [], body[8], False,
+                                                 ["NoSuchSession", f"{self.name} is a ClientLite"]])))
         elif kind in (POST, CALL, CALLREPLY, UNDELIVERABLE):
             sessions = body[1]
-            self.events.append(Event(kind, origin, sessions if sessions == "*" else ",".join(sessions),
-                                     body[2], body[3], body[4]))
+            event = Event(kind, origin, sessions if sessions == "*" else ",".join(sessions), body[2], body[3],
+                          body[4])
+            self.events.append(event)
+            if kind == UNDELIVERABLE:
+                self._undelivered.append(event)
+
+    def _send_replies(self) -> None:
+        """
+        Send the answers owed to requests that came in, each in its
+        kernel's stream; one to a kernel not reachable (yet) is dropped
+        (its request times out there).
+        """
+        replies, self._replies = self._replies, []
+        for kernel, payload in replies:
+            incarnation = self._reachable().get(kernel)
+            if incarnation is not None:
+                out = self._stream(kernel, incarnation)
+                self._write(kernel, out, out.push(payload, None), flush=False)
 
     # -- sending -----------------------------------------------------------------------
 
@@ -277,9 +336,30 @@ class LiteLink:
 
         :raises NoRoute: if it stays unreachable.
         """
+        known = self._known
+        if known is not None and kernel in known:
+            return known[kernel]  # the common case: no advert changed
         if not self._pump(lambda: kernel in self._reachable(), min(deadline, time.monotonic() + 1.0)):
             raise NoRoute(f"no route to kernel {kernel!r}")
         return self._reachable()[kernel]
+
+    def _stream(self, kernel: str, incarnation: int) -> Out:
+        """Our stream to this start of ``kernel`` (a new one for a new start)."""
+        out = self._out.get(kernel)
+        if out is None or out.incarnation != incarnation:
+            out = self._out[kernel] = Out(incarnation)
+        return out
+
+    def _room(self, kernel: str, out: Out, deadline: float) -> None:
+        """
+        Read acks until fewer than :attr:`window` messages to ``kernel``
+        are unacknowledged.
+
+        :raises WindowFull: if none came by ``deadline``.
+        """
+        if not self._pump(lambda: len(out.unacked) < self.window, deadline):
+            raise WindowFull(f"{len(out.unacked)} messages to kernel {kernel!r} are not acknowledged "
+                             f"(window {self.window}): not sent")
 
     def _payload(self, kernel: str, body: list, ttl: Optional[float] = None,
                  deadline: Optional[float] = None) -> None:
@@ -294,21 +374,21 @@ class LiteLink:
                 self._ensure()
                 if queued:
                     return  # the reconnect sent it again, with everything else not acknowledged
-                incarnation = self._incarnation(kernel, deadline or time.monotonic() + self.timeout)
-                out = self._out.get(kernel)
-                if out is None or out.incarnation != incarnation:
-                    out = self._out[kernel] = Out(incarnation)
-                out.seq += 1
-                out.unacked[out.seq] = (payload, None if ttl is None else time.monotonic() + ttl)
+                if deadline is None:
+                    deadline = time.monotonic() + self.timeout
+                out = self._stream(kernel, self._incarnation(kernel, deadline))
+                if len(out.unacked) >= self.window:
+                    self._room(kernel, out, deadline)
+                seq = out.push(payload, None if ttl is None else time.monotonic() + ttl)
                 queued = True
-                self._write(kernel, out, out.seq)
+                self._write(kernel, out, seq)
                 return
             except (OSError, LinkClosed):
                 self._drop()
                 if attempt:
                     raise
 
-    def _write(self, kernel: str, out: Out, seq: int) -> None:
+    def _write(self, kernel: str, out: Out, seq: int, flush: bool = True) -> None:
         assert self._conn is not None
         payload, expires = out.unacked[seq]
         stream = self._in.get(kernel)
@@ -320,7 +400,8 @@ class LiteLink:
         self._conn.send_body(routed_body(self.name, self.incarnation, [(kernel, out.incarnation, seq, ack)],
                                          DEFAULT_HOPS, ttl, payload))
         out.sent = time.monotonic()
-        self._flush()
+        if flush:
+            self._flush()
 
     def _resend(self, out: Out) -> None:
         kernel = next(k for k, o in self._out.items() if o is out)

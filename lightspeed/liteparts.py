@@ -11,14 +11,25 @@ import ssl
 from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 
 from lightspeed.adverts import AdvertSigner
+from lightspeed.errors import LightspeedError
 from lightspeed.message import LSA
 from lightspeed.router import LinkState
 from lightspeed.wire import CIPHERS
 
-__all__ = ["Event", "Out", "own_lsa", "parse_endpoint", "reachable", "tls_context", "RTO_MIN", "RTO_MAX"]
+__all__ = ["Delivery", "Event", "Out", "WindowFull", "own_lsa", "parse_endpoint", "reachable", "tls_context",
+           "RTO_MIN", "RTO_MAX", "WINDOW"]
 
 #: Retransmission: the first and the longest wait for an ack, in seconds.
 RTO_MIN, RTO_MAX = 1.0, 30.0
+#: At most this many messages to one kernel travel unacknowledged (ClientLite's ``window``).
+WINDOW = 1024
+
+
+class WindowFull(LightspeedError):
+    """
+    A send found ``window`` messages to its kernel unacknowledged and no
+    room came within its time-out: it was not sent.
+    """
 
 
 class Event(NamedTuple):
@@ -33,6 +44,35 @@ class Event(NamedTuple):
     state: str
     args: List[Any]
     sender: Optional[str]
+
+
+class Delivery(NamedTuple):
+    """
+    What :meth:`~lightspeed.clientlite.ClientLite.flush` (and ``close``)
+    found: ``unacked``, ``{kernel: messages it did not acknowledge}``, and
+    ``undeliverable``, the reports that came back since the last flush
+    (UNDELIVERABLE events, ``args`` ``[destination, reason, args]``).
+    """
+
+    unacked: Dict[str, int]
+    undeliverable: List[Event]
+
+    @property
+    def ok(self) -> bool:
+        """Whether everything was acknowledged and nothing came back undeliverable."""
+        return not self.unacked and not self.undeliverable
+
+    def describe(self) -> str:
+        """
+        One line: ``"2 messages to beta not acknowledged; undeliverable:
+        poe://beta/nosuch/x (no session 'nosuch' in kernel 'beta')"``.
+        """
+        parts = [f"{count} message{'s' if count != 1 else ''} to {kernel} not acknowledged"
+                 for kernel, count in sorted(self.unacked.items())]
+        reports = [f"{e.args[0]} ({e.args[1]})" if len(e.args) >= 2 else repr(e.args) for e in self.undeliverable]
+        if reports:
+            parts.append("undeliverable: " + ", ".join(reports))
+        return "; ".join(parts) or "all delivered"
 
 
 def parse_endpoint(text: Any) -> Tuple[str, Any, bool]:
@@ -118,6 +158,12 @@ class Out:
         self.unacked: Dict[int, Tuple[bytes, Optional[float]]] = {}
         self.sent = 0.0
         self.rto = RTO_MIN
+
+    def push(self, payload: bytes, expires: Optional[float]) -> int:
+        """Number ``payload`` (until ``expires``, monotonic) and keep it until acknowledged: its seq."""
+        seq = self.seq = self.seq + 1
+        self.unacked[seq] = (payload, expires)
+        return seq
 
 
 

@@ -138,6 +138,12 @@ class CommandTests(SynchronousTestCase):
         self.assertEqual(self.cli("post", "poe://beta/echo/hit", "cli-post"), (0, "", ""))
         self.nodes[1].expect(re.compile(r"hit beta \['cli-post'\]"))
 
+    def test_post_undeliverable(self):
+        """When a post names no session there, then the node's report is one line and status 1."""
+        self.assertEqual(self.cli("post", "poe://beta/nosuch/x", "1"),
+                         (1, "", "lightspeed: error: post to poe://beta/nosuch/x not delivered: undeliverable: "
+                                 "poe://beta/nosuch/x (no session 'nosuch' in kernel 'beta')\n"))
+
     def test_call(self):
         """When a call's RSVP is a state name, then the reply is waited for and printed."""
         self.assertEqual(self.cli("call", "poe://beta/echo/add", "answer", "2", "3"), (0, "5\n", ""))
@@ -218,6 +224,29 @@ class CommandTests(SynchronousTestCase):
         status, out, _ = result[0]
         self.assertEqual(status, 0)
         self.assertRegex(out, r"^\[alpha\] link_up \{.*\"peer\": \"lite-[0-9a-f]+\".*\}\n$")
+
+
+class UnackedCommandTests(SynchronousTestCase):
+    """Posts to a scripted server that never acknowledges (see test_litelink)."""
+
+    def test_post_unacknowledged(self):
+        """When the post is not acknowledged within --timeout, then one line and status 1."""
+        from lightspeed.test.test_litelink import ScriptedServer
+
+        server = ScriptedServer(self)
+        self.assertEqual(run_cli("--server", server.endpoint, "--timeout", "0.2", "post", "poe://srv/s/x", "1"),
+                         (1, "", "lightspeed: error: post to poe://srv/s/x not delivered: "
+                                 "1 message to srv not acknowledged\n"))
+
+    def test_bench_post_unacknowledged(self):
+        """When bench --post's posts are not acknowledged, then it counts them, says so, and the status is 1."""
+        from lightspeed.test.test_litelink import ScriptedServer
+
+        server = ScriptedServer(self)
+        status, out, _ = run_cli("--server", server.endpoint, "--timeout", "0.2", "--json", "bench", "--post",
+                                 "poe://srv/s/x", "--count", "3")
+        result = json.loads(out)
+        self.assertEqual((status, result["count"], result["unacked"], result["undeliverable"]), (1, 3, 3, 0))
 
 
 class SecureCommandTests(SynchronousTestCase):

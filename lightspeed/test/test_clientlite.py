@@ -14,10 +14,10 @@ from typing import List
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from lightspeed.clientlite import ClientLite, Event, tls_context
+from lightspeed.clientlite import ClientLite, Delivery, Event, tls_context
 from lightspeed.errors import LinkClosed, NoRoute, NoSuchSession, RemoteError, RequestTimeout
 from lightspeed.liteparts import Out, parse_endpoint, reachable, receive_entries
-from lightspeed.message import CALLREPLY, POST
+from lightspeed.message import CALLREPLY, POST, UNDELIVERABLE
 from lightspeed.test.twistdnodes import TwistdNode, shared
 
 APP = "lightspeed.test.liteapp:app"
@@ -89,6 +89,15 @@ class ClientLiteTests(MeshCase):
             client.post("poe://beta/echo/hit", "delivered-1")
         self.assertEqual([out.unacked for out in client._out.values()], [{}])
         self.nodes[1].expect(re.compile(r"hit beta \['delivered-1'\]"))
+
+    def test_post_undeliverable(self):
+        """When a post names no session there, then close() has the node's report and nothing unacknowledged."""
+        client = ClientLite(self.server).connect()
+        client.post("poe://beta/nosuch/x", 1)
+        client.post("poe://beta/echo/hit", "fine")
+        self.assertEqual(client.close(10), Delivery({}, [
+            Event(UNDELIVERABLE, "beta", "lite", "_undeliverable",
+                  ["poe://beta/nosuch/x", "no session 'nosuch' in kernel 'beta'", [1]], None)]))
 
     def test_hidden(self):
         """When kernels are listed, then the clients are hidden unless asked, and '*' does not reach them."""
