@@ -69,8 +69,11 @@ def client_of(args: argparse.Namespace) -> Any:
         raise ValueError("a client certificate needs both --tls-cert and --tls-key")
     password = None
     if args.password_file:
-        with open(args.password_file, "rb") as f:
-            password = f.read().strip()
+        try:
+            with open(args.password_file, "rb") as f:
+                password = f.read().strip()
+        except OSError as e:  # name the file: the caller's OSError is about the server
+            raise ValueError(f"--password-file {args.password_file}: {e.strerror or e}") from None
     name = args.name
     if name is None and args.tls_cert:
         # A node that checks certificates wants the name they carry: NAME.crt from `lightspeed certs`.

@@ -79,33 +79,77 @@ def parse_endpoint(text: Any) -> Tuple[str, Any, bool]:
     """
     ``(family, address, tls)`` of ``"tcp:HOST:PORT"``, ``"tcp:host=H:port=P"``,
     ``"tls:..."`` (also ``ssl:``), ``"unix:PATH"``, ``"unix:path=PATH"``,
-    ``"HOST:PORT"`` or a ``(host, port)`` pair.
+    ``"HOST:PORT"`` or a ``(host, port)`` pair.  An IPv6 host goes in
+    brackets (``tcp:[::1]:9876``) or with its colons escaped as Twisted's
+    endpoint strings have them (``tcp:host=\\:\\:1:port=9876``); a Unix
+    path may hold ``:`` (``unix:/a:b``).
 
-    :raises ValueError: if it is none of these.
+    :raises ValueError: one line saying what is wrong: none of these forms,
+        an unknown key, no port or no path.
     """
     if isinstance(text, tuple) and len(text) == 2:
         return "tcp", (str(text[0]), int(text[1])), False
     kind, _, rest = str(text).partition(":")
     if kind not in ("tcp", "tls", "ssl", "unix"):
         kind, rest = "tcp", str(text)
-    fields: Dict[str, str] = {}
-    plain: List[str] = []
-    for part in rest.split(":") if rest else []:
-        key, eq, value = part.partition("=")
-        if eq:
-            fields[key] = value
-        else:
-            plain.append(part)
+    fields, plain = _endpoint_parts(text, rest)
+    known = ("path",) if kind == "unix" else ("host", "port")
+    unknown = [key for key in fields if key not in known]
+    if unknown:
+        raise ValueError(f"endpoint {text!r}: unknown key {unknown[0]!r} (a {kind}: endpoint takes "
+                         + ", ".join(f"{k}=" for k in known) + ")")
     if kind == "unix":
-        path = fields.get("path") or (plain[0] if plain else "")
+        # The parts that are no option are the path, or go on path=: "/a:b" is one path.
+        path = ":".join(([fields["path"]] if "path" in fields else []) + plain)
         if not path:
-            raise ValueError(f"endpoint {text!r} names no socket path")
+            raise ValueError(f"endpoint {text!r}: want unix:PATH or unix:path=PATH")
         return "unix", path, False
     host = fields.get("host") or (plain[0] if len(plain) > 1 else "127.0.0.1")
     port = fields.get("port") or (plain[-1] if plain else "")
-    if not port.isdigit():
-        raise ValueError(f"endpoint {text!r}: want tcp:HOST:PORT, tcp:host=H:port=P, tls:..., or unix:PATH")
+    if not port.isdigit() or len(plain) > 2 or not host:
+        raise ValueError(f"endpoint {text!r}: want tcp:HOST:PORT, tcp:[IPV6]:PORT, tcp:host=H:port=P, tls:..., "
+                         "or unix:PATH")
     return "tcp", (host, int(port)), kind in ("tls", "ssl")
+
+
+def _endpoint_parts(text: Any, rest: str) -> Tuple[Dict[str, str], List[str]]:
+    """
+    ``({key: value}, [positional])`` of the ``:``-separated parts of an
+    endpoint string after its kind: ``\\`` escapes the next character, a
+    ``[...]`` is one host (its colons kept), a part ``KEY=VALUE`` with a
+    KEY that is a name is an option.
+    """
+    parts: List[str] = []
+    current: List[str] = []
+    i = 0
+    while i < len(rest):
+        c = rest[i]
+        if c == "\\" and i + 1 < len(rest):
+            current.append(rest[i + 1])
+            i += 1
+        elif c == "[" and not current:
+            end = rest.find("]", i)
+            if end < 0:
+                raise ValueError(f"endpoint {text!r}: '[' without ']'")
+            current.append(rest[i + 1:end])
+            i = end
+        elif c == ":":
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(c)
+        i += 1
+    if rest:
+        parts.append("".join(current))
+    fields: Dict[str, str] = {}
+    plain: List[str] = []
+    for part in parts:
+        key, eq, value = part.partition("=")
+        if eq and key.isidentifier():
+            fields[key] = value
+        else:
+            plain.append(part)
+    return fields, plain
 
 
 def tls_context(cert: Optional[str] = None, key: Optional[str] = None, ca: Optional[str] = None) -> ssl.SSLContext:

@@ -249,6 +249,37 @@ class UnackedCommandTests(SynchronousTestCase):
         self.assertEqual((status, result["count"], result["unacked"], result["undeliverable"]), (1, 3, 3, 0))
 
 
+class OptionErrorTests(SynchronousTestCase):
+    """Bad connection options: one line naming what is wrong, status 1."""
+
+    def test_server_unknown_key(self):
+        """When --server has a key ClientLite does not know, then one line names it."""
+        self.assertEqual(run_cli("--server", "tcp:host=h:port=1:nope=2", "kernels"),
+                         (1, "", "lightspeed: error: endpoint 'tcp:host=h:port=1:nope=2': unknown key 'nope' "
+                                 "(a tcp: endpoint takes host=, port=)\n"))
+
+    def test_server_ipv6_refused(self):
+        """When --server is tcp:[::1]:PORT where nothing listens, then the error is the connection's, not the parse's."""
+        import socket
+
+        from twisted.trial.unittest import SkipTest
+
+        try:
+            with socket.socket(socket.AF_INET6) as s:
+                s.bind(("::1", 0))
+                port = s.getsockname()[1]
+        except OSError as e:
+            raise SkipTest(f"no IPv6 loopback here: {e}")
+        status, out, err = run_cli("--server", f"tcp:[::1]:{port}", "--timeout", "2", "kernels")
+        self.assertEqual((status, out, err), (1, "", f"lightspeed: error: tcp:[::1]:{port}: Connection refused\n"))
+
+    def test_missing_password_file(self):
+        """When --password-file names a missing file, then the error names that file, not the server."""
+        path = os.path.join(self.mktemp(), "password")
+        self.assertEqual(run_cli("--server", "tcp:127.0.0.1:1", "--password-file", path, "kernels"),
+                         (1, "", f"lightspeed: error: --password-file {path}: No such file or directory\n"))
+
+
 class SecureCommandTests(SynchronousTestCase):
     """The commands with TLS and a password (the ClientLite tests' secure node)."""
 

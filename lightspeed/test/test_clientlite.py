@@ -167,6 +167,38 @@ class EndpointTests(SynchronousTestCase):
         self.assertEqual(parse_endpoint("unix:path=/x"), ("unix", "/x", False))
         self.assertRaises(ValueError, parse_endpoint, "tcp:nowhere")
 
+    def test_ipv6(self):
+        """When the host is IPv6, in brackets or with escaped colons, then it is found whole."""
+        self.assertEqual(parse_endpoint("tcp:[::1]:9876"), ("tcp", ("::1", 9876), False))
+        self.assertEqual(parse_endpoint("tls:[fe80::1]:9"), ("tcp", ("fe80::1", 9), True))
+        self.assertEqual(parse_endpoint(r"tcp:host=\:\:1:port=9"), ("tcp", ("::1", 9), False))
+        self.assertEqual(str(self.assertRaises(ValueError, parse_endpoint, "tcp:[::1:9")),
+                         "endpoint 'tcp:[::1:9': '[' without ']'")
+
+    def test_unix_path_with_colon(self):
+        """When a Unix socket path holds ':', then it is the path, in both forms."""
+        self.assertEqual(parse_endpoint("unix:/a:b"), ("unix", "/a:b", False))
+        self.assertEqual(parse_endpoint("unix:path=/a:b"), ("unix", "/a:b", False))
+        self.assertEqual(str(self.assertRaises(ValueError, parse_endpoint, "unix:")),
+                         "endpoint 'unix:': want unix:PATH or unix:path=PATH")
+
+    def test_unknown_key(self):
+        """When an endpoint has a key ClientLite does not know, then one line names it and the keys it takes."""
+        self.assertEqual(str(self.assertRaises(ValueError, parse_endpoint, "tcp:host=h:port=1:timeout=2")),
+                         "endpoint 'tcp:host=h:port=1:timeout=2': unknown key 'timeout' "
+                         "(a tcp: endpoint takes host=, port=)")
+        self.assertEqual(str(self.assertRaises(ValueError, parse_endpoint, "unix:/x:mode=1")),
+                         "endpoint 'unix:/x:mode=1': unknown key 'mode' (a unix: endpoint takes path=)")
+
+    def test_unix_colon_connects(self):
+        """When a node listens on a Unix path with ':' in it, then the client reaches it there."""
+        from lightspeed.test.test_litelink import ScriptedServer
+
+        server = ScriptedServer(self, colon=True)
+        self.assertIn(":", server.path)
+        with ClientLite(server.endpoint, connect_timeout=10) as client:
+            self.assertEqual(client.list_kernels(), ["srv"])
+
     def test_refused(self):
         """When nothing listens, then OSError from connect."""
         with socket.socket() as s:

@@ -38,9 +38,9 @@ class ScriptedServer:
     :ivar on_payload: called with the server, seq and payload of each.
     """
 
-    def __init__(self, test: SynchronousTestCase, others: Optional[dict] = None) -> None:
+    def __init__(self, test: SynchronousTestCase, others: Optional[dict] = None, colon: bool = False) -> None:
         directory = tempfile.mkdtemp(prefix="lite-", dir="/tmp")  # short: a socket path has ~100 bytes
-        self.path = os.path.join(directory, "s")
+        self.path = os.path.join(directory, "a:b" if colon else "s")
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.listener.bind(self.path)
         self.listener.listen(1)
