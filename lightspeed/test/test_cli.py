@@ -199,12 +199,25 @@ class CommandTests(SynchronousTestCase):
         """When bench runs, then the count, rate and latency print, and a progress bar on stderr ends at 100 %."""
         status, out, err = self.cli("--json", "bench", "poe://alpha/echo/ask", "--count", "50")
         result = json.loads(out)
-        self.assertEqual((status, result["count"], result["kind"]), (0, 50, "request"))
-        self.assertLessEqual(result["min"], result["median"])
+        self.assertEqual((status, result["count"], result["kind"], result["unacked"], result["undeliverable"]),
+                         (0, 50, "request", 0, 0))
+        self.assertEqual(sorted(result), ["bytes", "count", "kind", "max", "median", "min", "p99", "rate", "seconds",
+                                          "unacked", "undeliverable"])
+        self.assertEqual(result["rate"], 50 / result["seconds"])
         self.assertTrue(err.rstrip().endswith("100% 50/50"))
         status, out, _ = self.cli("bench", "--post", "poe://beta/echo/hit", "b", "--count", "20")
         self.assertEqual(status, 0)
         self.assertIn("20 posts in", out)
+
+    def test_bench_summary(self):
+        """When latencies are summed up, then min, median, p99 and max are the ordered values', and the rate."""
+        from lightspeed.clibench import _summary
+
+        self.assertEqual(_summary("request", 4, 2.0, 8, [0.4, 0.1, 0.3, 0.2]),
+                         {"kind": "request", "count": 4, "seconds": 2.0, "rate": 2.0, "bytes": 8, "min": 0.1,
+                          "median": 0.25, "max": 0.4, "p99": 0.4})
+        self.assertEqual(_summary("post", 3, 0.0, 0, []), {"kind": "post", "count": 3, "seconds": 0.0, "rate": 0.0,
+                                                           "bytes": 0})
 
     def test_tail(self):
         """When tail watches link_up, then the next client's link prints as one line."""

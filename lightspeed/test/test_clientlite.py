@@ -106,14 +106,21 @@ class ClientLiteTests(MeshCase):
         self.assertIn(client.name, client.list_kernels(hidden=True))
         self.assertEqual(client.control("alpha", "sessions"), [["echo"]])
         client.post("poe://*/lite/x", 1)
-        self.assertIsNone(other.receive(0.2))
+        # '*' named the visible kernels only: streams went to alpha and beta, none to the other client,
+        # and each of the two answered (no session 'lite' there).
+        self.assertEqual(sorted(client._out), ["alpha", "beta"])
+        report = client.flush(10)
+        self.assertEqual((report.unacked, sorted((e.origin, e.args[0]) for e in report.undeliverable)),
+                         ({}, [("alpha", "poe://alpha/lite/x"), ("beta", "poe://beta/lite/x")]))
 
     def test_kernel_broadcast_skips_client(self):
         """When a node posts to '*', then the other node gets it and the hidden client does not."""
         client = self.client()
         client.request("poe://alpha/echo/broadcast", "to-all")
         self.nodes[1].expect(re.compile(r"hit beta \['to-all'\]"))
-        self.assertIsNone(client.receive(0.2))
+        # A post of alpha's to the client would come in alpha's stream before this answer.
+        self.assertEqual(client.request("poe://alpha/echo/ask", "after"), ["after"])
+        self.assertEqual(list(client.events), [])
 
     def test_control(self):
         """When the client asks for states, route and ping, then each kernel answers."""
