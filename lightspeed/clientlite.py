@@ -17,17 +17,21 @@ its streams, and sends again what is not acknowledged while it waits.
 from __future__ import annotations
 
 import time
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from lightspeed.errors import RequestTimeout, remote_error
 from lightspeed.litelink import SESSION, LiteLink
-from lightspeed.liteparts import Delivery, Event, WindowFull, parse_endpoint, tls_context
+from lightspeed.liteparts import Delivery, Event, WindowFull, parse_endpoint, payload_head, request_payload, \
+    tls_context
 from lightspeed.message import CALL, CONTROL, POST, REQUEST, TRACE
 from lightspeed.specifier import check_name, parse
 from lightspeed.wire.codec import check_plain
 from lightspeed.wire.tracehops import check_hops
 
 __all__ = ["ClientLite", "Delivery", "Event", "WindowFull", "parse_endpoint", "tls_context"]
+
+#: The most parsed destination strings a client keeps (then it starts again).
+MAX_DESTINATIONS = 1024
 
 
 class ClientLite(LiteLink):
@@ -71,16 +75,31 @@ class ClientLite(LiteLink):
         known = self._reachable()
         return {origin: dict(held[2]) for origin, held in sorted(self._lsas.items()) if origin in known}
 
-    def _targets(self, dest: str) -> Tuple[List[str], Any, str]:
-        spec = parse(dest)
-        if spec.state is None:
-            raise ValueError(f"destination {dest!r} names no state")
+    def _spec(self, dest: str) -> Tuple[Tuple[str, ...], Any, str, bool, bytes]:
+        """
+        ``(kernels, sessions, state, all kernels, the start of a REQUEST
+        payload to it)`` of ``dest``; parsed strings are kept (a client
+        sends to a few).
+        """
+        spec = self._specs.get(dest) if type(dest) is str else None
+        if spec is None:
+            parsed = parse(dest)
+            if parsed.state is None:
+                raise ValueError(f"destination {dest!r} names no state")
+            sessions = "*" if parsed.all_sessions else list(parsed.sessions)
+            spec = (tuple(parsed.kernels), sessions, parsed.state, parsed.all_kernels,
+                    payload_head(REQUEST, sessions, parsed.state))
+            if type(dest) is str:
+                if len(self._specs) >= MAX_DESTINATIONS:
+                    self._specs.clear()
+                self._specs[dest] = spec
+        return spec
+
+    def _targets(self, dest: str) -> Tuple[Sequence[str], Any, str]:
+        """``(kernels, sessions, state)`` of ``dest``, ``*`` as the visible kernels now."""
+        spec = self._spec(dest)
         self._ensure()
-        kernels = list(spec.kernels)
-        if spec.all_kernels:
-            kernels = self.list_kernels()
-        sessions: Any = "*" if spec.all_sessions else list(spec.sessions)
-        return kernels, sessions, spec.state
+        return (self.list_kernels() if spec[3] else spec[0]), spec[1], spec[2]
 
     def post(self, dest: str, *args: Any, ttl: Optional[float] = None) -> None:
         """
@@ -115,32 +134,39 @@ class ClientLite(LiteLink):
 
         :raises RequestTimeout: with no answer in ``timeout`` seconds.
         :raises RemoteError: (or NoSuchSession, NoRoute) if it failed there.
+        :raises EncodeError: if ``args`` hold anything but plain values.
         """
-        check_plain(list(args))
-        kernels, sessions, state = self._targets(dest)
-        if len(kernels) != 1:
+        kernels, sessions, state, every, head = self._spec(dest)
+        if len(kernels) != 1 or every:
             raise ValueError(f"a request goes to one kernel, not {dest!r}")
-        return self._ask(kernels[0], REQUEST, sessions, state, args, timeout)
+        self._ensure()
+        return self._ask(kernels[0], REQUEST, sessions, state, args, timeout, head)
 
     def control(self, kernel: str, op: str, *args: Any, sessions: Any = "*", timeout: Optional[float] = None) -> Any:
         """
         Ask ``kernel`` to run CONTROL operation ``op`` (``sessions``,
         ``states``, ``stats``, ``monitor_register``, ...) and return its answer.
         """
-        check_plain(list(args))
         return self._ask(check_name(kernel), CONTROL, sessions, op, args, timeout)
 
-    def _ask(self, kernel: str, kind: int, sessions: Any, state: str, args: Any, timeout: Optional[float]) -> Any:
+    def _ask(self, kernel: str, kind: int, sessions: Any, state: str, args: Any, timeout: Optional[float],
+             head: Optional[bytes] = None) -> Any:
+        """
+        Send a REQUEST or CONTROL (its args checked by the encoding;
+        ``head``: its :obj:`payload_head`, if known) and wait for its answer.
+        """
         timeout = self.timeout if timeout is None else timeout
         deadline = time.monotonic() + timeout
         request_id = next(self._ids)
-        self._payload(kernel, [kind, sessions, state, list(args), SESSION, None, None, None, request_id],
+        self._payload(kernel, request_payload(head or payload_head(kind, sessions, state), args, request_id),
                       timeout, deadline)
-        return self._answer(request_id, deadline, f"no answer to {state!r} from kernel {kernel!r} within {timeout} s")
+        return self._answer(request_id, deadline, "no answer to {!r} from kernel {!r} within {} s", state, kernel,
+                            timeout)
 
-    def _answer(self, request_id: int, deadline: float, late: str) -> Any:
+    def _answer(self, request_id: int, deadline: float, late: str, *fields: Any) -> Any:
+        """The answer to ``request_id``; :class:`RequestTimeout` with ``late.format(*fields)`` by ``deadline``."""
         if not self._pump(lambda: request_id in self._answers, deadline):
-            raise RequestTimeout(late)
+            raise RequestTimeout(late.format(*fields))
         ok, value = self._answers.pop(request_id)
         if ok:
             return value
@@ -170,8 +196,8 @@ class ClientLite(LiteLink):
         self._ensure()
         request_id = next(self._ids)
         self._send([TRACE, self.name, request_id, check_name(kernel), [[self.name, time.time(), None]]])
-        hops = self._answer(request_id, time.monotonic() + timeout,
-                            f"no answer to a trace to kernel {kernel!r} within {timeout} s")
+        hops = self._answer(request_id, time.monotonic() + timeout, "no answer to a trace to kernel {!r} within {} s",
+                            kernel, timeout)
         hops = check_hops(hops, self.name, kernel)  # a hostile server's answer: ProtocolError, not an IndexError
         return [{"kernel": hop[0], "time": hop[1], "cost": hop[2]} for hop in hops]
 

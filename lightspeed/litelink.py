@@ -19,10 +19,10 @@ from typing import Any, Callable, Deque, Dict, List, Optional, Tuple, TypeVar
 from lightspeed.errors import LinkClosed, NoRoute, ProtocolError
 from lightspeed.message import (
     CONTROL, DEFAULT_HOPS, LSA, POST, CALL, CALLREPLY, REQUEST, RESPONSE, UNDELIVERABLE, lsa_hidden, parse_lsa,
-    parse_payload, parse_routed, routed_body,
+    parse_payload, parse_routed, routed_body, routed_from, routed_head,
 )
-from lightspeed.liteparts import RTO_MAX, RTO_MIN, WINDOW, Delivery, Event, Out, WindowFull, lite_tls, own_lsa, \
-    parse_endpoint, reachable, receive_entries
+from lightspeed.liteparts import RTO_MAX, RTO_MIN, WINDOW, Delivery, Event, Out, WindowFull, lite_tls, \
+    open_socket, own_lsa, parse_endpoint, reachable, receive_entries, timeval
 from lightspeed.specifier import check_name
 from lightspeed.wire.codec import dumps, loads
 from lightspeed.wire.connection import Connection, LinkConfig, PeerInfo
@@ -37,6 +37,10 @@ ACK_DELAY, ACK_EVERY = 0.01, 32
 LSA_REFRESH = 600.0
 #: The undeliverable reports kept for the next :meth:`LiteLink.flush` (the latest).
 MAX_REPORTS = 1000
+#: Seconds between looks at what is due again and at the LSA's age (not at every read).
+CHECK_EVERY = 0.1
+#: The most one read takes from the socket.
+READ_SIZE = 262144
 
 
 _Self = TypeVar("_Self", bound="LiteLink")
@@ -78,6 +82,10 @@ class LiteLink:
         # Answers owed to requests that came in: sent once the read that brought them is handled.
         self._replies: List[Tuple[str, bytes]] = []
         self._reading = False  # inside Connection.receive: no socket I/O, no nested read
+        self._plain = False  # a blocking socket without TLS: reads wait with SO_RCVTIMEO (one syscall, no poll)
+        self._wait: Optional[float] = None  # the read time-out the socket has now
+        self._due = 0.0  # when to look at resends and the LSA refresh next (monotonic)
+        self._specs: Dict[str, Tuple[Tuple[str, ...], Any, str, bool, bytes]] = {}  # see ClientLite._spec
 
     # -- the link --------------------------------------------------------------------
 
@@ -92,16 +100,9 @@ class LiteLink:
         self._drop()
         deadline = time.monotonic() + self.connect_timeout
         again = [out for out in self._out.values() if out.unacked]  # a reconnect: what was not acknowledged
-        if self.family == "unix":
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            sock.settimeout(self.connect_timeout)
-            sock.connect(self.address)
-        else:
-            sock = socket.create_connection(self.address, timeout=self.connect_timeout)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        if self._tls is not None:
-            sock = self._tls.wrap_socket(sock, server_hostname=self.address[0] if self.family == "tcp" else None)
-        self._sock, self._closed = sock, None
+        sock = open_socket(self.family, self.address, self._tls, self.connect_timeout,
+                           max(self.timeout, self.connect_timeout))
+        self._sock, self._closed, self._plain, self._wait = sock, None, self._tls is None, None
         config = LinkConfig(self.name, self.incarnation, False, self._password, hidden=True,
                             batch=False)  # it reads one payload per ROUTED message
         self._conn = Connection(config, lambda name, incarnation: None, self._up, self._message, self._on_close,
@@ -214,28 +215,41 @@ class LiteLink:
         """
         if self._reading:
             raise RuntimeError("ClientLite read from inside a read")
+        monotonic = time.monotonic
         while not done():
-            now = time.monotonic()
-            if now >= deadline:
+            wait = deadline - monotonic()
+            if wait <= 0:
                 return False
-            if self._closed is not None or self._sock is None:
+            sock, conn = self._sock, self._conn
+            if self._closed is not None or sock is None or conn is None:
                 raise self._closed or LinkClosed("not connected", "closed")
-            self._sock.settimeout(min(deadline - now, RTO_MIN))
-            try:
-                data = self._sock.recv(262144)
-            except socket.timeout:
-                data = None
-            if data == b"":
-                raise LinkClosed("the server closed the connection", "lost")
+            data = self._read(sock, wait if wait < RTO_MIN else RTO_MIN)
             if data is not None:
-                assert self._conn is not None
+                if not data:
+                    raise LinkClosed("the server closed the connection", "lost")
                 self._reading = True
                 try:
-                    self._conn.receive(data)
+                    conn.receive(data)
                 finally:
                     self._reading = False
             self._housekeeping()
         return True
+
+    def _read(self, sock: socket.socket, wait: float) -> Optional[bytes]:
+        """
+        What the socket has (``b""`` at its end), waiting up to ``wait``
+        seconds; :obj:`None` if nothing came.
+        """
+        if wait != self._wait:  # set only when it changes: each setting is a system call
+            self._wait = wait
+            if self._plain:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval(wait))
+            else:
+                sock.settimeout(wait)
+        try:
+            return sock.recv(READ_SIZE)
+        except (socket.timeout, BlockingIOError):  # BlockingIOError: SO_RCVTIMEO ran out
+            return None
 
     def _housekeeping(self, all_acks: bool = False) -> None:
         """
@@ -244,7 +258,8 @@ class LiteLink:
         due again.  An ack owed when the application stops calling goes
         with its next call: the origin sends again meanwhile.
         """
-        if self._conn is None or self._conn.state != "up":
+        conn = self._conn
+        if conn is None or conn.state != "up":
             self._flush()
             return
         if self._replies:
@@ -255,26 +270,29 @@ class LiteLink:
             if all_acks or stream[2] >= ACK_EVERY or now - since >= ACK_DELAY:
                 stream[2] = 0
                 del self._owed[origin]
-                self._conn.send_body(routed_body(self.name, self.incarnation, [(origin, stream[0], 0, stream[1])],
-                                                 DEFAULT_HOPS, None, b""))
-        for out in self._out.values():
-            if out.unacked and now - out.sent >= out.rto:
-                out.rto = min(out.rto * 2, RTO_MAX)
-                self._resend(out)
-        if now - self._lsa_sent > LSA_REFRESH:
-            self._advertise()
-        self._flush()
+                conn.send_body(routed_body(self.name, self.incarnation, [(origin, stream[0], 0, stream[1])],
+                                           DEFAULT_HOPS, None, b""))
+        if now >= self._due:
+            self._due = now + CHECK_EVERY
+            for out in self._out.values():
+                if out.unacked and now - out.sent >= out.rto:
+                    out.rto = min(out.rto * 2, RTO_MAX)
+                    self._resend(out)
+            if now - self._lsa_sent > LSA_REFRESH:
+                self._advertise()
+        if conn.pending_output:  # acks, a PONG, answers queued while reading
+            self._flush()
 
     def _message(self, message: list) -> None:
         kind = message[0]
-        if kind == LSA:
+        if kind == 7:
+            self._routed(message)
+        elif kind == LSA:
             origin, incarnation, seq, links, _ = parse_lsa(message)
             held = self._lsas.get(origin)
             if origin != self.name and (held is None or (incarnation, seq) > held[:2]):
                 self._lsas[origin] = (incarnation, seq, dict(links), lsa_hidden(message))
                 self._known = None
-        elif kind == 7:
-            self._routed(message)
 
     def _routed(self, message: list) -> None:
         origin, incarnation, entries, _, _, payload = parse_routed(message)
@@ -361,45 +379,57 @@ class LiteLink:
             raise WindowFull(f"{len(out.unacked)} messages to kernel {kernel!r} are not acknowledged "
                              f"(window {self.window}): not sent")
 
-    def _payload(self, kernel: str, body: list, ttl: Optional[float] = None,
+    def _payload(self, kernel: str, body: Any, ttl: Optional[float] = None,
                  deadline: Optional[float] = None) -> None:
         """
-        Send one payload to ``kernel`` in its stream; reconnect once if the
-        link has failed.
+        Send one payload (a list, or its CBOR) to ``kernel`` in its stream;
+        reconnect once if the link has failed.
         """
-        payload = dumps(body)
+        payload = body if type(body) is bytes else dumps(body)
         queued = False
         for attempt in (0, 1):
             try:
                 self._ensure()
                 if queued:
                     return  # the reconnect sent it again, with everything else not acknowledged
+                now = time.monotonic()
                 if deadline is None:
-                    deadline = time.monotonic() + self.timeout
+                    deadline = now + self.timeout
                 out = self._stream(kernel, self._incarnation(kernel, deadline))
                 if len(out.unacked) >= self.window:
                     self._room(kernel, out, deadline)
-                seq = out.push(payload, None if ttl is None else time.monotonic() + ttl)
+                    now = time.monotonic()
+                seq = out.push(payload, None if ttl is None else now + ttl)
                 queued = True
-                self._write(kernel, out, seq)
+                self._write(kernel, out, seq, now)
                 return
             except (OSError, LinkClosed):
                 self._drop()
                 if attempt:
                     raise
 
-    def _write(self, kernel: str, out: Out, seq: int, flush: bool = True) -> None:
+    def _write(self, kernel: str, out: Out, seq: int, now: Optional[float] = None, flush: bool = True) -> None:
+        """
+        Write payload ``seq`` of ``out`` with the ack we owe ``kernel``
+        (``now``: monotonic, if the caller has it).
+        """
         assert self._conn is not None
+        if now is None:
+            now = time.monotonic()
         payload, expires = out.unacked[seq]
         stream = self._in.get(kernel)
-        ack = stream[1] if stream is not None else 0
+        ack = 0
         if stream is not None:
-            stream[2] = 0
-            self._owed.pop(kernel, None)
-        ttl = None if expires is None else max(int((expires - time.monotonic()) * 1000), 0)
-        self._conn.send_body(routed_body(self.name, self.incarnation, [(kernel, out.incarnation, seq, ack)],
-                                         DEFAULT_HOPS, ttl, payload))
-        out.sent = time.monotonic()
+            ack = stream[1]
+            if stream[2]:
+                stream[2] = 0
+                self._owed.pop(kernel, None)
+        head = out.head
+        if head is None:
+            head = out.head = routed_head(self.name, self.incarnation, kernel, out.incarnation)
+        self._conn.send_body(routed_from(head, seq, ack, DEFAULT_HOPS,
+                                         None if expires is None else max(int((expires - now) * 1000), 0), payload))
+        out.sent = now
         if flush:
             self._flush()
 
@@ -407,3 +437,4 @@ class LiteLink:
         kernel = next(k for k, o in self._out.items() if o is out)
         for seq in sorted(out.unacked):
             self._write(kernel, out, seq)
+

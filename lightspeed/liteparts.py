@@ -7,16 +7,20 @@ stream, reachability from adverts.
 
 from __future__ import annotations
 
+import socket
 import ssl
+import struct
 from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 
 from lightspeed.adverts import AdvertSigner
 from lightspeed.errors import LightspeedError
 from lightspeed.message import LSA
 from lightspeed.router import LinkState
+from lightspeed.wire.codec import dumps
 from lightspeed.wire import CIPHERS
 
-__all__ = ["Delivery", "Event", "Out", "WindowFull", "own_lsa", "parse_endpoint", "reachable", "tls_context",
+__all__ = ["Delivery", "Event", "Out", "WindowFull", "open_socket", "own_lsa", "parse_endpoint", "payload_head",
+           "reachable", "request_payload", "timeval", "tls_context",
            "RTO_MIN", "RTO_MAX", "WINDOW"]
 
 #: Retransmission: the first and the longest wait for an ack, in seconds.
@@ -167,6 +171,37 @@ def tls_context(cert: Optional[str] = None, key: Optional[str] = None, ca: Optio
     return context
 
 
+def open_socket(family: str, address: Any, tls: Optional[ssl.SSLContext], connect_timeout: float,
+                send_timeout: float) -> socket.socket:
+    """
+    A connected socket to ``address`` (of ``family``, "tcp" or "unix"),
+    wrapped in ``tls`` if given.  A plain one is left blocking with kernel
+    time-outs (``SO_SNDTIMEO`` is ``send_timeout``; the reader sets
+    ``SO_RCVTIMEO``), so that each read or write is one system call, not
+    ``poll()`` and then it; a TLS one keeps Python's time-outs.
+
+    :raises OSError: if it cannot connect in ``connect_timeout`` seconds.
+    """
+    if family == "unix":
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(connect_timeout)
+        sock.connect(address)
+    else:
+        sock = socket.create_connection(address, timeout=connect_timeout)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    if tls is not None:
+        return tls.wrap_socket(sock, server_hostname=address[0] if family == "tcp" else None)
+    sock.settimeout(None)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval(send_timeout))
+    return sock
+
+
+def timeval(seconds: float) -> bytes:
+    """A ``struct timeval`` for SO_RCVTIMEO/SO_SNDTIMEO: at least 1 ms (0 would mean "never")."""
+    seconds = max(seconds, 0.001)
+    return struct.pack("@ll", int(seconds), int((seconds % 1.0) * 1_000_000))
+
+
 def lite_tls(tls: Any, wants_tls: bool, cert: Optional[str], key: Optional[str],
              ca: Optional[str]) -> Tuple[Optional[ssl.SSLContext], Optional[AdvertSigner]]:
     """
@@ -193,6 +228,30 @@ def own_lsa(name: str, incarnation: int, seq: int, server: str, signer: Optional
     return [LSA, name, incarnation, seq, [list(link) for link in links], proof, {"hidden": True}]
 
 
+def payload_head(kind: int, sessions: Any, state: str) -> bytes:
+    """
+    The start of a REQUEST or CONTROL payload, ``[kind, sessions, state,
+    args, "lite", None, None, None, id]``, up to its args: what
+    :obj:`request_payload` completes (made once per destination).
+    """
+    return b"\x89" + dumps([kind, sessions, state])[1:]
+
+
+#: The payload after the args: the sender session ("lite") and no state, file or line.
+_SENDER = dumps(["lite", None, None, None])[1:]
+
+
+def request_payload(head: bytes, args: Any, request_id: int) -> bytes:
+    """
+    The CBOR of the payload :obj:`payload_head` began, with ``args``
+    (checked: :class:`~lightspeed.errors.EncodeError` for anything not
+    plain) and ``request_id``, as ``dumps`` of the whole list would make
+    it (an id below 2**32 as a 32-bit integer, valid if not shortest).
+    """
+    tail = b"\x1a" + request_id.to_bytes(4, "big") if request_id < 0x100000000 else dumps(request_id)
+    return b"".join((head, dumps(list(args)), _SENDER, tail))
+
+
 class Out:
     """One outgoing stream: to one start of one kernel."""
 
@@ -202,6 +261,8 @@ class Out:
         self.unacked: Dict[int, Tuple[bytes, Optional[float]]] = {}
         self.sent = 0.0
         self.rto = RTO_MIN
+        #: The start of each ROUTED body of this stream (see :func:`lightspeed.message.routed_head`).
+        self.head: Optional[bytes] = None
 
     def push(self, payload: bytes, expires: Optional[float]) -> int:
         """Number ``payload`` (until ``expires``, monotonic) and keep it until acknowledged: its seq."""

@@ -401,6 +401,29 @@ class StreamTests(SynchronousTestCase):
         self.assertEqual(reachable(lsas, "s", 1, "me"), {"s": 1, "h": 2})
 
 
+class PayloadTests(SynchronousTestCase):
+    """The pre-encoded REQUEST payload."""
+
+    def test_same_as_encoded_list(self):
+        """When a payload is made from its head, then it decodes as the whole list would, ids large and small."""
+        from lightspeed.liteparts import payload_head, request_payload
+        from lightspeed.message import CONTROL, REQUEST
+        from lightspeed.wire.codec import loads
+
+        for kind, sessions, args, request_id in [(REQUEST, ["echo"], (1, "x", b"b"), 42),
+                                                 (CONTROL, "*", (), 1 << 40), (REQUEST, ["a", "b"], ([1, {"k": None}],), 0)]:
+            payload = request_payload(payload_head(kind, sessions, "st"), args, request_id)
+            self.assertEqual(loads(payload), [kind, sessions, "st", list(args), "lite", None, None, None, request_id])
+
+    def test_not_plain(self):
+        """When an argument is not a plain value, then EncodeError and no payload."""
+        from lightspeed.errors import EncodeError
+        from lightspeed.liteparts import payload_head, request_payload
+        from lightspeed.message import REQUEST
+
+        self.assertRaises(EncodeError, request_payload, payload_head(REQUEST, ["s"], "x"), (object(),), 1)
+
+
 class FormatTests(SynchronousTestCase):
     def test_tree_and_dot(self):
         """When the mesh has a cycle, then the tree lists the left-out link, and dot labels every link."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import socket
+import struct
 import tempfile
 import threading
 from typing import Any, Callable, List, Optional
@@ -182,6 +183,32 @@ class FlushTests(SynchronousTestCase):
             self.assertLessEqual(len(client._out[SERVER].unacked), 2)
         self.assertEqual(client.close(10), Delivery({}, []))
         self.assertEqual([p[::2] for p in server.wait(10)], [(i + 1, post(i)) for i in range(10)])
+
+
+class SocketTests(SynchronousTestCase):
+    def test_blocking_with_kernel_timeouts(self):
+        """
+        When the client reads from a plain socket, then the socket is
+        blocking with SO_RCVTIMEO as the wait (one system call per read,
+        no poll), set only when the wait changes, and a wait that runs out
+        is "nothing came".
+        """
+        from lightspeed.liteparts import timeval
+
+        server = ScriptedServer(self)
+        client = ClientLite(server.endpoint, "lite-test", connect_timeout=10).connect()
+        self.addCleanup(client.close, 0)
+        sock = client._sock
+        assert sock is not None
+        self.assertIsNone(sock.gettimeout())
+        self.assertIsNone(client.receive(0.01))
+        self.assertIsNone(client._read(sock, 0.05))
+        # The kernel keeps time-outs in its clock ticks: read back, 0.05 s is 0 s and some 50,000 us.
+        seconds, micros = struct.unpack("@ll", sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, 16))
+        self.assertEqual((seconds, 40_000 <= micros <= 60_000), (0, True))
+        self.assertEqual(struct.unpack("@ll", sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, 16))[0], 10)
+        self.assertEqual(client._wait, 0.05)
+        self.assertEqual((timeval(2.25), timeval(0)), (struct.pack("@ll", 2, 250_000), struct.pack("@ll", 0, 1000)))
 
 
 class ReentrancyTests(SynchronousTestCase):
