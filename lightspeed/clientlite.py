@@ -139,7 +139,6 @@ class ClientLite(LiteLink):
         kernels, sessions, state, every, head = self._spec(dest)
         if len(kernels) != 1 or every:
             raise ValueError(f"a request goes to one kernel, not {dest!r}")
-        self._ensure()
         return self._ask(kernels[0], REQUEST, sessions, state, args, timeout, head)
 
     def control(self, kernel: str, op: str, *args: Any, sessions: Any = "*", timeout: Optional[float] = None) -> Any:

@@ -395,7 +395,10 @@ class LiteLink:
                 now = time.monotonic()
                 if deadline is None:
                     deadline = now + self.timeout
-                out = self._stream(kernel, self._incarnation(kernel, deadline))
+                out = self._out.get(kernel)  # the common case: the stream to the start we know, no advert changed
+                known = self._known
+                if out is None or known is None or known.get(kernel) != out.incarnation:
+                    out = self._stream(kernel, self._incarnation(kernel, deadline))
                 if len(out.unacked) >= self.window:
                     self._room(kernel, out, deadline)
                     now = time.monotonic()
