@@ -247,7 +247,7 @@ class UnackedCommandTests(SynchronousTestCase):
         from lightspeed.test.test_litelink import ScriptedServer
 
         server = ScriptedServer(self)
-        self.assertEqual(run_cli("--server", server.endpoint, "--timeout", "0.2", "post", "poe://srv/s/x", "1"),
+        self.assertEqual(run_cli("--server", server.endpoint, "--timeout", "1", "post", "poe://srv/s/x", "1"),
                          (1, "", "lightspeed: error: post to poe://srv/s/x not delivered: "
                                  "1 message to srv not acknowledged\n"))
 
@@ -256,7 +256,7 @@ class UnackedCommandTests(SynchronousTestCase):
         from lightspeed.test.test_litelink import ScriptedServer
 
         server = ScriptedServer(self)
-        status, out, _ = run_cli("--server", server.endpoint, "--timeout", "0.2", "--json", "bench", "--post",
+        status, out, _ = run_cli("--server", server.endpoint, "--timeout", "1", "--json", "bench", "--post",
                                  "poe://srv/s/x", "--count", "3")
         result = json.loads(out)
         self.assertEqual((status, result["count"], result["unacked"], result["undeliverable"]), (1, 3, 3, 0))
