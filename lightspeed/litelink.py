@@ -265,7 +265,7 @@ class LiteLink:
         if self._replies:
             self._send_replies()
         now = time.monotonic()
-        for origin, since in list(self._owed.items()):
+        for origin, since in list(self._owed.items()) if self._owed else ():
             stream = self._in[origin]
             if all_acks or stream[2] >= ACK_EVERY or now - since >= ACK_DELAY:
                 stream[2] = 0
@@ -298,9 +298,11 @@ class LiteLink:
         origin, incarnation, entries, _, _, payload = parse_routed(message)
         if origin == self.name:
             raise ProtocolError(f"routed message claims to come from this client ({origin!r})", "forged-origin")
-        deliver = receive_entries(self.name, self.incarnation, origin, incarnation, entries, self._in,
+        streams = self._in
+        deliver = receive_entries(self.name, self.incarnation, origin, incarnation, entries, streams,
                                   self._out.get(origin), not payload)
-        if origin in self._in and self._in[origin][2] and origin not in self._owed:
+        stream = streams.get(origin)
+        if stream is not None and stream[2] and origin not in self._owed:
             self._owed[origin] = time.monotonic()
         if deliver:
             self._deliver(origin, loads(payload))

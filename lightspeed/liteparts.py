@@ -315,10 +315,11 @@ def receive_entries(name: str, incarnation: int, origin: str, origin_incarnation
             stream = streams[origin] = [origin_incarnation, 0, 0]
         elif origin_incarnation < stream[0]:
             continue
-        if ack and out is not None and out.incarnation == origin_incarnation:
-            acked = [s for s in out.unacked if s <= ack]
+        if ack and out is not None and out.incarnation == origin_incarnation and out.unacked:
+            unacked = out.unacked
+            acked = [s for s in unacked if s <= ack]
             for s in acked:
-                del out.unacked[s]
+                del unacked[s]
             if acked:
                 out.rto = RTO_MIN
         if seq == 0:
