@@ -111,6 +111,13 @@ class Calls:
         :meth:`lightspeed.kernel.Kernel.request`.  Every failure, a
         malformed destination included, comes through the Deferred.
         """
+        if type(dest) is str:
+            plan = self._rt._plans.get(dest)  # the posts' cache of parsed destinations
+            if plan is not None and plan[1] is not None and len(plan[1]) == 1 and self._rt.remote is not None:
+                spec = plan[0]
+                if len(spec.sessions) == 1 and not spec.all_sessions:
+                    return self._rt.remote.request(spec, plan[1][0], args, self._rt.current or self._rt.owner,
+                                                   self._rt.current_state, where, timeout)
         if (isinstance(dest, Session) or type(dest) is int) and args:
             session = dest if isinstance(dest, Session) else self._rt._sessions.get(dest)
             if session is not None and self._rt.registry.owns(session):
@@ -127,6 +134,8 @@ class Calls:
             return fail(BadSpecifier(f"a request names exactly one kernel and one session, not {str(spec)!r}"))
         remote = self._rt.registry.remote_kernels(spec)
         if remote:
+            if type(dest) is str and dest.startswith(SCHEME) and not dest.endswith("/"):
+                self._rt._remember_plan(dest, spec)
             if self._rt.remote is None:
                 return fail(NoRoute(f"no route to kernel(s) {', '.join(remote)} for {str(spec)!r}"))
             return self._rt.remote.request(spec, remote[0], args, self._rt.current or self._rt.owner,

@@ -23,7 +23,7 @@ import sys
 from typing import Callable, List, Optional
 
 from lightspeed.clicommands import COMMANDS
-from lightspeed.cliutil import common_options
+from lightspeed.cliutil import common_options, fail
 from lightspeed.errors import LightspeedError
 from lightspeed.specifier import check_name
 
@@ -71,11 +71,6 @@ def _certs(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     return 0
 
 
-def _fail(text: str) -> int:
-    print(f"lightspeed: error: {text}", file=sys.stderr)
-    return 1
-
-
 def main(argv: Optional[List[str]] = None) -> int:
     """
     Run the command line; returns the exit status.
@@ -90,13 +85,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     except KeyboardInterrupt:
         return 130
     except LightspeedError as e:
-        return _fail(f"{type(e).__name__}: {e}")
+        return fail(f"{type(e).__name__}: {e}")
     except ssl.SSLError as e:
-        return _fail(f"TLS: {e.reason or e}")
+        return fail(f"TLS: {e.reason or e}")
     except OSError as e:
-        return _fail(f"{args.server}: {e.strerror or e}")
+        return fail(f"{args.server}: {e.strerror or e}")
     except (ValueError, TypeError) as e:
-        return _fail(str(e))
+        return fail(str(e))
 
 
 if __name__ == "__main__":

@@ -46,6 +46,11 @@ def _summary(kind: str, count: int, seconds: float, size: int, latencies: List[f
 
 
 def bench(args: argparse.Namespace) -> int:
+    """
+    Run the bench; with ``--post``, the posts not acknowledged within
+    ``--timeout`` of the last one or reported undeliverable are counted,
+    printed, and make the status 1.
+    """
     values = [json_arg(a) for a in args.args] + ([b"x" * args.size] if args.size else [])
     latencies: List[float] = []
     step = max(1, args.count // 100)
@@ -60,14 +65,16 @@ def bench(args: argparse.Namespace) -> int:
                 latencies.append(time.perf_counter() - t)
             if i % step == 0:
                 print("\r" + progress(i, args.count), end="", file=sys.stderr, flush=True)
-        if args.post:
-            client.close()  # waits until every post is acknowledged
+        report = client.close(args.timeout)  # waits until every post is acknowledged
         seconds = time.perf_counter() - start
     print("\r" + progress(args.count, args.count), file=sys.stderr, flush=True)
     result = _summary("post" if args.post else "request", args.count, seconds, args.size, latencies)
+    result.update(unacked=sum(report.unacked.values()), undeliverable=len(report.undeliverable))
     text = f"{result['count']} {result['kind']}s in {seconds:.3f} s: {result['rate']:.0f} msgs/s"
+    if not report.ok:
+        text += f"\n{result['unacked']} not acknowledged, {result['undeliverable']} undeliverable"
     if latencies:
         text += (f"\nlatency min {result['min'] * 1e6:.0f} us, median {result['median'] * 1e6:.0f} us, "
                  f"p99 {result['p99'] * 1e6:.0f} us, max {result['max'] * 1e6:.0f} us")
     emit(args, result, text)
-    return 0
+    return 0 if report.ok else 1

@@ -11,7 +11,7 @@ import json
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from lightspeed.clibench import bench, bench_arguments
-from lightspeed.cliutil import client_of, dot, emit, json_arg, table, tree
+from lightspeed.cliutil import client_of, dot, emit, fail, json_arg, table, tree
 from lightspeed.errors import LightspeedError, NoRoute, RemoteError
 from lightspeed.message import POST
 from lightspeed.specifier import SCHEME, check_name, parse
@@ -22,8 +22,17 @@ Args = argparse.Namespace
 
 
 def _post(args: Args) -> int:
-    with client_of(args) as client:
+    """
+    Post, wait for the ack; a post not acknowledged within ``--timeout``
+    or reported undeliverable is an error.
+    """
+    client = client_of(args).connect()
+    try:
         client.post(args.dest, *map(json_arg, args.args))
+    finally:
+        report = client.close(args.timeout)
+    if not report.ok:
+        return fail(f"post to {args.dest} not delivered: {report.describe()}")
     emit(args, {"posted": args.dest}, "")
     return 0
 

@@ -16,326 +16,22 @@ its streams, and sends again what is not acknowledged while it waits.
 
 from __future__ import annotations
 
-import itertools
-import os
-import secrets
-import socket
 import time
-from collections import deque
-from typing import Any, Callable, Deque, Dict, List, Optional, Tuple, TypeVar
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from lightspeed.errors import LinkClosed, NoRoute, ProtocolError, RequestTimeout, remote_error
-from lightspeed.message import (
-    CALL, CALLREPLY, CONTROL, DEFAULT_HOPS, LSA, POST, REQUEST, RESPONSE, TRACE, UNDELIVERABLE, lsa_hidden, parse_lsa,
-    parse_payload, parse_routed, routed_body,
-)
-from lightspeed.liteparts import (
-    RTO_MAX, RTO_MIN, Event, Out, lite_tls, own_lsa, parse_endpoint, reachable, receive_entries, tls_context,
-)
+from lightspeed.errors import RequestTimeout, remote_error
+from lightspeed.litelink import SESSION, LiteLink
+from lightspeed.liteparts import Delivery, Event, WindowFull, parse_endpoint, payload_head, request_payload, \
+    tls_context
+from lightspeed.message import CALL, CONTROL, POST, REQUEST, TRACE
 from lightspeed.specifier import check_name, parse
+from lightspeed.wire.codec import check_plain
 from lightspeed.wire.tracehops import check_hops
-from lightspeed.wire.codec import check_plain, dumps, loads
-from lightspeed.wire.connection import Connection, LinkConfig, PeerInfo
 
-__all__ = ["ClientLite", "Event", "parse_endpoint", "tls_context"]
+__all__ = ["ClientLite", "Delivery", "Event", "WindowFull", "parse_endpoint", "tls_context"]
 
-#: The session name the client's messages come from, and its events go to.
-SESSION = "lite"
-#: Acks alone: after this many seconds owed, or this many entries.
-ACK_DELAY, ACK_EVERY = 0.01, 32
-#: Seconds between fresh copies of the client's own LSA.
-LSA_REFRESH = 600.0
-
-
-_Self = TypeVar("_Self", bound="LiteLink")
-
-
-class LiteLink:
-    """
-    The link and the streams of a :class:`ClientLite` (its parameters are
-    documented there): connecting, reading, acknowledging, sending again.
-    """
-
-    def __init__(self, server: Any = "tcp:127.0.0.1:9876", name: Optional[str] = None, *, tls: Any = None,
-                 cert: Optional[str] = None, key: Optional[str] = None, ca: Optional[str] = None,
-                 password: Any = None, connect_timeout: float = 10.0, timeout: float = 10.0) -> None:
-        self.family, self.address, wants_tls = parse_endpoint(server)
-        self.name = check_name(name if name is not None else "lite-" + secrets.token_hex(4))
-        self.incarnation = (int(time.time() * 1_000_000) << 8) | os.urandom(1)[0]
-        self._tls, self._signer = lite_tls(tls, wants_tls, cert, key, ca)
-        self._password = password.encode("utf-8") if isinstance(password, str) else password
-        self.connect_timeout = connect_timeout
-        self.timeout = timeout
-        self.peer: Optional[PeerInfo] = None
-        self.events: Deque[Event] = deque()
-        self._sock: Optional[socket.socket] = None
-        self._conn: Optional[Connection] = None
-        self._closed: Optional[LinkClosed] = None
-        self._lsas: Dict[str, Tuple[int, int, Dict[str, int], bool]] = {}
-        self._lsa_seq = 0
-        self._lsa_sent = 0.0
-        self._out: Dict[str, Out] = {}
-        self._in: Dict[str, List[int]] = {}  # origin -> [incarnation, delivered, owed]
-        self._owed: Dict[str, float] = {}  # origin -> since when it is owed an ack
-        self._known: Optional[Dict[str, int]] = None
-        self._answers: Dict[int, Tuple[bool, Any]] = {}
-        self._ids = itertools.count(secrets.randbelow(1 << 30) + 1)
-
-    # -- the link --------------------------------------------------------------------
-
-    def connect(self: _Self) -> _Self:
-        """
-        Open the link and finish the handshake (done by the first send).
-
-        :raises LinkClosed: if the server refused (with its BYE code) or
-            the handshake did not finish in ``connect_timeout``.
-        :raises OSError: if the server cannot be reached.
-        """
-        self._drop()
-        deadline = time.monotonic() + self.connect_timeout
-        if self.family == "unix":
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            sock.settimeout(self.connect_timeout)
-            sock.connect(self.address)
-        else:
-            sock = socket.create_connection(self.address, timeout=self.connect_timeout)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        if self._tls is not None:
-            sock = self._tls.wrap_socket(sock, server_hostname=self.address[0] if self.family == "tcp" else None)
-        self._sock, self._closed = sock, None
-        config = LinkConfig(self.name, self.incarnation, False, self._password, hidden=True,
-                            batch=False)  # it reads one payload per ROUTED message
-        self._conn = Connection(config, lambda name, incarnation: None, self._up, self._message, self._on_close,
-                                lambda: None)
-        self._conn.start()
-        self._flush()
-        if not self._pump(lambda: self.peer is not None, deadline):
-            self._drop()
-            raise LinkClosed(f"handshake with {self.address!r} not finished within {self.connect_timeout} s",
-                             "timeout")
-        self._advertise()
-        # The database sync comes first, then the server's advert that lists us.
-        self._pump(self._listed, deadline)
-        for out in self._out.values():  # a reconnect: what was not acknowledged goes again
-            self._resend(out)
-        return self
-
-    def close(self, timeout: Optional[float] = None) -> None:
-        """
-        Wait (up to ``timeout``, default :attr:`timeout`) until what was
-        sent is acknowledged, then say BYE and close.
-        """
-        if self._conn is not None and self._conn.state == "up":
-            deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
-            try:
-                self._pump(lambda: not any(out.unacked for out in self._out.values()), deadline)
-                self._housekeeping(all_acks=True)
-                self._conn.close("shutdown", "client closing")
-                self._flush()
-            except (OSError, LinkClosed):
-                pass
-        self._drop()
-
-    def __enter__(self: _Self) -> _Self:
-        return self.connect()
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
-
-    def _drop(self) -> None:
-        if self._sock is not None:
-            try:
-                self._sock.close()
-            except OSError:
-                pass
-        self._sock, self._conn, self.peer = None, None, None
-
-    def _listed(self) -> bool:
-        held = self._lsas.get(self.peer.name) if self.peer is not None else None
-        return held is not None and self.name in held[2]
-
-    def _up(self, peer: PeerInfo) -> None:
-        self.peer, self._known = peer, None
-
-    def _on_close(self, code: str, message: str, by_peer: bool) -> None:
-        self._closed = LinkClosed(f"link closed ({code}): {message}", code)
-
-    def _flush(self) -> None:
-        if self._conn is None or self._sock is None:
-            raise LinkClosed("not connected", "closed")
-        data = self._conn.take_output()
-        if data:
-            self._sock.sendall(data)
-
-    def _advertise(self) -> None:
-        assert self.peer is not None
-        self._lsa_seq += 1
-        self._lsa_sent = time.monotonic()
-        self._send(own_lsa(self.name, self.incarnation, self._lsa_seq, self.peer.name, self._signer))
-
-    def _send(self, message: list) -> None:
-        assert self._conn is not None
-        self._conn.send_message(message)
-        self._flush()
-
-    # -- reading -----------------------------------------------------------------------
-
-    def _pump(self, done: Callable[[], bool], deadline: float) -> bool:
-        """
-        Read and handle messages until ``done()`` or ``deadline``
-        (monotonic); send acks owed and what is due again on the way.
-
-        :returns: ``done()``.
-        :raises LinkClosed: if the link ends.
-        """
-        while not done():
-            now = time.monotonic()
-            if now >= deadline:
-                return False
-            if self._closed is not None or self._sock is None:
-                raise self._closed or LinkClosed("not connected", "closed")
-            self._sock.settimeout(min(deadline - now, RTO_MIN))
-            try:
-                data = self._sock.recv(262144)
-            except socket.timeout:
-                data = None
-            if data == b"":
-                raise LinkClosed("the server closed the connection", "lost")
-            if data is not None:
-                assert self._conn is not None
-                self._conn.receive(data)
-            self._housekeeping()
-        return True
-
-    def _housekeeping(self, all_acks: bool = False) -> None:
-        """
-        Send acks alone that are due (owed for :data:`ACK_DELAY`, or
-        :data:`ACK_EVERY` of them; ``all_acks``: every one), and what is
-        due again.  An ack owed when the application stops calling goes
-        with its next call: the origin sends again meanwhile.
-        """
-        if self._conn is None or self._conn.state != "up":
-            self._flush()
-            return
-        now = time.monotonic()
-        for origin, since in list(self._owed.items()):
-            stream = self._in[origin]
-            if all_acks or stream[2] >= ACK_EVERY or now - since >= ACK_DELAY:
-                stream[2] = 0
-                del self._owed[origin]
-                self._conn.send_body(routed_body(self.name, self.incarnation, [(origin, stream[0], 0, stream[1])],
-                                                 DEFAULT_HOPS, None, b""))
-        for out in self._out.values():
-            if out.unacked and now - out.sent >= out.rto:
-                out.rto = min(out.rto * 2, RTO_MAX)
-                self._resend(out)
-        if now - self._lsa_sent > LSA_REFRESH:
-            self._advertise()
-        self._flush()
-
-    def _message(self, message: list) -> None:
-        kind = message[0]
-        if kind == LSA:
-            origin, incarnation, seq, links, _ = parse_lsa(message)
-            held = self._lsas.get(origin)
-            if origin != self.name and (held is None or (incarnation, seq) > held[:2]):
-                self._lsas[origin] = (incarnation, seq, dict(links), lsa_hidden(message))
-                self._known = None
-        elif kind == 7:
-            self._routed(message)
-
-    def _routed(self, message: list) -> None:
-        origin, incarnation, entries, _, _, payload = parse_routed(message)
-        if origin == self.name:
-            raise ProtocolError(f"routed message claims to come from this client ({origin!r})", "forged-origin")
-        deliver = receive_entries(self.name, self.incarnation, origin, incarnation, entries, self._in,
-                                  self._out.get(origin), not payload)
-        if origin in self._in and self._in[origin][2] and origin not in self._owed:
-            self._owed[origin] = time.monotonic()
-        if deliver:
-            self._deliver(origin, loads(payload))
-
-    def _deliver(self, origin: str, payload: Any) -> None:
-        body = parse_payload(payload)
-        kind = body[0]
-        if kind == RESPONSE:
-            self._answers[body[2]] = (body[3], body[4])
-        elif kind in (REQUEST, CONTROL):
-            self._payload(origin, [RESPONSE, [], body[8], False, ["NoSuchSession", f"{self.name} is a ClientLite"]])
-        elif kind in (POST, CALL, CALLREPLY, UNDELIVERABLE):
-            sessions = body[1]
-            self.events.append(Event(kind, origin, sessions if sessions == "*" else ",".join(sessions),
-                                     body[2], body[3], body[4]))
-
-    # -- sending -----------------------------------------------------------------------
-
-    def _ensure(self) -> None:
-        if self._conn is None or self._conn.state != "up" or self._closed is not None:
-            self.connect()
-
-    def _reachable(self) -> Dict[str, int]:
-        if self.peer is None:
-            return {}
-        if self._known is None:  # recomputed when an advert changed
-            self._known = reachable(self._lsas, self.peer.name, self.peer.incarnation, self.name)
-        return self._known
-
-    def _incarnation(self, kernel: str, deadline: float) -> int:
-        """
-        The incarnation of ``kernel``, waiting for its advert until
-        ``deadline`` (the database arrives just after the handshake).
-
-        :raises NoRoute: if it stays unreachable.
-        """
-        if not self._pump(lambda: kernel in self._reachable(), min(deadline, time.monotonic() + 1.0)):
-            raise NoRoute(f"no route to kernel {kernel!r}")
-        return self._reachable()[kernel]
-
-    def _payload(self, kernel: str, body: list, ttl: Optional[float] = None,
-                 deadline: Optional[float] = None) -> None:
-        """
-        Send one payload to ``kernel`` in its stream; reconnect once if the
-        link has failed.
-        """
-        payload = dumps(body)
-        queued = False
-        for attempt in (0, 1):
-            try:
-                self._ensure()
-                if queued:
-                    return  # the reconnect sent it again, with everything else not acknowledged
-                incarnation = self._incarnation(kernel, deadline or time.monotonic() + self.timeout)
-                out = self._out.get(kernel)
-                if out is None or out.incarnation != incarnation:
-                    out = self._out[kernel] = Out(incarnation)
-                out.seq += 1
-                out.unacked[out.seq] = (payload, None if ttl is None else time.monotonic() + ttl)
-                queued = True
-                self._write(kernel, out, out.seq)
-                return
-            except (OSError, LinkClosed):
-                self._drop()
-                if attempt:
-                    raise
-
-    def _write(self, kernel: str, out: Out, seq: int) -> None:
-        assert self._conn is not None
-        payload, expires = out.unacked[seq]
-        stream = self._in.get(kernel)
-        ack = stream[1] if stream is not None else 0
-        if stream is not None:
-            stream[2] = 0
-            self._owed.pop(kernel, None)
-        ttl = None if expires is None else max(int((expires - time.monotonic()) * 1000), 0)
-        self._conn.send_body(routed_body(self.name, self.incarnation, [(kernel, out.incarnation, seq, ack)],
-                                         DEFAULT_HOPS, ttl, payload))
-        out.sent = time.monotonic()
-        self._flush()
-
-    def _resend(self, out: Out) -> None:
-        kernel = next(k for k, o in self._out.items() if o is out)
-        for seq in sorted(out.unacked):
-            self._write(kernel, out, seq)
+#: The most parsed destination strings a client keeps (then it starts again).
+MAX_DESTINATIONS = 1024
 
 
 class ClientLite(LiteLink):
@@ -354,7 +50,11 @@ class ClientLite(LiteLink):
         adverts as a kernel does, which a node with ``--tls-ca`` requires.
     :param password: the mesh's shared secret (str or bytes), or :obj:`None`.
     :param connect_timeout: seconds for the connection and handshake.
-    :param timeout: the default seconds to wait for an answer.
+    :param timeout: the default seconds to wait for an answer (and for
+        room in the window).
+    :param window: at most this many messages to one kernel wait for its
+        ack; a send that finds the window full reads acks until there is
+        room, for at most its time-out, then raises :class:`WindowFull`.
     """
 
     def list_kernels(self, hidden: bool = False) -> List[str]:
@@ -375,22 +75,41 @@ class ClientLite(LiteLink):
         known = self._reachable()
         return {origin: dict(held[2]) for origin, held in sorted(self._lsas.items()) if origin in known}
 
-    def _targets(self, dest: str) -> Tuple[List[str], Any, str]:
-        spec = parse(dest)
-        if spec.state is None:
-            raise ValueError(f"destination {dest!r} names no state")
+    def _spec(self, dest: str) -> Tuple[Tuple[str, ...], Any, str, bool, bytes]:
+        """
+        ``(kernels, sessions, state, all kernels, the start of a REQUEST
+        payload to it)`` of ``dest``; parsed strings are kept (a client
+        sends to a few).
+        """
+        spec = self._specs.get(dest) if type(dest) is str else None
+        if spec is None:
+            parsed = parse(dest)
+            if parsed.state is None:
+                raise ValueError(f"destination {dest!r} names no state")
+            sessions = "*" if parsed.all_sessions else list(parsed.sessions)
+            spec = (tuple(parsed.kernels), sessions, parsed.state, parsed.all_kernels,
+                    payload_head(REQUEST, sessions, parsed.state))
+            if type(dest) is str:
+                if len(self._specs) >= MAX_DESTINATIONS:
+                    self._specs.clear()
+                self._specs[dest] = spec
+        return spec
+
+    def _targets(self, dest: str) -> Tuple[Sequence[str], Any, str]:
+        """``(kernels, sessions, state)`` of ``dest``, ``*`` as the visible kernels now."""
+        spec = self._spec(dest)
         self._ensure()
-        kernels = list(spec.kernels)
-        if spec.all_kernels:
-            kernels = self.list_kernels()
-        sessions: Any = "*" if spec.all_sessions else list(spec.sessions)
-        return kernels, sessions, spec.state
+        return (self.list_kernels() if spec[3] else spec[0]), spec[1], spec[2]
 
     def post(self, dest: str, *args: Any, ttl: Optional[float] = None) -> None:
         """
         Post ``args`` to ``poe://KERNEL/SESSION/STATE`` (``*`` for every
         visible kernel).  What is undeliverable comes back as an
-        :class:`Event` of kind UNDELIVERABLE.
+        :class:`Event` of kind UNDELIVERABLE, and in the next
+        :meth:`flush` or :meth:`close`.
+
+        :raises NoRoute: if a kernel is not reachable.
+        :raises WindowFull: see ``window``.
         """
         check_plain(list(args))
         kernels, sessions, state = self._targets(dest)
@@ -415,32 +134,38 @@ class ClientLite(LiteLink):
 
         :raises RequestTimeout: with no answer in ``timeout`` seconds.
         :raises RemoteError: (or NoSuchSession, NoRoute) if it failed there.
+        :raises EncodeError: if ``args`` hold anything but plain values.
         """
-        check_plain(list(args))
-        kernels, sessions, state = self._targets(dest)
-        if len(kernels) != 1:
+        kernels, sessions, state, every, head = self._spec(dest)
+        if len(kernels) != 1 or every:
             raise ValueError(f"a request goes to one kernel, not {dest!r}")
-        return self._ask(kernels[0], REQUEST, sessions, state, args, timeout)
+        return self._ask(kernels[0], REQUEST, sessions, state, args, timeout, head)
 
     def control(self, kernel: str, op: str, *args: Any, sessions: Any = "*", timeout: Optional[float] = None) -> Any:
         """
         Ask ``kernel`` to run CONTROL operation ``op`` (``sessions``,
         ``states``, ``stats``, ``monitor_register``, ...) and return its answer.
         """
-        check_plain(list(args))
         return self._ask(check_name(kernel), CONTROL, sessions, op, args, timeout)
 
-    def _ask(self, kernel: str, kind: int, sessions: Any, state: str, args: Any, timeout: Optional[float]) -> Any:
+    def _ask(self, kernel: str, kind: int, sessions: Any, state: str, args: Any, timeout: Optional[float],
+             head: Optional[bytes] = None) -> Any:
+        """
+        Send a REQUEST or CONTROL (its args checked by the encoding;
+        ``head``: its :obj:`payload_head`, if known) and wait for its answer.
+        """
         timeout = self.timeout if timeout is None else timeout
         deadline = time.monotonic() + timeout
         request_id = next(self._ids)
-        self._payload(kernel, [kind, sessions, state, list(args), SESSION, None, None, None, request_id],
+        self._payload(kernel, request_payload(head or payload_head(kind, sessions, state), args, request_id),
                       timeout, deadline)
-        return self._answer(request_id, deadline, f"no answer to {state!r} from kernel {kernel!r} within {timeout} s")
+        return self._answer(request_id, deadline, "no answer to {!r} from kernel {!r} within {} s", state, kernel,
+                            timeout)
 
-    def _answer(self, request_id: int, deadline: float, late: str) -> Any:
+    def _answer(self, request_id: int, deadline: float, late: str, *fields: Any) -> Any:
+        """The answer to ``request_id``; :class:`RequestTimeout` with ``late.format(*fields)`` by ``deadline``."""
         if not self._pump(lambda: request_id in self._answers, deadline):
-            raise RequestTimeout(late)
+            raise RequestTimeout(late.format(*fields))
         ok, value = self._answers.pop(request_id)
         if ok:
             return value
@@ -470,8 +195,8 @@ class ClientLite(LiteLink):
         self._ensure()
         request_id = next(self._ids)
         self._send([TRACE, self.name, request_id, check_name(kernel), [[self.name, time.time(), None]]])
-        hops = self._answer(request_id, time.monotonic() + timeout,
-                            f"no answer to a trace to kernel {kernel!r} within {timeout} s")
+        hops = self._answer(request_id, time.monotonic() + timeout, "no answer to a trace to kernel {!r} within {} s",
+                            kernel, timeout)
         hops = check_hops(hops, self.name, kernel)  # a hostile server's answer: ProtocolError, not an IndexError
         return [{"kernel": hop[0], "time": hop[1], "cost": hop[2]} for hop in hops]
 

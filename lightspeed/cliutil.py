@@ -9,9 +9,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from typing import Any, Dict, List, Optional, Tuple
 
-__all__ = ["DEFAULT_SERVER", "json_arg", "common_options", "client_of", "emit", "table", "tree", "dot"]
+__all__ = ["DEFAULT_SERVER", "fail", "json_arg", "common_options", "client_of", "emit", "table", "tree", "dot"]
 
 #: Where the commands connect unless told (``--server``, ``$LIGHTSPEED_SERVER``).
 DEFAULT_SERVER = "tcp:127.0.0.1:9876"
@@ -26,6 +27,12 @@ def json_arg(text: str) -> Any:
         return json.loads(text)
     except ValueError:
         return text
+
+
+def fail(text: str) -> int:
+    """Print ``lightspeed: error: TEXT`` on stderr; the exit status of an error, 1."""
+    print(f"lightspeed: error: {text}", file=sys.stderr)
+    return 1
 
 
 def common_options(parser: argparse.ArgumentParser, suppress: bool = False) -> None:
@@ -62,8 +69,11 @@ def client_of(args: argparse.Namespace) -> Any:
         raise ValueError("a client certificate needs both --tls-cert and --tls-key")
     password = None
     if args.password_file:
-        with open(args.password_file, "rb") as f:
-            password = f.read().strip()
+        try:
+            with open(args.password_file, "rb") as f:
+                password = f.read().strip()
+        except OSError as e:  # name the file: the caller's OSError is about the server
+            raise ValueError(f"--password-file {args.password_file}: {e.strerror or e}") from None
     name = args.name
     if name is None and args.tls_cert:
         # A node that checks certificates wants the name they carry: NAME.crt from `lightspeed certs`.

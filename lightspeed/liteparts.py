@@ -7,18 +7,33 @@ stream, reachability from adverts.
 
 from __future__ import annotations
 
+import socket
 import ssl
+import struct
 from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 
 from lightspeed.adverts import AdvertSigner
+from lightspeed.errors import LightspeedError
 from lightspeed.message import LSA
 from lightspeed.router import LinkState
+from lightspeed.wire.codec import dumps
 from lightspeed.wire import CIPHERS
 
-__all__ = ["Event", "Out", "own_lsa", "parse_endpoint", "reachable", "tls_context", "RTO_MIN", "RTO_MAX"]
+__all__ = ["Delivery", "Event", "Out", "WindowFull", "open_socket", "own_lsa", "parse_endpoint", "payload_head",
+           "reachable", "request_payload", "timeval", "tls_context",
+           "RTO_MIN", "RTO_MAX", "WINDOW"]
 
 #: Retransmission: the first and the longest wait for an ack, in seconds.
 RTO_MIN, RTO_MAX = 1.0, 30.0
+#: At most this many messages to one kernel travel unacknowledged (ClientLite's ``window``).
+WINDOW = 1024
+
+
+class WindowFull(LightspeedError):
+    """
+    A send found ``window`` messages to its kernel unacknowledged and no
+    room came within its time-out: it was not sent.
+    """
 
 
 class Event(NamedTuple):
@@ -35,37 +50,110 @@ class Event(NamedTuple):
     sender: Optional[str]
 
 
+class Delivery(NamedTuple):
+    """
+    What :meth:`~lightspeed.clientlite.ClientLite.flush` (and ``close``)
+    found: ``unacked``, ``{kernel: messages it did not acknowledge}``, and
+    ``undeliverable``, the reports that came back since the last flush
+    (UNDELIVERABLE events, ``args`` ``[destination, reason, args]``).
+    """
+
+    unacked: Dict[str, int]
+    undeliverable: List[Event]
+
+    @property
+    def ok(self) -> bool:
+        """Whether everything was acknowledged and nothing came back undeliverable."""
+        return not self.unacked and not self.undeliverable
+
+    def describe(self) -> str:
+        """
+        One line: ``"2 messages to beta not acknowledged; undeliverable:
+        poe://beta/nosuch/x (no session 'nosuch' in kernel 'beta')"``.
+        """
+        parts = [f"{count} message{'s' if count != 1 else ''} to {kernel} not acknowledged"
+                 for kernel, count in sorted(self.unacked.items())]
+        reports = [f"{e.args[0]} ({e.args[1]})" if len(e.args) >= 2 else repr(e.args) for e in self.undeliverable]
+        if reports:
+            parts.append("undeliverable: " + ", ".join(reports))
+        return "; ".join(parts) or "all delivered"
+
+
 def parse_endpoint(text: Any) -> Tuple[str, Any, bool]:
     """
     ``(family, address, tls)`` of ``"tcp:HOST:PORT"``, ``"tcp:host=H:port=P"``,
     ``"tls:..."`` (also ``ssl:``), ``"unix:PATH"``, ``"unix:path=PATH"``,
-    ``"HOST:PORT"`` or a ``(host, port)`` pair.
+    ``"HOST:PORT"`` or a ``(host, port)`` pair.  An IPv6 host goes in
+    brackets (``tcp:[::1]:9876``) or with its colons escaped as Twisted's
+    endpoint strings have them (``tcp:host=\\:\\:1:port=9876``); a Unix
+    path may hold ``:`` (``unix:/a:b``).
 
-    :raises ValueError: if it is none of these.
+    :raises ValueError: one line saying what is wrong: none of these forms,
+        an unknown key, no port or no path.
     """
     if isinstance(text, tuple) and len(text) == 2:
         return "tcp", (str(text[0]), int(text[1])), False
     kind, _, rest = str(text).partition(":")
     if kind not in ("tcp", "tls", "ssl", "unix"):
         kind, rest = "tcp", str(text)
-    fields: Dict[str, str] = {}
-    plain: List[str] = []
-    for part in rest.split(":") if rest else []:
-        key, eq, value = part.partition("=")
-        if eq:
-            fields[key] = value
-        else:
-            plain.append(part)
+    fields, plain = _endpoint_parts(text, rest)
+    known = ("path",) if kind == "unix" else ("host", "port")
+    unknown = [key for key in fields if key not in known]
+    if unknown:
+        raise ValueError(f"endpoint {text!r}: unknown key {unknown[0]!r} (a {kind}: endpoint takes "
+                         + ", ".join(f"{k}=" for k in known) + ")")
     if kind == "unix":
-        path = fields.get("path") or (plain[0] if plain else "")
+        # The parts that are no option are the path, or go on path=: "/a:b" is one path.
+        path = ":".join(([fields["path"]] if "path" in fields else []) + plain)
         if not path:
-            raise ValueError(f"endpoint {text!r} names no socket path")
+            raise ValueError(f"endpoint {text!r}: want unix:PATH or unix:path=PATH")
         return "unix", path, False
     host = fields.get("host") or (plain[0] if len(plain) > 1 else "127.0.0.1")
     port = fields.get("port") or (plain[-1] if plain else "")
-    if not port.isdigit():
-        raise ValueError(f"endpoint {text!r}: want tcp:HOST:PORT, tcp:host=H:port=P, tls:..., or unix:PATH")
+    if not port.isdigit() or len(plain) > 2 or not host:
+        raise ValueError(f"endpoint {text!r}: want tcp:HOST:PORT, tcp:[IPV6]:PORT, tcp:host=H:port=P, tls:..., "
+                         "or unix:PATH")
     return "tcp", (host, int(port)), kind in ("tls", "ssl")
+
+
+def _endpoint_parts(text: Any, rest: str) -> Tuple[Dict[str, str], List[str]]:
+    """
+    ``({key: value}, [positional])`` of the ``:``-separated parts of an
+    endpoint string after its kind: ``\\`` escapes the next character, a
+    ``[...]`` is one host (its colons kept), a part ``KEY=VALUE`` with a
+    KEY that is a name is an option.
+    """
+    parts: List[str] = []
+    current: List[str] = []
+    i = 0
+    while i < len(rest):
+        c = rest[i]
+        if c == "\\" and i + 1 < len(rest):
+            current.append(rest[i + 1])
+            i += 1
+        elif c == "[" and not current:
+            end = rest.find("]", i)
+            if end < 0:
+                raise ValueError(f"endpoint {text!r}: '[' without ']'")
+            current.append(rest[i + 1:end])
+            i = end
+        elif c == ":":
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(c)
+        i += 1
+    if rest:
+        parts.append("".join(current))
+    fields: Dict[str, str] = {}
+    plain: List[str] = []
+    for part in parts:
+        key, eq, value = part.partition("=")
+        if eq and key.isidentifier():
+            fields[key] = value
+        else:
+            plain.append(part)
+    return fields, plain
 
 
 def tls_context(cert: Optional[str] = None, key: Optional[str] = None, ca: Optional[str] = None) -> ssl.SSLContext:
@@ -81,6 +169,37 @@ def tls_context(cert: Optional[str] = None, key: Optional[str] = None, ca: Optio
     if cert:
         context.load_cert_chain(cert, key)
     return context
+
+
+def open_socket(family: str, address: Any, tls: Optional[ssl.SSLContext], connect_timeout: float,
+                send_timeout: float) -> socket.socket:
+    """
+    A connected socket to ``address`` (of ``family``, "tcp" or "unix"),
+    wrapped in ``tls`` if given.  A plain one is left blocking with kernel
+    time-outs (``SO_SNDTIMEO`` is ``send_timeout``; the reader sets
+    ``SO_RCVTIMEO``), so that each read or write is one system call, not
+    ``poll()`` and then it; a TLS one keeps Python's time-outs.
+
+    :raises OSError: if it cannot connect in ``connect_timeout`` seconds.
+    """
+    if family == "unix":
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(connect_timeout)
+        sock.connect(address)
+    else:
+        sock = socket.create_connection(address, timeout=connect_timeout)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    if tls is not None:
+        return tls.wrap_socket(sock, server_hostname=address[0] if family == "tcp" else None)
+    sock.settimeout(None)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval(send_timeout))
+    return sock
+
+
+def timeval(seconds: float) -> bytes:
+    """A ``struct timeval`` for SO_RCVTIMEO/SO_SNDTIMEO: at least 1 ms (0 would mean "never")."""
+    seconds = max(seconds, 0.001)
+    return struct.pack("@ll", int(seconds), int((seconds % 1.0) * 1_000_000))
 
 
 def lite_tls(tls: Any, wants_tls: bool, cert: Optional[str], key: Optional[str],
@@ -109,6 +228,30 @@ def own_lsa(name: str, incarnation: int, seq: int, server: str, signer: Optional
     return [LSA, name, incarnation, seq, [list(link) for link in links], proof, {"hidden": True}]
 
 
+def payload_head(kind: int, sessions: Any, state: str) -> bytes:
+    """
+    The start of a REQUEST or CONTROL payload, ``[kind, sessions, state,
+    args, "lite", None, None, None, id]``, up to its args: what
+    :obj:`request_payload` completes (made once per destination).
+    """
+    return b"\x89" + dumps([kind, sessions, state])[1:]
+
+
+#: The payload after the args: the sender session ("lite") and no state, file or line.
+_SENDER = dumps(["lite", None, None, None])[1:]
+
+
+def request_payload(head: bytes, args: Any, request_id: int) -> bytes:
+    """
+    The CBOR of the payload :obj:`payload_head` began, with ``args``
+    (checked: :class:`~lightspeed.errors.EncodeError` for anything not
+    plain) and ``request_id``, as ``dumps`` of the whole list would make
+    it (an id below 2**32 as a 32-bit integer, valid if not shortest).
+    """
+    tail = b"\x1a" + request_id.to_bytes(4, "big") if request_id < 0x100000000 else dumps(request_id)
+    return b"".join((head, dumps(list(args)), _SENDER, tail))
+
+
 class Out:
     """One outgoing stream: to one start of one kernel."""
 
@@ -118,6 +261,14 @@ class Out:
         self.unacked: Dict[int, Tuple[bytes, Optional[float]]] = {}
         self.sent = 0.0
         self.rto = RTO_MIN
+        #: The start of each ROUTED body of this stream (see :func:`lightspeed.message.routed_head`).
+        self.head: Optional[bytes] = None
+
+    def push(self, payload: bytes, expires: Optional[float]) -> int:
+        """Number ``payload`` (until ``expires``, monotonic) and keep it until acknowledged: its seq."""
+        seq = self.seq = self.seq + 1
+        self.unacked[seq] = (payload, expires)
+        return seq
 
 
 
@@ -164,10 +315,11 @@ def receive_entries(name: str, incarnation: int, origin: str, origin_incarnation
             stream = streams[origin] = [origin_incarnation, 0, 0]
         elif origin_incarnation < stream[0]:
             continue
-        if ack and out is not None and out.incarnation == origin_incarnation:
-            acked = [s for s in out.unacked if s <= ack]
+        if ack and out is not None and out.incarnation == origin_incarnation and out.unacked:
+            unacked = out.unacked
+            acked = [s for s in unacked if s <= ack]
             for s in acked:
-                del out.unacked[s]
+                del unacked[s]
             if acked:
                 out.rto = RTO_MIN
         if seq == 0:

@@ -17,7 +17,7 @@ import os
 import time
 from typing import Any, Dict, List, Optional, Tuple, cast
 
-from twisted.internet.defer import Deferred, fail
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from zope.interface import implementer
 
@@ -33,7 +33,7 @@ from lightspeed.net.flooding import FADING_GRACE, LSA_MAX_AGE, LSA_REFRESH, Floo
 from lightspeed.net.links import Links
 from lightspeed.net.membership import Membership
 from lightspeed.net.relay import Relay
-from lightspeed.net.requests import Requests
+from lightspeed.net.requests import Late, Requests
 from lightspeed.router import Router
 from lightspeed.specifier import Specifier
 from lightspeed.wire.codec import check_plain, dumps, dumps_trusted
@@ -195,6 +195,7 @@ class Network:
             self._stop_timers()
 
     def message_received(self, link: Any, message: list) -> None:
+        self.link_table.reading = True  # after_read writes what this makes
         kind = message[0]
         if kind == ROUTED:
             self.relay.received(link.peer.name, message)
@@ -209,7 +210,7 @@ class Network:
 
     def after_read(self, link: Any) -> None:
         self.port.local.run_soon()
-        self.link_table.flush()
+        self.link_table.flush_read()
 
     def link_rtt(self, link: Any, seconds: float) -> None:
         self.costs.measured(link, seconds)
@@ -262,7 +263,7 @@ class Network:
                 timeout: Optional[float]) -> Deferred:
         state = cast(str, spec.state)  # Calls.request got it from destination(): it names a state
         d = self._ask(kernel, REQUEST, list(spec.sessions), state, args, sender, cstate, caller, timeout,
-                      f"no answer from {str(spec)!r} within {timeout} s")
+                      lambda: f"no answer from {str(spec)!r} within {timeout} s")
         if self.events.sent and not d.called:
             self.events.emit("sent", destination=str(spec), kind="request")
         return d
@@ -278,20 +279,17 @@ class Network:
 
     def _ask(self, kernel: str, kind: int, sessions: Any, state: str, args: Tuple[Any, ...], sender: Any,
              cstate: Optional[str], caller: Tuple[Optional[str], Optional[int]], timeout: Optional[float],
-             late: str) -> Deferred:
+             late: Late) -> Deferred:
         """
         Send a REQUEST or CONTROL to ``kernel``; its Deferred settles with
         the answer.  Arguments that cannot travel, or that would make the
-        message too large, fail it at once with :class:`EncodeError`.
+        message too large, fail it at once with :class:`EncodeError` (the
+        encoding of the message checks them).
         """
-        try:
-            check_plain(args)
-        except EncodeError as e:
-            return fail(e)
-        name, cfile = self.port.local.wire_name(sender), self.caller_files.convert(caller[0])
-        return self.requests.start(
-            kernel, lambda request_id: [kind, sessions, state, list(args), name, cstate, cfile, caller[1],
-                                        request_id], timeout, late)
+        requests = self.requests
+        who = (self.port.local.wire_name(sender), cstate, self.caller_files.convert(caller[0]), caller[1])
+        return requests.start(kernel, lambda request_id: requests.payload(kind, sessions, state, args, who, request_id),
+                              timeout, late)
 
     def bounce(self, kernel: str, session: str, destination: str, reason: str, args: Any) -> None:
         self.relay.bounce(kernel, session, destination, reason, args)

@@ -126,17 +126,21 @@ class Dispatcher:
     def _request(self, origin: str, payload: list, sender: RemoteSender) -> None:
         requests = self._network.requests
         sessions, state, request_id = payload[1], payload[2], payload[8]
-        reason = self._bad_state(state)
+        reason = None if state in self._states else self._bad_state(state)
         if reason is not None:
             requests.respond(origin, request_id, False, ["BadSpecifier", reason])
             self.undeliverable(origin, sessions, state, reason)
             return
-        targets = self._targets(origin, sessions, state)
-        if len(targets) != 1:
-            requests.respond(origin, request_id, False,
-                             ["NoSuchSession", f"no session {','.join(sessions)!r} in kernel {self._name!r}"])
-            return
-        session, args = targets[0], tuple(payload[3])
+        # The common case first: one session, named by an alias.
+        session = self._local.aliases.get(sessions[0]) if len(sessions) == 1 and type(sessions) is list else None
+        if session is None:
+            targets = self._targets(origin, sessions, state)
+            if len(targets) != 1:
+                requests.respond(origin, request_id, False,
+                                 ["NoSuchSession", f"no session {','.join(sessions)!r} in kernel {self._name!r}"])
+                return
+            session = targets[0]
+        args = tuple(payload[3])
         if self._port.guarded:
             refused = self._port.authorize("call", session, state, None, sender, args)
             if refused is not None:

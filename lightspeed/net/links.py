@@ -2,7 +2,8 @@
 """
 The links of one kernel, grouped by neighbour, and write coalescing: every
 link with output waiting writes it once, at the end of a batch of work (or
-on the next reactor turn at the latest).
+on the next reactor turn at the latest).  Output made while a link handles
+a read (answers, the next request) costs no timer: the read's end writes it.
 """
 
 from __future__ import annotations
@@ -28,6 +29,9 @@ class Links:
         self._all: List[Any] = []
         self._dirty: List[Any] = []
         self._flush_call: Any = None
+        #: Whether a link is handling a read: its owner flushes at the end
+        #: of it (``after_read``), so output marked meanwhile needs no timer.
+        self.reading = False
         #: Called first at each flush: writes what was held back to be sent
         #: together (the delivery streams' batches).
         self.before_flush: Any = None
@@ -123,8 +127,17 @@ class Links:
         ``link`` has output waiting.
         """
         self._dirty.append(link)
-        if self._flush_call is None:
+        if self._flush_call is None and not self.reading:
             self._flush_call = self._reactor.callLater(0, self.flush)
+
+    def flush_read(self) -> None:
+        """
+        A read ends: write what it made, and schedule again from now on.
+        """
+        try:
+            self.flush()
+        finally:
+            self.reading = False
 
     def flush(self) -> None:
         """

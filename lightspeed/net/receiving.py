@@ -78,12 +78,14 @@ class Receiving:
             self._skip(origin, inbox, seq, peer)  # a tombstone
         elif seq == inbox.delivered + 1:
             inbox.delivered = seq
-            if ttl is None and peer == origin:
-                self._dispatch.deliver(origin, parse_payload(loads(payload)))  # the hot path
+            self._owe(origin, inbox, 1)  # before the handler: an answer it sends carries the ack
+            if peer == origin and (ttl is None or ttl > 0):
+                self._dispatch.deliver(origin, parse_payload(loads(payload)))  # the hot path (requests too)
             else:
                 self._consume(origin, payload, None if ttl is None else (ttl <= 0), peer)
-            if inbox.early:
-                self._release(origin, inbox, peer)
+            if not inbox.early:
+                return
+            self._release(origin, inbox, peer)
         elif seq <= inbox.delivered:
             self.duplicates += 1
         elif len(inbox.early) < self.max_early and inbox.early_bytes + len(payload) <= self.max_early_bytes \
@@ -131,11 +133,11 @@ class Receiving:
             return
         if entry[3]:
             self._delivery._acked(origin, incarnation, entry[3])
+        self._owe(origin, inbox, len(payloads))  # before the handlers: what they send back carries the ack
         deliver = self._dispatch.deliver
         for payload in payloads:
             inbox.delivered += 1
             deliver(origin, parse_payload(loads(payload)))
-        self._owe(origin, inbox, len(payloads))
 
     def _skip(self, origin: str, inbox: Inbox, seq: int, peer: str) -> None:
         """

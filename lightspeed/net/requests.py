@@ -9,40 +9,75 @@ Time-outs cost no timer per request: the deadlines wait in a heap and one
 timer, set for the earliest, fails what is due (an answered request's
 deadline is skipped when it comes up, and the heap is rebuilt when such
 leftovers outnumber the pending requests).
+
+Ids cost no system call each: they are drawn from the operating system's
+random source :data:`ID_BATCH` at a time.  A request's payload is put
+together from cached encodings of its destination and its sender: only its
+arguments and id are encoded each time (the bytes are those of encoding
+the whole list, since a CBOR array is its head and its items one after
+another).
 """
 
 from __future__ import annotations
 
 import heapq
-import secrets
-from typing import Any, Callable, Collection, Dict, List, Optional, Tuple
+import os
+import struct
+from typing import Any, Callable, Collection, Dict, List, Optional, Tuple, Union
 
 from twisted.internet.defer import Deferred, fail
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from lightspeed.bounded import BoundedCache
 from lightspeed.errors import BacklogFull, EncodeError, LightspeedError, NoRoute, RemoteError, RequestTimeout, remote_error
 from lightspeed.message import RESPONSE
-from lightspeed.wire.codec import dumps
+from lightspeed.wire.codec import dumps, dumps_trusted
 
-__all__ = ["Requests", "remote_error"]
+__all__ = ["Requests", "remote_error", "ID_BATCH"]
+
+#: Request ids read from ``os.urandom`` in one go.
+ID_BATCH = 256
+_IDS = struct.Struct(f">{ID_BATCH}Q")
+
+#: What a time-out says: a text, or a function that makes it (made only
+#: when a request times out, not for every request).
+Late = Union[str, Callable[[], str]]
+
+#: A RESPONSE's first two items, ``RESPONSE`` and its empty sessions, under
+#: the head of a five-item array.
+_RESPONSE_HEAD = b"\x85" + dumps_trusted(RESPONSE) + b"\x80"
+_TRUE_FALSE = (b"\xf4", b"\xf5")
+
+
+def _items(values: list) -> bytes:
+    """
+    The CBOR items of ``values`` (fewer than 24) one after another: their
+    array's encoding without its one-byte head.
+    """
+    return dumps(values)[1:]
 
 
 class Requests:
     """
     The pending requests of one network, by id: ``(deferred, kernel,
     deadline, late)``: the time it fails with :class:`RequestTimeout`
-    saying ``late`` (or :obj:`None`: never).
+    saying ``late`` (or :obj:`None`: never); ``late`` is a :data:`Late`.
     """
 
     log = Logger()
 
     def __init__(self, network: Any) -> None:
         self._network = network
-        self.pending: Dict[int, Tuple[Deferred, str, Optional[float], str]] = {}
+        self.pending: Dict[int, Tuple[Deferred, str, Optional[float], Late]] = {}
         #: ``(deadline, request id)`` of pending requests (and answered ones).
         self._deadlines: List[Tuple[float, int]] = []
         self._sweep: Any = None
+        #: Random ids not used yet (see :meth:`new_id`).
+        self._ids: List[int] = []
+        #: Encoded fixed parts of request payloads (see :meth:`payload`).
+        self._heads = BoundedCache(1024)
+        self._tails = BoundedCache(1024)
 
     def __len__(self) -> int:
         return len(self.pending)
@@ -52,14 +87,45 @@ class Requests:
         A random 63-bit id that no pending request has: other kernels
         cannot guess it to answer (or fail) a request they did not get.
         """
+        ids = self._ids
         while True:
-            request_id = secrets.randbits(63)
+            if not ids:
+                ids.extend(n >> 1 for n in _IDS.unpack(os.urandom(_IDS.size)))
+            request_id = ids.pop()
             if request_id not in self.pending:
                 return request_id
 
-    def start(self, kernel: str, build: Callable[[int], list], timeout: Optional[float], late: str) -> Deferred:
+    def payload(self, kind: int, sessions: Any, state: str, args: Tuple[Any, ...],
+                sender: Tuple[Optional[str], Optional[str], Optional[str], Optional[int]], request_id: int) -> bytes:
         """
-        Send the message ``build(request_id)`` to ``kernel`` and keep its
+        The encoded payload ``[kind, sessions, state, [*args], *sender,
+        request_id]`` (``sender``: session, state, file, line), byte for
+        byte what encoding that list gives.
+
+        :raises EncodeError: if an argument cannot travel or the payload
+            exceeds the network's ``max_payload``.
+        """
+        key = (kind, tuple(sessions) if type(sessions) is list else sessions, state)
+        try:
+            head = self._heads.get(key)
+        except TypeError:  # not names (encoding refuses what is not plain)
+            head = b"\x89" + _items([kind, sessions, state])
+        if head is None:
+            head = self._heads.remember(key, b"\x89" + _items([kind, sessions, state]))
+        tail = self._tails.get(sender)
+        if tail is None:
+            tail = self._tails.remember(sender, _items(list(sender)))
+        if len(args) < 24:
+            encoded = b"".join([bytes((0x80 + len(args),))] + [dumps(arg) for arg in args])
+        else:
+            encoded = dumps(list(args))
+        return self._network._limited(b"".join((head, encoded, tail, dumps_trusted(request_id))))
+
+    def start(self, kernel: str, build: Callable[[int], bytes], timeout: Optional[float], late: Late) -> Deferred:
+        """
+        Send the payload ``build(request_id)`` (see :meth:`payload`; it
+        raises :class:`EncodeError` for one that cannot travel) to
+        ``kernel`` and keep its
         Deferred until the RESPONSE, a time-out (:class:`RequestTimeout`
         saying ``late``) or the loss of the kernel.  A message too large to
         travel fails the Deferred at once with :class:`EncodeError`.
@@ -69,16 +135,16 @@ class Requests:
             return fail(NoRoute(f"no route to kernel {kernel!r}"))
         request_id, d, deadline = self.expect(kernel, timeout, late)
         try:
-            body = network.encode(build(request_id))
+            body = build(request_id)
         except EncodeError as e:
             self._forget(request_id)
             return fail(e)
-        for _, why in network.relay.send(kernel, body, deadline):
+        for _, why in network.delivery.send((kernel,), body, deadline):  # (not us: we have no route to us)
             self.fail(request_id, BacklogFull(f"backlog full for kernel {kernel!r}") if why == "backlog full"
                       else NoRoute(f"no route to kernel {kernel!r}"))
         return d
 
-    def expect(self, kernel: str, timeout: Optional[float], late: str) -> Tuple[int, Deferred, Optional[float]]:
+    def expect(self, kernel: str, timeout: Optional[float], late: Late) -> Tuple[int, Deferred, Optional[float]]:
         """
         Keep a Deferred for the RESPONSE from ``kernel`` to a new request
         id, failed with :class:`RequestTimeout` saying ``late`` after
@@ -132,7 +198,8 @@ class Requests:
             deadline, request_id = heapq.heappop(deadlines)
             entry = self.pending.get(request_id)
             if entry is not None and entry[2] == deadline:
-                self.fail(request_id, RequestTimeout(entry[3]))
+                late = entry[3]
+                self.fail(request_id, RequestTimeout(late if isinstance(late, str) else late()))
         if self.pending and deadlines and self._sweep is None:
             self._sweep = reactor.callLater(max(deadlines[0][0] - reactor.seconds(), 0), self._timeouts)
 
@@ -157,10 +224,10 @@ class Requests:
         """
         A RESPONSE from ``origin`` (or a relay's NoRoute on its behalf).
         """
-        _, _, request_id, ok, value = payload[:5]
+        request_id, ok, value = payload[2], payload[3], payload[4]
         entry = self.pending.get(request_id)
-        relay_no_route = (not ok and type(value) is list and value[:1] == ["NoRoute"])
-        if entry is None or (entry[1] != origin and not relay_no_route):
+        if entry is None or (entry[1] != origin and not (not ok and type(value) is list and value[:1] == ["NoRoute"])):
+            # (Only the kernel asked answers, or a relay saying it has no route to it.)
             self.log.warn("answer from {origin} to unknown or expired request {id}", origin=origin, id=request_id)
             return
         del self.pending[request_id]
@@ -183,8 +250,8 @@ class Requests:
         ``EncodeError``.
         """
         network = self._network
-        try:
-            body = network.encode([RESPONSE, [], request_id, ok, value])
+        try:  # [RESPONSE, [], request_id, ok, value], with only the id and value encoded now
+            body = network._limited(b"".join((_RESPONSE_HEAD, dumps_trusted(request_id), _TRUE_FALSE[ok], dumps(value))))
         except LightspeedError as e:
             body = dumps([RESPONSE, [], request_id, False, ["EncodeError", str(e)]])
         network.relay.send(origin, body)

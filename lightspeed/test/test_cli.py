@@ -138,6 +138,12 @@ class CommandTests(SynchronousTestCase):
         self.assertEqual(self.cli("post", "poe://beta/echo/hit", "cli-post"), (0, "", ""))
         self.nodes[1].expect(re.compile(r"hit beta \['cli-post'\]"))
 
+    def test_post_undeliverable(self):
+        """When a post names no session there, then the node's report is one line and status 1."""
+        self.assertEqual(self.cli("post", "poe://beta/nosuch/x", "1"),
+                         (1, "", "lightspeed: error: post to poe://beta/nosuch/x not delivered: undeliverable: "
+                                 "poe://beta/nosuch/x (no session 'nosuch' in kernel 'beta')\n"))
+
     def test_call(self):
         """When a call's RSVP is a state name, then the reply is waited for and printed."""
         self.assertEqual(self.cli("call", "poe://beta/echo/add", "answer", "2", "3"), (0, "5\n", ""))
@@ -193,12 +199,25 @@ class CommandTests(SynchronousTestCase):
         """When bench runs, then the count, rate and latency print, and a progress bar on stderr ends at 100 %."""
         status, out, err = self.cli("--json", "bench", "poe://alpha/echo/ask", "--count", "50")
         result = json.loads(out)
-        self.assertEqual((status, result["count"], result["kind"]), (0, 50, "request"))
-        self.assertLessEqual(result["min"], result["median"])
+        self.assertEqual((status, result["count"], result["kind"], result["unacked"], result["undeliverable"]),
+                         (0, 50, "request", 0, 0))
+        self.assertEqual(sorted(result), ["bytes", "count", "kind", "max", "median", "min", "p99", "rate", "seconds",
+                                          "unacked", "undeliverable"])
+        self.assertEqual(result["rate"], 50 / result["seconds"])
         self.assertTrue(err.rstrip().endswith("100% 50/50"))
         status, out, _ = self.cli("bench", "--post", "poe://beta/echo/hit", "b", "--count", "20")
         self.assertEqual(status, 0)
         self.assertIn("20 posts in", out)
+
+    def test_bench_summary(self):
+        """When latencies are summed up, then min, median, p99 and max are the ordered values', and the rate."""
+        from lightspeed.clibench import _summary
+
+        self.assertEqual(_summary("request", 4, 2.0, 8, [0.4, 0.1, 0.3, 0.2]),
+                         {"kind": "request", "count": 4, "seconds": 2.0, "rate": 2.0, "bytes": 8, "min": 0.1,
+                          "median": 0.25, "max": 0.4, "p99": 0.4})
+        self.assertEqual(_summary("post", 3, 0.0, 0, []), {"kind": "post", "count": 3, "seconds": 0.0, "rate": 0.0,
+                                                           "bytes": 0})
 
     def test_tail(self):
         """When tail watches link_up, then the next client's link prints as one line."""
@@ -218,6 +237,60 @@ class CommandTests(SynchronousTestCase):
         status, out, _ = result[0]
         self.assertEqual(status, 0)
         self.assertRegex(out, r"^\[alpha\] link_up \{.*\"peer\": \"lite-[0-9a-f]+\".*\}\n$")
+
+
+class UnackedCommandTests(SynchronousTestCase):
+    """Posts to a scripted server that never acknowledges (see test_litelink)."""
+
+    def test_post_unacknowledged(self):
+        """When the post is not acknowledged within --timeout, then one line and status 1."""
+        from lightspeed.test.test_litelink import ScriptedServer
+
+        server = ScriptedServer(self)
+        self.assertEqual(run_cli("--server", server.endpoint, "--timeout", "1", "post", "poe://srv/s/x", "1"),
+                         (1, "", "lightspeed: error: post to poe://srv/s/x not delivered: "
+                                 "1 message to srv not acknowledged\n"))
+
+    def test_bench_post_unacknowledged(self):
+        """When bench --post's posts are not acknowledged, then it counts them, says so, and the status is 1."""
+        from lightspeed.test.test_litelink import ScriptedServer
+
+        server = ScriptedServer(self)
+        status, out, _ = run_cli("--server", server.endpoint, "--timeout", "1", "--json", "bench", "--post",
+                                 "poe://srv/s/x", "--count", "3")
+        result = json.loads(out)
+        self.assertEqual((status, result["count"], result["unacked"], result["undeliverable"]), (1, 3, 3, 0))
+
+
+class OptionErrorTests(SynchronousTestCase):
+    """Bad connection options: one line naming what is wrong, status 1."""
+
+    def test_server_unknown_key(self):
+        """When --server has a key ClientLite does not know, then one line names it."""
+        self.assertEqual(run_cli("--server", "tcp:host=h:port=1:nope=2", "kernels"),
+                         (1, "", "lightspeed: error: endpoint 'tcp:host=h:port=1:nope=2': unknown key 'nope' "
+                                 "(a tcp: endpoint takes host=, port=)\n"))
+
+    def test_server_ipv6_refused(self):
+        """When --server is tcp:[::1]:PORT where nothing listens, then the error is the connection's, not the parse's."""
+        import socket
+
+        from twisted.trial.unittest import SkipTest
+
+        try:
+            with socket.socket(socket.AF_INET6) as s:
+                s.bind(("::1", 0))
+                port = s.getsockname()[1]
+        except OSError as e:
+            raise SkipTest(f"no IPv6 loopback here: {e}")
+        status, out, err = run_cli("--server", f"tcp:[::1]:{port}", "--timeout", "2", "kernels")
+        self.assertEqual((status, out, err), (1, "", f"lightspeed: error: tcp:[::1]:{port}: Connection refused\n"))
+
+    def test_missing_password_file(self):
+        """When --password-file names a missing file, then the error names that file, not the server."""
+        path = os.path.join(self.mktemp(), "password")
+        self.assertEqual(run_cli("--server", "tcp:127.0.0.1:1", "--password-file", path, "kernels"),
+                         (1, "", f"lightspeed: error: --password-file {path}: No such file or directory\n"))
 
 
 class SecureCommandTests(SynchronousTestCase):

@@ -14,10 +14,10 @@ from typing import List
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from lightspeed.clientlite import ClientLite, Event, tls_context
+from lightspeed.clientlite import ClientLite, Delivery, Event, tls_context
 from lightspeed.errors import LinkClosed, NoRoute, NoSuchSession, RemoteError, RequestTimeout
 from lightspeed.liteparts import Out, parse_endpoint, reachable, receive_entries
-from lightspeed.message import CALLREPLY, POST
+from lightspeed.message import CALLREPLY, POST, UNDELIVERABLE
 from lightspeed.test.twistdnodes import TwistdNode, shared
 
 APP = "lightspeed.test.liteapp:app"
@@ -90,6 +90,15 @@ class ClientLiteTests(MeshCase):
         self.assertEqual([out.unacked for out in client._out.values()], [{}])
         self.nodes[1].expect(re.compile(r"hit beta \['delivered-1'\]"))
 
+    def test_post_undeliverable(self):
+        """When a post names no session there, then close() has the node's report and nothing unacknowledged."""
+        client = ClientLite(self.server).connect()
+        client.post("poe://beta/nosuch/x", 1)
+        client.post("poe://beta/echo/hit", "fine")
+        self.assertEqual(client.close(10), Delivery({}, [
+            Event(UNDELIVERABLE, "beta", "lite", "_undeliverable",
+                  ["poe://beta/nosuch/x", "no session 'nosuch' in kernel 'beta'", [1]], None)]))
+
     def test_hidden(self):
         """When kernels are listed, then the clients are hidden unless asked, and '*' does not reach them."""
         client, other = self.client(), self.client()
@@ -97,14 +106,21 @@ class ClientLiteTests(MeshCase):
         self.assertIn(client.name, client.list_kernels(hidden=True))
         self.assertEqual(client.control("alpha", "sessions"), [["echo"]])
         client.post("poe://*/lite/x", 1)
-        self.assertIsNone(other.receive(0.2))
+        # '*' named the visible kernels only: streams went to alpha and beta, none to the other client,
+        # and each of the two answered (no session 'lite' there).
+        self.assertEqual(sorted(client._out), ["alpha", "beta"])
+        report = client.flush(10)
+        self.assertEqual((report.unacked, sorted((e.origin, e.args[0]) for e in report.undeliverable)),
+                         ({}, [("alpha", "poe://alpha/lite/x"), ("beta", "poe://beta/lite/x")]))
 
     def test_kernel_broadcast_skips_client(self):
         """When a node posts to '*', then the other node gets it and the hidden client does not."""
         client = self.client()
         client.request("poe://alpha/echo/broadcast", "to-all")
         self.nodes[1].expect(re.compile(r"hit beta \['to-all'\]"))
-        self.assertIsNone(client.receive(0.2))
+        # A post of alpha's to the client would come in alpha's stream before this answer.
+        self.assertEqual(client.request("poe://alpha/echo/ask", "after"), ["after"])
+        self.assertEqual(list(client.events), [])
 
     def test_control(self):
         """When the client asks for states, route and ping, then each kernel answers."""
@@ -157,6 +173,38 @@ class EndpointTests(SynchronousTestCase):
         self.assertEqual(parse_endpoint("unix:/x/y"), ("unix", "/x/y", False))
         self.assertEqual(parse_endpoint("unix:path=/x"), ("unix", "/x", False))
         self.assertRaises(ValueError, parse_endpoint, "tcp:nowhere")
+
+    def test_ipv6(self):
+        """When the host is IPv6, in brackets or with escaped colons, then it is found whole."""
+        self.assertEqual(parse_endpoint("tcp:[::1]:9876"), ("tcp", ("::1", 9876), False))
+        self.assertEqual(parse_endpoint("tls:[fe80::1]:9"), ("tcp", ("fe80::1", 9), True))
+        self.assertEqual(parse_endpoint(r"tcp:host=\:\:1:port=9"), ("tcp", ("::1", 9), False))
+        self.assertEqual(str(self.assertRaises(ValueError, parse_endpoint, "tcp:[::1:9")),
+                         "endpoint 'tcp:[::1:9': '[' without ']'")
+
+    def test_unix_path_with_colon(self):
+        """When a Unix socket path holds ':', then it is the path, in both forms."""
+        self.assertEqual(parse_endpoint("unix:/a:b"), ("unix", "/a:b", False))
+        self.assertEqual(parse_endpoint("unix:path=/a:b"), ("unix", "/a:b", False))
+        self.assertEqual(str(self.assertRaises(ValueError, parse_endpoint, "unix:")),
+                         "endpoint 'unix:': want unix:PATH or unix:path=PATH")
+
+    def test_unknown_key(self):
+        """When an endpoint has a key ClientLite does not know, then one line names it and the keys it takes."""
+        self.assertEqual(str(self.assertRaises(ValueError, parse_endpoint, "tcp:host=h:port=1:timeout=2")),
+                         "endpoint 'tcp:host=h:port=1:timeout=2': unknown key 'timeout' "
+                         "(a tcp: endpoint takes host=, port=)")
+        self.assertEqual(str(self.assertRaises(ValueError, parse_endpoint, "unix:/x:mode=1")),
+                         "endpoint 'unix:/x:mode=1': unknown key 'mode' (a unix: endpoint takes path=)")
+
+    def test_unix_colon_connects(self):
+        """When a node listens on a Unix path with ':' in it, then the client reaches it there."""
+        from lightspeed.test.test_litelink import ScriptedServer
+
+        server = ScriptedServer(self, colon=True)
+        self.assertIn(":", server.path)
+        with ClientLite(server.endpoint, connect_timeout=10) as client:
+            self.assertEqual(client.list_kernels(), ["srv"])
 
     def test_refused(self):
         """When nothing listens, then OSError from connect."""
@@ -351,6 +399,29 @@ class StreamTests(SynchronousTestCase):
         lsas = {"s": (1, 1, {"h": 1, "me": 1}, False), "h": (2, 1, {"s": 1, "x": 1}, True),
                 "x": (3, 1, {"h": 1}, False)}
         self.assertEqual(reachable(lsas, "s", 1, "me"), {"s": 1, "h": 2})
+
+
+class PayloadTests(SynchronousTestCase):
+    """The pre-encoded REQUEST payload."""
+
+    def test_same_as_encoded_list(self):
+        """When a payload is made from its head, then it decodes as the whole list would, ids large and small."""
+        from lightspeed.liteparts import payload_head, request_payload
+        from lightspeed.message import CONTROL, REQUEST
+        from lightspeed.wire.codec import loads
+
+        for kind, sessions, args, request_id in [(REQUEST, ["echo"], (1, "x", b"b"), 42),
+                                                 (CONTROL, "*", (), 1 << 40), (REQUEST, ["a", "b"], ([1, {"k": None}],), 0)]:
+            payload = request_payload(payload_head(kind, sessions, "st"), args, request_id)
+            self.assertEqual(loads(payload), [kind, sessions, "st", list(args), "lite", None, None, None, request_id])
+
+    def test_not_plain(self):
+        """When an argument is not a plain value, then EncodeError and no payload."""
+        from lightspeed.errors import EncodeError
+        from lightspeed.liteparts import payload_head, request_payload
+        from lightspeed.message import REQUEST
+
+        self.assertRaises(EncodeError, request_payload, payload_head(REQUEST, ["s"], "x"), (object(),), 1)
 
 
 class FormatTests(SynchronousTestCase):

@@ -249,6 +249,26 @@ class EndpointDataTests(WebTestCase):
         self.assertEqual((json.loads(body)["links"], json.loads(body)["routes"]), ([], {}))
 
     @inlineCallbacks
+    def test_sessionz(self):
+        """When a kernel runs two sessions, aliased twice and once, then /sessionz is their count, ids and aliases."""
+        a, _ = yield self.pair()
+        first = a.spawn(inline_states={"_start": lambda e: (e.kernel.alias_set("echo"), e.kernel.alias_set("e2"))})
+        second = a.spawn(inline_states={"_start": lambda e: e.kernel.alias_set("other")})
+        url = yield self.page(a)
+        code, headers, body = yield fetch(url + "/sessionz")
+        self.assertEqual((code, headers.getRawHeaders(b"content-type")), (200, [b"application/json"]))
+        self.assertEqual(json.loads(body), {"count": 2, "sessions": [{"id": first.id, "aliases": ["echo", "e2"]},
+                                                                     {"id": second.id, "aliases": ["other"]}]})
+
+    def test_sessions_limit(self):
+        """When a kernel has more sessions than the limit, then all are counted and the first ones listed."""
+        kernel = self.kernel("k")
+        started = [kernel.spawn(inline_states={"_start": lambda e, i=i: e.kernel.alias_set(f"s{i}")})
+                   for i in range(3)]
+        self.assertEqual(snapshot.sessions(kernel, limit=2),
+                         {"count": 3, "sessions": [{"id": s.id, "aliases": [f"s{i}"]} for i, s in enumerate(started[:2])]})
+
+    @inlineCallbacks
     def test_metrics(self):
         """When /metrics is scraped, then it is Prometheus text with the kernel's gauges and link costs."""
         a, b = yield self.pair()
@@ -323,6 +343,38 @@ class GuardTests(WebTestCase):
         found = yield self.codes(url, [("/varz", {"Host": "rebound.example:80"}), ("/varz", {"Host": "localhost"}),
                                        ("/varz", {"Host": "[::1]:9"})])
         self.assertEqual(found, [403, 200, 200])
+
+
+class ListeningLogTests(WebTestCase):
+    """The log line that says where the page listens."""
+
+    def test_addresses(self):
+        """When the page listens on IPv4, IPv6 or a Unix socket, then the line names it as a URL or the path."""
+        from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
+
+        from lightspeed.web.options import listening_at
+
+        self.assertEqual(listening_at("http", IPv4Address("TCP", "127.0.0.1", 8080)), "http://127.0.0.1:8080/")
+        self.assertEqual(listening_at("https", IPv6Address("TCP", "::1", 8443)), "https://[::1]:8443/")
+        self.assertEqual(listening_at("http", UNIXAddress(b"/run/page.sock")), "unix:/run/page.sock (http)")
+
+    @inlineCallbacks
+    def test_unix_log(self):
+        """When --web is unix:PATH, then the startup log line names the path (it has no host or port)."""
+        from twisted.logger import formatEvent
+
+        from lightspeed.test.test_kernel import LogCatcher
+        from lightspeed.web.options import web_service
+
+        path = os.path.abspath(self.mktemp())
+        caught = LogCatcher(self)
+        kernel = self.kernel("k")
+        web = web_service(kernel, {"web": f"unix:{path}", "web-token": None, "web-tls": False, "tls": None})
+        web.setServiceParent(kernel)
+        kernel.startService()
+        self.addCleanup(kernel.stopService)
+        yield web.whenListening()
+        self.assertIn(f"status page on unix:{path} (http)", [formatEvent(event) for event in caught.events])
 
 
 class TwistdWebTests(TestCase):

@@ -14,7 +14,7 @@ from twisted.python import usage
 from lightspeed.service import server_endpoint
 from lightspeed.web.service import NotLoopback, WebService, check_guarded, web_endpoint
 
-__all__ = ["check_web_options", "web_service"]
+__all__ = ["check_web_options", "listening_at", "web_service"]
 
 log = Logger()
 
@@ -52,6 +52,19 @@ def check_web_options(options: Any) -> None:
         raise usage.UsageError(str(e))
 
 
+def listening_at(scheme: str, address: Any) -> str:
+    """
+    Where the page listens, for the log: ``http://127.0.0.1:8080/``,
+    ``http://[::1]:8080/``, or ``unix:/run/page.sock (http)`` for a Unix
+    socket (which has no host or port).
+    """
+    path = getattr(address, "name", None)
+    if path is not None:  # a UNIXAddress
+        return f"unix:{path.decode('utf-8', 'replace') if isinstance(path, bytes) else path} ({scheme})"
+    host = address.host
+    return f"{scheme}://{'[' + host + ']' if ':' in host else host}:{address.port}/"
+
+
 def web_service(kernel: Any, options: Any) -> WebService:
     """
     The status page the options ask for, to be a child of ``kernel``.
@@ -60,8 +73,7 @@ def web_service(kernel: Any, options: Any) -> WebService:
                          tls=options["tls"] if options["web-tls"] else None)
     scheme = "https" if options["web-tls"] else "http"
     service.whenListening().addCallbacks(
-        lambda port: log.info("status page on {scheme}://{address.host}:{address.port}/", scheme=scheme,
-                              address=port.getHost()),
+        lambda port: log.info("status page on {where}", where=listening_at(scheme, port.getHost())),
         lambda failure: log.critical("cannot serve the status page on {endpoint}: {why}",
                                      endpoint=options["web"], why=failure.getErrorMessage()))
     return service

@@ -1,0 +1,243 @@
+# -*- test-case-name: lightspeed.test.test_litelink -*-
+"""
+ClientLite's link against a scripted server on a Unix socket: a thread
+that speaks the handshake with the kernels' own sans-IO
+:obj:`~lightspeed.wire.connection.Connection` and then does only what a
+test tells it (ack or not, bounce, send a request), so that unacknowledged
+posts, the window and answers written while reading are seen exactly.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import struct
+import tempfile
+import threading
+from typing import Any, Callable, List, Optional
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from lightspeed.clientlite import ClientLite, Delivery, Event, WindowFull
+from lightspeed.message import (
+    DEFAULT_HOPS, LSA, POST, REQUEST, RESPONSE, ROUTED, UNDELIVERABLE, parse_routed, routed_body,
+)
+from lightspeed.wire.codec import dumps, loads
+from lightspeed.wire.connection import Connection, LinkConfig, PeerInfo
+
+SERVER, INCARNATION = "srv", 5
+
+
+class ScriptedServer:
+    """
+    One kernel ``srv`` on a Unix socket, one client at a time.
+
+    :ivar payloads: ``(seq, payload)`` of every ROUTED message with a
+        payload the server got, decoded, in order.
+    :ivar on_up: called with the server and the client's :obj:`PeerInfo`
+        once the handshake is done (default: :meth:`advertise`).
+    :ivar on_payload: called with the server, seq and payload of each.
+    """
+
+    def __init__(self, test: SynchronousTestCase, others: Optional[dict] = None, colon: bool = False) -> None:
+        directory = tempfile.mkdtemp(prefix="lite-", dir="/tmp")  # short: a socket path has ~100 bytes
+        self.path = os.path.join(directory, "a:b" if colon else "s")
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.listener.bind(self.path)
+        self.listener.listen(1)
+        self.others = others or {}
+        self.payloads: List[tuple] = []
+        self.on_up: Callable[[Any, PeerInfo], None] = lambda server, peer: server.advertise()
+        self.on_payload: Callable[[Any, int, Any], None] = lambda server, seq, payload: None
+        self.got = threading.Condition()
+        self.conn: Optional[Connection] = None
+        self.peer: Optional[PeerInfo] = None
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+        test.addCleanup(self.stop, directory)
+
+    @property
+    def endpoint(self) -> str:
+        return "unix:" + self.path
+
+    def stop(self, directory: str) -> None:
+        self.listener.close()
+        self.thread.join(10)
+        os.unlink(self.path)
+        os.rmdir(directory)
+
+    def advertise(self, *extra: str) -> None:
+        """The server's LSA (linked to the client and ``others``), then each other kernel's."""
+        assert self.conn is not None and self.peer is not None
+        links = [[self.peer.name, 1]] + [[k, 1] for k in self.others]
+        self.conn.send_message([LSA, SERVER, INCARNATION, 1, links, None, {}])
+        for kernel in extra:
+            self.conn.send_message([LSA, kernel, self.others[kernel], 1, [[SERVER, 1]], None, {}])
+
+    def routed(self, origin: str, seq: int, ack: int, payload: Any) -> None:
+        """Send the client one ROUTED message from ``origin`` (``payload`` None: an ack alone)."""
+        assert self.conn is not None and self.peer is not None
+        incarnation = INCARNATION if origin == SERVER else self.others[origin]
+        body = b"" if payload is None else dumps(payload)
+        self.conn.send_body(routed_body(origin, incarnation, [(self.peer.name, self.peer.incarnation, seq, ack)],
+                                        DEFAULT_HOPS, None, body))
+
+    def wait(self, count: int) -> List[tuple]:
+        """The payloads once there are ``count`` of them (10 s at most)."""
+        with self.got:
+            self.got.wait_for(lambda: len(self.payloads) >= count, 10)
+            return list(self.payloads)
+
+    def _up(self, peer: PeerInfo) -> None:
+        self.peer = peer
+        self.on_up(self, peer)
+
+    def _message(self, message: list) -> None:
+        if message[0] != ROUTED:
+            return
+        _, _, entries, _, _, payload = parse_routed(message)
+        if payload:
+            seq = entries[0][2]
+            decoded = loads(payload)
+            with self.got:
+                self.payloads.append((seq, entries[0][0], decoded))
+                self.got.notify_all()
+            self.on_payload(self, seq, decoded)
+
+    def _serve(self) -> None:
+        try:
+            sock, _ = self.listener.accept()
+        except OSError:
+            return  # stopped before a client came
+        with sock:
+            self.conn = Connection(LinkConfig(SERVER, INCARNATION), lambda name, incarnation: None, self._up,
+                                   self._message, lambda code, message, by_peer: None, lambda: None)
+            self.conn.start()
+            sock.sendall(self.conn.take_output())
+            while True:
+                data = sock.recv(65536)
+                if not data:
+                    return
+                self.conn.receive(data)
+                out = self.conn.take_output()
+                if out:
+                    sock.sendall(out)
+
+
+def post(arg: Any) -> list:
+    """What a client's post of ``arg`` to poe://srv/s/x looks like to the server."""
+    return [POST, ["s"], "x", [arg], "lite", None, None, None]
+
+
+class FlushTests(SynchronousTestCase):
+    def client(self, server: ScriptedServer, **kwargs: Any) -> ClientLite:
+        client = ClientLite(server.endpoint, "lite-test", connect_timeout=10, **kwargs).connect()
+        self.addCleanup(client.close, 0)
+        return client
+
+    def test_unacknowledged(self):
+        """When the server never acks, then close() says how many posts to it were not acknowledged."""
+        server = ScriptedServer(self)
+        client = self.client(server)
+        client.post("poe://srv/s/x", 1)
+        client.post("poe://srv/s/x", 2)
+        self.assertEqual([p[::2] for p in server.wait(2)], [(1, post(1)), (2, post(2))])
+        report = client.close(0.05)
+        self.assertEqual(report, Delivery({SERVER: 2}, []))
+        self.assertFalse(report.ok)
+        self.assertEqual(report.describe(), "2 messages to srv not acknowledged")
+
+    def test_acknowledged_and_undeliverable(self):
+        """When the server acks one post and reports it undeliverable, then flush() has the report, and only once."""
+        server = ScriptedServer(self)
+        notice = [UNDELIVERABLE, ["lite"], "_undeliverable", ["poe://srv/s/x", "no session 's'", [1]],
+                  None, None, None, None]
+        server.on_payload = lambda s, seq, payload: s.routed(SERVER, 1, seq, notice)
+        client = self.client(server)
+        client.post("poe://srv/s/x", 1)
+        event = Event(UNDELIVERABLE, SERVER, "lite", "_undeliverable", ["poe://srv/s/x", "no session 's'", [1]], None)
+        self.assertEqual(client.flush(10), Delivery({}, [event]))
+        self.assertEqual(client.flush(0), Delivery({}, []))
+        self.assertEqual(client.receive(0), event)  # still an event too
+        self.assertEqual(Delivery({}, [event]).describe(), "undeliverable: poe://srv/s/x (no session 's')")
+        self.assertTrue(Delivery({}, []).ok)
+
+    def test_window_full(self):
+        """When the window is full and no ack comes within the time-out, then WindowFull and nothing more is sent."""
+        server = ScriptedServer(self)
+        client = self.client(server, window=3, timeout=0.05)
+        for i in range(3):
+            client.post("poe://srv/s/x", i)
+        error = self.assertRaises(WindowFull, client.post, "poe://srv/s/x", 3)
+        self.assertEqual(str(error), "3 messages to kernel 'srv' are not acknowledged (window 3): not sent")
+        self.assertEqual(client.close(0), Delivery({SERVER: 3}, []))
+        self.assertEqual([p[0] for p in server.wait(3)], [1, 2, 3])
+
+    def test_window_waits_for_acks(self):
+        """When the server acks every second post, then a burst of 10 through a window of 2 is delivered in order."""
+        server = ScriptedServer(self)
+        server.on_payload = lambda s, seq, payload: s.routed(SERVER, 0, seq, None) if seq % 2 == 0 else None
+        client = self.client(server, window=2)
+        for i in range(10):
+            client.post("poe://srv/s/x", i)
+            self.assertLessEqual(len(client._out[SERVER].unacked), 2)
+        self.assertEqual(client.close(10), Delivery({}, []))
+        self.assertEqual([p[::2] for p in server.wait(10)], [(i + 1, post(i)) for i in range(10)])
+
+
+class SocketTests(SynchronousTestCase):
+    def test_blocking_with_kernel_timeouts(self):
+        """
+        When the client reads from a plain socket, then the socket is
+        blocking with SO_RCVTIMEO as the wait (one system call per read,
+        no poll), set only when the wait changes, and a wait that runs out
+        is "nothing came".
+        """
+        from lightspeed.liteparts import timeval
+
+        server = ScriptedServer(self)
+        client = ClientLite(server.endpoint, "lite-test", connect_timeout=10).connect()
+        self.addCleanup(client.close, 0)
+        sock = client._sock
+        assert sock is not None
+        self.assertIsNone(sock.gettimeout())
+        self.assertIsNone(client.receive(0.01))
+        self.assertIsNone(client._read(sock, 0.05))
+        # The kernel keeps time-outs in its clock ticks: read back, 0.05 s is 0 s and some 50,000 us.
+        seconds, micros = struct.unpack("@ll", sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, 16))
+        self.assertEqual((seconds, 40_000 <= micros <= 60_000), (0, True))
+        self.assertEqual(struct.unpack("@ll", sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, 16))[0], 10)
+        self.assertEqual(client._wait, 0.05)
+        self.assertEqual((timeval(2.25), timeval(0)), (struct.pack("@ll", 2, 250_000), struct.pack("@ll", 0, 1000)))
+
+
+class ReentrancyTests(SynchronousTestCase):
+    def test_request_answered_after_read(self):
+        """
+        When one read brings a request from a kernel whose advert comes in
+        the same read, after it, then the client answers once the read is
+        handled (not from inside it: no nested read, the link stays up) and
+        the answer goes to that kernel.
+        """
+        server = ScriptedServer(self, {"far": 9})
+
+        def up(s: ScriptedServer, peer: PeerInfo) -> None:
+            s.advertise()
+            s.routed("far", 1, 0, [REQUEST, ["lite"], "x", [], "asker", None, None, None, 42])
+            s.advertise("far")
+
+        server.on_up = up
+        client = ClientLite(server.endpoint, "lite-test", connect_timeout=10).connect()
+        self.addCleanup(client.close, 0)
+        (seq, dest, answer), = server.wait(1)
+        self.assertEqual((seq, dest, answer),
+                         (1, "far", [RESPONSE, [], 42, False, ["NoSuchSession", "lite-test is a ClientLite"]]))
+        assert client._conn is not None
+        self.assertEqual(client._conn.state, "up")
+        self.assertEqual(client._in["far"][1], 1)
+
+    def test_no_read_inside_read(self):
+        """When anything reads from inside a read, then RuntimeError: frames are never handled out of order."""
+        client = ClientLite("unix:/nonexistent")
+        client._reading = True
+        self.assertRaises(RuntimeError, client._pump, lambda: False, 0.0)
