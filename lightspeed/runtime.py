@@ -69,7 +69,14 @@ class Runtime:
         self.request = self.calls.request
         self.aliases = self.registry.aliases
         self._sessions = self.registry.sessions
-        self._queue: Deque[Tuple[Any, ...]] = deque()  # the items of Events
+        # The queue, in three deques that move together: the sessions, the
+        # senders, and the rest of each event (state, args, caller state,
+        # where).  The rest holds no object the cyclic collector tracks
+        # (when the args hold none), so the collector drops it from its
+        # lists at its first look and a long queue costs it nothing.
+        self._queue: Deque[Tuple[Any, ...]] = deque()
+        self._targets: Deque[Session] = deque()
+        self._senders: Deque[Any] = deque()
         self._drain_call: Optional[IDelayedCall] = None
         self.current: Optional[Session] = None
         self.current_state: Optional[str] = None
@@ -102,7 +109,9 @@ class Runtime:
     def enqueue(self, session: Session, state: str, args: Tuple[Any, ...], sender: Any,
                 cstate: Optional[str], cfile: Where, cline: Optional[int]) -> None:
         session._pending += 1
-        self._queue.append((session, state, args, sender, cstate, cfile, cline))
+        self._targets.append(session)
+        self._senders.append(sender)
+        self._queue.append((state, args, cstate, cfile, cline))
         if self._drain_call is None:
             self._drain_call = self.reactor.callLater(0, self._drain)
 
@@ -208,8 +217,9 @@ class Runtime:
             session = self.aliases.get(_dest)
             if session is not None and args[0] in session._states:
                 session._pending += 1
-                self._queue.append((session, args[0], args[1:], self.current or self.owner,
-                                    self.current_state, frame.f_code, frame.f_lasti))
+                self._targets.append(session)
+                self._senders.append(self.current or self.owner)
+                self._queue.append((args[0], args[1:], self.current_state, frame.f_code, frame.f_lasti))
                 if self._drain_call is None:
                     self._drain_call = self.reactor.callLater(0, self._drain)
                 return
@@ -321,23 +331,25 @@ class Runtime:
         self._drain_call = None
         queue = self._queue
         popleft = queue.popleft
+        next_target = self._targets.popleft
+        next_sender = self._senders.popleft
         maybe_stop = self.registry.maybe_stop
         previous = self.current, self.current_state
         try:
             for _ in range(min(len(queue), self.batch)):
-                entry = popleft()
-                session = entry[0]
-                state = entry[1]
+                session = next_target()
+                state, args, cstate, cfile, cline = popleft()
+                event = Event((session, state, args, next_sender(), cstate, cfile, cline))
                 session._pending -= 1
                 handler = session._states.get(state)
                 if handler is None:
-                    self._dispatch_missing(Event(entry))
+                    self._dispatch_missing(event)
                 else:
                     # Inlined run(): this loop is the kernel's hot path.
                     self.current = session
                     self.current_state = state
                     try:
-                        result = handler(Event(entry))
+                        result = handler(event)
                     except Exception:
                         self.log_failure(session, state)
                     else:

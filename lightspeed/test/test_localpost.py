@@ -83,3 +83,14 @@ class LocalEventTests(SynchronousTestCase):
         self.kernel.flush()
         del self.events[:]
         self.assertEqual(gc.collect(), 0)
+
+    def test_queue_untracked(self) -> None:
+        """When events with plain args wait, then after two looks of the collector, it no longer tracks their entries."""
+        for i in range(10):
+            self.kernel.post("rec", "hit", i, "x")
+        gc.collect()  # a tuple is dropped when its items are: the entry may come before its args
+        gc.collect()
+        queue = list(self.kernel.local._queue)
+        self.assertEqual((len(queue), [gc.is_tracked(entry) for entry in queue]), (10, [False] * 10))
+        self.kernel.flush()
+        self.assertEqual([e.args for e in self.events], [(i, "x") for i in range(10)])
