@@ -8,6 +8,7 @@ lightspeed / baseline (higher is better; 1.0 would be free).
 
 import collections
 import os
+import statistics
 import sys
 import time
 
@@ -68,11 +69,26 @@ def lightspeed_specifier(n):
 
 
 def main():
-    base = max(baseline(N) for _ in range(ROUNDS))
-    for name, fn in [("alias form", lightspeed_alias), ("poe:// specifier", lightspeed_specifier)]:
-        rate = max(fn(N) for _ in range(ROUNDS))
+    forms = [("alias form", lightspeed_alias), ("poe:// specifier", lightspeed_specifier)]
+    load = os.getloadavg()[0]
+    bases, rates = [], {name: [] for name, _ in forms}
+    for round_ in range(ROUNDS):  # each round is a pair of each form with the baseline, in alternating order
+        if round_ % 2 == 0:
+            bases.append(baseline(N))
+        for name, fn in forms:
+            rates[name].append(fn(N))
+        if round_ % 2 == 1:
+            bases.append(baseline(N))
+    base = max(bases)
+    for name, _ in forms:
+        rate = max(rates[name])
         print(f"local_post [{name}]: {rate:,.0f} posts/s; deque+call baseline {base:,.0f}/s; "
               f"ratio {rate / base:.2f}x")
+    for name, _ in forms:
+        ratios = sorted(r / b for r, b in zip(rates[name], bases))
+        print(f"  ratio per round [{name}], min / median / max of {ROUNDS}: {ratios[0]:.2f} / "
+              f"{statistics.median(ratios):.2f} / {ratios[-1]:.2f}")
+    print(f"  load average {load:.2f} before, {os.getloadavg()[0]:.2f} after")
 
 
 if __name__ == "__main__":

@@ -29,13 +29,13 @@ from lightspeed.bounded import BoundedCache
 from lightspeed.calls import Calls, caller
 from lightspeed.interfaces import IDelivery
 from lightspeed.registry import Registry
-from lightspeed.session import Back, Event, Session
+from lightspeed.session import Back, Event, Session, Where, caller_of
 from lightspeed.specifier import SCHEME, Specifier, check_state
 from lightspeed.timers import Timers
 
 __all__ = ["Runtime", "caller"]
 
-_new = tuple.__new__
+_getframe = sys._getframe
 
 
 @implementer(IDelivery)
@@ -69,7 +69,14 @@ class Runtime:
         self.request = self.calls.request
         self.aliases = self.registry.aliases
         self._sessions = self.registry.sessions
-        self._queue: Deque[Event] = deque()
+        # The queue, in three deques that move together: the sessions, the
+        # senders, and the rest of each event (state, args, caller state,
+        # where).  The rest holds no object the cyclic collector tracks
+        # (when the args hold none), so the collector drops it from its
+        # lists at its first look and a long queue costs it nothing.
+        self._queue: Deque[Tuple[Any, ...]] = deque()
+        self._targets: Deque[Session] = deque()
+        self._senders: Deque[Any] = deque()
         self._drain_call: Optional[IDelayedCall] = None
         self.current: Optional[Session] = None
         self.current_state: Optional[str] = None
@@ -100,21 +107,23 @@ class Runtime:
         return state in session._states
 
     def enqueue(self, session: Session, state: str, args: Tuple[Any, ...], sender: Any,
-                cstate: Optional[str], cfile: Optional[str], cline: Optional[int]) -> None:
+                cstate: Optional[str], cfile: Where, cline: Optional[int]) -> None:
         session._pending += 1
-        self._queue.append(_new(Event, (session, state, args, sender, cstate, cfile, cline)))
+        self._targets.append(session)
+        self._senders.append(sender)
+        self._queue.append((state, args, cstate, cfile, cline))
         if self._drain_call is None:
             self._drain_call = self.reactor.callLater(0, self._drain)
 
     def call_now(self, session: Session, state: str, args: Tuple[Any, ...], sender: Any,
-                 cstate: Optional[str], cfile: Optional[str], cline: Optional[int]) -> Any:
+                 cstate: Optional[str], cfile: Where, cline: Optional[int]) -> Any:
         handler = session.handler(state)
         if handler is None:
             raise NoSuchSession(f"session {session.id} of kernel {self.name!r} has no state {state!r} and no _default")
         previous = self.current, self.current_state
         self.current, self.current_state = session, state
         try:
-            result = handler(_new(Event, (session, state, args, sender, cstate, cfile, cline)))
+            result = handler(Event((session, state, args, sender, cstate, cfile, cline)))
         finally:
             self.current, self.current_state = previous
             if previous[0] is not session:
@@ -131,6 +140,7 @@ class Runtime:
 
     def undeliverable(self, spec: Any, reason: str, caller: Tuple[Any, ...] = (None, None),
                       sender: Any = None, args: Tuple[Any, ...] = (), logged: bool = False) -> None:
+        caller = caller_of(*caller)
         if not logged:
             self.log.warn(
                 "undeliverable to {destination} from kernel {kernel} ({file}:{line}): {reason}",
@@ -197,23 +207,25 @@ class Runtime:
         """
         Post an event: see :meth:`lightspeed.kernel.Kernel.post`.
         """
-        frame = sys._getframe(1)
+        frame = _getframe(1)
         if type(_dest) is str and args:
             # Hot path: the POE-style local post(alias, state, *args).  An
             # alias never holds '/', so a 'poe://' string never matches, and
             # a state the session has was validated when it was defined.
+            # The caller is kept as its code object and instruction offset:
+            # the event turns them into a file and line only if asked.
             session = self.aliases.get(_dest)
             if session is not None and args[0] in session._states:
                 session._pending += 1
-                self._queue.append(_new(Event, (session, args[0], args[1:], self.current or self.owner,
-                                                self.current_state, frame.f_code.co_filename,
-                                                frame.f_lineno)))
+                self._targets.append(session)
+                self._senders.append(self.current or self.owner)
+                self._queue.append((args[0], args[1:], self.current_state, frame.f_code, frame.f_lasti))
                 if self._drain_call is None:
                     self._drain_call = self.reactor.callLater(0, self._drain)
                 return
-        self._post_slow(_dest, args, frame.f_code.co_filename, frame.f_lineno, ttl)
+        self._post_slow(_dest, args, frame.f_code, frame.f_lasti, ttl)
 
-    def _post_slow(self, dest: Any, args: Tuple[Any, ...], cfile: str, cline: int, ttl: Optional[float]) -> None:
+    def _post_slow(self, dest: Any, args: Tuple[Any, ...], cfile: Where, cline: int, ttl: Optional[float]) -> None:
         sender = self.current or self.owner
         cstate = self.current_state
         if type(dest) is str:
@@ -225,7 +237,7 @@ class Runtime:
                         self.enqueue(session, plan[0].state, args, sender, cstate, cfile, cline)
                         return
                 elif self.remote is not None:
-                    self.remote.send(plan[0], plan[1], args, sender, cstate, cfile, cline, ttl=ttl)
+                    self.remote.send(plan[0], plan[1], args, sender, cstate, *caller_of(cfile, cline), ttl=ttl)
                     return
         if (isinstance(dest, Session) or type(dest) is int) and args:
             # A session object or id names exactly that session, even if
@@ -246,7 +258,7 @@ class Runtime:
             self._plans.remember(text, (spec, None))
 
     def post_spec(self, spec: Specifier, args: Tuple[Any, ...], sender: Any, cstate: Optional[str],
-                  cfile: Optional[str], cline: Optional[int], reply: bool = False,
+                  cfile: Where, cline: Optional[int], reply: bool = False,
                   rsvp: Optional[Specifier] = None, ttl: Optional[float] = None) -> None:
         """
         Deliver to the local targets of ``spec`` and send to remote ones;
@@ -262,16 +274,15 @@ class Runtime:
             if not spec.all_kernels:
                 self.undeliverable(spec, f"no route to kernel(s) {', '.join(remote)}", (cfile, cline), sender, args)
             return
-        self.remote.send(spec, remote, args, sender, cstate, cfile, cline, rsvp, reply, ttl)
+        self.remote.send(spec, remote, args, sender, cstate, *caller_of(cfile, cline), rsvp, reply, ttl)
 
     def yield_(self, _state: str, *args: Any) -> None:
         """
         Post ``_state`` to the current session (POE's ``yield``).
         """
         session = self.current_session()
-        frame = sys._getframe(1)
-        self.enqueue(session, check_state(_state), args, session, self.current_state,
-                     frame.f_code.co_filename, frame.f_lineno)
+        frame = _getframe(1)
+        self.enqueue(session, check_state(_state), args, session, self.current_state, frame.f_code, frame.f_lasti)
 
     def as_deferred(self, session: Session, state: str, awaitable: Any) -> Deferred:
         """
@@ -296,7 +307,8 @@ class Runtime:
             if session.stopped:
                 self.undeliverable(f"session {session.id}", f"postback to stopped session, state {state!r}")
                 return None
-            where = caller(2)
+            frame = _getframe(2)
+            where = frame.f_code, frame.f_lasti
             sender = self.current or self.owner
             if synchronous:
                 return self.call_now(session, state, (args, given), sender, self.current_state, *where)
@@ -319,27 +331,30 @@ class Runtime:
         self._drain_call = None
         queue = self._queue
         popleft = queue.popleft
+        next_target = self._targets.popleft
+        next_sender = self._senders.popleft
         maybe_stop = self.registry.maybe_stop
         previous = self.current, self.current_state
         try:
             for _ in range(min(len(queue), self.batch)):
-                event = popleft()
-                session = event[0]
+                session = next_target()
+                state, args, cstate, cfile, cline = popleft()
+                event = Event((session, state, args, next_sender(), cstate, cfile, cline))
                 session._pending -= 1
-                handler = session._states.get(event[1])
+                handler = session._states.get(state)
                 if handler is None:
                     self._dispatch_missing(event)
                 else:
                     # Inlined run(): this loop is the kernel's hot path.
                     self.current = session
-                    self.current_state = event[1]
+                    self.current_state = state
                     try:
                         result = handler(event)
                     except Exception:
-                        self.log_failure(session, event[1])
+                        self.log_failure(session, state)
                     else:
                         if result is not None and hasattr(result, "__await__"):
-                            self._watch(session, event[1], result)
+                            self._watch(session, state, result)
                 if not session._pending:
                     maybe_stop(session)
         finally:
@@ -366,7 +381,7 @@ class Runtime:
         An event for a state the session lacks: run ``_default``, or tell
         the sender it was not delivered.
         """
-        session, state, args, sender, cstate, cfile, cline = event
+        session, state, args, sender, cstate, cfile, cline = event  # cfile, cline: see caller_of
         if session.stopped:
             self._lost(event, f"session {session.id} stopped before state {state!r} ran")
             return
@@ -381,7 +396,8 @@ class Runtime:
         Report an event that cannot run to its sender: a local session's
         ``_undeliverable`` state, or a remote sender's through the network.
         """
-        session, state, args, sender, _, cfile, cline = event
+        session, state, args, sender = event[:4]
+        cfile, cline = event.caller
         if state == "_undeliverable":
             self.log.warn("undeliverable notice for session {session} dropped: {reason}", session=session.id,
                           reason=reason)
@@ -404,14 +420,14 @@ class Runtime:
         d.addErrback(lambda f: self.log_failure(session, state, f))
 
     def run(self, session: Session, handler: Callable[[Event], Any], state: str, args: Tuple[Any, ...],
-            sender: Any, cstate: Optional[str], cfile: Optional[str], cline: Optional[int]) -> Any:
+            sender: Any, cstate: Optional[str], cfile: Where, cline: Optional[int]) -> Any:
         """
         Run ``handler`` for ``session`` now; log (do not raise) its failure.
         """
         previous = self.current, self.current_state
         self.current, self.current_state = session, state
         try:
-            result = handler(_new(Event, (session, state, args, sender, cstate, cfile, cline)))
+            result = handler(Event((session, state, args, sender, cstate, cfile, cline)))
         except Exception:
             self.log_failure(session, state)
             return None

@@ -17,20 +17,28 @@ stops it at once.
 from __future__ import annotations
 
 import weakref
+from functools import lru_cache
 from operator import itemgetter
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from types import CodeType
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
-__all__ = ["Session", "Event", "RESERVED_STATES"]
+__all__ = ["Session", "Event", "RESERVED_STATES", "Where", "caller_of"]
 
 RESERVED_STATES = frozenset({"_start", "_stop", "_default", "_undeliverable"})
 
 Handler = Callable[["Event"], Any]
 
+#: Where a post was made, as an event holds it: a file name (with a line
+#: number beside it), or a code object (with an instruction offset beside
+#: it); see :func:`caller_of`.
+Where = Union[None, str, CodeType]
+
 
 class Event(tuple):
     """
-    What a handler receives: everything POE passes in ``@_``.  It is also
-    the kernel's queue entry, so a post builds exactly one object.
+    What a handler receives: everything POE passes in ``@_``, built from
+    the kernel's queue entry (a plain tuple of the same items) when the
+    event runs.  Build one with :meth:`of`.
 
     :ivar kernel: the :obj:`Kernel` dispatching the event.
     :ivar session: the :obj:`Session` that handles it.
@@ -48,9 +56,15 @@ class Event(tuple):
     :ivar caller_line: its line.
     """
 
+    # The items: session, state, args, sender, caller state, then where the
+    # post was made: (file, line), or, from a local post, (code object,
+    # instruction offset), which caller_file and caller_line turn into a
+    # file and line only when read (see caller_of).  No __new__ of its own:
+    # Event(items) is tuple's own constructor, the cheapest there is.
     __slots__ = ()
 
-    def __new__(
+    @classmethod
+    def of(
         cls,
         session: "Session",
         state: str,
@@ -60,15 +74,33 @@ class Event(tuple):
         caller_file: Optional[str],
         caller_line: Optional[int],
     ) -> "Event":
-        return tuple.__new__(cls, (session, state, args, sender, caller_state, caller_file, caller_line))
+        """
+        An event from its fields.
+        """
+        return cls((session, state, args, sender, caller_state, caller_file, caller_line))
 
     session = property(itemgetter(0))
     state = property(itemgetter(1))
     args = property(itemgetter(2))
     sender = property(itemgetter(3))
     caller_state = property(itemgetter(4))
-    caller_file = property(itemgetter(5))
-    caller_line = property(itemgetter(6))
+
+    @property
+    def caller_file(self) -> Optional[str]:
+        where = self[5]
+        return where.co_filename if type(where) is CodeType else where
+
+    @property
+    def caller_line(self) -> Optional[int]:
+        where = self[5]
+        return _line(where, self[6]) if type(where) is CodeType else self[6]
+
+    @property
+    def caller(self) -> Tuple[Optional[str], Optional[int]]:
+        """
+        ``(caller_file, caller_line)``.
+        """
+        return caller_of(self[5], self[6])
 
     @property
     def kernel(self) -> Any:
@@ -88,6 +120,30 @@ class Event(tuple):
             f"<Event {self.state!r} for session {self.session.id} from {_sender_id(self.sender)!r} "
             f"args={self.args!r}>"
         )
+
+
+def caller_of(where: Where, line: Optional[int]) -> Tuple[Optional[str], Optional[int]]:
+    """
+    The file and line of a post from what an event holds: ``(file, line)``
+    as given, or a code object and an instruction offset in it (what a
+    local post captures: two attribute reads, where the line number would
+    cost a walk of the code's line table on every post).
+    """
+    if type(where) is CodeType:
+        return where.co_filename, _line(where, line)
+    return where, line
+
+
+@lru_cache(maxsize=512)
+def _line(code: CodeType, offset: int) -> Optional[int]:
+    """
+    The source line of the instruction at byte ``offset`` of ``code``, as
+    ``frame.f_lineno`` gives it.
+    """
+    for start, end, line in code.co_lines():
+        if start <= offset < end:
+            return line
+    return code.co_firstlineno
 
 
 def _sender_id(sender: Any) -> Any:

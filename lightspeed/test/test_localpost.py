@@ -1,0 +1,96 @@
+# -*- test-case-name: lightspeed.test.test_localpost -*-
+"""
+Tests for the local post path of :obj:`lightspeed.runtime`: what a cheap
+local event still tells its handler (sender, caller state, file and line),
+and that posting leaves nothing for the cyclic garbage collector.
+"""
+
+from __future__ import annotations
+
+import gc
+import sys
+from typing import Any, List
+
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+
+from lightspeed import Event, Kernel
+
+HERE = __file__.replace(".pyc", ".py")
+
+
+class LocalEventTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.kernel = Kernel("box", reactor=Clock())
+        self.events: List[Any] = []
+        self.rec = self.kernel.spawn(inline_states={
+            "_start": lambda e: e.kernel.alias_set("rec"),
+            "hit": self.events.append,
+        })
+
+    def test_lines_of_one_function(self) -> None:
+        """When one function posts from two lines, then each event reports its own line, read after both posts."""
+        first = sys._getframe().f_lineno + 1
+        self.kernel.post("rec", "hit", 1)
+        self.kernel.post("rec", "hit", 2)
+        self.kernel.flush()
+        self.assertEqual([(e.args, e.caller_file, e.caller_line) for e in self.events],
+                         [((1,), HERE, first), ((2,), HERE, first + 1)])
+        self.assertEqual(self.events[1].caller, (HERE, first + 1))
+
+    def test_yield_and_postback_lines(self) -> None:
+        """When a handler yields and calls a postback, then both events name the handler's lines and state."""
+        got: List[Any] = []
+        backs: List[Any] = []
+
+        def go(event: Any) -> None:
+            event.kernel.yield_("seen", "y")
+            backs[0](1)
+
+        session = self.kernel.spawn(inline_states={
+            "_start": lambda e: backs.append(e.session.postback("seen", "p")), "go": go, "seen": got.append})
+        line = go.__code__.co_firstlineno
+        self.kernel.post(session, "go")
+        self.kernel.flush()
+        self.assertEqual([(e.args, e.sender, e.caller_state, e.caller_file, e.caller_line) for e in got],
+                         [(("y",), session, "go", HERE, line + 1), ((("p",), (1,)), session, "go", HERE, line + 2)])
+
+    def test_sender_and_state(self) -> None:
+        """When a handler posts to an alias, then the event's sender is that session and caller_state its state."""
+        poster = self.kernel.spawn(inline_states={"_start": lambda e: e.kernel.alias_set("poster"),
+                                                 "go": lambda e: e.kernel.post("rec", "hit", "x")})
+        self.kernel.post(poster, "go")
+        self.kernel.flush()
+        event = self.events[0]
+        self.assertEqual((event.session, event.state, event.args, event.arg0, event.sender, event.caller_state),
+                         (self.rec, "hit", ("x",), "x", poster, "go"))
+
+    def test_event_of(self) -> None:
+        """When an Event is built from its fields, then its attributes are those fields."""
+        event = Event.of(self.rec, "hit", (1, 2), self.kernel, "go", "f.py", 7)
+        self.assertIsInstance(event, tuple)
+        self.assertEqual((event.session, event.state, event.args, event.sender, event.caller_state,
+                          event.caller_file, event.caller_line, event.kernel, event.heap),
+                         (self.rec, "hit", (1, 2), self.kernel, "go", "f.py", 7, self.kernel, self.rec.heap))
+
+    def test_no_cyclic_garbage(self) -> None:
+        """When 1,000 events are posted and run, then they leave no garbage that only the cyclic collector frees."""
+        self.addCleanup(gc.enable)
+        gc.collect()
+        gc.disable()
+        for i in range(1000):
+            self.kernel.post("rec", "hit", i)
+        self.kernel.flush()
+        del self.events[:]
+        self.assertEqual(gc.collect(), 0)
+
+    def test_queue_untracked(self) -> None:
+        """When events with plain args wait, then after two looks of the collector, it no longer tracks their entries."""
+        for i in range(10):
+            self.kernel.post("rec", "hit", i, "x")
+        gc.collect()  # a tuple is dropped when its items are: the entry may come before its args
+        gc.collect()
+        queue = list(self.kernel.local._queue)
+        self.assertEqual((len(queue), [gc.is_tracked(entry) for entry in queue]), (10, [False] * 10))
+        self.kernel.flush()
+        self.assertEqual([e.args for e in self.events], [(i, "x") for i in range(10)])
