@@ -33,10 +33,11 @@ would be unsafe: a kernel that joins receives its neighbour's database
 
 from __future__ import annotations
 
-import heapq
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Callable, Dict, FrozenSet, Iterable, List, Optional, Set, Tuple
+
+from lightspeed.paths import TwoWay, moves_routes, shortest_paths
 
 __all__ = ["LinkState", "Router", "MAX_FADING"]
 
@@ -116,6 +117,8 @@ class Router:
         self._links: Dict[str, int] = {}
         self._own = LinkState(name, incarnation, 1, ())
         self._lsas: Dict[str, LinkState] = {}
+        #: The usable edges between the kernels of ``_lsas``, kept as they change.
+        self._graph = TwoWay(name)
         self._dirty = True
         self._hops: Dict[str, str] = {}
         self._distances: Dict[str, int] = {}
@@ -215,9 +218,26 @@ class Router:
         self._lsas[lsa.origin] = lsa
         self._stamps[lsa.origin] = self._clock()
         if held is None or held.links != lsa.links or held.hidden != lsa.hidden:
-            self._dirty = True
+            self._changed(lsa.origin, held, lsa)
             if held is not None:
                 self._withdrawn(lsa.origin, held, lsa)
+
+    def _changed(self, origin: str, held: Optional[LinkState], lsa: Optional[LinkState]) -> None:
+        """
+        ``origin``'s advert went from ``held`` to ``lsa`` (either may be
+        :obj:`None`): keep the usable edges, and mark the routes stale
+        unless the change cannot move any of them (see :obj:`lightspeed.paths`).
+        """
+        changed = self._graph.update(origin, lsa.link_map if lsa is not None else None)
+        self._behind = {}
+        if self._dirty:
+            return
+        old = held.link_map if held is not None else {}
+        new = lsa.link_map if lsa is not None else {}
+        hidden = held is not None and held.hidden
+        if hidden != (lsa is not None and lsa.hidden) or old.get(self.name) != new.get(self.name) \
+                or (changed and moves_routes(changed, self._hops, self._distances, self.hidden_kernels())):
+            self._dirty = True
 
     def newer(self, lsa: LinkState) -> bool:
         """
@@ -309,7 +329,7 @@ class Router:
             self._stamps.pop(origin, None)
             self._outdated.pop(origin, None)
             self._expired[origin] = self._lsas.pop(origin)
-            self._dirty = True
+            self._changed(origin, self._expired[origin], None)
         while len(self._expired) > MAX_EXPIRED:
             del self._expired[next(iter(self._expired))]  # the oldest
         return origins
@@ -325,10 +345,9 @@ class Router:
         """
         gone = [origin for origin, lsa in self._lsas.items() if lsa.proof is None]
         for origin in gone:
-            del self._lsas[origin]
+            self._changed(origin, self._lsas.pop(origin), None)
             self._stamps.pop(origin, None)
             self._outdated.pop(origin, None)
-            self._dirty = True
         return gone
 
     def held(self, origin: str) -> Optional[LinkState]:
@@ -351,34 +370,13 @@ class Router:
 
     def _recompute(self) -> None:
         """
-        Run Dijkstra from us over every usable edge; fill the next-hop and
-        distance tables.
+        Run Dijkstra from us over every usable edge (see
+        :obj:`lightspeed.paths`); fill the next-hop and distance tables.
         """
-        adverts: Dict[str, Dict[str, int]] = {o: lsa.link_map for o, lsa in self._lsas.items()}
-        adverts[self.name] = self._own.link_map
         hidden = self.hidden_kernels()
-        best: Dict[str, Tuple[int, str]] = {self.name: (0, "")}
-        done: Dict[str, Tuple[int, str]] = {}
-        queue: List[Tuple[int, str, str]] = [(0, "", self.name)]
-        while queue:
-            distance, hop, node = heapq.heappop(queue)
-            if node in done:
-                continue
-            done[node] = (distance, hop)
-            if node in hidden and node != self.name:
-                continue  # a hidden kernel is a leaf: never a relay
-            for peer, cost in adverts.get(node, {}).items():
-                # Our own link is usable before the peer's LSA lists it.
-                back = adverts.get(peer, {}).get(node, cost if node == self.name else None)
-                if back is None or peer in done or peer == node:
-                    continue
-                label = (distance + max(cost, back, 1), peer if node == self.name else hop)
-                if peer not in best or label < best[peer]:
-                    best[peer] = label
-                    heapq.heappush(queue, (label[0], label[1], peer))
-        del done[self.name]
-        self._hops = {kernel: hop for kernel, (_, hop) in done.items()}
-        self._distances = {kernel: distance for kernel, (distance, _) in done.items()}
+        own = self._own.link_map
+        backs = {peer: lsa.link_map.get(self.name) for peer in own if (lsa := self._lsas.get(peer)) is not None}
+        self._hops, self._distances = shortest_paths(self.name, own, backs, self._graph.edges, hidden)
         self._visible = frozenset(kernel for kernel in self._hops if kernel not in hidden)
         self._behind = {}
         self._dirty = False
@@ -454,10 +452,7 @@ class Router:
         cached = self._behind.get(neighbour)
         if cached is not None:
             return cached
-        adverts: Dict[str, Dict[str, int]] = {o: lsa.link_map for o, lsa in self._lsas.items()}
-        adjacent: Dict[str, List[str]] = {}
-        for node, links in adverts.items():
-            adjacent[node] = [peer for peer in links if node in adverts.get(peer, {})]
+        adjacent: Dict[str, List[str]] = {node: list(near) for node, near in self._graph.edges.items()}
         for a, b in self._fading:
             adjacent.setdefault(a, []).append(b)
             adjacent.setdefault(b, []).append(a)
