@@ -23,7 +23,7 @@ from __future__ import annotations
 import heapq
 from typing import Dict, FrozenSet, Iterable, List, Mapping, Optional, Set, Tuple
 
-__all__ = ["TwoWay", "shortest_paths", "moves_routes", "Edge"]
+__all__ = ["TwoWay", "shortest_paths", "moves_routes", "connected", "Edge"]
 
 #: One usable edge that changed: ``(a, b, cost before, cost now)``, a cost
 #: :obj:`None` when the edge was (or is) not usable.
@@ -147,3 +147,24 @@ def moves_routes(changed: Iterable[Edge], hops: Mapping[str, str], distances: Ma
             elif before is not None and (distances[u] + before, hop) <= label:
                 return True  # v's route (or one as good) used it
     return False
+
+
+def connected(start: str, avoid: str, edges: Mapping[str, Mapping[str, int]],
+              extra: Iterable[Tuple[str, str]]) -> FrozenSet[str]:
+    """
+    The kernels that reach ``start`` over ``edges`` (of :obj:`TwoWay`) and
+    the ``extra`` pairs (both ways) without passing through ``avoid``,
+    ``start`` included.
+    """
+    adjacent: Dict[str, List[str]] = {node: list(near) for node, near in edges.items()}
+    for a, b in extra:
+        adjacent.setdefault(a, []).append(b)
+        adjacent.setdefault(b, []).append(a)
+    seen = {start}
+    stack = [start]
+    while stack:
+        for peer in adjacent.get(stack.pop(), ()):
+            if peer != avoid and peer not in seen:
+                seen.add(peer)
+                stack.append(peer)
+    return frozenset(seen)

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Callable, Dict, FrozenSet, Iterable, List, Optional, Set, Tuple
 
-from lightspeed.paths import TwoWay, moves_routes, shortest_paths
+from lightspeed.paths import TwoWay, connected, moves_routes, shortest_paths
 
 __all__ = ["LinkState", "Router", "MAX_FADING"]
 
@@ -123,6 +123,7 @@ class Router:
         self._hops: Dict[str, str] = {}
         self._distances: Dict[str, int] = {}
         self._visible: FrozenSet[str] = frozenset()
+        self._hidden: Set[str] = set()
         self._behind: Dict[str, FrozenSet[str]] = {}
         self._fading: Dict[Tuple[str, str], float] = {}
         self._stamps: Dict[str, float] = {}
@@ -236,7 +237,7 @@ class Router:
         new = lsa.link_map if lsa is not None else {}
         hidden = held is not None and held.hidden
         if hidden != (lsa is not None and lsa.hidden) or old.get(self.name) != new.get(self.name) \
-                or (changed and moves_routes(changed, self._hops, self._distances, self.hidden_kernels())):
+                or (changed and moves_routes(changed, self._hops, self._distances, self._hidden)):
             self._dirty = True
 
     def newer(self, lsa: LinkState) -> bool:
@@ -378,6 +379,7 @@ class Router:
         backs = {peer: lsa.link_map.get(self.name) for peer in own if (lsa := self._lsas.get(peer)) is not None}
         self._hops, self._distances = shortest_paths(self.name, own, backs, self._graph.edges, hidden)
         self._visible = frozenset(kernel for kernel in self._hops if kernel not in hidden)
+        self._hidden = hidden  # what the routes went by: a change of it marks them stale
         self._behind = {}
         self._dirty = False
 
@@ -421,6 +423,14 @@ class Router:
         self._routes()
         return dict(self._distances)
 
+    def incarnations(self) -> Dict[str, int]:
+        """
+        The incarnation in the LSA of every reachable kernel whose LSA is
+        held and not :obj:`outdated`: :obj:`incarnation_of` for them all at once.
+        """
+        lsas, outdated = self._lsas, self._outdated
+        return {k: lsa.incarnation for k in self._routes() if (lsa := lsas.get(k)) is not None and k not in outdated}
+
     def incarnation_of(self, kernel: str) -> Optional[int]:
         """
         The incarnation in ``kernel``'s LSA if it is reachable, else :obj:`None`
@@ -452,20 +462,7 @@ class Router:
         cached = self._behind.get(neighbour)
         if cached is not None:
             return cached
-        adjacent: Dict[str, List[str]] = {node: list(near) for node, near in self._graph.edges.items()}
-        for a, b in self._fading:
-            adjacent.setdefault(a, []).append(b)
-            adjacent.setdefault(b, []).append(a)
-        seen = {neighbour}
-        stack = [neighbour]
-        while stack:
-            node = stack.pop()
-            for peer in adjacent.get(node, ()):
-                if peer == self.name or peer in seen:
-                    continue
-                seen.add(peer)
-                stack.append(peer)
-        result = self._behind[neighbour] = frozenset(seen)
+        result = self._behind[neighbour] = connected(neighbour, self.name, self._graph.edges, self._fading)
         return result
 
     def split(self, kernels: Iterable[str]) -> Tuple[Dict[str, List[str]], List[str]]:

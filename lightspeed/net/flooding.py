@@ -197,6 +197,9 @@ class Flooding:
         origin, incarnation, seq, links, proof = parse_lsa(message)
         if not self._within_rate(peer):
             return self._dropped(peer, "more adverts than the rate limit allows")
+        held = self._router.held(origin)
+        if held is not None and incarnation == held.incarnation and seq <= held.seq and origin != self._network.name:
+            return  # a copy of the advert believed, or an older one of its start: what the checks below would drop
         lsa = LinkState(origin, incarnation, seq, links, proof, lsa_hidden(message),
                         parse_vouches(message[6] if len(message) > 6 else None, links))
         router = self._router

@@ -11,6 +11,8 @@ from typing import Any, Dict, List, Optional
 
 from twisted.internet.interfaces import IReactorTime
 
+from lightspeed.wire.codec import dumps
+
 __all__ = ["Links"]
 
 
@@ -109,10 +111,11 @@ class Links:
 
         :returns: to how many.
         """
-        sent = 0
+        sent, body = 0, None
         for neighbour, links in self.by_peer.items():
             if neighbour != source and links:
-                links[0].send_message(message)
+                body = body if body is not None else dumps(message)  # encoded once for all
+                links[0].send_body(body)
                 sent += 1
         return sent
 

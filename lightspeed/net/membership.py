@@ -139,11 +139,15 @@ class Membership:
         new, never the old one up again in between.
         """
         known = self.known
-        now = {k: self.incarnation_of(k) for k in reachable}
+        now: Dict[str, Optional[int]] = dict(self._router.incarnations())  # incarnation_of, all at once
+        links = self._network.link_table
+        for peer in links.by_peer:
+            if peer in reachable and links.incarnation(peer) is not None:
+                now[peer] = links.incarnation(peer)
         gone: List[Tuple[str, Optional[int]]] = [(k, known[k]) for k in known if k not in reachable]
         joined: List[Tuple[str, int]] = []
         for k in reachable:
-            incarnation = now[k]
+            incarnation = now.get(k)
             if incarnation is None:
                 continue
             if k not in known:
