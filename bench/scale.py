@@ -93,10 +93,16 @@ def build(n):
     return mesh, links, edges, took
 
 
-def link_change(mesh, links, index):
-    """One link closed then made again: (CPU seconds, adverts) for each half."""
+def link_change(mesh, links, index, hook=None):
+    """
+    One link closed then made again: (CPU seconds, adverts) for each half.
+    ``hook``, if given, is called before each half and returns a call made
+    once the mesh is quiet, within the measurement; what that returns is
+    added to the half's figures.
+    """
     out = []
     for action in ("down", "up"):
+        after = hook() if hook is not None else None
         before, cpu = adverts(mesh), time.process_time()
         if action == "down":
             links[index].close()
@@ -104,7 +110,8 @@ def link_change(mesh, links, index):
             links[index] = mesh.relink(links[index])
         mesh.settle()
         mesh.advance(2.0)
-        out.append((time.process_time() - cpu, adverts(mesh) - before))
+        extra = (after(),) if after is not None else ()
+        out.append((time.process_time() - cpu, adverts(mesh) - before) + extra)
     return out
 
 
@@ -121,12 +128,12 @@ def knows_gone(kernel, a, b):
     return False
 
 
-def hops(mesh, links, index, a, b):
-    """Steps of STEP (one per link crossing) until every kernel knows a-b is gone."""
+def hops(mesh, links, index, a, b, kernels=None):
+    """Steps of STEP (one per link crossing) until every kernel (of ``kernels``) knows a-b is gone."""
     for link in links:
         link.delay(STEP)
     links[index].close()
-    kernels = list(mesh.kernels.values())
+    kernels = list(mesh.kernels.values()) if kernels is None else kernels
     for step in range(1, 1000):
         mesh.clock.advance(STEP)
         mesh.settle()
