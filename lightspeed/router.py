@@ -102,8 +102,11 @@ class Router:
     :ivar name: this kernel's name.
     :ivar incarnation: this kernel's per-start id.
     :ivar hidden: whether this kernel is hidden (its LSAs say so).
+    :ivar version: grows when routes are recomputed or an incarnation or
+        :obj:`outdated` mark held may change (what :obj:`incarnations` reads).
     """
     hidden = False
+    version = 0
 
     def __init__(self, name: str, incarnation: int, clock: Optional[Callable[[], float]] = None) -> None:
         """
@@ -215,7 +218,8 @@ class Router:
         """Hold ``lsa`` for its origin, whatever was held (see :obj:`lightspeed.vouching`)."""
         held = self._lsas.get(lsa.origin)
         self._expired.pop(lsa.origin, None)
-        self._outdated.pop(lsa.origin, None)
+        if self._outdated.pop(lsa.origin, None) is not None or held is None or held.incarnation != lsa.incarnation:
+            self.version += 1
         self._lsas[lsa.origin] = lsa
         self._stamps[lsa.origin] = self._clock()
         if held is None or held.links != lsa.links or held.hidden != lsa.hidden:
@@ -263,6 +267,7 @@ class Router:
                 self._fading[(origin, peer)] = now
                 self._outdated.pop(peer, None)
                 self._outdated[peer] = now
+                self.version += 1
         while len(self._fading) > MAX_FADING:
             del self._fading[next(iter(self._fading))]  # the oldest
 
@@ -298,6 +303,7 @@ class Router:
             if before is not None and when > before:
                 break
             del self._outdated[kernel]
+            self.version += 1
         stamps = [next(iter(d.values())) for d in (self._fading, self._outdated) if d]
         return min(stamps) if stamps else None
 
@@ -331,6 +337,7 @@ class Router:
             self._outdated.pop(origin, None)
             self._expired[origin] = self._lsas.pop(origin)
             self._changed(origin, self._expired[origin], None)
+            self.version += 1
         while len(self._expired) > MAX_EXPIRED:
             del self._expired[next(iter(self._expired))]  # the oldest
         return origins
@@ -347,6 +354,7 @@ class Router:
         gone = [origin for origin, lsa in self._lsas.items() if lsa.proof is None]
         for origin in gone:
             self._changed(origin, self._lsas.pop(origin), None)
+            self.version += 1
             self._stamps.pop(origin, None)
             self._outdated.pop(origin, None)
         return gone
@@ -380,6 +388,7 @@ class Router:
         self._hops, self._distances = shortest_paths(self.name, own, backs, self._graph.edges, hidden)
         self._visible = frozenset(kernel for kernel in self._hops if kernel not in hidden)
         self._hidden = hidden  # what the routes went by: a change of it marks them stale
+        self.version += 1
         self._behind = {}
         self._dirty = False
 
