@@ -93,7 +93,7 @@ class Areas:
         """Flood from kernel ``into`` a summary advert of ``names`` for ``border`` (a stand-in origin)."""
         origin = f"sum-{border}"
         seq = self.summary_seq[origin] = self.summary_seq.get(origin, 0) + 1
-        links = tuple(sorted((name, costs.get(name, 1)) for name in names))
+        links = tuple(sorted((name, max(costs.get(name, 1), 1)) for name in names))  # a cost is at least 1
         into.network.flooding.flood(LinkState(origin, into.network.router.incarnation, seq, links))
 
     def border_costs(self, area):

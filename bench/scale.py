@@ -15,7 +15,7 @@ nearest integer to sqrt(N): 2 links per kernel, 2N links).  Printed per N:
   (or BENCH_MEMORY_N; 0 skips it).
 
 Then route recompute for 1,000 kernels / 4,000 links: ``Router._recompute``
-on a synthetic database.  Repeated figures are min / median / max; the load
+on a synthetic database (process CPU time).  Repeated figures are min / median / max; the load
 average is printed before and after.
 
     python bench/scale.py [N ...]         (default 50 100 200)
@@ -172,9 +172,9 @@ def recompute(kernels=1000, steps=(1, 7, 31, 101), repeat=20):
         router.link_up(peer)
     times = []
     for _ in range(repeat):
-        started = time.perf_counter()
+        started = time.process_time()  # CPU: the machine is shared
         router._recompute()
-        times.append(time.perf_counter() - started)
+        times.append(time.process_time() - started)
     assert len(router.reachable()) == kernels - 1
     return times, len(steps) * kernels
 

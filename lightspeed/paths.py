@@ -127,11 +127,14 @@ def shortest_paths(name: str, own: Mapping[str, int], backs: Mapping[str, Option
 
 
 def moves_routes(changed: Iterable[Edge], hops: Mapping[str, str], distances: Mapping[str, int],
-                 hidden: FrozenSet[str] | Set[str]) -> bool:
+                 hidden: FrozenSet[str] | Set[str], edges: Mapping[str, Mapping[str, int]]) -> bool:
     """
     Whether the ``changed`` edges of :obj:`TwoWay` may move any route
     computed as ``hops``/``distances`` (before the change): if not, a new
-    computation would give the same routes.
+    computation would give the same routes.  ``edges`` are those of
+    :obj:`TwoWay` after the change: an edge that gave ``v`` its label may
+    go if another that is left gives ``v`` the same one (from a kernel
+    nearer than ``v``, whose label does not depend on ``v``).
     """
     for a, b, before, after in changed:
         for u, v in ((a, b), (b, a)):
@@ -144,8 +147,18 @@ def moves_routes(changed: Iterable[Edge], hops: Mapping[str, str], distances: Ma
             if after is not None and (before is None or after < before):
                 if (distances[u] + after, hop) < label:
                     return True  # a better route to v
-            elif before is not None and (distances[u] + before, hop) <= label:
-                return True  # v's route (or one as good) used it
+            elif before is not None and (distances[u] + before, hop) <= label \
+                    and not _held_up(v, label, hops, distances, hidden, edges):
+                return True  # v's route used it
+    return False
+
+
+def _held_up(v: str, label: Tuple[int, str], hops: Mapping[str, str], distances: Mapping[str, int],
+             hidden: FrozenSet[str] | Set[str], edges: Mapping[str, Mapping[str, int]]) -> bool:
+    """Whether an edge of ``edges`` into ``v`` gives it ``label`` as it is."""
+    for w, cost in edges.get(v, {}).items():
+        if w in hops and w not in hidden and (distances[w] + cost, hops[w]) == label:
+            return True
     return False
 
 

@@ -19,7 +19,8 @@ Rules of the computation:
   - Among equal-cost paths the one whose first hop has the smallest name
     wins, so the result depends only on the set of LSAs held, never on the
     order in which they arrived.
-  - Routes are computed lazily: a change only marks them stale, the next
+  - Routes are computed lazily: a change only marks them stale (and only
+    a change that can move one, see :obj:`lightspeed.paths`), the next
     query recomputes them once, so a burst of LSAs costs one computation.
 
 LSAs of unreachable kernels stay in the database (they are not routed to and
@@ -241,7 +242,7 @@ class Router:
         new = lsa.link_map if lsa is not None else {}
         hidden = held is not None and held.hidden
         if hidden != (lsa is not None and lsa.hidden) or old.get(self.name) != new.get(self.name) \
-                or (changed and moves_routes(changed, self._hops, self._distances, self._hidden)):
+                or (changed and moves_routes(changed, self._hops, self._distances, self._hidden, self._graph.edges)):
             self._dirty = True
 
     def newer(self, lsa: LinkState) -> bool:

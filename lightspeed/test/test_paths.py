@@ -53,12 +53,22 @@ class TwoWayTests(SynchronousTestCase):
         """When an edge no route uses goes, then routes do not move; when a used one goes, they may."""
         hops = {"b": "b", "c": "c", "d": "b"}
         distances = {"b": 1, "c": 1, "d": 2}
-        self.assertFalse(moves_routes([("c", "d", 1, None)], hops, distances, set()))
-        self.assertTrue(moves_routes([("b", "d", 1, None)], hops, distances, set()))
-        self.assertTrue(moves_routes([("d", "x", None, 1)], hops, distances, set()))  # x becomes reachable
-        self.assertFalse(moves_routes([("d", "x", None, 1)], hops, distances, {"d"}))  # not through a leaf
-        self.assertFalse(moves_routes([("c", "d", None, 1)], hops, distances, set()))  # as good, later hop
-        self.assertTrue(moves_routes([("c", "d", 2, 1)], {**hops, "d": "c"}, {**distances, "d": 3}, set()))
+        self.assertFalse(moves_routes([("c", "d", 1, None)], hops, distances, set(), {}))
+        self.assertTrue(moves_routes([("b", "d", 1, None)], hops, distances, set(), {}))
+        self.assertTrue(moves_routes([("d", "x", None, 1)], hops, distances, set(), {}))  # x becomes reachable
+        self.assertFalse(moves_routes([("d", "x", None, 1)], hops, distances, {"d"}, {}))  # not through a leaf
+        self.assertFalse(moves_routes([("c", "d", None, 1)], hops, distances, set(), {}))  # as good, later hop
+        self.assertTrue(moves_routes([("c", "d", 2, 1)], {**hops, "d": "c"}, {**distances, "d": 3}, set(), {}))
+
+    def test_edge_held_up_by_another(self):
+        """When an edge that gave a kernel its label goes but another gives the same, then routes do not move."""
+        hops = {"b": "b", "x": "b", "y": "b", "z": "b"}
+        distances = {"b": 1, "x": 2, "y": 2, "z": 3}
+        after = {"b": {"x": 1, "y": 1}, "x": {"b": 1}, "y": {"b": 1, "z": 1}, "z": {"y": 1}}
+        self.assertFalse(moves_routes([("x", "z", 1, None)], hops, distances, set(), after))
+        without = {"b": {"x": 1, "y": 1}, "x": {"b": 1}, "y": {"b": 1}}
+        self.assertTrue(moves_routes([("x", "z", 1, None)], hops, distances, set(), without))
+        self.assertTrue(moves_routes([("x", "z", 1, None)], hops, distances, {"y"}, after))  # not through a leaf
 
 
 class IncrementalTests(SynchronousTestCase):
