@@ -54,7 +54,7 @@ from lightspeed.router import LinkState  # noqa: E402
 from lightspeed.testing import MemoryMesh  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from scale import adverts, diameter, hops, link_change, recompute, ring_and_chords, spread  # noqa: E402
+from scale import adverts, diameter, hops, link_change, recompute, ring_and_chords, settled, spread  # noqa: E402
 
 REPEAT = int(os.environ.get("BENCH_REPEAT", "3"))
 BORDERS = 2  # border kernels per area
@@ -168,6 +168,7 @@ def run_areas(total, count):
     intra, intra_cpu = adverts(areas.mesh), time.process_time() - cpu
     areas.cold_summaries()
     cold = (time.process_time() - cpu, time.perf_counter() - wall, intra, adverts(areas.mesh) - intra, intra_cpu)
+    settled()
     changes = [areas.change((r * 7919) % len(areas.links[0])) for r in range(REPEAT)]
     index = len(areas.edges) // 3
     a, b = (areas.names[0][areas.edges[index][0]], areas.names[0][areas.edges[index][1]])
@@ -186,6 +187,7 @@ def run_flat(total):
     mesh.settle()
     mesh.advance(2.0)
     cold = (time.process_time() - cpu, time.perf_counter() - wall, adverts(mesh))
+    settled()
     changes = [link_change(mesh, links, (r * 7919) % len(links)) for r in range(REPEAT)]
     times, _ = recompute(total, steps=(1, round(math.sqrt(total))))
     return cold, changes, times, diameter(total, edges)
