@@ -35,7 +35,6 @@ would be unsafe: a kernel that joins receives its neighbour's database
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import cached_property
 from typing import Any, Callable, Dict, FrozenSet, Iterable, List, Optional, Set, Tuple
 
 from lightspeed.paths import TwoWay, connected, moves_routes, shortest_paths
@@ -78,10 +77,13 @@ class LinkState:
     hidden: bool = False
     vouches: Tuple[Tuple[str, int], ...] = field(default=(), compare=False, repr=False)
 
-    @cached_property
+    @property
     def link_map(self) -> Dict[str, int]:
         """:obj:`links` as a mapping, built once per LSA (for each route recompute); read only."""
-        return dict(self.links)
+        made = self.__dict__.get("_link_map")  # not functools.cached_property: 3.11's takes a lock
+        if made is None:
+            made = self.__dict__["_link_map"] = dict(self.links)
+        return made
 
     def newer_than(self, other: Optional["LinkState"]) -> bool:
         """
