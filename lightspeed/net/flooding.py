@@ -17,6 +17,7 @@ from lightspeed.errors import ProtocolError
 from lightspeed.message import LSA, lsa_hidden, parse_lsa
 from lightspeed.ratelimit import TokenBucket
 from lightspeed.router import LinkState
+from lightspeed.wire.codec import dumps_trusted
 from lightspeed.vouching import Vouching, parse_vouches
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -113,7 +114,9 @@ class Flooding:
 
     def message(self, lsa: LinkState) -> list:
         """
-        The LSA message for ``lsa``, signed if it is ours and we sign.
+        The LSA message for ``lsa``, signed if it is ours and we sign: plain
+        values only (a proof passed on was checked plain when it arrived),
+        so it is encoded with ``dumps_trusted``.
         """
         message = [LSA, lsa.origin, lsa.incarnation, lsa.seq, [list(link) for link in lsa.links]]
         proof, vouches = lsa.proof, lsa.vouches
@@ -137,7 +140,7 @@ class Flooding:
         if lsa.origin == self._network.name:
             self._flooded = lsa
             self.own_adverts += 1
-        self.adverts_out += self._links.send_all(self.message(lsa), source)
+        self.adverts_out += self._links.send_all(self.message(lsa), source, trusted=True)
 
     def originate(self, lsa: Optional[LinkState]) -> None:
         """
@@ -169,7 +172,7 @@ class Flooding:
         for lsa in self._router.database():
             if lsa.origin == self._network.name and self._originate_call is not None:
                 continue  # our advert waiting to go out goes to this link too, and only it
-            link.send_message(self.message(lsa))
+            link.send_body(dumps_trusted(self.message(lsa)))
             self.adverts_out += 1
         if self._refresh_call is None:
             self._refresh_call = self._reactor.callLater(LSA_REFRESH, self._refresh)
