@@ -14,8 +14,11 @@ nearest integer to sqrt(N): 2 links per kernel, 2N links).  Printed per N:
 - memory per kernel (tracemalloc, the converged mesh / N), at the smallest N
   (or BENCH_MEMORY_N; 0 skips it).
 
+Once converged, the mesh's objects are frozen out of the garbage
+collector (see ``settled``).
+
 Then route recompute for 1,000 kernels / 4,000 links: ``Router._recompute``
-on a synthetic database.  Repeated figures are min / median / max; the load
+on a synthetic database (process CPU time).  Repeated figures are min / median / max; the load
 average is printed before and after.
 
     python bench/scale.py [N ...]         (default 50 100 200)
@@ -90,13 +93,32 @@ def build(n):
     took = time.perf_counter() - started
     if not converged(mesh):
         raise SystemExit(f"{n} kernels did not converge")
+    settled()
     return mesh, links, edges, took
 
 
-def link_change(mesh, links, index):
-    """One link closed then made again: (CPU seconds, adverts) for each half."""
+def settled():
+    """
+    Leave the converged mesh's objects out of the garbage collector's
+    full passes (``gc.freeze``): N kernels share one heap here, and a full
+    pass over all of them, a few hundred ms at 200 kernels, would land on
+    whichever link change set it off, where each kernel's own process
+    would scan only its own heap.
+    """
+    gc.collect()
+    gc.freeze()
+
+
+def link_change(mesh, links, index, hook=None):
+    """
+    One link closed then made again: (CPU seconds, adverts) for each half.
+    ``hook``, if given, is called before each half and returns a call made
+    once the mesh is quiet, within the measurement; what that returns is
+    added to the half's figures.
+    """
     out = []
     for action in ("down", "up"):
+        after = hook() if hook is not None else None
         before, cpu = adverts(mesh), time.process_time()
         if action == "down":
             links[index].close()
@@ -104,7 +126,8 @@ def link_change(mesh, links, index):
             links[index] = mesh.relink(links[index])
         mesh.settle()
         mesh.advance(2.0)
-        out.append((time.process_time() - cpu, adverts(mesh) - before))
+        extra = (after(),) if after is not None else ()
+        out.append((time.process_time() - cpu, adverts(mesh) - before) + extra)
     return out
 
 
@@ -121,12 +144,12 @@ def knows_gone(kernel, a, b):
     return False
 
 
-def hops(mesh, links, index, a, b):
-    """Steps of STEP (one per link crossing) until every kernel knows a-b is gone."""
+def hops(mesh, links, index, a, b, kernels=None):
+    """Steps of STEP (one per link crossing) until every kernel (of ``kernels``) knows a-b is gone."""
     for link in links:
         link.delay(STEP)
     links[index].close()
-    kernels = list(mesh.kernels.values())
+    kernels = list(mesh.kernels.values()) if kernels is None else kernels
     for step in range(1, 1000):
         mesh.clock.advance(STEP)
         mesh.settle()
@@ -165,15 +188,17 @@ def recompute(kernels=1000, steps=(1, 7, 31, 101), repeat=20):
         router.link_up(peer)
     times = []
     for _ in range(repeat):
-        started = time.perf_counter()
+        started = time.process_time()  # CPU: the machine is shared
         router._recompute()
-        times.append(time.perf_counter() - started)
+        times.append(time.process_time() - started)
     assert len(router.reachable()) == kernels - 1
     return times, len(steps) * kernels
 
 
 def main(sizes):
     print("load average %.2f %.2f %.2f" % os.getloadavg())
+    times, edges = recompute()  # first, in a fresh process: a kernel's own heap is small
+    print(f"route recompute, 1000 kernels / {edges} links: {spread(times, ' ms', 1000)} (min/median/max of 20)")
     print(f"{'N':>5} {'links':>6} {'diam':>5} {'start s':>8} {'adverts':>9} {'adv/N^2':>8} "
           f"{'down CPU s':>18} {'down adv':>14} {'up CPU s':>18} {'up adv':>14} {'hops':>5}")
     for n in sizes:
@@ -192,12 +217,11 @@ def main(sizes):
               f"{spread([u[0] for u in ups]):>18} {spread([u[1] for u in ups], fmt='{:.0f}'):>14} "
               f"{steps:>5}")
         del mesh, links
+        gc.unfreeze()
         gc.collect()
     memory_n = int(os.environ.get("BENCH_MEMORY_N", min(sizes)))
     if memory_n:
         print(f"memory per kernel ({memory_n} kernels, converged): {memory_per_kernel(memory_n) / 1024:.0f} KiB")
-    times, edges = recompute()
-    print(f"route recompute, 1000 kernels / {edges} links: {spread(times, ' ms', 1000)} (min/median/max of 20)")
     print("load average %.2f %.2f %.2f" % os.getloadavg())
 
 

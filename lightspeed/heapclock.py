@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
-from typing import Any, Callable, Dict, Iterable, List, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 from twisted.internet.base import DelayedCall
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -91,6 +91,17 @@ class HeapClock:
         The pending calls, in the order ``task.Clock`` lists them.
         """
         return [call for time, rank, call in sorted(self._heap) if self._live(time, rank, call)]
+
+    def next_time(self) -> Optional[float]:
+        """
+        When the earliest pending call is due (:obj:`None` if none is), in
+        logarithmic time: what ``getDelayedCalls`` would list first.
+        """
+        self._sort()
+        heap = self._heap
+        while heap and not self._live(*heap[0]):
+            heapq.heappop(heap)
+        return heap[0][0] if heap else None
 
     @property
     def calls(self) -> List[IDelayedCall]:

@@ -19,7 +19,8 @@ Rules of the computation:
   - Among equal-cost paths the one whose first hop has the smallest name
     wins, so the result depends only on the set of LSAs held, never on the
     order in which they arrived.
-  - Routes are computed lazily: a change only marks them stale, the next
+  - Routes are computed lazily: a change only marks them stale (and only
+    a change that can move one, see :obj:`lightspeed.paths`), the next
     query recomputes them once, so a burst of LSAs costs one computation.
 
 LSAs of unreachable kernels stay in the database (they are not routed to and
@@ -33,10 +34,10 @@ would be unsafe: a kernel that joins receives its neighbour's database
 
 from __future__ import annotations
 
-import heapq
 from dataclasses import dataclass, field
-from functools import cached_property
 from typing import Any, Callable, Dict, FrozenSet, Iterable, List, Optional, Set, Tuple
+
+from lightspeed.paths import TwoWay, connected, moves_routes, shortest_paths
 
 __all__ = ["LinkState", "Router", "MAX_FADING"]
 
@@ -76,10 +77,13 @@ class LinkState:
     hidden: bool = False
     vouches: Tuple[Tuple[str, int], ...] = field(default=(), compare=False, repr=False)
 
-    @cached_property
+    @property
     def link_map(self) -> Dict[str, int]:
         """:obj:`links` as a mapping, built once per LSA (for each route recompute); read only."""
-        return dict(self.links)
+        made = self.__dict__.get("_link_map")  # not functools.cached_property: 3.11's takes a lock
+        if made is None:
+            made = self.__dict__["_link_map"] = dict(self.links)
+        return made
 
     def newer_than(self, other: Optional["LinkState"]) -> bool:
         """
@@ -101,8 +105,11 @@ class Router:
     :ivar name: this kernel's name.
     :ivar incarnation: this kernel's per-start id.
     :ivar hidden: whether this kernel is hidden (its LSAs say so).
+    :ivar version: grows when routes are recomputed or an incarnation or
+        :obj:`outdated` mark held may change (what :obj:`incarnations` reads).
     """
     hidden = False
+    version = 0
 
     def __init__(self, name: str, incarnation: int, clock: Optional[Callable[[], float]] = None) -> None:
         """
@@ -116,10 +123,13 @@ class Router:
         self._links: Dict[str, int] = {}
         self._own = LinkState(name, incarnation, 1, ())
         self._lsas: Dict[str, LinkState] = {}
+        #: The usable edges between the kernels of ``_lsas``, kept as they change.
+        self._graph = TwoWay(name)
         self._dirty = True
         self._hops: Dict[str, str] = {}
         self._distances: Dict[str, int] = {}
         self._visible: FrozenSet[str] = frozenset()
+        self._hidden: Set[str] = set()
         self._behind: Dict[str, FrozenSet[str]] = {}
         self._fading: Dict[Tuple[str, str], float] = {}
         self._stamps: Dict[str, float] = {}
@@ -211,13 +221,31 @@ class Router:
         """Hold ``lsa`` for its origin, whatever was held (see :obj:`lightspeed.vouching`)."""
         held = self._lsas.get(lsa.origin)
         self._expired.pop(lsa.origin, None)
-        self._outdated.pop(lsa.origin, None)
+        if self._outdated.pop(lsa.origin, None) is not None or held is None or held.incarnation != lsa.incarnation:
+            self.version += 1
         self._lsas[lsa.origin] = lsa
         self._stamps[lsa.origin] = self._clock()
         if held is None or held.links != lsa.links or held.hidden != lsa.hidden:
-            self._dirty = True
+            self._changed(lsa.origin, held, lsa)
             if held is not None:
                 self._withdrawn(lsa.origin, held, lsa)
+
+    def _changed(self, origin: str, held: Optional[LinkState], lsa: Optional[LinkState]) -> None:
+        """
+        ``origin``'s advert went from ``held`` to ``lsa`` (either may be
+        :obj:`None`): keep the usable edges, and mark the routes stale
+        unless the change cannot move any of them (see :obj:`lightspeed.paths`).
+        """
+        changed = self._graph.update(origin, lsa.link_map if lsa is not None else None)
+        self._behind = {}
+        if self._dirty:
+            return
+        old = held.link_map if held is not None else {}
+        new = lsa.link_map if lsa is not None else {}
+        hidden = held is not None and held.hidden
+        if hidden != (lsa is not None and lsa.hidden) or old.get(self.name) != new.get(self.name) \
+                or (changed and moves_routes(changed, self._hops, self._distances, self._hidden, self._graph.edges)):
+            self._dirty = True
 
     def newer(self, lsa: LinkState) -> bool:
         """
@@ -242,6 +270,7 @@ class Router:
                 self._fading[(origin, peer)] = now
                 self._outdated.pop(peer, None)
                 self._outdated[peer] = now
+                self.version += 1
         while len(self._fading) > MAX_FADING:
             del self._fading[next(iter(self._fading))]  # the oldest
 
@@ -277,6 +306,7 @@ class Router:
             if before is not None and when > before:
                 break
             del self._outdated[kernel]
+            self.version += 1
         stamps = [next(iter(d.values())) for d in (self._fading, self._outdated) if d]
         return min(stamps) if stamps else None
 
@@ -309,7 +339,8 @@ class Router:
             self._stamps.pop(origin, None)
             self._outdated.pop(origin, None)
             self._expired[origin] = self._lsas.pop(origin)
-            self._dirty = True
+            self._changed(origin, self._expired[origin], None)
+            self.version += 1
         while len(self._expired) > MAX_EXPIRED:
             del self._expired[next(iter(self._expired))]  # the oldest
         return origins
@@ -325,10 +356,10 @@ class Router:
         """
         gone = [origin for origin, lsa in self._lsas.items() if lsa.proof is None]
         for origin in gone:
-            del self._lsas[origin]
+            self._changed(origin, self._lsas.pop(origin), None)
+            self.version += 1
             self._stamps.pop(origin, None)
             self._outdated.pop(origin, None)
-            self._dirty = True
         return gone
 
     def held(self, origin: str) -> Optional[LinkState]:
@@ -351,35 +382,16 @@ class Router:
 
     def _recompute(self) -> None:
         """
-        Run Dijkstra from us over every usable edge; fill the next-hop and
-        distance tables.
+        Run Dijkstra from us over every usable edge (see
+        :obj:`lightspeed.paths`); fill the next-hop and distance tables.
         """
-        adverts: Dict[str, Dict[str, int]] = {o: lsa.link_map for o, lsa in self._lsas.items()}
-        adverts[self.name] = self._own.link_map
         hidden = self.hidden_kernels()
-        best: Dict[str, Tuple[int, str]] = {self.name: (0, "")}
-        done: Dict[str, Tuple[int, str]] = {}
-        queue: List[Tuple[int, str, str]] = [(0, "", self.name)]
-        while queue:
-            distance, hop, node = heapq.heappop(queue)
-            if node in done:
-                continue
-            done[node] = (distance, hop)
-            if node in hidden and node != self.name:
-                continue  # a hidden kernel is a leaf: never a relay
-            for peer, cost in adverts.get(node, {}).items():
-                # Our own link is usable before the peer's LSA lists it.
-                back = adverts.get(peer, {}).get(node, cost if node == self.name else None)
-                if back is None or peer in done or peer == node:
-                    continue
-                label = (distance + max(cost, back, 1), peer if node == self.name else hop)
-                if peer not in best or label < best[peer]:
-                    best[peer] = label
-                    heapq.heappush(queue, (label[0], label[1], peer))
-        del done[self.name]
-        self._hops = {kernel: hop for kernel, (_, hop) in done.items()}
-        self._distances = {kernel: distance for kernel, (distance, _) in done.items()}
+        own = self._own.link_map
+        backs = {peer: lsa.link_map.get(self.name) for peer in own if (lsa := self._lsas.get(peer)) is not None}
+        self._hops, self._distances = shortest_paths(self.name, own, backs, self._graph.edges, hidden)
         self._visible = frozenset(kernel for kernel in self._hops if kernel not in hidden)
+        self._hidden = hidden  # what the routes went by: a change of it marks them stale
+        self.version += 1
         self._behind = {}
         self._dirty = False
 
@@ -423,6 +435,14 @@ class Router:
         self._routes()
         return dict(self._distances)
 
+    def incarnations(self) -> Dict[str, int]:
+        """
+        The incarnation in the LSA of every reachable kernel whose LSA is
+        held and not :obj:`outdated`: :obj:`incarnation_of` for them all at once.
+        """
+        lsas, outdated = self._lsas, self._outdated
+        return {k: lsa.incarnation for k in self._routes() if (lsa := lsas.get(k)) is not None and k not in outdated}
+
     def incarnation_of(self, kernel: str) -> Optional[int]:
         """
         The incarnation in ``kernel``'s LSA if it is reachable, else :obj:`None`
@@ -454,23 +474,7 @@ class Router:
         cached = self._behind.get(neighbour)
         if cached is not None:
             return cached
-        adverts: Dict[str, Dict[str, int]] = {o: lsa.link_map for o, lsa in self._lsas.items()}
-        adjacent: Dict[str, List[str]] = {}
-        for node, links in adverts.items():
-            adjacent[node] = [peer for peer in links if node in adverts.get(peer, {})]
-        for a, b in self._fading:
-            adjacent.setdefault(a, []).append(b)
-            adjacent.setdefault(b, []).append(a)
-        seen = {neighbour}
-        stack = [neighbour]
-        while stack:
-            node = stack.pop()
-            for peer in adjacent.get(node, ()):
-                if peer == self.name or peer in seen:
-                    continue
-                seen.add(peer)
-                stack.append(peer)
-        result = self._behind[neighbour] = frozenset(seen)
+        result = self._behind[neighbour] = connected(neighbour, self.name, self._graph.edges, self._fading)
         return result
 
     def split(self, kernels: Iterable[str]) -> Tuple[Dict[str, List[str]], List[str]]:

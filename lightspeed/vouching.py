@@ -83,15 +83,24 @@ class Vouching:
         reachable = self._router.reachable()
         return {incarnation for voucher, incarnation in vouchers.items() if voucher in reachable}
 
-    def offer(self, lsa: LinkState, peer: str) -> bool:
+    def offer(self, lsa: LinkState, peer: str, checked: bool = False) -> bool:
         """
         A valid LSA of another kernel from neighbour ``peer``.
 
+        :param checked: the caller found it not :meth:`stale` already.
         :returns: whether it is news (now believed or kept aside); the
             adverts that became believed are in :attr:`changed`.
         """
-        if self.stale(lsa):
+        if not checked and self.stale(lsa):
             return False
+        held = self._router.held(lsa.origin)
+        if lsa.origin not in self._others and (held is None or held.incarnation == lsa.incarnation):
+            # One start only, and this advert of it is newer: believed, as
+            # _select would choose, without building its pool.
+            self._router.store(lsa)
+            self.changed.append((lsa, peer))
+            self._follow(self._note(lsa))
+            return True
         self._others.setdefault(lsa.origin, {})[lsa.incarnation] = (lsa, self._clock())
         self._select(lsa.origin, lsa, peer)
         return True
@@ -112,7 +121,10 @@ class Vouching:
 
     def _select(self, origin: str, offered: Optional[LinkState] = None, peer: Optional[str] = None) -> None:
         """Believe the best candidate of ``origin``; follow the vouches it changes."""
-        work = [origin]
+        self._follow([origin], offered, peer)
+
+    def _follow(self, work: List[str], offered: Optional[LinkState] = None, peer: Optional[str] = None) -> None:
+        """Believe the best candidate of each kernel of ``work``, and of those whose vouches that changes."""
         for _ in range(64):  # vouches chain through neighbours; bounded against a liar's loops
             if not work:
                 break
@@ -146,7 +158,10 @@ class Vouching:
 
         :returns: the kernels whose vouched incarnations changed.
         """
-        old = dict(self._given.get(lsa.origin, ()))
+        given = self._given.get(lsa.origin, ())
+        if given == lsa.vouches:
+            return []  # the same vouches as its last advert (the common case)
+        old = dict(given)
         new = dict(lsa.vouches or ())
         if new:
             self._given[lsa.origin] = tuple(sorted(new.items()))

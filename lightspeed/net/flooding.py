@@ -17,6 +17,7 @@ from lightspeed.errors import ProtocolError
 from lightspeed.message import LSA, lsa_hidden, parse_lsa
 from lightspeed.ratelimit import TokenBucket
 from lightspeed.router import LinkState
+from lightspeed.wire.codec import dumps_trusted
 from lightspeed.vouching import Vouching, parse_vouches
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -113,7 +114,9 @@ class Flooding:
 
     def message(self, lsa: LinkState) -> list:
         """
-        The LSA message for ``lsa``, signed if it is ours and we sign.
+        The LSA message for ``lsa``, signed if it is ours and we sign: plain
+        values only (a proof passed on was checked plain when it arrived),
+        so it is encoded with ``dumps_trusted``.
         """
         message = [LSA, lsa.origin, lsa.incarnation, lsa.seq, [list(link) for link in lsa.links]]
         proof, vouches = lsa.proof, lsa.vouches
@@ -137,7 +140,7 @@ class Flooding:
         if lsa.origin == self._network.name:
             self._flooded = lsa
             self.own_adverts += 1
-        self.adverts_out += self._links.send_all(self.message(lsa), source)
+        self.adverts_out += self._links.send_all(self.message(lsa), source, trusted=True)
 
     def originate(self, lsa: Optional[LinkState]) -> None:
         """
@@ -169,7 +172,7 @@ class Flooding:
         for lsa in self._router.database():
             if lsa.origin == self._network.name and self._originate_call is not None:
                 continue  # our advert waiting to go out goes to this link too, and only it
-            link.send_message(self.message(lsa))
+            link.send_body(dumps_trusted(self.message(lsa)))
             self.adverts_out += 1
         if self._refresh_call is None:
             self._refresh_call = self._reactor.callLater(LSA_REFRESH, self._refresh)
@@ -197,6 +200,9 @@ class Flooding:
         origin, incarnation, seq, links, proof = parse_lsa(message)
         if not self._within_rate(peer):
             return self._dropped(peer, "more adverts than the rate limit allows")
+        held = self._router.held(origin)
+        if held is not None and incarnation == held.incarnation and seq <= held.seq and origin != self._network.name:
+            return  # a copy of the advert believed, or an older one of its start: what the checks below would drop
         lsa = LinkState(origin, incarnation, seq, links, proof, lsa_hidden(message),
                         parse_vouches(message[6] if len(message) > 6 else None, links))
         router = self._router
@@ -219,7 +225,7 @@ class Flooding:
                 # unsigned one from before signing was on, is not lying.
                 return self._bad_advert(origin, peer, reason, origin != peer and reason in _EXCUSABLE)
         if origin != self._network.name and self.signer is None:
-            self.vouching.offer(lsa, peer)
+            self.vouching.offer(lsa, peer, checked=True)  # not stale: checked above
             self._believed()
         elif router.receive(lsa, peer):
             self.flood(lsa, peer)

@@ -12,6 +12,8 @@ from typing import Any, Dict, List, Optional
 
 from twisted.internet.interfaces import IReactorTime
 
+from lightspeed.wire.codec import dumps, dumps_trusted
+
 __all__ = ["Links"]
 
 
@@ -107,16 +109,18 @@ class Links:
         links = self.by_peer.get(peer)
         return links[0].peer.incarnation if links else None
 
-    def send_all(self, message: list, source: Optional[str] = None) -> int:
+    def send_all(self, message: list, source: Optional[str] = None, trusted: bool = False) -> int:
         """
-        Send ``message`` to every neighbour but ``source``, once each.
+        Send ``message`` to every neighbour but ``source``, once each
+        (``trusted``: it holds only plain values, see :obj:`dumps_trusted`).
 
         :returns: to how many.
         """
-        sent = 0
+        sent, body = 0, None
         for neighbour, links in self.by_peer.items():
             if neighbour != source and links:
-                links[0].send_message(message)
+                body = body if body is not None else (dumps_trusted if trusted else dumps)(message)  # once for all
+                links[0].send_body(body)
                 sent += 1
         return sent
 

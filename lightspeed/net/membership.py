@@ -27,6 +27,8 @@ class Membership:
         #: The kernels reported up, with the incarnation reported.
         self.known: Dict[str, int] = {}
         self._check_call: Any = None
+        #: What the last judgement went by (see _changes).
+        self._judged: Any = None
         #: Who waits for kernels to become reachable: ``[kernels, deferred, timer]``.
         self._waiting: List[List[Any]] = []
 
@@ -138,12 +140,20 @@ class Membership:
         ``kernel_down`` of the old incarnation and one ``kernel_up`` of the
         new, never the old one up again in between.
         """
+        links = self._network.link_table
+        key = (self._router.version, [(peer, links.incarnation(peer)) for peer in links.by_peer])
+        if key == self._judged:
+            return [], []  # nothing it goes by changed since the last judgement, which left none
+        self._judged = key
         known = self.known
-        now = {k: self.incarnation_of(k) for k in reachable}
+        now: Dict[str, Optional[int]] = dict(self._router.incarnations())  # incarnation_of, all at once
+        for peer in links.by_peer:
+            if peer in reachable and links.incarnation(peer) is not None:
+                now[peer] = links.incarnation(peer)
         gone: List[Tuple[str, Optional[int]]] = [(k, known[k]) for k in known if k not in reachable]
         joined: List[Tuple[str, int]] = []
         for k in reachable:
-            incarnation = now[k]
+            incarnation = now.get(k)
             if incarnation is None:
                 continue
             if k not in known:

@@ -82,6 +82,29 @@ class HeapClockTests(SynchronousTestCase):
             got = _Program(HeapClock(), seed).run(60)
             self.assertEqual(got, expected, f"seed {seed}")
 
+    def test_next_time(self) -> None:
+        """
+        On 100 random schedules, after every step next_time is the earliest
+        time of the calls getDelayedCalls lists (None when none is).
+        """
+        empty = 0
+        for seed in range(100):
+            program = _Program(HeapClock(), seed)
+            clock = program.clock
+            seen: List[Tuple[Any, Any]] = []
+            listing = program.listing
+
+            def check() -> None:
+                calls = clock.getDelayedCalls()
+                seen.append((clock.next_time(), min(c.getTime() for c in calls) if calls else None))
+                listing()
+
+            program.listing = check  # type: ignore[method-assign]
+            program.run(60)
+            self.assertEqual([got for got, _ in seen], [want for _, want in seen], f"seed {seed}")
+            empty += [want for _, want in seen].count(None)
+        self.assertGreater(empty, 0)  # the clock was empty at times too
+
     def test_equal_times_in_order_scheduled(self) -> None:
         clock, ran = HeapClock(), []  # type: HeapClock, List[Any]
         for n in range(5):

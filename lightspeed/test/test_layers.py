@@ -80,7 +80,7 @@ LAYERS = [
     ),
     Layer(
         "routing",
-        modules=["lightspeed.router", "lightspeed.adverts", "lightspeed.vouching"],
+        modules=["lightspeed.router", "lightspeed.paths", "lightspeed.adverts", "lightspeed.vouching"],
         may_import=["errors", "wire"],
     ),
     Layer(

@@ -584,6 +584,9 @@ class LazyTests(SynchronousTestCase):
         self.assertEqual(calls[0], 1)
         router.receive(lsa("c", {"b": 1, "d": 1}, 1, 3), "b")
         router.reachable()
+        self.assertEqual(calls[0], 1)  # c-d is not usable until d lists c
+        router.receive(lsa("d", {"c": 1}), "b")
+        self.assertEqual(router.next_hop("d"), "b")
         self.assertEqual(calls[0], 2)
 
 
