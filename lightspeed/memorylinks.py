@@ -401,7 +401,7 @@ class LinkDirection:
                 self._queue.remove(unit)
                 if unit.call is not None and unit.call.active():
                     unit.call.cancel()
-                unit.done = True
+                unit.call, unit.done = None, True
                 self._count["lost"] += unit.frames
 
     def _frame(self, piece: bytes, index: int, now: float) -> None:
@@ -447,8 +447,9 @@ class LinkDirection:
         while not unit.done and self._queue:
             head = self._queue.popleft()
             head.done = True
-            if head is not unit and head.call is not None and head.call.active():
-                head.call.cancel()
+            call, head.call = head.call, None  # unit and call refer to each other: no cycle left to collect
+            if head is not unit and call is not None and call.active():
+                call.cancel()
             self._deliver(head)
 
     def _deliver(self, unit: _Unit) -> None:

@@ -6,6 +6,7 @@ drop, reorder, cut and restore on a :obj:`MemoryMesh`, exactly, on a Clock.
 
 from __future__ import annotations
 
+import gc
 import random
 from typing import Any, List, Tuple, cast
 
@@ -156,6 +157,23 @@ class NoFaultTests(MeshCase):
         self.assertEqual(self.link.forward.counters - up, LinkCounters(sent=2, delivered=2))
         self.assertEqual(self.link.forward.in_flight, 0)
         self.assertEqual(self.link.counters, self.link.forward.counters + self.link.backward.counters)
+
+    def test_frames_leave_no_garbage(self):
+        """When frames are carried, delayed or not, then nothing of them is left for the garbage collector: a unit and its clock call do not hold each other."""
+        self.addCleanup(gc.set_debug, gc.get_debug())
+        if gc.isenabled():
+            self.addCleanup(gc.enable)
+        gc.disable()
+        gc.collect()
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        self.addCleanup(gc.garbage.clear)
+        self.post(1, 2)
+        self.link.delay(0.5)
+        self.post(3)
+        self.mesh.advance(1)
+        self.assertEqual(self.got["b"], [1, 2, 3])
+        gc.collect()
+        self.assertEqual([o for o in gc.garbage if type(o).__module__ == "lightspeed.memorylinks"], [])
 
     def test_advance_settles_first(self):
         """When a post is made and the mesh advanced, then it arrives before the clock moves, and the clock moves by exactly that much."""
