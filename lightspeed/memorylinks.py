@@ -446,8 +446,7 @@ class LinkDirection:
         # takes those before it along.
         while not unit.done and self._queue:
             head = self._queue.popleft()
-            head.done = True
-            call, head.call = head.call, None  # unit and call refer to each other: no cycle left to collect
+            call, head.call, head.done = head.call, None, True  # unit and call held each other: no cycle left
             if head is not unit and call is not None and call.active():
                 call.cancel()
             self._deliver(head)

@@ -43,12 +43,11 @@ __all__ = ["LinkState", "Router", "MAX_FADING"]
 
 #: The most withdrawn edges :obj:`Router.behind` keeps counting.
 MAX_FADING = 4096
-
 #: The most aged-out LSAs :obj:`Router.newer` remembers.
 MAX_EXPIRED = 4096
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class LinkState:
     """
     One kernel's advertisement of its links (an LSA).
@@ -76,22 +75,23 @@ class LinkState:
     proof: Any = field(default=None, compare=False, repr=False)
     hidden: bool = False
     vouches: Tuple[Tuple[str, int], ...] = field(default=(), compare=False, repr=False)
+    # Slots, not a __dict__: an object fewer per LSA for the collector (each kernel holds N)
+    _link_map: Optional[Dict[str, int]] = field(default=None, init=False, compare=False, repr=False)
 
     @property
     def link_map(self) -> Dict[str, int]:
         """:obj:`links` as a mapping, built once per LSA (for each route recompute); read only."""
-        made = self.__dict__.get("_link_map")  # not functools.cached_property: 3.11's takes a lock
+        made = self._link_map  # not functools.cached_property: 3.11's takes a lock
         if made is None:
-            made = self.__dict__["_link_map"] = dict(self.links)
+            made = dict(self.links)
+            object.__setattr__(self, "_link_map", made)
         return made
 
     def newer_than(self, other: Optional["LinkState"]) -> bool:
         """
-        Whether this LSA supersedes ``other``.
-
-        :param other: the LSA held so far for the same origin, or :obj:`None`.
-        :returns: ``True`` if ``other`` is :obj:`None` or this LSA's
-            ``(incarnation, seq)`` is lexicographically larger.
+        Whether this LSA supersedes ``other`` (the LSA held so far for the same
+        origin): ``other`` is :obj:`None` or this LSA's ``(incarnation, seq)``
+        is lexicographically larger.
         """
         if other is None:
             return True

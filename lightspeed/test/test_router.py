@@ -266,6 +266,16 @@ class LinkStateTests(SynchronousTestCase):
         self.assertTrue(lsa("a", {}, 2, 1).newer_than(lsa("a", {}, 1, 99)))
         self.assertFalse(lsa("a", {}, 1, 99).newer_than(lsa("a", {}, 2, 1)))
 
+    def test_slots_and_link_map(self):
+        """When an LSA is made, then it has no __dict__ (each kernel holds one per kernel), its links are a mapping built once, and equality and hashing ignore that mapping."""
+        one = lsa("a", {"b": 1, "c": 2}, 1, 1)
+        self.assertFalse(hasattr(one, "__dict__"))
+        self.assertEqual(one.link_map, {"b": 1, "c": 2})
+        self.assertIs(one.link_map, one.link_map)
+        other = lsa("a", {"b": 1, "c": 2}, 1, 1)
+        self.assertEqual((one, hash(one)), (other, hash(other)))
+        self.assertNotIn("_link_map", repr(one))
+
     def test_equal_not_newer(self):
         """When incarnation and seq are equal, then the LSA is not newer, whatever its links."""
         self.assertFalse(lsa("a", {"b": 1}, 3, 4).newer_than(lsa("a", {}, 3, 4)))

@@ -138,6 +138,12 @@ class VouchesTests(SynchronousTestCase):
         held = k["a"].network.router.held("b")
         self.assertEqual(dict(held.vouches), {"a": k["a"].network.incarnation, "c": k["c"].network.incarnation})
 
+    def test_believed_vouches_kept_not_copied(self):
+        """When an advert is believed, then the vouches noted for it are its own pairs, not a copy (every kernel notes every other's)."""
+        mesh, k, _ = build("abc", "ab bc")
+        held = k["a"].network.router.held("b")
+        self.assertIs(k["a"].network.flooding.vouching._given["b"], held.vouches)
+
     def test_parse_vouches(self):
         """When vouches are malformed, not in a flags map, or name kernels the links do not list, then those items are ignored."""
         links = (("a", 1), ("b", 1))
