@@ -80,9 +80,12 @@ class HeapClock:
 
     def callLater(self, delay: float, callable: Callable[..., object], *args: object,
                   **kw: object) -> IDelayedCall:
-        call = _HeapCall(self, self.seconds() + delay, callable, args, kw)
-        self._sort()
-        self._place(call, call.getTime(), next(self._last))
+        time = self.rightNow + delay
+        call = _HeapCall(self, time, callable, args, kw)
+        if self._moved:
+            self._sort()
+        call.key = key = (time, next(self._last))  # _place, inline: one call per frame on a mesh
+        heapq.heappush(self._heap, (*key, call))
         self._pending += 1
         return call
 
@@ -117,19 +120,20 @@ class HeapClock:
         """
         self.rightNow += amount
         self._sort()
-        heap = self._heap
+        heap, pop = self._heap, heapq.heappop
         while heap:
-            time, rank, call = heap[0]
-            if not self._live(time, rank, call):
-                heapq.heappop(heap)
+            time, rank, call = entry = heap[0]
+            if call.key != entry[:2] or call.cancelled or call.called:  # not _live (inline)
+                pop(heap)
                 continue
             if time > self.rightNow:
                 break
-            heapq.heappop(heap)
+            pop(heap)
             self._pending -= 1
             call.called = 1
             call.func(*call.args, **call.kw)
-            self._sort()
+            if self._moved:
+                self._sort()
 
     def pump(self, timings: Iterable[float]) -> None:
         """

@@ -16,6 +16,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from lightspeed.errors import LinkClosed
 from lightspeed.message import ROUTED
+from lightspeed.memorylinks import _FrameScanner
 from lightspeed.testing import LinkCounters, LinkDirection, MemoryMesh, MemoryTransport
 from lightspeed.wire.codec import loads
 from lightspeed.wire.framing import Framer, frame
@@ -748,3 +749,16 @@ class StreamTests(SynchronousTestCase):
         clock.advance(0)
         self.assertEqual(recorder.data, chunks)
         self.assertEqual(direction.counters, LinkCounters(sent=len(bodies), delivered=len(bodies)))
+
+    def test_scanner_whole_frames_and_pieces(self):
+        """When the scanner is fed whole frames, a frame in pieces, and bytes that look like a whole frame but finish one, then each frame ends where it does."""
+        scanner = _FrameScanner()
+        one, two = frame(b"abc"), frame(b"de")
+        self.assertEqual(scanner.feed(one), [len(one)])
+        self.assertEqual(scanner.feed(one[:2]), [])
+        # the rest of ``one`` and then ``two`` whole: no fast path mid-frame
+        self.assertEqual(scanner.feed(one[2:] + two), [len(one) - 2, len(one) - 2 + len(two)])
+        self.assertEqual(scanner.feed(two, most=0), [])
+        self.assertEqual(scanner.feed(two + two), [len(two), 2 * len(two)])
+        self.assertEqual(scanner.feed(two), [len(two)])
+        self.assertEqual((scanner.frames, scanner.mid_frame), (6, False))
