@@ -197,12 +197,12 @@ class Flooding:
         :raises ProtocolError: if it is malformed or lies; the link closes.
         """
         self.adverts_in += 1
-        origin, incarnation, seq, links, proof = parse_lsa(message)
+        parsed = None if self._copy_of_held(message) else parse_lsa(message)
         if not self._within_rate(peer):
             return self._dropped(peer, "more adverts than the rate limit allows")
-        held = self._router.held(origin)
-        if held is not None and incarnation == held.incarnation and seq <= held.seq and origin != self._network.name:
+        if parsed is None:
             return  # a copy of the advert believed, or an older one of its start: what the checks below would drop
+        origin, incarnation, seq, links, proof = parsed
         lsa = LinkState(origin, incarnation, seq, links, proof, lsa_hidden(message),
                         parse_vouches(message[6] if len(message) > 6 else None, links))
         router = self._router
@@ -232,6 +232,22 @@ class Flooding:
             self._network.routes_changed()
         elif router.own() is not own:
             self.flood(router.own())  # outbid a stale or forged copy of our own advert
+
+    def _copy_of_held(self, message: list) -> bool:
+        """
+        Whether an LSA message is another kernel's advert as held (same
+        start, no newer sequence number), by its well-typed head alone: it
+        is dropped unread, as nothing in it would be believed or passed on
+        (most adverts arrive over every link).
+        """
+        if len(message) < 5:
+            return False
+        origin, incarnation, seq = message[1], message[2], message[3]
+        if type(origin) is not str or type(incarnation) is not int or type(seq) is not int \
+                or type(message[4]) is not list or origin == self._network.name:
+            return False
+        held = self._router.held(origin)
+        return held is not None and incarnation == held.incarnation and seq <= held.seq
 
     def _believed(self) -> None:
         """

@@ -370,6 +370,40 @@ class HugeAdvertTests(SynchronousTestCase):
         self.assertEqual(links["ab"].client.closed_reason.code, "malformed")
 
 
+class HeldCopyTests(SynchronousTestCase):
+    """
+    A copy of an advert already held is dropped by its head, before its
+    links are read; anything else is read in full.
+    """
+
+    def setUp(self):
+        from lightspeed.test.test_mesh import build
+
+        self.mesh, self.k, self.links = build("abc", "ab bc")
+        self.held = self.k["b"].network.router.held("c")
+        self.flooding = self.k["b"].network.flooding
+
+    def send(self, seq, links):
+        self.links["ab"].client.send_message([LSA, "c", self.held.incarnation, seq, links])
+        self.mesh.settle()
+
+    def test_copy_dropped_unread(self):
+        """When a neighbour sends a copy of a held advert, then it is dropped whatever its links, counted against the rate limit, and the link stays up."""
+        bucket = self.flooding._buckets["a"]
+        tokens = bucket.tokens
+        self.send(self.held.seq, [["b", "not a cost"]])
+        self.assertEqual(self.k["b"].network.router.held("c"), self.held)
+        self.assertEqual(len(self.k["b"].network.links()), 2)
+        self.assertEqual(bucket.tokens, tokens - 1)
+        self.assertEqual(self.flooding.bad_adverts, 0)
+
+    def test_newer_read_in_full(self):
+        """When the same malformed links come with a newer sequence number, then the link closes as malformed."""
+        self.send(self.held.seq + 1, [["b", "not a cost"]])
+        self.assertEqual(self.links["ab"].client.closed_reason.code, "malformed")
+        self.assertEqual(self.k["b"].network.router.held("c"), self.held)
+
+
 class ExpiredCertificateExcuseTests(SynchronousTestCase):
     """
     A relay may pass on a genuine advert whose certificate has since
