@@ -129,8 +129,11 @@ class Vouching:
             if not work:
                 break
             origin = work.pop()
+            others = self._others.get(origin)
+            if not others:  # the advert held, if any, is the only candidate: it stays believed
+                self._others.pop(origin, None)
+                continue
             held = self._router.held(origin)
-            others = self._others.get(origin, {})
             pool = [lsa for lsa, _ in others.values()] + ([held] if held is not None else [])
             if not pool:
                 continue
