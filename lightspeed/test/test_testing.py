@@ -161,13 +161,13 @@ class NoFaultTests(MeshCase):
 
     def test_frames_leave_no_garbage(self):
         """When frames are carried, delayed or not, then nothing of them is left for the garbage collector: a unit and its clock call do not hold each other."""
-        self.addCleanup(gc.set_debug, gc.get_debug())
         if gc.isenabled():
-            self.addCleanup(gc.enable)
+            self.addCleanup(gc.enable)  # cleanups run last first: the debug flag, the garbage, then this
         gc.disable()
         gc.collect()
-        gc.set_debug(gc.DEBUG_SAVEALL)
         self.addCleanup(gc.garbage.clear)
+        self.addCleanup(gc.set_debug, gc.get_debug())
+        gc.set_debug(gc.DEBUG_SAVEALL)
         self.post(1, 2)
         self.link.delay(0.5)
         self.post(3)
