@@ -17,7 +17,6 @@ stops it at once.
 from __future__ import annotations
 
 import weakref
-from functools import lru_cache
 from operator import itemgetter
 from types import CodeType
 from typing import Any, Callable, Dict, List, Optional, Tuple, Union
@@ -134,14 +133,35 @@ def caller_of(where: Where, line: Optional[int]) -> Tuple[Optional[str], Optiona
     return where, line
 
 
-@lru_cache(maxsize=512)
-def _line(code: CodeType, offset: int) -> Optional[int]:
+#: Lines found, by id(code): (code, {offset: line}).  Keyed on the id, not
+#: the code object: hashing a code object hashes its whole contents (about
+#: 0.9 µs); the entry keeps the code alive, so its id is not reused while
+#: the entry exists, and the identity check catches a reused id after a
+#: clear.  Bounded: cleared when it holds _LINES_MAX code objects.
+_lines: Dict[int, Tuple[CodeType, Dict[Optional[int], Optional[int]]]] = {}
+_LINES_MAX = 512
+
+
+def _line(code: CodeType, offset: Optional[int]) -> Optional[int]:
     """
     The source line of the instruction at byte ``offset`` of ``code``, as
     ``frame.f_lineno`` gives it.
     """
+    entry = _lines.get(id(code))
+    if entry is None or entry[0] is not code:
+        if len(_lines) >= _LINES_MAX:
+            _lines.clear()
+        entry = _lines[id(code)] = (code, {})
+    known = entry[1]
+    if offset in known:
+        return known[offset]
+    line = known[offset] = _find_line(code, offset)
+    return line
+
+
+def _find_line(code: CodeType, offset: Optional[int]) -> Optional[int]:
     for start, end, line in code.co_lines():
-        if start <= offset < end:
+        if offset is not None and start <= offset < end:
             return line
     return code.co_firstlineno
 

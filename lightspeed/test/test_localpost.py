@@ -14,7 +14,7 @@ from typing import Any, List
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from lightspeed import Event, Kernel
+from lightspeed import Event, Kernel, session
 
 HERE = __file__.replace(".pyc", ".py")
 
@@ -94,3 +94,13 @@ class LocalEventTests(SynchronousTestCase):
         self.assertEqual((len(queue), [gc.is_tracked(entry) for entry in queue]), (10, [False] * 10))
         self.kernel.flush()
         self.assertEqual([e.args for e in self.events], [(i, "x") for i in range(10)])
+
+
+class LineCacheTests(SynchronousTestCase):
+    def test_bounded_and_per_code(self) -> None:
+        """When lines of more code objects than the cache holds are asked, then each is right and the cache stays bounded."""
+        codes = [compile("\n" * i + "x = 1\n", f"f{i}.py", "exec") for i in range(session._LINES_MAX + 10)]
+        found = [session._line(code, 2) for code in codes]  # 2: the first instruction after RESUME
+        again = [session._line(code, 2) for code in codes[:3]]
+        self.assertEqual((found, again, len(session._lines) <= session._LINES_MAX),
+                         ([i + 1 for i in range(len(codes))], [1, 2, 3], True))
