@@ -39,7 +39,7 @@ LSA_REFRESH = 600.0
 MAX_REPORTS = 1000
 #: Seconds between looks at what is due again and at the LSA's age (not at every read).
 CHECK_EVERY = 0.1
-#: The most one read takes from the socket.
+#: The most one read takes from the socket (into one buffer kept per client).
 READ_SIZE = 262144
 
 
@@ -86,6 +86,7 @@ class LiteLink:
         self._wait: Optional[float] = None  # the read time-out the socket has now
         self._due = 0.0  # when to look at resends and the LSA refresh next (monotonic)
         self._specs: Dict[str, Tuple[Tuple[str, ...], Any, str, bool, bytes]] = {}  # see ClientLite._spec
+        self._buffer = memoryview(bytearray(READ_SIZE))  # reads land here: no 256 KiB allocation (mmap) per read
 
     # -- the link --------------------------------------------------------------------
 
@@ -245,7 +246,7 @@ class LiteLink:
             else:
                 sock.settimeout(wait)
         try:
-            return sock.recv(READ_SIZE)
+            return self._buffer[:sock.recv_into(self._buffer)].tobytes()
         except (socket.timeout, BlockingIOError):  # BlockingIOError: SO_RCVTIMEO ran out
             return None
 

@@ -252,7 +252,7 @@ def request_payload(head: bytes, args: Any, request_id: int) -> bytes:
     it (an id below 2**32 as a 32-bit integer, valid if not shortest).
     """
     tail = b"\x1a" + request_id.to_bytes(4, "big") if request_id < 0x100000000 else dumps(request_id)
-    return b"".join((head, dumps(list(args)), _SENDER, tail))
+    return b"".join((head, dumps(args), _SENDER, tail))  # a tuple encodes as the array a list would
 
 
 class Out:
@@ -278,6 +278,11 @@ class Out:
     def acked(self, ack: int) -> None:
         """The peer has every payload up to ``ack``: forget them (and wait the least again if any were held)."""
         unacked = self.unacked
+        if ack >= self.seq:  # all of them (the usual case: one at a time)
+            if unacked:
+                unacked.clear()
+                self.rto = RTO_MIN
+            return
         done = [s for s in unacked if s <= ack]
         for s in done:
             del unacked[s]
@@ -365,14 +370,16 @@ def quick_answer(data: bytes, max_frame: int, kernel: str, out: Out, stream: Lis
     if end - 4 > max_frame or stream[0] != out.incarnation or not data.startswith(reply, 4) \
             or _unpack_from(data)[0] != end - 4:
         return None
+    i = 4 + len(reply)
     try:
-        seq, i = _head_at(data, 4 + len(reply), 0)
-        ack, i = _head_at(data, i, 0)
-        _, i = _head_at(data, i, 0)  # hops
-        if data[i] == 0xf6:  # no ttl
-            i += 1
+        seq_head, seq, ack_head, ack, hops_head, _, ttl = _USUAL.unpack_from(data, i)
+        if seq_head == 0x1a == ack_head and hops_head == 0x18 and ttl == 0xf6:  # as routed_from writes them
+            i += 13
         else:
-            _, i = _head_at(data, i, 0)
+            seq, i = _head_at(data, i, 0)
+            ack, i = _head_at(data, i, 0)
+            _, i = _head_at(data, i, 0)  # hops
+            i = i + 1 if data[i] == 0xf6 else _head_at(data, i, 0)[1]  # no ttl, or one
         size, i = _head_at(data, i, 0x40)
         if seq != stream[1] + 1 or not size or i + size != end:
             return None
@@ -389,6 +396,8 @@ def quick_answer(data: bytes, max_frame: int, kernel: str, out: Out, stream: Lis
     return body[3], body[4]
 
 
+#: seq and ack as 32-bit integers, hops as one byte after 0x18, no ttl: what kernels write (routed_from).
+_USUAL = struct.Struct(">BIBIBBB")
 _U16, _U32, _U64 = struct.Struct(">H").unpack_from, struct.Struct(">I").unpack_from, struct.Struct(">Q").unpack_from
 
 

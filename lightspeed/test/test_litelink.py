@@ -256,7 +256,8 @@ class QuickAnswerTests(SynchronousTestCase):
 
     def answer(self, data, max_frame=1 << 20):
         out = Out(5)
-        out.unacked = {s: (b"p", None) for s in (1, 2, 3, 4)}
+        for _ in range(4):
+            out.push(b"p", None)
         stream = [5, 0, 0]
         got = quick_answer(data, max_frame, "k", out, stream, "me", 1, 42)
         return got, sorted(out.unacked), stream
