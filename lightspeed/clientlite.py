@@ -166,8 +166,11 @@ class ClientLite(LiteLink):
         deadline = now + timeout
         request_id = next(self._ids)
         payload = request_payload(head or payload_head(kind, sessions, state), args, request_id)
-        out = self._out.get(kernel)
-        if out is not None and self._sendable(kernel, out):
+        out, conn, known = self._out.get(kernel), self._conn, self._known
+        if out is not None and conn is not None and self._plain and not self._reading and self._closed is None \
+                and conn.state == "up" and known is not None and known.get(kernel) == out.incarnation \
+                and len(out.unacked) < self.window and not conn.pending_output and not self._replies:
+            # The stream is ready: the link up, a plain socket, nothing queued, the start the adverts name, room.
             answer = self._quick(kernel, out, payload, request_id, now, timeout)
             if answer is not None:
                 return _result(*answer)
@@ -175,17 +178,6 @@ class ClientLite(LiteLink):
             self._payload(kernel, payload, timeout, deadline)
         return self._answer(request_id, deadline, "no answer to {!r} from kernel {!r} within {} s", state, kernel,
                             timeout)
-
-    def _sendable(self, kernel: str, out: Out) -> bool:
-        """
-        Whether a request to ``kernel`` may take :meth:`_quick`: the link
-        up, a plain socket, nothing queued, its stream to the start we know
-        with room in the window.
-        """
-        conn, known = self._conn, self._known
-        return (conn is not None and self._plain and not self._reading and self._closed is None
-                and conn.state == "up" and known is not None and known.get(kernel) == out.incarnation
-                and len(out.unacked) < self.window and not conn.pending_output and not self._replies)
 
     def _quick(self, kernel: str, out: Out, payload: bytes, request_id: int, now: float,
                timeout: float) -> Optional[Tuple[bool, Any]]:

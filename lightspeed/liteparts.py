@@ -380,7 +380,13 @@ def quick_answer(data: bytes, max_frame: int, kernel: str, out: Out, stream: Lis
             ack, i = _head_at(data, i, 0)
             _, i = _head_at(data, i, 0)  # hops
             i = i + 1 if data[i] == 0xf6 else _head_at(data, i, 0)[1]  # no ttl, or one
-        size, i = _head_at(data, i, 0x40)
+        size = data[i] - 0x40
+        if 0 <= size < 24:
+            i += 1
+        elif size == 24:  # a payload of 24 to 255 bytes, the usual answer
+            size, i = data[i + 1], i + 2
+        else:
+            size, i = _head_at(data, i, 0x40)
         if seq != stream[1] + 1 or not size or i + size != end:
             return None
         body = loads(data[i:])
