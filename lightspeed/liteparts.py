@@ -370,23 +370,8 @@ def quick_answer(data: bytes, max_frame: int, kernel: str, out: Out, stream: Lis
     if end - 4 > max_frame or stream[0] != out.incarnation or not data.startswith(reply, 4) \
             or _unpack_from(data)[0] != end - 4:
         return None
-    i = 4 + len(reply)
     try:
-        seq_head, seq, ack_head, ack, hops_head, _, ttl = _USUAL.unpack_from(data, i)
-        if seq_head == 0x1a == ack_head and hops_head == 0x18 and ttl == 0xf6:  # as routed_from writes them
-            i += 13
-        else:
-            seq, i = _head_at(data, i, 0)
-            ack, i = _head_at(data, i, 0)
-            _, i = _head_at(data, i, 0)  # hops
-            i = i + 1 if data[i] == 0xf6 else _head_at(data, i, 0)[1]  # no ttl, or one
-        size = data[i] - 0x40
-        if 0 <= size < 24:
-            i += 1
-        elif size == 24:  # a payload of 24 to 255 bytes, the usual answer
-            size, i = data[i + 1], i + 2
-        else:
-            size, i = _head_at(data, i, 0x40)
+        seq, ack, i, size = _routed_tail(data, 4 + len(reply))
         if seq != stream[1] + 1 or not size or i + size != end:
             return None
         body = loads(data[i:])
@@ -400,6 +385,30 @@ def quick_answer(data: bytes, max_frame: int, kernel: str, out: Out, stream: Lis
     stream[1] = seq
     stream[2] += 1
     return body[3], body[4]
+
+
+def _routed_tail(data: bytes, i: int) -> Tuple[int, int, int, int]:
+    """
+    ``(seq, ack, offset of the payload, its length)`` of the ROUTED fields
+    from ``data[i]`` on: seq, ack, hops, ttl or null, the payload's head.
+
+    :raises ValueError: (or IndexError, struct.error) if they are not there.
+    """
+    seq_head, seq, ack_head, ack, hops_head, _, ttl = _USUAL.unpack_from(data, i)
+    if seq_head == 0x1a == ack_head and hops_head == 0x18 and ttl == 0xf6:  # as routed_from writes them
+        i += 13
+    else:
+        seq, i = _head_at(data, i, 0)
+        ack, i = _head_at(data, i, 0)
+        _, i = _head_at(data, i, 0)  # hops
+        i = i + 1 if data[i] == 0xf6 else _head_at(data, i, 0)[1]  # no ttl, or one
+    size = data[i] - 0x40
+    if 0 <= size < 24:
+        return seq, ack, i + 1, size
+    if size == 24:  # a payload of 24 to 255 bytes, the usual answer
+        return seq, ack, i + 2, data[i + 1]
+    size, i = _head_at(data, i, 0x40)
+    return seq, ack, i, size
 
 
 #: seq and ack as 32-bit integers, hops as one byte after 0x18, no ttl: what kernels write (routed_from).
