@@ -1,23 +1,36 @@
 """
-ClientLite's request round trip against a bare blocking-socket echo.
+ClientLite's request round trip against two blocking-socket baselines.
 
-One server process runs a Twisted reactor with two listeners on loopback:
-a raw echo (length-prefixed CBOR frames: ``["echo", value]`` comes back as
-it is) and a lightspeed kernel whose session ``echo`` answers ``ask`` with
-its argument.  Each measurement is its own process, alternating pair by
-pair (raw first in even pairs, ClientLite first in odd ones):
+One server process runs a Twisted reactor with three listeners on
+loopback, each in length-prefixed frames (a 4-byte big-endian length, then
+the body) of CBOR:
 
-- ``raw``: a blocking socket writes one frame with a 32-byte value and
-  reads the echo back, decoded with cbor2 (the least a client can do);
-- ``lite``: ``ClientLite.request("poe://bench/echo/ask", value)``;
+- ``echo``: the server sends each frame back as it is, undecoded; the
+  client writes ``["echo", value]`` and reads the frame back without
+  decoding it (it checks the length only). The least any round trip on
+  this stack costs: two system calls a side and the reactor's turn.
+- ``raw-decode``: the server decodes the request ``[state, args]``
+  (cbor2), finds the handler by state name in a dict, runs it, encodes
+  the answer and sends it; the client encodes the request and decodes the
+  answer. What a request needs without lightspeed's framing, streams,
+  acks and routing (as ``bench/network.py``'s raw Twisted baseline).
+- ``lite``: ``ClientLite.request("poe://bench/echo/ask", value)`` against
+  a lightspeed kernel whose session ``echo`` answers ``ask`` with its
+  argument;
 - ``kernel``: the same request from a full Twisted kernel linked to the
   server, one at a time (what ClientLite replaces), for reference.
 
-Each does ``BENCH_WARM`` round trips to warm up, then ``BENCH_N`` timed ones,
-and reports the median; the ratios lite/raw of the ``BENCH_PAIRS`` pairs
-are printed with min/median/max and the load average.  The goal is 1.3.
+The value is 32 bytes. Each measurement is its own process, alternating
+pair by pair (order reversed in odd pairs). Each does ``BENCH_WARM``
+round trips to warm up, then ``BENCH_N`` timed ones, and reports the
+median; the ratios lite/echo and lite/raw-decode of the ``BENCH_PAIRS``
+pairs are printed with min/median/max and the load average. Issue 12's
+goal is lite/echo <= 1.3.
 
-Run: ``python bench/clientlite.py`` (BENCH_N, BENCH_WARM, BENCH_PAIRS).
+Run: ``python bench/clientlite.py`` (BENCH_N, BENCH_WARM, BENCH_PAIRS;
+BENCH_KERNEL=0 leaves the kernel client out). ``python
+bench/clientlite.py serve`` alone prints the three ports and serves, for
+profiling one client (``python bench/clientlite.py lite PORT``).
 """
 
 import os
@@ -36,11 +49,12 @@ VALUE = b"x" * 32
 
 
 def serve():
-    """The server process: prints both ports, then runs until killed."""
+    """The server process: prints the echo, raw-decode and lightspeed ports, then runs until killed."""
     from twisted.internet import protocol, reactor
     from twisted.protocols.basic import Int32StringReceiver
 
     from lightspeed import Kernel
+    from lightspeed.wire.codec import dumps, loads
 
     class Echo(Int32StringReceiver):
         MAX_LENGTH = 16 * 1024 * 1024
@@ -48,36 +62,66 @@ def serve():
         def stringReceived(self, data):
             self.sendString(data)
 
-    raw = reactor.listenTCP(0, protocol.Factory.forProtocol(Echo), interface="127.0.0.1")
+    handlers = {"ask": lambda args: args[0]}
+
+    class Decode(Int32StringReceiver):
+        MAX_LENGTH = 16 * 1024 * 1024
+
+        def stringReceived(self, data):
+            state, args = loads(data)
+            self.sendString(dumps(handlers[state](args)))
+
+    echo = reactor.listenTCP(0, protocol.Factory.forProtocol(Echo), interface="127.0.0.1")
+    decode = reactor.listenTCP(0, protocol.Factory.forProtocol(Decode), interface="127.0.0.1")
     kernel = Kernel("bench")
     kernel.spawn(inline_states={"_start": lambda e: e.kernel.alias_set("echo"), "ask": lambda e: e.args[0]})
     lite = kernel.listen("tcp:0:interface=127.0.0.1")
 
     def ready(_):
-        port = lite.port.getHost().port
-        print(raw.getHost().port, port, flush=True)
+        print(echo.getHost().port, decode.getHost().port, lite.port.getHost().port, flush=True)
 
     reactor.callWhenRunning(lambda: reactor.callLater(0.2, ready, None))
     reactor.run()
 
 
-def measure_raw(port):
+def raw_client(port):
+    """A connected blocking socket and ``round_trip(body) -> answer body``."""
     import socket
     import struct
-
-    import cbor2
 
     sock = socket.create_connection(("127.0.0.1", port))
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     header = struct.Struct(">I")
 
-    def once():
-        body = cbor2.dumps(["echo", VALUE])
+    def round_trip(body):
         sock.sendall(header.pack(len(body)) + body)
-        data = b""
+        data = sock.recv(65536)
         while len(data) < 4 or len(data) < 4 + header.unpack_from(data)[0]:
             data += sock.recv(65536)
-        assert cbor2.loads(data[4:])[1] == VALUE
+        return data[4:]
+
+    return round_trip
+
+
+def measure_echo(port):
+    import cbor2
+
+    round_trip = raw_client(port)
+    body = cbor2.dumps(["echo", VALUE])
+
+    def once():
+        assert len(round_trip(body)) == len(body)
+
+    return timed(once)
+
+
+def measure_decode(port):
+    import cbor2
+
+    round_trip = raw_client(port)
+
+    def once():
+        assert cbor2.loads(round_trip(cbor2.dumps(["ask", [VALUE]]))) == VALUE
 
     return timed(once)
 
@@ -148,35 +192,38 @@ def spread(values):
     return f"min {min(values):.3f}  median {statistics.median(values):.3f}  max {max(values):.3f}"
 
 
+KINDS = {"echo": measure_echo, "raw-decode": measure_decode, "lite": measure_lite, "kernel": measure_kernel}
+
+
 def main():
     load0 = os.getloadavg()
     server = subprocess.Popen([sys.executable, __file__, "serve"], stdout=subprocess.PIPE, text=True,
                               env=dict(os.environ, PYTHONPATH=os.path.dirname(HERE)))
+    kinds = ["echo", "raw-decode", "lite"] + (["kernel"] if os.environ.get("BENCH_KERNEL", "1") != "0" else [])
+    got = {kind: [] for kind in kinds}
     try:
-        raw_port, lite_port = map(int, server.stdout.readline().split())
-        raws, lites, kernels, ratios, versus = [], [], [], [], []
+        echo_port, decode_port, lite_port = map(int, server.stdout.readline().split())
+        ports = {"echo": echo_port, "raw-decode": decode_port, "lite": lite_port, "kernel": lite_port}
         for pair in range(PAIRS):
-            order = [("raw", raw_port), ("lite", lite_port), ("kernel", lite_port)]
-            if pair % 2:
-                order.reverse()
-            got = {kind: run_child(kind, port) for kind, port in order}
-            raws.append(got["raw"] * 1e6)
-            lites.append(got["lite"] * 1e6)
-            kernels.append(got["kernel"] * 1e6)
-            ratios.append(got["lite"] / got["raw"])
-            versus.append(got["lite"] / got["kernel"])
-            print(f"pair {pair + 1}: raw {raws[-1]:.1f} us  lite {lites[-1]:.1f} us  kernel {kernels[-1]:.1f} us  "
-                  f"lite/raw {ratios[-1]:.2f}  lite/kernel {versus[-1]:.2f}", flush=True)
+            order = kinds if pair % 2 == 0 else kinds[::-1]
+            for kind in order:
+                got[kind].append(run_child(kind, ports[kind]) * 1e6)
+            print(f"pair {pair + 1}: " + "  ".join(f"{kind} {got[kind][-1]:.1f} us" for kind in kinds)
+                  + f"  lite/echo {got['lite'][-1] / got['echo'][-1]:.2f}"
+                  f"  lite/raw-decode {got['lite'][-1] / got['raw-decode'][-1]:.2f}", flush=True)
     finally:
         server.kill()
         server.wait()
     load1 = os.getloadavg()
     print(f"request round trip, {N} timed per process (median), {PAIRS} alternating pairs")
-    print(f"raw blocking-socket echo (us): {spread(raws)}")
-    print(f"ClientLite request (us):       {spread(lites)}")
-    print(f"Twisted kernel request (us):   {spread(kernels)}")
-    print(f"ratio lite/raw:                {spread(ratios)}   (goal <= 1.3)")
-    print(f"ratio lite/kernel:             {spread(versus)}")
+    names = {"echo": "bare echo, no decode (us):", "raw-decode": "raw decode + dispatch (us):",
+             "lite": "ClientLite request (us):", "kernel": "Twisted kernel request (us):"}
+    for kind in kinds:
+        print(f"{names[kind]:<32}{spread(got[kind])}")
+    for base, goal in (("echo", "   (goal <= 1.3)"), ("raw-decode", ""), ("kernel", "")):
+        if base in got:
+            ratios = [lite / other for lite, other in zip(got["lite"], got[base])]
+            print(f"{'ratio lite/' + base + ':':<32}{spread(ratios)}{goal}")
     print(f"load average before {load0[0]:.2f} {load0[1]:.2f} {load0[2]:.2f}, "
           f"after {load1[0]:.2f} {load1[1]:.2f} {load1[2]:.2f}")
 
@@ -185,6 +232,6 @@ if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "serve":
         serve()
     elif len(sys.argv) > 2:
-        print({"raw": measure_raw, "lite": measure_lite, "kernel": measure_kernel}[sys.argv[1]](int(sys.argv[2])))
+        print(KINDS[sys.argv[1]](int(sys.argv[2])))
     else:
         main()

@@ -21,9 +21,10 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from lightspeed.errors import RequestTimeout, remote_error
 from lightspeed.litelink import SESSION, LiteLink
-from lightspeed.liteparts import Delivery, Event, WindowFull, parse_endpoint, payload_head, request_payload, \
-    tls_context
+from lightspeed.liteparts import RTO_MIN, Delivery, Event, Out, WindowFull, parse_endpoint, payload_head, \
+    quick_answer, request_payload, tls_context
 from lightspeed.message import CALL, CONTROL, POST, REQUEST, TRACE
+from lightspeed.wire.framing import frame
 from lightspeed.specifier import check_name, parse
 from lightspeed.wire.codec import check_plain
 from lightspeed.wire.tracehops import check_hops
@@ -56,6 +57,12 @@ class ClientLite(LiteLink):
         ack; a send that finds the window full reads acks until there is
         room, for at most its time-out, then raises :class:`WindowFull`.
     """
+
+    def __enter__(self) -> "ClientLite":
+        return self.connect()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
 
     def list_kernels(self, hidden: bool = False) -> List[str]:
         """
@@ -155,23 +162,65 @@ class ClientLite(LiteLink):
         ``head``: its :obj:`payload_head`, if known) and wait for its answer.
         """
         timeout = self.timeout if timeout is None else timeout
-        deadline = time.monotonic() + timeout
+        now = time.monotonic()
+        deadline = now + timeout
         request_id = next(self._ids)
-        self._payload(kernel, request_payload(head or payload_head(kind, sessions, state), args, request_id),
-                      timeout, deadline)
+        payload = request_payload(head or payload_head(kind, sessions, state), args, request_id)
+        out, conn, known = self._out.get(kernel), self._conn, self._known
+        if out is not None and conn is not None and self._plain and not self._reading and self._closed is None \
+                and conn.state == "up" and known is not None and known.get(kernel) == out.incarnation \
+                and len(out.unacked) < self.window and not conn.pending_output and not self._replies:
+            # The stream is ready: the link up, a plain socket, nothing queued, the start the adverts name, room.
+            answer = self._quick(kernel, out, payload, request_id, now, timeout)
+            if answer is not None:
+                return _result(*answer)
+        else:
+            self._payload(kernel, payload, timeout, deadline)
         return self._answer(request_id, deadline, "no answer to {!r} from kernel {!r} within {} s", state, kernel,
                             timeout)
+
+    def _quick(self, kernel: str, out: Out, payload: bytes, request_id: int, now: float,
+               timeout: float) -> Optional[Tuple[bool, Any]]:
+        """
+        Send a request in one frame (the ack we owe ``kernel`` with it) and
+        read once: ``(ok, value)`` if that read is exactly one frame with
+        its answer (see :obj:`lightspeed.liteparts.quick_answer`), else
+        :obj:`None`, what was read handled as any read.
+        """
+        conn, sock = self._conn, self._sock
+        assert conn is not None and sock is not None
+        stream = self._in.get(kernel)
+        data = frame(self._routed_body(kernel, out, out.push(payload, None), stream))
+        out.sent = now
+        conn.frames_out += 1
+        conn.bytes_out += len(data)
+        try:
+            sock.sendall(data)
+        except OSError:
+            self._drop()
+            self._ensure()  # sends it again, with everything not acknowledged
+            return None
+        got = self._read(sock, timeout if timeout < RTO_MIN else RTO_MIN)
+        answer = None
+        if got and stream is not None and not conn.buffered_input:
+            answer = quick_answer(got, conn.config.max_frame, kernel, out, stream, self.name, self.incarnation,
+                                  request_id)
+            if answer is not None:
+                conn.frames_in += 1
+                conn.bytes_in += len(got)
+                if kernel not in self._owed:
+                    self._owed[kernel] = now
+        if answer is None and got is not None:
+            self._take(conn, got)
+        if answer is None or now >= self._due or len(self._owed) > 1:
+            self._housekeeping()
+        return answer
 
     def _answer(self, request_id: int, deadline: float, late: str, *fields: Any) -> Any:
         """The answer to ``request_id``; :class:`RequestTimeout` with ``late.format(*fields)`` by ``deadline``."""
         if not self._pump(lambda: request_id in self._answers, deadline):
             raise RequestTimeout(late.format(*fields))
-        ok, value = self._answers.pop(request_id)
-        if ok:
-            return value
-        if type(value) is list and len(value) >= 2 and type(value[0]) is str and type(value[1]) is str:
-            raise remote_error(value[0], value[1])
-        raise remote_error("?", repr(value))
+        return _result(*self._answers.pop(request_id))
 
     def ping(self, kernel: Optional[str] = None, timeout: Optional[float] = None) -> float:
         """
@@ -214,3 +263,12 @@ class ClientLite(LiteLink):
         return None
 
 
+
+
+def _result(ok: bool, value: Any) -> Any:
+    """The value of a RESPONSE ``(ok, value)``, or its error raised."""
+    if ok:
+        return value
+    if type(value) is list and len(value) >= 2 and type(value[0]) is str and type(value[1]) is str:
+        raise remote_error(value[0], value[1])
+    raise remote_error("?", repr(value))

@@ -39,7 +39,7 @@ LSA_REFRESH = 600.0
 MAX_REPORTS = 1000
 #: Seconds between looks at what is due again and at the LSA's age (not at every read).
 CHECK_EVERY = 0.1
-#: The most one read takes from the socket.
+#: The most one read takes from the socket (into one buffer kept per client).
 READ_SIZE = 262144
 
 
@@ -86,6 +86,7 @@ class LiteLink:
         self._wait: Optional[float] = None  # the read time-out the socket has now
         self._due = 0.0  # when to look at resends and the LSA refresh next (monotonic)
         self._specs: Dict[str, Tuple[Tuple[str, ...], Any, str, bool, bytes]] = {}  # see ClientLite._spec
+        self._buffer = memoryview(bytearray(READ_SIZE))  # reads land here: no 256 KiB allocation (mmap) per read
 
     # -- the link --------------------------------------------------------------------
 
@@ -156,12 +157,6 @@ class LiteLink:
         self._drop()
         return report
 
-    def __enter__(self: _Self) -> _Self:
-        return self.connect()
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
-
     def _drop(self) -> None:
         if self._sock is not None:
             try:
@@ -225,15 +220,19 @@ class LiteLink:
                 raise self._closed or LinkClosed("not connected", "closed")
             data = self._read(sock, wait if wait < RTO_MIN else RTO_MIN)
             if data is not None:
-                if not data:
-                    raise LinkClosed("the server closed the connection", "lost")
-                self._reading = True
-                try:
-                    conn.receive(data)
-                finally:
-                    self._reading = False
+                self._take(conn, data)
             self._housekeeping()
         return True
+
+    def _take(self, conn: Connection, data: bytes) -> None:
+        """Hand what a read brought to ``conn`` (``b""``: the server closed)."""
+        if not data:
+            raise LinkClosed("the server closed the connection", "lost")
+        self._reading = True
+        try:
+            conn.receive(data)
+        finally:
+            self._reading = False
 
     def _read(self, sock: socket.socket, wait: float) -> Optional[bytes]:
         """
@@ -247,7 +246,7 @@ class LiteLink:
             else:
                 sock.settimeout(wait)
         try:
-            return sock.recv(READ_SIZE)
+            return self._buffer[:sock.recv_into(self._buffer)].tobytes()
         except (socket.timeout, BlockingIOError):  # BlockingIOError: SO_RCVTIMEO ran out
             return None
 
@@ -421,8 +420,14 @@ class LiteLink:
         assert self._conn is not None
         if now is None:
             now = time.monotonic()
+        self._conn.send_body(self._routed_body(kernel, out, seq, self._in.get(kernel), now))
+        out.sent = now
+        if flush:
+            self._flush()
+
+    def _routed_body(self, kernel: str, out: Out, seq: int, stream: Optional[List[int]], now: float = 0.0) -> bytes:
+        """The ROUTED body of payload ``seq`` of ``out``, with the ack we owe by ``stream``, ``kernel``'s to us."""
         payload, expires = out.unacked[seq]
-        stream = self._in.get(kernel)
         ack = 0
         if stream is not None:
             ack = stream[1]
@@ -432,11 +437,8 @@ class LiteLink:
         head = out.head
         if head is None:
             head = out.head = routed_head(self.name, self.incarnation, kernel, out.incarnation)
-        self._conn.send_body(routed_from(head, seq, ack, DEFAULT_HOPS,
-                                         None if expires is None else max(int((expires - now) * 1000), 0), payload))
-        out.sent = now
-        if flush:
-            self._flush()
+        return routed_from(head, seq, ack, DEFAULT_HOPS,
+                           None if expires is None else max(int((expires - now) * 1000), 0), payload)
 
     def _resend(self, out: Out) -> None:
         kernel = next(k for k, o in self._out.items() if o is out)

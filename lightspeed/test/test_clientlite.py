@@ -386,7 +386,8 @@ class StreamTests(SynchronousTestCase):
     def test_ack_and_tombstone(self):
         """When an ack comes, then our payloads up to it are forgotten; a tombstone skips what it gave up."""
         out = Out(5)
-        out.unacked = {1: (b"a", None), 2: (b"b", None), 3: (b"c", None)}
+        for payload in (b"a", b"b", b"c"):
+            out.push(payload, None)
         streams: dict = {}
         self.assertFalse(self.receive(streams, 0, ack=2, out=out))
         self.assertEqual(list(out.unacked), [3])

@@ -19,8 +19,10 @@ from typing import Any, Callable, List, Optional
 from twisted.trial.unittest import SynchronousTestCase
 
 from lightspeed.clientlite import ClientLite, Delivery, Event, WindowFull
+from lightspeed.liteparts import Out, quick_answer
 from lightspeed.message import (
-    DEFAULT_HOPS, LSA, POST, REQUEST, RESPONSE, ROUTED, UNDELIVERABLE, parse_routed, routed_body,
+    DEFAULT_HOPS, LSA, POST, REQUEST, RESPONSE, ROUTED, UNDELIVERABLE, parse_routed, routed_body, routed_from,
+    routed_head,
 )
 from lightspeed.wire.codec import dumps, loads
 from lightspeed.wire.connection import Connection, LinkConfig, PeerInfo
@@ -241,3 +243,81 @@ class ReentrancyTests(SynchronousTestCase):
         client = ClientLite("unix:/nonexistent")
         client._reading = True
         self.assertRaises(RuntimeError, client._pump, lambda: False, 0.0)
+
+
+class QuickAnswerTests(SynchronousTestCase):
+    """:obj:`lightspeed.liteparts.quick_answer`, the answer read without the full path, on bytes alone."""
+
+    def frame(self, origin="k", origin_incarnation=5, dest=("me", 1), seq=1, ack=3, payload=None, ttl=None,
+              extra=b""):
+        body = dumps([RESPONSE, [], 42, True, "v"]) if payload is None else payload
+        data = routed_body(origin, origin_incarnation, [(dest[0], dest[1], seq, ack)], DEFAULT_HOPS, ttl, body)
+        return struct.pack(">I", len(data) + len(extra)) + data + extra
+
+    def answer(self, data, max_frame=1 << 20):
+        out = Out(5)
+        for _ in range(4):
+            out.push(b"p", None)
+        stream = [5, 0, 0]
+        got = quick_answer(data, max_frame, "k", out, stream, "me", 1, 42)
+        return got, sorted(out.unacked), stream
+
+    def test_answer(self):
+        """When one read is exactly the next answer to the request, then its value, its ack applied, the
+        stream moved on with one ack owed; in either integer form (shortest, 32-bit) and with a ttl."""
+        self.assertEqual(self.answer(self.frame()), ((True, "v"), [4], [5, 1, 1]))
+        self.assertEqual(self.answer(self.frame(ttl=70000, ack=0)), ((True, "v"), [1, 2, 3, 4], [5, 1, 1]))
+        head = routed_head("k", 5, "me", 1)
+        body = routed_from(head, 1, 4, DEFAULT_HOPS, 300, dumps([RESPONSE, [], 42, False, ["E", "m"]]))
+        self.assertEqual(self.answer(struct.pack(">I", len(body)) + body), ((False, ["E", "m"]), [], [5, 1, 1]))
+
+    def test_anything_else_not_taken(self):
+        """When the read is anything but exactly that answer, then None and nothing changed (the full path
+        decides): another id, origin, start of either side, seq; not a RESPONSE; a tagged or cut payload;
+        two frames, a part of one, a byte after the payload, a frame above the limit, ok not a bool."""
+        untouched = (None, [1, 2, 3, 4], [5, 0, 0])
+        one = self.frame()
+        for data in [self.frame(payload=dumps([RESPONSE, [], 43, True, "v"])), self.frame(origin="x"),
+                     self.frame(origin_incarnation=6), self.frame(dest=("me", 2)), self.frame(dest=("you", 1)),
+                     self.frame(seq=2), self.frame(seq=0), self.frame(payload=dumps(post("v"))),
+                     self.frame(payload=b"\xc1\x1a\x00\x00\x00\x01"), self.frame(payload=dumps([RESPONSE, [], 42])),
+                     self.frame(payload=dumps([RESPONSE, [], 42, 1, "v"])), self.frame(payload=b""),
+                     self.frame(payload=dumps([RESPONSE, [], 42, True, "v"])[:-1]),
+                     one + one, one[:-1], one[:10], self.frame(extra=b"\x00"), b"\x00\x00\x00\x00",
+                     dumps([ROUTED])]:
+            self.assertEqual(self.answer(data), untouched, data)
+        self.assertEqual(self.answer(one, max_frame=len(one) - 5), untouched)
+
+
+class QuickPathTests(SynchronousTestCase):
+    def test_request_answered_in_one_read(self):
+        """When the answer (with the ack of the request) comes as one frame, then the request returns it
+        without the full read path, acknowledged, the answer's ack owed to the server."""
+        server = ScriptedServer(self)
+
+        def answer(s: ScriptedServer, seq: int, payload: Any) -> None:
+            s.routed(SERVER, len(s.payloads), seq, [RESPONSE, [], payload[8], True, payload[3][0] * 2])
+
+        server.on_payload = answer
+        client = ClientLite(server.endpoint, "lite-test", connect_timeout=10).connect()
+        self.addCleanup(client.close, 0)
+        client.request("poe://srv/s/x", 1)  # the server's stream to us begins
+        taken: List[bytes] = []
+        client._take = lambda conn, data: taken.append(data)  # type: ignore[method-assign]
+        self.assertEqual([client.request("poe://srv/s/x", n) for n in (2, 3)], [4, 6])
+        self.assertEqual((taken, client._out[SERVER].unacked, client._in[SERVER][:2], list(client._owed)),
+                         ([], {}, [INCARNATION, 3], [SERVER]))
+
+    def test_answer_for_another_id_not_taken(self):
+        """When a hostile server answers a request first with an answer for another id, then that answer is
+        not taken for it: the request returns the one with its own id."""
+        server = ScriptedServer(self)
+
+        def answer(s: ScriptedServer, seq: int, payload: Any) -> None:
+            s.routed(SERVER, 1, seq, [RESPONSE, [], payload[8] + 1, True, "wrong"])
+            s.routed(SERVER, 2, seq, [RESPONSE, [], payload[8], True, "right"])
+
+        server.on_payload = answer
+        client = ClientLite(server.endpoint, "lite-test", connect_timeout=10).connect()
+        self.addCleanup(client.close, 0)
+        self.assertEqual(client.request("poe://srv/s/x", 1, timeout=5), "right")
