@@ -173,3 +173,40 @@ class RoutedBatchLayoutTests(SynchronousTestCase):
             payloads = [bytes([65 + i]) * n for i, n in enumerate(sizes)]
             message = loads(routed_batch(head, 9, 2, 32, payloads))
             self.assertEqual(message, [ROUTED, "a", 5, [["b", 7, 9, 2]], 32, None, payloads[0], payloads[1:]])
+
+
+class BatchDecodingTests(SynchronousTestCase):
+    """
+    A batch's payloads are decoded in one call when they are valid as a
+    whole, else one by one: what is wrong fails where, and as, it would alone.
+    """
+
+    def receive(self, payloads: List[bytes]) -> Any:
+        mesh, k, links = build("ab", "ab")
+        rx = Receiver(k["b"])
+        mesh.settle()
+        head = routed_head("a", k["a"].network.incarnation, "b", k["b"].network.incarnation)
+        link = links["ab"].server
+        link.dataReceived(frame(routed_batch(head, 1, 0, 5, payloads)))
+        mesh.settle()
+        return rx, link
+
+    def test_valid_batch(self):
+        """When every payload is valid, then each is delivered, in order, and the link stays up."""
+        rx, link = self.receive([post_payload("rx", "got", n) for n in range(30)])
+        self.assertEqual((rx.got, link.closed_reason), ([("a", n) for n in range(30)], None))
+
+    def test_bad_payload_in_the_middle(self):
+        """When the third of five payloads is truncated, then the two before it are delivered, then BYE malformed."""
+        good = [post_payload("rx", "got", n) for n in range(5)]
+        rx, link = self.receive(good[:2] + [good[2][:-1]] + good[3:])
+        self.assertEqual((rx.got, link.closed_reason.code), ([("a", 0), ("a", 1)], "malformed"))
+
+    def test_tagged_payload(self):
+        """When a payload holds a CBOR tag, then those before it are delivered, then BYE malformed for the tag."""
+        import cbor2
+
+        tagged = cbor2.dumps([1, ["rx"], "got", [cbor2.CBORTag(4000, 1)], None, None, None, None])
+        rx, link = self.receive([post_payload("rx", "got", 0), tagged, post_payload("rx", "got", 2)])
+        self.assertEqual((rx.got, link.closed_reason.code, str(link.closed_reason)),
+                         ([("a", 0)], "malformed", "malformed: malformed CBOR: error decoding semantic tag 4000"))
