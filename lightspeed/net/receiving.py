@@ -134,13 +134,10 @@ class Receiving:
         if entry[3]:
             self._delivery._acked(origin, incarnation, entry[3])
         self._owe(origin, inbox, len(payloads))  # before the handlers: what they send back carries the ack
-        deliver = self._dispatch.deliver
         joined = loads_joined(payloads)  # one cbor2 call for the batch
         # Not valid as a whole: one by one, to fail where (and as) it is wrong.
         decoded: Iterable[Any] = map(loads, payloads) if joined is None else joined
-        for payload in decoded:
-            inbox.delivered += 1
-            deliver(origin, parse_payload(payload))
+        self._dispatch.deliver_all(origin, decoded, inbox)
 
     def _skip(self, origin: str, inbox: Inbox, seq: int, peer: str) -> None:
         """

@@ -17,6 +17,7 @@ from lightspeed.message import MAX_BATCH, ROUTED, routed_batch, routed_head
 from lightspeed.test.test_delivery import Receiver, Sender
 from lightspeed.test.test_forgery import post_payload
 from lightspeed.test.test_mesh import build
+from lightspeed.test.test_monitor import Events
 from lightspeed.wire.codec import loads
 from lightspeed.wire.framing import frame
 
@@ -210,3 +211,33 @@ class BatchDecodingTests(SynchronousTestCase):
         rx, link = self.receive([post_payload("rx", "got", 0), tagged, post_payload("rx", "got", 2)])
         self.assertEqual((rx.got, link.closed_reason.code, str(link.closed_reason)),
                          ([("a", 0)], "malformed", "malformed: malformed CBOR: error decoding semantic tag 4000"))
+
+    def test_mixed_destinations_and_senders(self):
+        """When posts of a batch change destination and sender, then each reaches its session with its own sender."""
+        mesh, k, links = build("ab", "ab")
+        seen: List[Any] = []
+        for alias in ("rx", "ry"):
+            k["b"].spawn(inline_states={
+                "_start": lambda e, alias=alias: e.kernel.alias_set(alias),
+                "got": lambda e, alias=alias: seen.append((alias, e.sender.remote_session, e.arg0)),
+            })
+        mesh.settle()
+        head = routed_head("a", k["a"].network.incarnation, "b", k["b"].network.incarnation)
+        plan = [("rx", None), ("rx", None), ("ry", None), ("ry", "s1"), ("ry", "s1"), ("rx", "s1"), ("rx", None)]
+        payloads = [post_payload(alias, "got", n, sender=who) for n, (alias, who) in enumerate(plan)]
+        links["ab"].server.dataReceived(frame(routed_batch(head, 1, 0, 5, payloads)))
+        mesh.settle()
+        self.assertEqual(seen, [(alias, who, n) for n, (alias, who) in enumerate(plan)])
+
+    def test_arrived_events_for_each(self):
+        """When a batch of posts to one session arrives with an "arrived" listener, then one event per post."""
+        mesh, k, links = build("ab", "ab")
+        rx = Receiver(k["b"])
+        events = Events()
+        k["b"].monitor_register(["arrived"], events)
+        mesh.settle()
+        head = routed_head("a", k["a"].network.incarnation, "b", k["b"].network.incarnation)
+        links["ab"].server.dataReceived(frame(routed_batch(head, 1, 0, 5, [post_payload("rx", "got", n) for n in range(4)])))
+        mesh.settle()
+        self.assertEqual((rx.got, [(i["origin"], i["destination"]) for i in events.of("arrived")]),
+                         ([("a", n) for n in range(4)], [("a", "poe://b/rx/got")] * 4))
