@@ -99,13 +99,19 @@ class Dispatcher:
         """
         enqueue = self._local.enqueue
         hot: Optional[Tuple[Any, RemoteSender]] = None
-        key = head = None
+        key: List[Any] = []
+        head: List[Any] = []
         for payload in payloads:
             stream.delivered += 1
-            payload = parse_payload(payload)
-            if hot is not None and payload[0] == POST and payload[4:8] == key and payload[1:3] == head:
-                enqueue(hot[0], payload[2], tuple(payload[3]), hot[1], payload[5], payload[6], payload[7])
+            # Fields equal to those parse_payload accepted are valid too, if
+            # of the same type where == mixes types (1, 1.0 and True: the
+            # kind and the line; a str or None equals only its own kind).
+            if hot is not None and type(payload) is list and len(payload) >= 8 and type(payload[0]) is int \
+                    and payload[0] == POST and type(payload[3]) is list and payload[4:8] == key \
+                    and type(payload[7]) is type(key[3]) and payload[1:3] == head:
+                enqueue(hot[0], head[1], tuple(payload[3]), hot[1], key[1], key[2], key[3])
                 continue
+            payload = parse_payload(payload)
             hot = self.deliver(origin, payload)
             if hot is not None:
                 key, head = payload[4:8], payload[1:3]

@@ -188,8 +188,12 @@ class BatchDecodingTests(SynchronousTestCase):
         mesh.settle()
         head = routed_head("a", k["a"].network.incarnation, "b", k["b"].network.incarnation)
         link = links["ab"].server
-        link.dataReceived(frame(routed_batch(head, 1, 0, 5, payloads)))
+        # One message first, so that the stream exists and the batch comes next on it.
+        link.dataReceived(frame(routed_batch(head, 1, 0, 5, [post_payload("rx", "got", "first")])))
+        link.dataReceived(frame(routed_batch(head, 2, 0, 5, payloads)))
         mesh.settle()
+        self.assertEqual(rx.got[:1], [("a", "first")])
+        del rx.got[:1]
         return rx, link
 
     def test_valid_batch(self):
@@ -225,9 +229,10 @@ class BatchDecodingTests(SynchronousTestCase):
         head = routed_head("a", k["a"].network.incarnation, "b", k["b"].network.incarnation)
         plan = [("rx", None), ("rx", None), ("ry", None), ("ry", "s1"), ("ry", "s1"), ("rx", "s1"), ("rx", None)]
         payloads = [post_payload(alias, "got", n, sender=who) for n, (alias, who) in enumerate(plan)]
-        links["ab"].server.dataReceived(frame(routed_batch(head, 1, 0, 5, payloads)))
+        links["ab"].server.dataReceived(frame(routed_batch(head, 1, 0, 5, [post_payload("rx", "got", -1)])))
+        links["ab"].server.dataReceived(frame(routed_batch(head, 2, 0, 5, payloads)))
         mesh.settle()
-        self.assertEqual(seen, [(alias, who, n) for n, (alias, who) in enumerate(plan)])
+        self.assertEqual(seen, [("rx", None, -1)] + [(alias, who, n) for n, (alias, who) in enumerate(plan)])
 
     def test_arrived_events_for_each(self):
         """When a batch of posts to one session arrives with an "arrived" listener, then one event per post."""
@@ -237,7 +242,19 @@ class BatchDecodingTests(SynchronousTestCase):
         k["b"].monitor_register(["arrived"], events)
         mesh.settle()
         head = routed_head("a", k["a"].network.incarnation, "b", k["b"].network.incarnation)
-        links["ab"].server.dataReceived(frame(routed_batch(head, 1, 0, 5, [post_payload("rx", "got", n) for n in range(4)])))
+        for seq, count in ((1, 1), (2, 4)):  # the batch comes next on a stream that exists
+            payloads = [post_payload("rx", "got", n) for n in range(count)]
+            links["ab"].server.dataReceived(frame(routed_batch(head, seq, 0, 5, payloads)))
         mesh.settle()
         self.assertEqual((rx.got, [(i["origin"], i["destination"]) for i in events.of("arrived")]),
-                         ([("a", n) for n in range(4)], [("a", "poe://b/rx/got")] * 4))
+                         ([("a", 0)] + [("a", n) for n in range(4)], [("a", "poe://b/rx/got")] * 5))
+
+    def test_look_alike_fields_checked(self):
+        """When a post repeats the one before but with 1.0 for its line or True for its kind, then BYE malformed after the ones before."""
+        import cbor2
+
+        first = [1, ["rx"], "got", [0], "s", None, "f.py", 1]  # POST
+        for bad in ([1, ["rx"], "got", [1], "s", None, "f.py", 1.0], [True, ["rx"], "got", [1], "s", None, "f.py", 1]):
+            # The first finds the state valid, the second takes the hot path, the third looks like it.
+            rx, link = self.receive([cbor2.dumps(first)] * 2 + [cbor2.dumps(bad), cbor2.dumps(first)])
+            self.assertEqual((rx.got, link.closed_reason.code), ([("a", 0)] * 2, "malformed"))
