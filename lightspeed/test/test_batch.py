@@ -17,6 +17,7 @@ from lightspeed.message import MAX_BATCH, ROUTED, routed_batch, routed_head
 from lightspeed.test.test_delivery import Receiver, Sender
 from lightspeed.test.test_forgery import post_payload
 from lightspeed.test.test_mesh import build
+from lightspeed.test.test_monitor import Events
 from lightspeed.wire.codec import loads
 from lightspeed.wire.framing import frame
 
@@ -173,3 +174,87 @@ class RoutedBatchLayoutTests(SynchronousTestCase):
             payloads = [bytes([65 + i]) * n for i, n in enumerate(sizes)]
             message = loads(routed_batch(head, 9, 2, 32, payloads))
             self.assertEqual(message, [ROUTED, "a", 5, [["b", 7, 9, 2]], 32, None, payloads[0], payloads[1:]])
+
+
+class BatchDecodingTests(SynchronousTestCase):
+    """
+    A batch's payloads are decoded in one call when they are valid as a
+    whole, else one by one: what is wrong fails where, and as, it would alone.
+    """
+
+    def receive(self, payloads: List[bytes]) -> Any:
+        mesh, k, links = build("ab", "ab")
+        rx = Receiver(k["b"])
+        mesh.settle()
+        head = routed_head("a", k["a"].network.incarnation, "b", k["b"].network.incarnation)
+        link = links["ab"].server
+        # One message first, so that the stream exists and the batch comes next on it.
+        link.dataReceived(frame(routed_batch(head, 1, 0, 5, [post_payload("rx", "got", "first")])))
+        link.dataReceived(frame(routed_batch(head, 2, 0, 5, payloads)))
+        mesh.settle()
+        self.assertEqual(rx.got[:1], [("a", "first")])
+        del rx.got[:1]
+        return rx, link
+
+    def test_valid_batch(self):
+        """When every payload is valid, then each is delivered, in order, and the link stays up."""
+        rx, link = self.receive([post_payload("rx", "got", n) for n in range(30)])
+        self.assertEqual((rx.got, link.closed_reason), ([("a", n) for n in range(30)], None))
+
+    def test_bad_payload_in_the_middle(self):
+        """When the third of five payloads is truncated, then the two before it are delivered, then BYE malformed."""
+        good = [post_payload("rx", "got", n) for n in range(5)]
+        rx, link = self.receive(good[:2] + [good[2][:-1]] + good[3:])
+        self.assertEqual((rx.got, link.closed_reason.code), ([("a", 0), ("a", 1)], "malformed"))
+
+    def test_tagged_payload(self):
+        """When a payload holds a CBOR tag, then those before it are delivered, then BYE malformed for the tag."""
+        import cbor2
+
+        tagged = cbor2.dumps([1, ["rx"], "got", [cbor2.CBORTag(4000, 1)], None, None, None, None])
+        rx, link = self.receive([post_payload("rx", "got", 0), tagged, post_payload("rx", "got", 2)])
+        self.assertEqual((rx.got, link.closed_reason.code, str(link.closed_reason)),
+                         ([("a", 0)], "malformed", "malformed: malformed CBOR: error decoding semantic tag 4000"))
+
+    def test_mixed_destinations_and_senders(self):
+        """When posts of a batch change destination and sender, then each reaches its session with its own sender."""
+        mesh, k, links = build("ab", "ab")
+        seen: List[Any] = []
+        for alias in ("rx", "ry"):
+            k["b"].spawn(inline_states={
+                "_start": lambda e, alias=alias: e.kernel.alias_set(alias),
+                "got": lambda e, alias=alias: seen.append((alias, e.sender.remote_session, e.arg0)),
+            })
+        mesh.settle()
+        head = routed_head("a", k["a"].network.incarnation, "b", k["b"].network.incarnation)
+        plan = [("rx", None), ("rx", None), ("ry", None), ("ry", "s1"), ("ry", "s1"), ("rx", "s1"), ("rx", None)]
+        payloads = [post_payload(alias, "got", n, sender=who) for n, (alias, who) in enumerate(plan)]
+        links["ab"].server.dataReceived(frame(routed_batch(head, 1, 0, 5, [post_payload("rx", "got", -1)])))
+        links["ab"].server.dataReceived(frame(routed_batch(head, 2, 0, 5, payloads)))
+        mesh.settle()
+        self.assertEqual(seen, [("rx", None, -1)] + [(alias, who, n) for n, (alias, who) in enumerate(plan)])
+
+    def test_arrived_events_for_each(self):
+        """When a batch of posts to one session arrives with an "arrived" listener, then one event per post."""
+        mesh, k, links = build("ab", "ab")
+        rx = Receiver(k["b"])
+        events = Events()
+        k["b"].monitor_register(["arrived"], events)
+        mesh.settle()
+        head = routed_head("a", k["a"].network.incarnation, "b", k["b"].network.incarnation)
+        for seq, count in ((1, 1), (2, 4)):  # the batch comes next on a stream that exists
+            payloads = [post_payload("rx", "got", n) for n in range(count)]
+            links["ab"].server.dataReceived(frame(routed_batch(head, seq, 0, 5, payloads)))
+        mesh.settle()
+        self.assertEqual((rx.got, [(i["origin"], i["destination"]) for i in events.of("arrived")]),
+                         ([("a", 0)] + [("a", n) for n in range(4)], [("a", "poe://b/rx/got")] * 5))
+
+    def test_look_alike_fields_checked(self):
+        """When a post repeats the one before but with 1.0 for its line or True for its kind, then BYE malformed after the ones before."""
+        import cbor2
+
+        first = [1, ["rx"], "got", [0], "s", None, "f.py", 1]  # POST
+        for bad in ([1, ["rx"], "got", [1], "s", None, "f.py", 1.0], [True, ["rx"], "got", [1], "s", None, "f.py", 1]):
+            # The first finds the state valid, the second takes the hot path, the third looks like it.
+            rx, link = self.receive([cbor2.dumps(first)] * 2 + [cbor2.dumps(bad), cbor2.dumps(first)])
+            self.assertEqual((rx.got, link.closed_reason.code), ([("a", 0)] * 2, "malformed"))

@@ -13,7 +13,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from lightspeed.errors import EncodeError, FrameTooLarge, ProtocolError
 from lightspeed.message import BYE, HELLO, LSA, PING, PONG, ROUTED, payload_body
-from lightspeed.wire.codec import dumps, loads
+from lightspeed.wire.codec import MAX_DEPTH, dumps, loads, loads_joined
 from lightspeed.wire.connection import Connection, LinkConfig, PeerInfo
 from lightspeed.wire.framing import Framer, frame
 from lightspeed.test.optional import given, settings, st
@@ -75,6 +75,29 @@ class CodecTests(SynchronousTestCase):
             loads(data)
         except ProtocolError:
             pass
+
+
+class JoinedDecodingTests(SynchronousTestCase):
+    """
+    ``loads_joined`` decodes several items in one call, exactly as ``loads``
+    one by one, or gives up (``None``) for the caller to decode them alone.
+    """
+
+    def test_same_as_one_by_one(self):
+        """When items of any count and size are joined, then they decode to what loads gives each."""
+        for count in (1, 2, 23, 24, 255, 256, 300):
+            items = [dumps([i, "s" * (i % 40), b"b" * i, {"k": [i]}]) for i in range(count)]
+            self.assertEqual(loads_joined(items), [loads(item) for item in items])
+
+    def test_gives_up(self):
+        """When an item is truncated, tagged, missing or as deep as the limit, then None."""
+        import cbor2
+
+        deepest = b"\x81" * MAX_DEPTH + b"\x00"  # loads takes it alone; joined it is one too deep
+        self.assertEqual(loads_joined([deepest[1:]]), [loads(deepest[1:])])
+        self.assertEqual(loads(deepest), loads(deepest[1:]) and [loads(deepest[1:])])
+        for items in ([b"\x82\x01"], [b"\x01", cbor2.dumps(cbor2.CBORTag(4000, 1))], [b"\x01", b""], [deepest]):
+            self.assertIsNone(loads_joined(items))
 
 
 class PayloadBodyTests(SynchronousTestCase):

@@ -11,13 +11,14 @@ decoded, and nothing that could run code (no pickle, ever).
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, NoReturn, Tuple
+import struct
+from typing import Any, Callable, Dict, List, NoReturn, Optional, Tuple
 
 import cbor2
 
 from lightspeed.errors import EncodeError, ProtocolError
 
-__all__ = ["dumps", "loads", "check_plain", "register_type", "unregister_type", "MAX_DEPTH"]
+__all__ = ["dumps", "loads", "loads_joined", "check_plain", "register_type", "unregister_type", "MAX_DEPTH"]
 
 #: The deepest nesting of containers a decoder accepts.
 MAX_DEPTH = 64
@@ -164,3 +165,32 @@ def loads(data: bytes) -> Any:
         raise
     except Exception as e:  # cbor2 raises several types for bad input
         raise ProtocolError(f"malformed CBOR: {e}", "malformed") from None
+
+
+_U16, _U32 = struct.Struct(">BH").pack, struct.Struct(">BI").pack
+
+
+def loads_joined(items: List[bytes]) -> Optional[list]:
+    """
+    Decode several CBOR items, each one byte string of ``items``, in one
+    strict decoding (as :obj:`loads`) of their concatenation behind an
+    array head: cbor2 spends about 2,000 instructions setting up each
+    call, and a batch's payloads are decoded together.
+
+    :returns: the decoded items, or ``None`` when the concatenation does
+        not decode to exactly ``len(items)`` items within the limits; the
+        caller then decodes them one by one (with :obj:`loads`' errors).
+    """
+    count = len(items)
+    head = bytes((0x80 + count,)) if count < 24 else (
+        bytes((0x98, count)) if count < 256 else _U16(0x99, count) if count < 65536 else _U32(0x9A, count))
+    try:
+        decoded = cbor2.loads(
+            head + b"".join(items),
+            tag_hook=_refuse_tag,
+            semantic_decoders=_REFUSED_DECODERS,
+            max_depth=MAX_DEPTH,
+        )
+    except Exception:  # noqa: BLE001 - any failure: the one-by-one path reports it exactly
+        return None
+    return decoded if type(decoded) is list and len(decoded) == count else None
