@@ -244,6 +244,8 @@ class Relay:
                 return
             except Exception as e:
                 self._bad_payload(origin, peer, e)
+                if stream.delivered - start == done:
+                    return  # failed before any payload (cannot happen): never loop
 
     def _bad_payload(self, origin: str, peer: str, error: Exception) -> None:
         """
