@@ -125,16 +125,32 @@ class Receiving:
         """
         inbox = self.inboxes.get(origin)
         seq = entry[2]
-        if inbox is None or inbox.incarnation != incarnation or entry[1] != self._incarnation \
-                or seq != inbox.delivered + 1 or inbox.early or peer != origin:
-            self.arrived(origin, incarnation, entry, None, payloads[0], peer)
-            for i in range(1, len(payloads)):
-                self.arrived(origin, incarnation, (entry[0], entry[1], seq + i, 0), None, payloads[i], peer)
-            return
+        joined = None
+        if inbox is not None and inbox.incarnation == incarnation and entry[1] == self._incarnation \
+                and seq == inbox.delivered + 1 and not inbox.early:
+            joined = loads_joined(payloads)  # one cbor2 call for the batch
+            if joined is not None or peer == origin:
+                self._next_batch(origin, incarnation, entry, payloads, joined, inbox, peer)
+                return
+        # One by one (a relayed batch not valid as a whole too: each
+        # payload that is wrong is dropped alone, as deliver_payload does).
+        self.arrived(origin, incarnation, entry, None, payloads[0], peer)
+        for i in range(1, len(payloads)):
+            self.arrived(origin, incarnation, (entry[0], entry[1], seq + i, 0), None, payloads[i], peer)
+
+    def _next_batch(self, origin: str, incarnation: int, entry: Tuple[str, int, int, int], payloads: List[bytes],
+                    joined: Optional[list], inbox: Inbox, peer: str) -> None:
+        """
+        A batch that comes next on its stream, delivered in one go: from
+        a relay, decoded as a whole (``joined``), each payload that fails
+        is dropped alone (:meth:`~lightspeed.net.relay.Relay.deliver_batch`).
+        """
         if entry[3]:
             self._delivery._acked(origin, incarnation, entry[3])
         self._owe(origin, inbox, len(payloads))  # before the handlers: what they send back carries the ack
-        joined = loads_joined(payloads)  # one cbor2 call for the batch
+        if joined is not None and peer != origin:
+            self._network.relay.deliver_batch(origin, peer, joined, inbox)
+            return
         # Not valid as a whole: one by one, to fail where (and as) it is wrong.
         decoded: Iterable[Any] = map(loads, payloads) if joined is None else joined
         self._dispatch.deliver_all(origin, decoded, inbox)

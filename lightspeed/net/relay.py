@@ -224,12 +224,39 @@ class Relay:
             return
         try:
             self._network.dispatch.deliver(origin, parse_payload(loads(payload)))
-        except ProtocolError as e:
-            self.bad_payloads += 1
+        except Exception as e:
+            self._bad_payload(origin, peer, e)
+
+    def deliver_batch(self, origin: str, peer: str, decoded: List[Any], stream: Any) -> None:
+        """
+        Hand the decoded payloads of a batch that ``peer`` passed on from
+        ``origin`` to the dispatcher in one go (as
+        :meth:`~lightspeed.net.dispatch.Dispatcher.deliver_all`); one that
+        is malformed or fails is dropped alone, as :meth:`deliver_payload`
+        drops it, and those after it are still delivered.
+        """
+        deliver_all = self._network.dispatch.deliver_all
+        start = stream.delivered  # counts each payload before it is handled
+        while True:
+            done = stream.delivered - start
+            try:
+                deliver_all(origin, decoded[done:] if done else decoded, stream)
+                return
+            except Exception as e:
+                self._bad_payload(origin, peer, e)
+                if stream.delivered - start == done:
+                    return  # failed before any payload (cannot happen): never loop
+
+    def _bad_payload(self, origin: str, peer: str, error: Exception) -> None:
+        """
+        A payload passed on by relay ``peer`` was malformed or failed here
+        (called while ``error`` is handled): count it and log it.
+        """
+        self.bad_payloads += 1
+        if isinstance(error, ProtocolError):
             self.log.warn("malformed payload from kernel {origin} (relayed by {peer}) dropped: {why}",
-                          origin=origin, peer=peer, why=str(e))
-        except Exception:
-            self.bad_payloads += 1
+                          origin=origin, peer=peer, why=str(error))
+        else:
             self.log.failure("payload from kernel {origin} (relayed by {peer}) failed; dropped",
                              origin=origin, peer=peer)
 

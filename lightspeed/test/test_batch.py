@@ -18,7 +18,7 @@ from lightspeed.test.test_delivery import Receiver, Sender
 from lightspeed.test.test_forgery import post_payload
 from lightspeed.test.test_mesh import build
 from lightspeed.test.test_monitor import Events
-from lightspeed.wire.codec import loads
+from lightspeed.wire.codec import dumps, loads
 from lightspeed.wire.framing import frame
 
 
@@ -258,3 +258,50 @@ class BatchDecodingTests(SynchronousTestCase):
             # The first finds the state valid, the second takes the hot path, the third looks like it.
             rx, link = self.receive([cbor2.dumps(first)] * 2 + [cbor2.dumps(bad), cbor2.dumps(first)])
             self.assertEqual((rx.got, link.closed_reason.code), ([("a", 0)] * 2, "malformed"))
+
+
+class RelayedBatchTests(SynchronousTestCase):
+    """
+    a - r - b: a batch from a that r passes on is delivered at b in one go;
+    a payload in it that fails at b came from a, not from r, so b drops it
+    alone (and counts it), delivers the rest, and the r - b link stays up.
+    """
+
+    def receive(self, payloads: List[bytes]) -> Any:
+        mesh, k, links = build("arb", "ar rb")
+        rx = Receiver(k["b"])
+        mesh.settle()
+        relay = k["b"].network.relay
+        one_by_one = relay.deliver_payload
+        self.alone: List[bytes] = []
+        relay.deliver_payload = lambda origin, peer, payload: (self.alone.append(payload),
+                                                               one_by_one(origin, peer, payload))
+        head = routed_head("a", k["a"].network.incarnation, "b", k["b"].network.incarnation)
+        link = links["ar"].client
+        # One message first, so that the stream exists and the batch comes next on it.
+        link.send_body(routed_batch(head, 1, 0, 5, [post_payload("rx", "got", "first")]))
+        link.send_body(routed_batch(head, 2, 0, 5, payloads))
+        mesh.settle()
+        self.assertEqual(sorted(link.peer.name for link in k["b"].network.links()), ["r"])
+        self.assertEqual(rx.got[:1], [("a", "first")])
+        return rx.got[1:], k["b"].network.bad_payloads
+
+    def test_valid_batch(self):
+        """When every payload is valid, then each is delivered, in order, in one go (none alone), and none is counted bad."""
+        self.assertEqual(self.receive([post_payload("rx", "got", n) for n in range(30)]),
+                         ([("a", n) for n in range(30)], 0))
+        self.assertEqual(self.alone, [post_payload("rx", "got", "first")])
+
+    def test_not_payloads(self):
+        """When the second and fourth of five decode but are no payloads, then they are dropped and counted, the rest delivered."""
+        good = [post_payload("rx", "got", n) for n in range(5)]
+        bad = dumps({"not": "a payload"})
+        self.assertEqual(self.receive([good[0], bad, good[2], bad, good[4]]), ([("a", 0), ("a", 2), ("a", 4)], 2))
+        self.assertEqual(len(self.alone), 1)  # the first message; the batch in one go
+
+    def test_truncated_payload(self):
+        """When the third of five payloads is truncated, then it alone is dropped and counted."""
+        good = [post_payload("rx", "got", n) for n in range(5)]
+        self.assertEqual(self.receive(good[:2] + [good[2][:-1]] + good[3:]),
+                         ([("a", 0), ("a", 1), ("a", 3), ("a", 4)], 1))
+        self.assertEqual(len(self.alone), 6)  # not valid as a whole: one by one
