@@ -83,9 +83,9 @@ class Receiving:
                 self._dispatch.deliver(origin, parse_payload(loads(payload)))  # the hot path (requests too)
             else:
                 self._consume(origin, payload, None if ttl is None else (ttl <= 0), peer)
-            if not inbox.early:
-                return
-            self._release(origin, inbox, peer)
+            if inbox.early:
+                self._release(origin, inbox, peer)
+            return  # owed above, before the handler
         elif seq <= inbox.delivered:
             self.duplicates += 1
         elif len(inbox.early) < self.max_early and inbox.early_bytes + len(payload) <= self.max_early_bytes \

@@ -389,6 +389,22 @@ class BoundedMemoryTests(SynchronousTestCase):
         self.assertEqual(delivery.inboxes["a"].early_bytes, 0)
 
 
+    def test_released_arrivals_owed_once(self):
+        """When an in-order message releases early ones, then each message is owed one ack count, not the releasing one twice."""
+        from lightspeed.message import POST
+        from lightspeed.wire.codec import dumps
+
+        mesh, k, links = build("ab", "ab")
+        Receiver(k["b"])
+        delivery = k["b"].network.delivery
+        a_inc, b_inc = k["a"].network.incarnation, k["b"].network.incarnation
+        delivery.inboxes.pop("a", None)
+        for seq in (2, 3, 1):
+            payload = dumps([POST, ["rx"], "got", [seq], None, None, None, None])
+            delivery.arrived("a", a_inc, ("b", b_inc, seq, 0), None, payload, "a")
+        inbox = delivery.inboxes["a"]
+        self.assertEqual((inbox.delivered, inbox.owed), (3, 3))
+
 class MissingStateTests(SynchronousTestCase):
     """
     A post to a session that has neither the state nor ``_default`` comes
