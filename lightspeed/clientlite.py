@@ -190,7 +190,7 @@ class ClientLite(LiteLink):
         conn, sock = self._conn, self._sock
         assert conn is not None and sock is not None
         stream = self._in.get(kernel)
-        data = frame(self._routed_body(kernel, out, out.push(payload, None), stream))
+        data = frame(self._routed_body(kernel, out, out.push(payload, now + timeout), stream, now))
         out.sent = now
         conn.frames_out += 1
         conn.bytes_out += len(data)

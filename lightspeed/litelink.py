@@ -425,7 +425,7 @@ class LiteLink:
         if flush:
             self._flush()
 
-    def _routed_body(self, kernel: str, out: Out, seq: int, stream: Optional[List[int]], now: float = 0.0) -> bytes:
+    def _routed_body(self, kernel: str, out: Out, seq: int, stream: Optional[List[int]], now: float) -> bytes:
         """The ROUTED body of payload ``seq`` of ``out``, with the ack we owe by ``stream``, ``kernel``'s to us."""
         payload, expires = out.unacked[seq]
         ack = 0
