@@ -255,15 +255,16 @@ class Flooding:
         it came from; one taken back from aside to every neighbour, the
         sender of the forgery it out-votes included).
         """
-        for _ in range(MAX_RESELECT_ROUNDS):  # a loop with a budget: forged adverts may vouch in a ring
+        for rounds in range(MAX_RESELECT_ROUNDS + 1):  # a loop with a budget: forged adverts may vouch in a ring
             changed, self.vouching.changed = self.vouching.changed, []
             if not changed:
                 return
-            for lsa, source in changed:
+            for lsa, source in changed:  # the last round's too: flooded and routed by, never lost
                 self.flood(lsa, source)
             self._network.routes_changed()
+            if rounds == MAX_RESELECT_ROUNDS:
+                break
             self.vouching.reselect()  # a voucher may have become (un)reachable
-        self.vouching.changed = []
         self.log.warn("kernel {kernel}: beliefs about adverts still changing after {n} rounds; left for the next advert",
                       kernel=self._network.name, n=MAX_RESELECT_ROUNDS)
 
