@@ -65,7 +65,7 @@ def bench(args: argparse.Namespace) -> int:
                 latencies.append(time.perf_counter() - t)
             if i % step == 0:
                 print("\r" + progress(i, args.count), end="", file=sys.stderr, flush=True)
-        report = client.close(args.timeout)  # waits until every post is acknowledged
+        report = client.flush(args.timeout)  # waits until every post is acknowledged; closed on exit
         seconds = time.perf_counter() - start
     print("\r" + progress(args.count, args.count), file=sys.stderr, flush=True)
     result = _summary("post" if args.post else "request", args.count, seconds, args.size, latencies)

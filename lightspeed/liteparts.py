@@ -14,7 +14,7 @@ from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 
 from lightspeed.adverts import AdvertSigner
 from lightspeed.errors import LightspeedError, ProtocolError
-from lightspeed.message import LSA, RESPONSE, routed_head
+from lightspeed.message import LSA, RESPONSE, parse_payload, routed_head
 from lightspeed.router import LinkState
 from lightspeed.wire.codec import dumps, loads
 from lightspeed.wire.framing import HEADER
@@ -374,11 +374,10 @@ def quick_answer(data: bytes, max_frame: int, kernel: str, out: Out, stream: Lis
         seq, ack, i, size = _routed_tail(data, 4 + len(reply))
         if seq != stream[1] + 1 or not size or i + size != end:
             return None
-        body = loads(data[i:])
+        body = parse_payload(loads(data[i:]))
     except (ValueError, IndexError, struct.error, ProtocolError):
         return None
-    if type(body) is not list or len(body) < 5 or body[0] != RESPONSE or type(body[0]) is not int \
-            or type(body[2]) is not int or body[2] != request_id or type(body[3]) is not bool:
+    if body[0] != RESPONSE or body[2] != request_id:
         return None
     if ack and out.unacked:
         out.acked(ack)

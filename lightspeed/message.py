@@ -180,8 +180,8 @@ def routed_batch(head: bytes, seq: int, ack: int, hops: int, payloads: Sequence[
     parts: List[bytes] = [b""] * (2 * len(rest))
     # Each payload after its head; with every payload under 256 bytes (the
     # common case) the heads come from the table without a Python step each.
-    parts[0::2] = map(_BSTR.__getitem__, map(len, rest)) if max(map(len, rest), default=0) < 256 \
-        else [_bstr_head(len(payload)) for payload in rest]
+    sizes = list(map(len, rest))
+    parts[0::2] = map(_BSTR.__getitem__, sizes) if max(sizes, default=0) < 256 else map(_bstr_head, sizes)
     parts[1::2] = rest
     return b"".join([b"\x88", first[1:], _array_head(len(rest)), *parts])
 

@@ -83,16 +83,14 @@ class Vouching:
         reachable = self._router.reachable()
         return {incarnation for voucher, incarnation in vouchers.items() if voucher in reachable}
 
-    def offer(self, lsa: LinkState, peer: str, checked: bool = False) -> bool:
+    def offer(self, lsa: LinkState, peer: str) -> bool:
         """
-        A valid LSA of another kernel from neighbour ``peer``.
+        A valid LSA of another kernel from neighbour ``peer``, which the
+        caller has already found not :meth:`stale`.
 
-        :param checked: the caller found it not :meth:`stale` already.
         :returns: whether it is news (now believed or kept aside); the
             adverts that became believed are in :attr:`changed`.
         """
-        if not checked and self.stale(lsa):
-            return False
         held = self._router.held(lsa.origin)
         if lsa.origin not in self._others and (held is None or held.incarnation == lsa.incarnation):
             # One start only, and this advert of it is newer: believed, as

@@ -225,7 +225,7 @@ class Flooding:
                 # unsigned one from before signing was on, is not lying.
                 return self._bad_advert(origin, peer, reason, origin != peer and reason in _EXCUSABLE)
         if origin != self._network.name and self.signer is None:
-            self.vouching.offer(lsa, peer, checked=True)  # not stale: checked above
+            self.vouching.offer(lsa, peer)  # not stale: checked above
             self._believed()
         elif router.receive(lsa, peer):
             self.flood(lsa, peer)
