@@ -53,6 +53,11 @@ class Event(tuple):
         or :obj:`None`.
     :ivar caller_file: the file of the ``post``/``call`` that caused this.
     :ivar caller_line: its line.
+
+    An ``Event`` is a tuple, but its items are not part of the interface:
+    read the attributes above.  In particular items 5 and 6 are, for a
+    local post, a code object and an instruction offset, not the file and
+    line; only :attr:`caller_file` and :attr:`caller_line` give those.
     """
 
     # The items: session, state, args, sender, caller state, then where the
