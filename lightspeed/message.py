@@ -205,8 +205,7 @@ def payload_body(kind: int, sessions: Any, state: Optional[str], args: Tuple[Any
     key = (kind, sessions, state, s_session, s_state, s_file)
     ends = _payload_ends.get(key)
     if ends is None:
-        ends = _payload_ends.remember(key, (b"\x88" + dumps_trusted([kind, sessions, state])[1:],
-                                            dumps_trusted([s_session, s_state, s_file])[1:]))
+        ends = _payload_ends.remember(key, _ends(*key))
     line = _SMALL[s_line] if type(s_line) is int and 0 <= s_line < 4096 else dumps_trusted(s_line)
     if len(args) == 1 and type(args[0]) is bytes:
         # The common case, a single byte string, written by hand.
@@ -214,6 +213,38 @@ def payload_body(kind: int, sessions: Any, state: Optional[str], args: Tuple[Any
         return b"".join((ends[0], b"\x81", _BSTR[n] if n < 256 else _bstr_head(n), args[0], ends[1], line))
     check_plain(args)
     return b"".join((ends[0], dumps_trusted(args), ends[1], line))
+
+
+def _ends(kind: int, sessions: Any, state: Optional[str], s_session: Optional[str], s_state: Optional[str],
+          s_file: Optional[str]) -> Tuple[bytes, bytes]:
+    """
+    The CBOR of an eight-item payload's fields before its arguments (with
+    the array's head) and after them up to the line.
+    """
+    return (b"\x88" + dumps_trusted([kind, sessions, state])[1:], dumps_trusted([s_session, s_state, s_file])[1:])
+
+
+#: Received payloads' templates (see :func:`post_template`), apart from the
+#: sender's cache so that what peers send cannot evict it.
+_templates = BoundedCache(1024)
+
+
+def post_template(sessions: Any, state: str, s_session: Optional[str], s_state: Optional[str],
+                  s_file: Optional[str], s_line: Optional[int]) -> Tuple[bytes, bytes]:
+    """
+    The bytes of a POST with these fields before and after its arguments,
+    as :func:`payload_body` writes them: a payload that is exactly
+    ``head + arguments + tail`` decodes to a POST with these fields.
+
+    :returns: ``(head, tail)``.
+    """
+    key = (tuple(sessions) if type(sessions) is list else sessions, state, s_session, s_state, s_file, s_line)
+    template = _templates.get(key)
+    if template is None:
+        head, tail = _ends(POST, *key[:5])
+        line = _SMALL[s_line] if type(s_line) is int and 0 <= s_line < 4096 else dumps_trusted(s_line)
+        template = _templates.remember(key, (head, tail + line))
+    return template
 
 
 def parse_batch(message: List[Any]) -> List[bytes]:

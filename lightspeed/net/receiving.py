@@ -9,9 +9,10 @@ back carries them first.
 
 from __future__ import annotations
 
-from typing import Any, Dict, Iterable, List, Optional, Tuple
+from itertools import islice
+from typing import Any, Dict, List, Optional, Tuple, cast
 
-from lightspeed.message import parse_payload
+from lightspeed.message import parse_payload, post_template
 from lightspeed.net.streams import Inbox
 from lightspeed.wire.codec import loads, loads_joined
 
@@ -43,6 +44,7 @@ class Receiving:
         self._reactor = network.reactor
         self._router = network.router
         self._dispatch = network.dispatch
+        self._local = network.port.local
         self.inboxes: Dict[str, Inbox] = {}
         self._owed: Dict[str, None] = {}
         self._ack_call: Any = None
@@ -125,10 +127,9 @@ class Receiving:
         """
         inbox = self.inboxes.get(origin)
         seq = entry[2]
-        joined = None
         if inbox is not None and inbox.incarnation == incarnation and entry[1] == self._incarnation \
                 and seq == inbox.delivered + 1 and not inbox.early:
-            joined = loads_joined(payloads)  # one cbor2 call for the batch
+            joined = None if peer == origin else loads_joined(payloads)  # one decoder for the batch
             if joined is not None or peer == origin:
                 self._next_batch(origin, incarnation, entry, payloads, joined, inbox, peer)
                 return
@@ -148,12 +149,65 @@ class Receiving:
         if entry[3]:
             self._delivery._acked(origin, incarnation, entry[3])
         self._owe(origin, inbox, len(payloads))  # before the handlers: what they send back carries the ack
-        if joined is not None and peer != origin:
-            self._network.relay.deliver_batch(origin, peer, joined, inbox)
+        if peer != origin:  # then arrived_batch decoded it as a whole
+            self._network.relay.deliver_batch(origin, peer, cast(list, joined), inbox)
             return
-        # Not valid as a whole: one by one, to fail where (and as) it is wrong.
-        decoded: Iterable[Any] = map(loads, payloads) if joined is None else joined
-        self._dispatch.deliver_all(origin, decoded, inbox)
+        # Straight from its origin: the first payload decoded alone; if it
+        # is a post on the dispatcher's hot path, the ones after it that are
+        # the same post but for a string argument are queued from their bytes.
+        first = parse_payload(loads(payloads[0]))
+        inbox.delivered += 1
+        hot = self._dispatch.deliver(origin, first)
+        done = 1 if hot is None else 1 + self._same_posts(first, hot, payloads, inbox)
+        if done < len(payloads):
+            rest = payloads[done:]
+            joined = loads_joined(rest)
+            # Not valid as a whole: one by one, to fail where (and as) it is wrong.
+            self._dispatch.deliver_all(origin, map(loads, rest) if joined is None else joined, inbox)
+
+    def _same_posts(self, first: list, hot: Tuple[Any, Any], payloads: List[bytes], inbox: Inbox) -> int:
+        """
+        Queue the payloads after ``first`` (a post the dispatcher queued on
+        its hot path for ``hot``, ``(session, sender)``) whose bytes are
+        exactly those :func:`~lightspeed.message.payload_body` writes for a
+        post with ``first``'s fields and one byte or text string argument:
+        they decode to such a post, so nothing in them is left unchecked,
+        and nothing that could change the session or sender runs between
+        (queuing runs no handler).  Each counts on ``inbox`` before it is
+        queued.
+
+        :returns: how many were queued (they stop at the first that differs).
+        """
+        head, tail = post_template(first[1], first[2], first[4], first[5], first[6], first[7])
+        at, fixed = len(head), len(head) + len(tail)
+        session, sender = hot
+        state, cstate, cfile, cline = first[2], first[5], first[6], first[7]
+        enqueue = self._local.enqueue
+        count = 0
+        for payload in islice(payloads, 1, None):
+            size = len(payload) - fixed  # the bytes of the argument array
+            if size < 2 or payload[at] != 0x81 or not payload.startswith(head) or not payload.endswith(tail):
+                break
+            initial = payload[at + 1]
+            length = initial & 0x1F
+            start = at + 2
+            if length == 24 and size > 2:
+                length, start = payload[at + 2], at + 3  # a string of 24 to 255 bytes
+            elif length > 23:
+                break
+            major = initial & 0xE0
+            if start - at + length != size or (major != 0x40 and major != 0x60):
+                break
+            arg: Any = payload[start:at + size]
+            if major == 0x60:
+                try:
+                    arg = arg.decode("utf-8")
+                except UnicodeDecodeError:
+                    break  # decoded on the general path, which refuses it
+            count += 1
+            inbox.delivered += 1
+            enqueue(session, state, (arg,), sender, cstate, cfile, cline)
+        return count
 
     def _skip(self, origin: str, inbox: Inbox, seq: int, peer: str) -> None:
         """

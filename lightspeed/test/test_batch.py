@@ -43,6 +43,23 @@ def routed_written(link: Any) -> List[list]:
     return seen
 
 
+def batch_after_one(mesh: Any, k: Any, links: Any, payloads: List[bytes]) -> Any:
+    """
+    Settle the a - b mesh, then feed b's end of the link one post from a
+    (so that the stream exists and the batch comes next on it) and a batch
+    of ``payloads``, and settle.
+
+    :returns: b's end of the link.
+    """
+    mesh.settle()
+    head = routed_head("a", k["a"].network.incarnation, "b", k["b"].network.incarnation)
+    link = links["ab"].server
+    link.dataReceived(frame(routed_batch(head, 1, 0, 5, [post_payload("rx", "got", "first")])))
+    link.dataReceived(frame(routed_batch(head, 2, 0, 5, payloads)))
+    mesh.settle()
+    return link
+
+
 class BatchTests(SynchronousTestCase):
 
     def send(self, names: str, edges: str, watched: str, count: int) -> Any:
@@ -185,13 +202,7 @@ class BatchDecodingTests(SynchronousTestCase):
     def receive(self, payloads: List[bytes]) -> Any:
         mesh, k, links = build("ab", "ab")
         rx = Receiver(k["b"])
-        mesh.settle()
-        head = routed_head("a", k["a"].network.incarnation, "b", k["b"].network.incarnation)
-        link = links["ab"].server
-        # One message first, so that the stream exists and the batch comes next on it.
-        link.dataReceived(frame(routed_batch(head, 1, 0, 5, [post_payload("rx", "got", "first")])))
-        link.dataReceived(frame(routed_batch(head, 2, 0, 5, payloads)))
-        mesh.settle()
+        link = batch_after_one(mesh, k, links, payloads)
         self.assertEqual(rx.got[:1], [("a", "first")])
         del rx.got[:1]
         return rx, link
@@ -305,3 +316,63 @@ class RelayedBatchTests(SynchronousTestCase):
         self.assertEqual(self.receive(good[:2] + [good[2][:-1]] + good[3:]),
                          ([("a", 0), ("a", 1), ("a", 3), ("a", 4)], 1))
         self.assertEqual(len(self.alone), 6)  # not valid as a whole: one by one
+
+
+class SamePostsTests(SynchronousTestCase):
+    """
+    Posts of a batch straight from their origin that repeat the post before
+    them but for a string argument are queued from their bytes: each
+    arrives exactly as the general path would deliver it, and anything else
+    takes the general path.
+    """
+
+    def receive(self, payloads: List[bytes]) -> Any:
+        mesh, k, links = build("ab", "ab")
+        self.seen: List[Any] = []
+        k["b"].spawn(inline_states={
+            "_start": lambda e: e.kernel.alias_set("rx"),
+            "got": lambda e: self.seen.append((e.args, e.sender.remote_session, e.sender.remote_state,
+                                               e.caller_file, e.caller_line)),
+        })
+        link = batch_after_one(mesh, k, links, payloads)
+        self.assertEqual(self.seen[0][0], ("first",))
+        del self.seen[0]
+        return link
+
+    def post(self, *args: Any, line: Any = 7, who: Any = "s") -> bytes:
+        return dumps([1, ["rx"], "got", list(args), who, "st", "f.py", line])
+
+    def test_arguments_of_every_form(self):
+        """When posts repeat one another with string, number, list and multi-item arguments, then each arrives with its own."""
+        args = [(b"",), (b"x" * 23,), (b"y" * 24,), (b"z" * 255,), (b"w" * 256,), ("",), ("\u00e9t\u00e9",),
+                ("t" * 24,), ("u" * 300,), (5,), (b"a", b"b"), ([b"in"],), (None,), (b"again",)]
+        link = self.receive([self.post(b"lead")] + [self.post(*a) for a in args])
+        self.assertEqual((self.seen, link.closed_reason),
+                         ([((b"lead",), "s", "st", "f.py", 7)] + [(a, "s", "st", "f.py", 7) for a in args], None))
+
+    def test_other_lines_and_senders(self):
+        """When the line or the sender changes within a batch, then each post arrives with its own."""
+        plan = [(7, "s"), (7, "s"), (8, "s"), (8, "s"), (8, None), (5000, None), (5000, None), (None, "s")]
+        link = self.receive([self.post(b"%d" % i, line=line, who=who) for i, (line, who) in enumerate(plan)])
+        self.assertEqual((self.seen, link.closed_reason),
+                         ([((b"%d" % i,), who, "st", "f.py", line) for i, (line, who) in enumerate(plan)], None))
+
+    def test_longer_string_heads(self):
+        """When a string's length is written in a longer form than needed, then the post still arrives as decoded."""
+        lead = self.post(b"lead")
+        odd = lead.replace(b"\x81\x44lead", b"\x81\x58\x03abc")  # 3 bytes with a one-byte length
+        link = self.receive([lead, odd, lead])
+        self.assertEqual(([a for a, *_ in self.seen], link.closed_reason), ([(b"lead",), (b"abc",), (b"lead",)], None))
+
+    def test_bad_text(self):
+        """When a repeated post's text argument is not UTF-8, then the ones before it arrive, then BYE malformed."""
+        lead = self.post("lead")
+        bad = lead.replace(b"\x64lead", b"\x64le\xffd")
+        link = self.receive([lead, lead, bad, lead])
+        self.assertEqual(([a for a, *_ in self.seen], link.closed_reason.code), ([("lead",), ("lead",)], "malformed"))
+
+    def test_shifted_boundaries(self):
+        """When two posts' bytes are split elsewhere than between them, then the first arrives, then BYE malformed."""
+        one, two = self.post(b"one"), self.post(b"two")
+        link = self.receive([one, one + two[:5], two[5:]])
+        self.assertEqual(([a for a, *_ in self.seen], link.closed_reason.code), ([(b"one",), (b"one",)], "malformed"))

@@ -93,11 +93,30 @@ class JoinedDecodingTests(SynchronousTestCase):
         """When an item is truncated, tagged, missing or as deep as the limit, then None."""
         import cbor2
 
-        deepest = b"\x81" * MAX_DEPTH + b"\x00"  # loads takes it alone; joined it is one too deep
-        self.assertEqual(loads_joined([deepest[1:]]), [loads(deepest[1:])])
-        self.assertEqual(loads(deepest), loads(deepest[1:]) and [loads(deepest[1:])])
-        for items in ([b"\x82\x01"], [b"\x01", cbor2.dumps(cbor2.CBORTag(4000, 1))], [b"\x01", b""], [deepest]):
+        too_deep = b"\x81" * (MAX_DEPTH + 1) + b"\x00"
+        for items in ([b"\x82\x01"], [b"\x01", cbor2.dumps(cbor2.CBORTag(4000, 1))], [b"\x01", b""], [too_deep]):
             self.assertIsNone(loads_joined(items))
+
+    def test_as_deep_as_the_limit(self):
+        """When an item is as deep as loads takes alone, then it decodes joined too."""
+        deepest = b"\x81" * MAX_DEPTH + b"\x00"
+        self.assertEqual(loads_joined([b"\x01", deepest]), [1, loads(deepest)])
+
+    def test_shifted_boundaries(self):
+        """When items decode only across their declared boundaries, then None (each must fill its own bytes)."""
+        a, b = dumps([1, "two", b"three"]), dumps(["four", 5])
+        joined = a + b
+        for cut in (1, 3, len(a) - 1, len(a) + 1, len(joined) - 1):
+            self.assertIsNone(loads_joined([joined[:cut], joined[cut:]]))
+        # Two items in the first string (the last string's item left over).
+        self.assertIsNone(loads_joined([dumps(1) + dumps(2), dumps(3)]))
+        self.assertEqual(loads_joined([a, b]), [loads(a), loads(b)])
+
+    def test_long_items(self):
+        """When items are longer than the decoder reads at a time, then each is still checked where it ends."""
+        items = [dumps(["s" * n, b"b" * (3 * n)]) for n in (100, 1000, 5000, 3)]
+        self.assertEqual(loads_joined(items), [loads(item) for item in items])
+        self.assertIsNone(loads_joined([items[0] + items[1][:7], items[1][7:]] + items[2:]))
 
 
 class PayloadBodyTests(SynchronousTestCase):
