@@ -179,35 +179,35 @@ class Receiving:
         :returns: how many were queued (they stop at the first that differs).
         """
         head, tail = post_template(first[1], first[2], first[4], first[5], first[6], first[7])
-        at, fixed = len(head), len(head) + len(tail)
+        at, cut = len(head), -len(tail)
+        at2 = at + 2
         session, sender = hot
         state, cstate, cfile, cline = first[2], first[5], first[6], first[7]
         enqueue = self._local.enqueue
-        count = 0
+        before = inbox.delivered
         for payload in islice(payloads, 1, None):
-            size = len(payload) - fixed  # the bytes of the argument array
-            if size < 2 or payload[at] != 0x81 or not payload.startswith(head) or not payload.endswith(tail):
+            end = len(payload) + cut  # the argument array is payload[at:end]
+            if end - at < 2 or payload[at] != 0x81 or payload[:at] != head or payload[end:] != tail:
                 break
             initial = payload[at + 1]
-            length = initial & 0x1F
-            start = at + 2
-            if length == 24 and size > 2:
-                length, start = payload[at + 2], at + 3  # a string of 24 to 255 bytes
-            elif length > 23:
+            kind = initial & 0xDF  # a text string's initial byte as a byte string's
+            if kind < 0x58:  # the length in the initial byte (a byte below 0x40 never matches)
+                start = at2
+                if kind - 0x40 != end - at2:
+                    break
+            elif kind == 0x58 and payload[at2] == end - at2 - 1:
+                start = at2 + 1  # the length in the next byte
+            else:
                 break
-            major = initial & 0xE0
-            if start - at + length != size or (major != 0x40 and major != 0x60):
-                break
-            arg: Any = payload[start:at + size]
-            if major == 0x60:
+            arg: Any = payload[start:end]
+            if initial > 0x58:
                 try:
                     arg = arg.decode("utf-8")
                 except UnicodeDecodeError:
                     break  # decoded on the general path, which refuses it
-            count += 1
             inbox.delivered += 1
             enqueue(session, state, (arg,), sender, cstate, cfile, cline)
-        return count
+        return inbox.delivered - before
 
     def _skip(self, origin: str, inbox: Inbox, seq: int, peer: str) -> None:
         """
