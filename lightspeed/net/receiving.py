@@ -10,7 +10,7 @@ back carries them first.
 from __future__ import annotations
 
 from itertools import islice
-from typing import Any, Dict, List, Optional, Tuple, cast
+from typing import Any, Dict, List, Optional, Tuple
 
 from lightspeed.message import parse_payload, post_template
 from lightspeed.net.streams import Inbox
@@ -129,41 +129,44 @@ class Receiving:
         seq = entry[2]
         if inbox is not None and inbox.incarnation == incarnation and entry[1] == self._incarnation \
                 and seq == inbox.delivered + 1 and not inbox.early:
-            joined = None if peer == origin else loads_joined(payloads)  # one decoder for the batch
-            if joined is not None or peer == origin:
-                self._next_batch(origin, incarnation, entry, payloads, joined, inbox, peer)
-                return
-        # One by one (a relayed batch not valid as a whole too: each
-        # payload that is wrong is dropped alone, as deliver_payload does).
+            self._next_batch(origin, incarnation, entry, payloads, inbox, peer)
+            return
         self.arrived(origin, incarnation, entry, None, payloads[0], peer)
         for i in range(1, len(payloads)):
             self.arrived(origin, incarnation, (entry[0], entry[1], seq + i, 0), None, payloads[i], peer)
 
     def _next_batch(self, origin: str, incarnation: int, entry: Tuple[str, int, int, int], payloads: List[bytes],
-                    joined: Optional[list], inbox: Inbox, peer: str) -> None:
+                    inbox: Inbox, peer: str) -> None:
         """
-        A batch that comes next on its stream, delivered in one go: from
-        a relay, decoded as a whole (``joined``), each payload that fails
-        is dropped alone (:meth:`~lightspeed.net.relay.Relay.deliver_batch`).
+        A batch that comes next on its stream, delivered in one go.  Its
+        first payload is handled alone; if it is a post on the dispatcher's
+        hot path, the ones after it that are the same post but for a string
+        argument are queued from their bytes (:meth:`_same_posts`); the
+        rest are decoded as a whole.  What is wrong in a batch straight
+        from its origin closes the link; one from a relay is dropped alone
+        (:meth:`~lightspeed.net.relay.Relay.deliver_payload`,
+        :meth:`~lightspeed.net.relay.Relay.deliver_batch`).
         """
         if entry[3]:
             self._delivery._acked(origin, incarnation, entry[3])
         self._owe(origin, inbox, len(payloads))  # before the handlers: what they send back carries the ack
-        if peer != origin:  # then arrived_batch decoded it as a whole
-            self._network.relay.deliver_batch(origin, peer, cast(list, joined), inbox)
-            return
-        # Straight from its origin: the first payload decoded alone; if it
-        # is a post on the dispatcher's hot path, the ones after it that are
-        # the same post but for a string argument are queued from their bytes.
-        first = parse_payload(loads(payloads[0]))
+        relay = self._network.relay
         inbox.delivered += 1
-        hot = self._dispatch.deliver(origin, first)
-        done = 1 if hot is None else 1 + self._same_posts(first, hot, payloads, inbox)
-        if done < len(payloads):
-            rest = payloads[done:]
-            joined = loads_joined(rest)
+        got = relay.deliver_payload(origin, peer, payloads[0])
+        done = 1 if got is None or got[1] is None else 1 + self._same_posts(got[0], got[1], payloads, inbox)
+        if done == len(payloads):
+            return
+        rest = payloads[done:]
+        joined = loads_joined(rest)
+        if peer == origin:
             # Not valid as a whole: one by one, to fail where (and as) it is wrong.
             self._dispatch.deliver_all(origin, map(loads, rest) if joined is None else joined, inbox)
+        elif joined is not None:
+            relay.deliver_batch(origin, peer, joined, inbox)
+        else:
+            for payload in rest:  # each that is wrong dropped alone
+                inbox.delivered += 1
+                relay.deliver_payload(origin, peer, payload)
 
     def _same_posts(self, first: list, hot: Tuple[Any, Any], payloads: List[bytes], inbox: Inbox) -> int:
         """

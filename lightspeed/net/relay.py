@@ -212,20 +212,25 @@ class Relay:
         if mine is not None:
             self._network.delivery.arrived(origin, incarnation, mine, ttl, payload, peer)
 
-    def deliver_payload(self, origin: str, peer: str, payload: bytes) -> None:
+    def deliver_payload(self, origin: str, peer: str, payload: bytes) -> Optional[Tuple[list, Any]]:
         """
         Hand a payload that arrived in order to the dispatcher.  A payload
         from the neighbour itself that is malformed closes the link; one
         that a relay passed on is dropped with a log line instead (the
         relay is not to blame).
+
+        :returns: the payload decoded and what
+            :meth:`~lightspeed.net.dispatch.Dispatcher.deliver` returned,
+            or ``None`` if it was dropped.
         """
-        if peer == origin:
-            self._network.dispatch.deliver(origin, parse_payload(loads(payload)))
-            return
         try:
-            self._network.dispatch.deliver(origin, parse_payload(loads(payload)))
+            body = parse_payload(loads(payload))
+            return body, self._network.dispatch.deliver(origin, body)
         except Exception as e:
+            if peer == origin:
+                raise
             self._bad_payload(origin, peer, e)
+            return None
 
     def deliver_batch(self, origin: str, peer: str, decoded: List[Any], stream: Any) -> None:
         """

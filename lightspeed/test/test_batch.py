@@ -286,7 +286,7 @@ class RelayedBatchTests(SynchronousTestCase):
         one_by_one = relay.deliver_payload
         self.alone: List[bytes] = []
         relay.deliver_payload = lambda origin, peer, payload: (self.alone.append(payload),
-                                                               one_by_one(origin, peer, payload))
+                                                               one_by_one(origin, peer, payload))[1]
         head = routed_head("a", k["a"].network.incarnation, "b", k["b"].network.incarnation)
         link = links["ar"].client
         # One message first, so that the stream exists and the batch comes next on it.
@@ -298,17 +298,17 @@ class RelayedBatchTests(SynchronousTestCase):
         return rx.got[1:], k["b"].network.bad_payloads
 
     def test_valid_batch(self):
-        """When every payload is valid, then each is delivered, in order, in one go (none alone), and none is counted bad."""
+        """When every payload is valid, then each is delivered, in order, in one go (only the first alone), and none is counted bad."""
         self.assertEqual(self.receive([post_payload("rx", "got", n) for n in range(30)]),
                          ([("a", n) for n in range(30)], 0))
-        self.assertEqual(self.alone, [post_payload("rx", "got", "first")])
+        self.assertEqual(self.alone, [post_payload("rx", "got", "first"), post_payload("rx", "got", 0)])
 
     def test_not_payloads(self):
         """When the second and fourth of five decode but are no payloads, then they are dropped and counted, the rest delivered."""
         good = [post_payload("rx", "got", n) for n in range(5)]
         bad = dumps({"not": "a payload"})
         self.assertEqual(self.receive([good[0], bad, good[2], bad, good[4]]), ([("a", 0), ("a", 2), ("a", 4)], 2))
-        self.assertEqual(len(self.alone), 1)  # the first message; the batch in one go
+        self.assertEqual(len(self.alone), 2)  # the first message and the batch's first; the rest in one go
 
     def test_truncated_payload(self):
         """When the third of five payloads is truncated, then it alone is dropped and counted."""
@@ -316,6 +316,18 @@ class RelayedBatchTests(SynchronousTestCase):
         self.assertEqual(self.receive(good[:2] + [good[2][:-1]] + good[3:]),
                          ([("a", 0), ("a", 1), ("a", 3), ("a", 4)], 1))
         self.assertEqual(len(self.alone), 6)  # not valid as a whole: one by one
+
+
+    def test_repeated_posts(self):
+        """When a batch repeats a post with string arguments, one of them not UTF-8, then it alone is dropped and counted."""
+        good = [post_payload("rx", "got", f"n{n}") for n in range(6)]
+        bad = good[3].replace(b"n3", b"\xff3")
+        self.assertEqual(self.receive(good[:3] + [bad] + good[4:]), ([("a", f"n{n}") for n in (0, 1, 2, 4, 5)], 1))
+
+    def test_bad_first_payload(self):
+        """When a batch's first payload is malformed, then it alone is dropped and counted, the rest delivered."""
+        good = [post_payload("rx", "got", f"n{n}") for n in range(4)]
+        self.assertEqual(self.receive([good[0][:-1]] + good[1:]), ([("a", f"n{n}") for n in (1, 2, 3)], 1))
 
 
 class SamePostsTests(SynchronousTestCase):
