@@ -197,31 +197,37 @@ def payload_body(kind: int, sessions: Any, state: Optional[str], args: Tuple[Any
     The CBOR of the payload ``[kind, sessions, state, args, s_session,
     s_state, s_file, s_line]``, byte for byte what ``cbor2.dumps`` of that
     list writes, from cached encodings of the fields before and after the
-    arguments: only the arguments and the line are new bytes.
+    arguments (by call site: the line is one of them): only the arguments
+    are new bytes.
 
     :raises EncodeError: if an argument cannot travel (see
         :func:`~lightspeed.wire.codec.check_plain`).
     """
-    key = (kind, sessions, state, s_session, s_state, s_file)
+    key = (kind, sessions, state, s_session, s_state, s_file, s_line)
     ends = _payload_ends.get(key)
     if ends is None:
         ends = _payload_ends.remember(key, _ends(*key))
-    line = _SMALL[s_line] if type(s_line) is int and 0 <= s_line < 4096 else dumps_trusted(s_line)
     if len(args) == 1 and type(args[0]) is bytes:
         # The common case, a single byte string, written by hand.
         n = len(args[0])
-        return b"".join((ends[0], b"\x81", _BSTR[n] if n < 256 else _bstr_head(n), args[0], ends[1], line))
+        return b"".join((ends[0], _ONE_BSTR[n] if n < 256 else b"\x81" + _bstr_head(n), args[0], ends[1]))
     check_plain(args)
-    return b"".join((ends[0], dumps_trusted(args), ends[1], line))
+    return b"".join((ends[0], dumps_trusted(args), ends[1]))
+
+
+#: The heads of an array of one byte string shorter than 256 bytes.
+_ONE_BSTR = [b"\x81" + head for head in _BSTR]
 
 
 def _ends(kind: int, sessions: Any, state: Optional[str], s_session: Optional[str], s_state: Optional[str],
-          s_file: Optional[str]) -> Tuple[bytes, bytes]:
+          s_file: Optional[str], s_line: Optional[int]) -> Tuple[bytes, bytes]:
     """
     The CBOR of an eight-item payload's fields before its arguments (with
-    the array's head) and after them up to the line.
+    the array's head) and after them.
     """
-    return (b"\x88" + dumps_trusted([kind, sessions, state])[1:], dumps_trusted([s_session, s_state, s_file])[1:])
+    line = _SMALL[s_line] if type(s_line) is int and 0 <= s_line < 4096 else dumps_trusted(s_line)
+    return (b"\x88" + dumps_trusted([kind, sessions, state])[1:],
+            dumps_trusted([s_session, s_state, s_file])[1:] + line)
 
 
 #: Received payloads' templates (see :func:`post_template`), apart from the
@@ -232,18 +238,17 @@ _templates = BoundedCache(1024)
 def post_template(sessions: Any, state: str, s_session: Optional[str], s_state: Optional[str],
                   s_file: Optional[str], s_line: Optional[int]) -> Tuple[bytes, bytes]:
     """
-    The bytes of a POST with these fields before and after its arguments,
-    as :func:`payload_body` writes them: a payload that is exactly
-    ``head + arguments + tail`` decodes to a POST with these fields.
+    The bytes of a POST with these fields (as
+    :func:`~lightspeed.message.parse_payload` accepts them) before and after
+    its arguments, as :func:`payload_body` writes them: a payload that is
+    exactly ``head + arguments + tail`` decodes to a POST with these fields.
 
     :returns: ``(head, tail)``.
     """
     key = (tuple(sessions) if type(sessions) is list else sessions, state, s_session, s_state, s_file, s_line)
     template = _templates.get(key)
     if template is None:
-        head, tail = _ends(POST, *key[:5])
-        line = _SMALL[s_line] if type(s_line) is int and 0 <= s_line < 4096 else dumps_trusted(s_line)
-        template = _templates.remember(key, (head, tail + line))
+        template = _templates.remember(key, _ends(POST, *key))
     return template
 
 
