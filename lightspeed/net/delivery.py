@@ -132,10 +132,9 @@ class Delivery(FlowControl):
             box = self.outboxes.get(kernels[0])
             if box is not None:
                 batch = box.batch
-                if batch and deadline is None and box.unacked and not box.backlog \
-                        and len(box.unacked) < self.window and box.unacked_bytes < self.window_bytes \
-                        and box.epoch == self._relay.epoch and box.batch_link is box.link \
-                        and len(batch) < MAX_BATCH and box.batch_bytes < MAX_BATCH_BYTES:
+                if batch and deadline is None and box.next_seq < box.batch_end and box.unacked and not box.backlog \
+                        and box.unacked_bytes < self.window_bytes and box.batch_bytes < MAX_BATCH_BYTES \
+                        and box.epoch == self._relay.epoch and box.batch_link is box.link:
                     # The hottest path: the stream holds a batch this turn,
                     # on the link its route still uses, with room in the
                     # window and the batch: this message joins it (what
@@ -247,6 +246,10 @@ class Delivery(FlowControl):
             # for those that may follow it.  (The first goes at once, so a
             # lone message, such as an answer, costs no more than before.)
             box.batch, box.batch_seq, box.batch_bytes, box.batch_link = [payload], seq, len(payload), link
+            # The sequence numbers that may join it in send(): below both the
+            # batch's limit and the window's (acks only make room, and every
+            # message numbered meanwhile counts).
+            box.batch_end = min(seq + MAX_BATCH, box.next_seq - len(box.unacked) + self.window)
             self._batching.append(box)
             self._network.mark_dirty(link)  # flush_batches runs before the link writes
             return

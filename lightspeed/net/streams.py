@@ -26,7 +26,7 @@ class Outbox:
     __slots__ = ("kernel", "incarnation", "next_seq", "unacked", "backlog", "timer", "rto", "hop", "gone_at",
                  "leave_call", "waiters", "producers", "paused", "head", "link", "epoch", "unacked_bytes",
                  "backlog_bytes", "since", "progress", "first", "batch", "batch_seq", "batch_bytes", "batch_link",
-                 "deadlines")
+                 "deadlines", "batch_end")
 
     def __init__(self, kernel: str, incarnation: int, rto: float) -> None:
         self.kernel = kernel
@@ -67,6 +67,9 @@ class Outbox:
         self.batch_seq = 0
         self.batch_bytes = 0
         self.batch_link: Any = None
+        #: The first sequence number that may not join the batch in
+        #: ``Delivery.send`` (see ``Delivery._transmit``).
+        self.batch_end = 0
 
     def keep(self, seq: int, payload: bytes, deadline: Optional[float]) -> None:
         """
