@@ -97,6 +97,21 @@ class BatchTests(SynchronousTestCase):
         self.assertEqual([payloads(m) for m in seen], [1, MAX_BATCH, 9])
         self.assertEqual(len(rx.got), MAX_BATCH + 10)
 
+    def test_window_bounds_a_batch(self):
+        """When a turn posts more than the window holds, then its batch stops at the window and the rest follow the acks."""
+        mesh, k, links = build("ab", "ab")
+        rx, tx = Receiver(k["b"]), Sender(k["a"])
+        k["a"].network.delivery.window = 10
+        seen = routed_written(links["ab"].client)
+        for n in range(25):
+            tx.post("poe://b/rx/got", n)
+        self.assertEqual(k["a"].backlog("b"), 25)
+        mesh.settle()
+        self.assertEqual(([payloads(m) for m in seen if m[6]], len(rx.got)), ([1, 9], 10))
+        for _ in range(3):
+            mesh.advance(0.1)  # the acks let the rest go
+        self.assertEqual((rx.got, k["a"].backlog("b")), ([("a", n) for n in range(25)], 0))
+
     def test_deadline_not_batched(self):
         """When a message has a time to live, then it goes alone, after the batch before it."""
         mesh, k, links = build("ab", "ab")
