@@ -403,3 +403,38 @@ class SamePostsTests(SynchronousTestCase):
         one, two = self.post(b"one"), self.post(b"two")
         link = self.receive([one, one + two[:5], two[5:]])
         self.assertEqual(([a for a, *_ in self.seen], link.closed_reason.code), ([(b"one",), (b"one",)], "malformed"))
+
+    def test_mutated_batches(self):
+        """When repeated posts are mutated at random (a byte changed, cut or added), then each batch delivers what decoding its payloads one by one gives, and closes where that fails."""
+        import random
+
+        from lightspeed.errors import ProtocolError
+        from lightspeed.message import parse_payload
+
+        rnd = random.Random(11)
+        for _ in range(60):
+            sent = [self.post(b"lead")]
+            for _ in range(rnd.randint(1, 10)):
+                arg = rnd.choice([b"x" * rnd.randint(0, 300), "t" * rnd.randint(0, 40), "\u00e9" * rnd.randint(0, 30),
+                                  rnd.randint(-5, 5000)])
+                payload = bytearray(self.post(arg, line=rnd.choice([7, 7, 8]), who=rnd.choice(["s", "s", None])))
+                mutation = rnd.random()
+                if mutation < 0.3:
+                    payload[rnd.randrange(len(payload))] = rnd.randrange(256)
+                elif mutation < 0.4:
+                    del payload[rnd.randrange(1, len(payload)):]
+                elif mutation < 0.5:
+                    payload.append(rnd.randrange(256))
+                sent.append(bytes(payload))
+            expected, closes = [], False
+            for payload in sent:
+                try:
+                    body = parse_payload(loads(payload))
+                except ProtocolError:
+                    closes = True
+                    break
+                if body[:3] == [1, ["rx"], "got"]:
+                    expected.append((tuple(body[3]), *body[4:8]))
+            link = self.receive(sent)
+            self.assertEqual((self.seen, link.closed_reason is not None), (expected, closes))
+
