@@ -417,15 +417,15 @@ class SamePostsTests(SynchronousTestCase):
             for _ in range(rnd.randint(1, 10)):
                 arg = rnd.choice([b"x" * rnd.randint(0, 300), "t" * rnd.randint(0, 40), "\u00e9" * rnd.randint(0, 30),
                                   rnd.randint(-5, 5000)])
-                payload = bytearray(self.post(arg, line=rnd.choice([7, 7, 8]), who=rnd.choice(["s", "s", None])))
+                mutated = bytearray(self.post(arg, line=rnd.choice([7, 7, 8]), who=rnd.choice(["s", "s", None])))
                 mutation = rnd.random()
                 if mutation < 0.3:
-                    payload[rnd.randrange(len(payload))] = rnd.randrange(256)
+                    mutated[rnd.randrange(len(mutated))] = rnd.randrange(256)
                 elif mutation < 0.4:
-                    del payload[rnd.randrange(1, len(payload)):]
+                    del mutated[rnd.randrange(1, len(mutated)):]
                 elif mutation < 0.5:
-                    payload.append(rnd.randrange(256))
-                sent.append(bytes(payload))
+                    mutated.append(rnd.randrange(256))
+                sent.append(bytes(mutated))
             expected, closes = [], False
             for payload in sent:
                 try:
