@@ -14,7 +14,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from lightspeed.message import parse_payload, post_template
 from lightspeed.net.streams import Inbox
-from lightspeed.wire.codec import loads, loads_joined
+from lightspeed.wire.codec import MAX_DEPTH, loads, loads_joined
 
 __all__ = ["Receiving", "MAX_EARLY", "MAX_EARLY_BYTES", "ACK_EVERY", "ACK_DELAY"]
 
@@ -173,44 +173,73 @@ class Receiving:
         Queue the payloads after ``first`` (a post the dispatcher queued on
         its hot path for ``hot``, ``(session, sender)``) whose bytes are
         exactly those :func:`~lightspeed.message.payload_body` writes for a
-        post with ``first``'s fields and one byte or text string argument:
-        they decode to such a post, so nothing in them is left unchecked,
-        and nothing that could change the session or sender runs between
-        (queuing runs no handler).  Each counts on ``inbox`` before it is
-        queued.
+        post with ``first``'s fields: only their arguments are read, a
+        single byte or text string from its bytes, any other argument
+        array decoded (runs of them together, strictly: each must fill its
+        bytes).  They decode to such a post, so nothing in them is left
+        unchecked, and nothing that could change the session or sender runs
+        between (queuing runs no handler).  Each counts on ``inbox`` before
+        it is queued.
 
         :returns: how many were queued (they stop at the first that differs).
         """
         head, tail = post_template(first[1], first[2], first[4], first[5], first[6], first[7])
         at, cut = len(head), -len(tail)
         at2 = at + 2
-        session, sender = hot
-        state, cstate, cfile, cline = first[2], first[5], first[6], first[7]
+        target = (hot[0], first[2], hot[1], first[5], first[6], first[7])
+        session, state, sender, cstate, cfile, cline = target
         enqueue = self._local.enqueue
         before = inbox.delivered
+        arrays: List[bytes] = []  # argument arrays to decode, in order
         for payload in islice(payloads, 1, None):
             end = len(payload) + cut  # the argument array is payload[at:end]
-            if end - at < 2 or payload[at] != 0x81 or payload[:at] != head or payload[end:] != tail:
+            if end - at < 1 or payload[:at] != head or payload[end:] != tail:
                 break
-            initial = payload[at + 1]
+            initial = payload[at + 1] if end - at > 1 and payload[at] == 0x81 else 0
             kind = initial & 0xDF  # a text string's initial byte as a byte string's
-            if kind < 0x58:  # the length in the initial byte (a byte below 0x40 never matches)
-                start = at2
-                if kind - 0x40 != end - at2:
-                    break
+            if 0x40 <= kind < 0x58 and kind - 0x40 == end - at2:
+                start = at2  # the length in the initial byte
             elif kind == 0x58 and payload[at2] == end - at2 - 1:
                 start = at2 + 1  # the length in the next byte
             else:
-                break
+                arrays.append(payload[at:end])
+                continue
             arg: Any = payload[start:end]
             if initial > 0x58:
                 try:
                     arg = arg.decode("utf-8")
                 except UnicodeDecodeError:
-                    break  # decoded on the general path, which refuses it
+                    arrays.append(payload[at:end])  # refused when decoded: the run stops there
+                    continue
+            if arrays and not self._queue_decoded(arrays, target, inbox):
+                return inbox.delivered - before
             inbox.delivered += 1
             enqueue(session, state, (arg,), sender, cstate, cfile, cline)
+        if arrays:
+            self._queue_decoded(arrays, target, inbox)
         return inbox.delivered - before
+
+    def _queue_decoded(self, arrays: List[bytes], target: Tuple[Any, ...], inbox: Inbox) -> bool:
+        """
+        Decode the argument arrays of posts for ``target`` (session, state,
+        sender, caller state, file, line) in one strict decoding (one level
+        less deep than the payload around them) and queue them in order,
+        until one is not an array; ``arrays`` is emptied.
+
+        :returns: whether all were queued.
+        """
+        decoded = loads_joined(arrays, MAX_DEPTH - 1)
+        arrays.clear()
+        if decoded is None:
+            return False
+        session, state, sender, cstate, cfile, cline = target
+        enqueue = self._local.enqueue
+        for args in decoded:
+            if type(args) is not list:
+                return False
+            inbox.delivered += 1
+            enqueue(session, state, tuple(args), sender, cstate, cfile, cline)
+        return True
 
     def _skip(self, origin: str, inbox: Inbox, seq: int, peer: str) -> None:
         """

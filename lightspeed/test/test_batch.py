@@ -13,12 +13,13 @@ from typing import Any, List
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from lightspeed.message import MAX_BATCH, ROUTED, routed_batch, routed_head
+from lightspeed.errors import ProtocolError
+from lightspeed.message import MAX_BATCH, ROUTED, parse_payload, routed_batch, routed_head
 from lightspeed.test.test_delivery import Receiver, Sender
 from lightspeed.test.test_forgery import post_payload
 from lightspeed.test.test_mesh import build
 from lightspeed.test.test_monitor import Events
-from lightspeed.wire.codec import dumps, loads
+from lightspeed.wire.codec import MAX_DEPTH, dumps, loads
 from lightspeed.wire.framing import frame
 
 
@@ -330,7 +331,9 @@ class RelayedBatchTests(SynchronousTestCase):
         good = [post_payload("rx", "got", n) for n in range(5)]
         self.assertEqual(self.receive(good[:2] + [good[2][:-1]] + good[3:]),
                          ([("a", 0), ("a", 1), ("a", 3), ("a", 4)], 1))
-        self.assertEqual(len(self.alone), 6)  # not valid as a whole: one by one
+        # The stream's first message and the batch's first alone, the second as a
+        # repeated post, the truncated one and those after it one by one.
+        self.assertEqual(len(self.alone), 5)
 
 
     def test_repeated_posts(self):
@@ -408,9 +411,6 @@ class SamePostsTests(SynchronousTestCase):
         """When repeated posts are mutated at random (a byte changed, cut or added), then each batch delivers what decoding its payloads one by one gives, and closes where that fails."""
         import random
 
-        from lightspeed.errors import ProtocolError
-        from lightspeed.message import parse_payload
-
         rnd = random.Random(11)
         for _ in range(60):
             sent = [self.post(b"lead")]
@@ -426,15 +426,35 @@ class SamePostsTests(SynchronousTestCase):
                 elif mutation < 0.5:
                     mutated.append(rnd.randrange(256))
                 sent.append(bytes(mutated))
-            expected, closes = [], False
-            for payload in sent:
-                try:
-                    body = parse_payload(loads(payload))
-                except ProtocolError:
-                    closes = True
-                    break
-                if body[:3] == [1, ["rx"], "got"]:
-                    expected.append((tuple(body[3]), *body[4:8]))
             link = self.receive(sent)
-            self.assertEqual((self.seen, link.closed_reason is not None), (expected, closes))
+            self.assertEqual((self.seen, link.closed_reason is not None), one_by_one(sent))
+
+    def test_nested_arguments(self):
+        """When repeated posts' arguments nest up to and past the depth limit, then each arrives or closes as alone."""
+        deep = [b"\x81" * n + b"\x00" for n in range(MAX_DEPTH - 3, MAX_DEPTH + 1)]
+        lead = self.post(b"lead")
+        for arg in deep:
+            sent = [lead, lead, lead.replace(b"\x81\x44lead", b"\x81" + arg), lead]
+            link = self.receive(sent)
+            self.assertEqual((self.seen, link.closed_reason is not None), one_by_one(sent))
+        self.assertEqual(one_by_one([lead, lead.replace(b"\x81\x44lead", b"\x81" + deep[-1])])[1], True)
+        self.assertEqual(one_by_one([lead, lead.replace(b"\x81\x44lead", b"\x81" + deep[-3])])[1], False)
+
+
+def one_by_one(sent: List[bytes]) -> Any:
+    """
+    What a batch of posts to rx's ``got`` delivers when each payload is
+    decoded alone: ``([(args, s_session, s_state, s_file, s_line), ...],
+    closes)``.
+    """
+    expected, closes = [], False
+    for payload in sent:
+        try:
+            body = parse_payload(loads(payload))
+        except ProtocolError:
+            closes = True
+            break
+        if body[:3] == [1, ["rx"], "got"]:
+            expected.append((tuple(body[3]), *body[4:8]))
+    return expected, closes
 

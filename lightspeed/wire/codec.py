@@ -172,7 +172,7 @@ def loads(data: bytes) -> Any:
 _READ_SIZE = 128
 
 
-def loads_joined(items: List[bytes]) -> Optional[list]:
+def loads_joined(items: List[bytes], max_depth: int = MAX_DEPTH) -> Optional[list]:
     """
     Decode several CBOR items, each exactly one byte string of ``items``,
     strictly (as :obj:`loads`) with one decoder over their concatenation:
@@ -182,13 +182,15 @@ def loads_joined(items: List[bytes]) -> Optional[list]:
     item that would run across its declared boundary (or stop short of it)
     is refused.
 
+    :param max_depth: the deepest nesting accepted (less than
+        :data:`MAX_DEPTH` for items that travel inside an array).
     :returns: the decoded items, or ``None`` when one is malformed,
         refused or does not fill its byte string exactly; the caller then
         decodes them one by one (with :obj:`loads`' errors).
     """
     stream = BytesIO(b"".join(items))
     decode = cbor2.CBORDecoder(stream, tag_hook=_refuse_tag, semantic_decoders=_REFUSED_DECODERS,
-                               max_depth=MAX_DEPTH, read_size=_READ_SIZE).decode
+                               max_depth=max_depth, read_size=_READ_SIZE).decode
     tell = stream.tell
     decoded: List[Any] = []
     append = decoded.append
