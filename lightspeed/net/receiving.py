@@ -172,16 +172,13 @@ class Receiving:
         """
         Queue the payloads after ``first`` (a post the dispatcher queued on
         its hot path for ``hot``, ``(session, sender)``) whose bytes are
-        exactly those :func:`~lightspeed.message.payload_body` writes for a
-        post with ``first``'s fields: only their arguments are read, a
-        single byte or text string from its bytes, any other argument
-        array decoded (runs of them together, strictly: each must fill its
-        bytes).  They decode to such a post, so nothing in them is left
-        unchecked, and nothing that could change the session or sender runs
-        between (queuing runs no handler).  Each counts on ``inbox`` before
-        it is queued.
-
-        :returns: how many were queued (they stop at the first that differs).
+        those :func:`~lightspeed.message.payload_body` writes for a post with
+        ``first``'s fields (then they decode to such a post), reading only
+        their arguments: one string from its bytes, other arrays decoded
+        strictly, runs of them together.  Nothing that could change the
+        session or sender runs between (queuing runs no handler).  Each
+        counts on ``inbox`` before it is queued; they stop at the first
+        that differs.  :returns: how many were queued.
         """
         head, tail = post_template(first[1], first[2], first[4], first[5], first[6], first[7])
         at, cut = len(head), -len(tail)
@@ -195,13 +192,16 @@ class Receiving:
             end = len(payload) + cut  # the argument array is payload[at:end]
             if end - at < 1 or payload[:at] != head or payload[end:] != tail:
                 break
-            initial = payload[at + 1] if end - at > 1 and payload[at] == 0x81 else 0
-            kind = initial & 0xDF  # a text string's initial byte as a byte string's
-            if 0x40 <= kind < 0x58 and kind - 0x40 == end - at2:
-                start = at2  # the length in the initial byte
-            elif kind == 0x58 and payload[at2] == end - at2 - 1:
-                start = at2 + 1  # the length in the next byte
-            else:
+            start = 0  # where a single string argument starts, if it is one
+            if payload[at] == 0x81 and end - at > 1:
+                initial = payload[at + 1]
+                kind = initial & 0xDF  # a text string's initial byte as a byte string's
+                if kind < 0x58:  # the length in the initial byte (a byte below 0x40 never matches)
+                    if kind - 0x40 == end - at2:
+                        start = at2
+                elif kind == 0x58 and payload[at2] == end - at2 - 1:
+                    start = at2 + 1  # the length in the next byte
+            if not start:
                 arrays.append(payload[at:end])
                 continue
             arg: Any = payload[start:end]
