@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
-from lightspeed.message import parse_payload
 from lightspeed.net.streams import Inbox
 from lightspeed.wire.codec import loads, loads_joined
 
@@ -80,7 +79,7 @@ class Receiving:
             inbox.delivered = seq
             self._owe(origin, inbox, 1)  # before the handler: an answer it sends carries the ack
             if peer == origin and (ttl is None or ttl > 0):
-                self._dispatch.deliver(origin, parse_payload(loads(payload)))  # the hot path (requests too)
+                self._dispatch.arrived(origin, loads(payload))  # the hot path (checked there; requests too)
             else:
                 self._consume(origin, payload, None if ttl is None else (ttl <= 0), peer)
             if inbox.early:

@@ -48,6 +48,38 @@ Late = Union[str, Callable[[], str]]
 #: the head of a five-item array.
 _RESPONSE_HEAD = b"\x85" + dumps_trusted(RESPONSE) + b"\x80"
 _TRUE_FALSE = (b"\xf4", b"\xf5")
+#: The heads of byte and text strings shorter than 256 bytes, as cbor2
+#: writes them.
+_BYTES_HEADS = [dumps_trusted(bytes(n))[:1 + (n >= 24)] for n in range(256)]
+_TEXT_HEADS = [dumps_trusted("a" * n)[:1 + (n >= 24)] for n in range(256)]
+_U64 = struct.Struct(">BQ").pack
+
+
+def _answer_id(request_id: int) -> bytes:
+    """
+    The CBOR of a request id; ids of 2**32 and more (nearly every random
+    one) written by hand.
+    """
+    return _U64(0x1B, request_id) if 0xFFFFFFFF < request_id < 0x10000000000000000 else dumps_trusted(request_id)
+
+
+def _answer_value(value: Any) -> bytes:
+    """
+    The CBOR of an answer's value, as :func:`~lightspeed.wire.codec.dumps`
+    writes it; byte strings and short text written by hand.
+
+    :raises EncodeError: if it cannot travel.
+    """
+    kind = type(value)
+    if kind is bytes and len(value) < 256:
+        return _BYTES_HEADS[len(value)] + value
+    if kind is str and len(value) < 64:
+        try:
+            text = value.encode()  # (at most 4 bytes a character)
+        except UnicodeEncodeError:  # a lone surrogate: dumps says why it cannot travel
+            return dumps(value)
+        return _TEXT_HEADS[len(text)] + text
+    return dumps(value)
 
 
 def _items(values: list) -> bytes:
@@ -251,10 +283,15 @@ class Requests:
         """
         network = self._network
         try:  # [RESPONSE, [], request_id, ok, value], with only the id and value encoded now
-            body = network._limited(b"".join((_RESPONSE_HEAD, dumps_trusted(request_id), _TRUE_FALSE[ok], dumps(value))))
+            body = b"".join((_RESPONSE_HEAD, _answer_id(request_id), _TRUE_FALSE[ok], _answer_value(value)))
+            if len(body) > network.max_payload:
+                network._limited(body)
         except LightspeedError as e:
             body = dumps([RESPONSE, [], request_id, False, ["EncodeError", str(e)]])
-        network.relay.send(origin, body)
+        if origin == network.name:
+            network.relay.send(origin, body)  # a request of this kernel's own
+        else:
+            network.delivery.send((origin,), body)  # (what relay.send does, without its step)
 
     def respond_when(self, origin: str, request_id: int, d: Deferred) -> None:
         """
