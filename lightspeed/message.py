@@ -192,12 +192,15 @@ _payload_ends = BoundedCache(4096)
 
 
 def payload_body(kind: int, sessions: Any, state: Optional[str], args: Tuple[Any, ...], s_session: Optional[str],
-                 s_state: Optional[str], s_file: Optional[str], s_line: Optional[int]) -> bytes:
+                 s_state: Optional[str], s_file: Optional[str], s_line: Optional[int],
+                 extra: Optional[int] = None) -> bytes:
     """
     The CBOR of the payload ``[kind, sessions, state, args, s_session,
-    s_state, s_file, s_line]``, byte for byte what ``cbor2.dumps`` of that
-    list writes, from cached encodings of the fields before and after the
-    arguments: only the arguments and the line are new bytes.
+    s_state, s_file, s_line]`` (and ``extra`` after them unless it is
+    :obj:`None`: a REQUEST's or CONTROL's id), byte for byte what
+    ``cbor2.dumps`` of that list writes, from cached encodings of the
+    fields before and after the arguments: only the arguments, the line and
+    ``extra`` are new bytes.
 
     :raises EncodeError: if an argument cannot travel (see
         :func:`~lightspeed.wire.codec.check_plain`).
@@ -208,6 +211,9 @@ def payload_body(kind: int, sessions: Any, state: Optional[str], args: Tuple[Any
         ends = _payload_ends.remember(key, (b"\x88" + dumps_trusted([kind, sessions, state])[1:],
                                             dumps_trusted([s_session, s_state, s_file])[1:]))
     line = _SMALL[s_line] if type(s_line) is int and 0 <= s_line < 4096 else dumps_trusted(s_line)
+    if extra is not None:
+        ends = (b"\x89" + ends[0][1:], ends[1])
+        line += dumps_trusted(extra)
     if len(args) == 1 and type(args[0]) is bytes:
         # The common case, a single byte string, written by hand.
         n = len(args[0])

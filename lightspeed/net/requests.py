@@ -29,10 +29,9 @@ from twisted.internet.defer import Deferred, fail
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from lightspeed.bounded import BoundedCache
 from lightspeed.errors import BacklogFull, EncodeError, LightspeedError, NoRoute, RemoteError, RequestTimeout, remote_error
-from lightspeed.message import RESPONSE
-from lightspeed.wire.codec import dumps, dumps_trusted
+from lightspeed.message import RESPONSE, payload_body
+from lightspeed.wire.codec import check_plain, dumps, dumps_trusted
 
 __all__ = ["Requests", "remote_error", "ID_BATCH"]
 
@@ -82,14 +81,6 @@ def _answer_value(value: Any) -> bytes:
     return dumps(value)
 
 
-def _items(values: list) -> bytes:
-    """
-    The CBOR items of ``values`` (fewer than 24) one after another: their
-    array's encoding without its one-byte head.
-    """
-    return dumps(values)[1:]
-
-
 class Requests:
     """
     The pending requests of one network, by id: ``(deferred, kernel,
@@ -107,9 +98,6 @@ class Requests:
         self._sweep: Any = None
         #: Random ids not used yet (see :meth:`new_id`).
         self._ids: List[int] = []
-        #: Encoded fixed parts of request payloads (see :meth:`payload`).
-        self._heads = BoundedCache(1024)
-        self._tails = BoundedCache(1024)
 
     def __len__(self) -> int:
         return len(self.pending)
@@ -132,26 +120,19 @@ class Requests:
         """
         The encoded payload ``[kind, sessions, state, [*args], *sender,
         request_id]`` (``sender``: session, state, file, line), byte for
-        byte what encoding that list gives.
+        byte what encoding that list gives (see
+        :func:`~lightspeed.message.payload_body`).
 
         :raises EncodeError: if an argument cannot travel or the payload
             exceeds the network's ``max_payload``.
         """
-        key = (kind, tuple(sessions) if type(sessions) is list else sessions, state)
+        check_plain(sessions)  # (payload_body trusts the names it is given)
         try:
-            head = self._heads.get(key)
-        except TypeError:  # not names (encoding refuses what is not plain)
-            head = b"\x89" + _items([kind, sessions, state])
-        if head is None:
-            head = self._heads.remember(key, b"\x89" + _items([kind, sessions, state]))
-        tail = self._tails.get(sender)
-        if tail is None:
-            tail = self._tails.remember(sender, _items(list(sender)))
-        if len(args) < 24:
-            encoded = b"".join([bytes((0x80 + len(args),))] + [dumps(arg) for arg in args])
-        else:
-            encoded = dumps(list(args))
-        return self._network._limited(b"".join((head, encoded, tail, dumps_trusted(request_id))))
+            body = payload_body(kind, tuple(sessions) if type(sessions) is list else sessions, state, args, *sender,
+                                extra=request_id)
+        except TypeError:  # unhashable: not names; encoded whole
+            body = dumps([kind, sessions, state, list(args), *sender, request_id])
+        return self._network._limited(body)
 
     def start(self, kernel: str, build: Callable[[int], bytes], timeout: Optional[float], late: Late) -> Deferred:
         """

@@ -130,6 +130,12 @@ class PayloadBodyTests(SynchronousTestCase):
         case = (1, ("s",), "st", tuple(args), "me", None, "f.py", line)
         self.assertEqual(payload_body(*case), dumps(list(case)))
 
+    def test_extra_item(self):
+        """When an extra item (a request id) is given, then it is the ninth item, as dumps() of the longer list."""
+        for case in self.CASES * 2:
+            for extra in (0, 23, 2 ** 63 - 1, 2 ** 64):
+                self.assertEqual(payload_body(*case, extra=extra), dumps([*case, extra]))
+
     def test_refuses_rich_arguments(self):
         """When an argument cannot travel, then EncodeError, as dumps() raises."""
         self.assertRaises(EncodeError, payload_body, 1, ("s",), "st", ({1},), None, None, None, 1)
