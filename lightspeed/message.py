@@ -192,13 +192,15 @@ _payload_ends = BoundedCache(4096)
 
 
 def payload_body(kind: int, sessions: Any, state: Optional[str], args: Tuple[Any, ...], s_session: Optional[str],
-                 s_state: Optional[str], s_file: Optional[str], s_line: Optional[int]) -> bytes:
+                 s_state: Optional[str], s_file: Optional[str], s_line: Optional[int],
+                 extra: Optional[int] = None) -> bytes:
     """
     The CBOR of the payload ``[kind, sessions, state, args, s_session,
-    s_state, s_file, s_line]``, byte for byte what ``cbor2.dumps`` of that
-    list writes, from cached encodings of the fields before and after the
-    arguments (by call site: the line is one of them): only the arguments
-    are new bytes.
+    s_state, s_file, s_line]`` (and ``extra`` after them unless it is
+    :obj:`None`: a REQUEST's or CONTROL's id), byte for byte what
+    ``cbor2.dumps`` of that list writes, from cached encodings of the
+    fields before and after the arguments (by call site: the line is one of
+    them): only the arguments and ``extra`` are new bytes.
 
     :raises EncodeError: if an argument cannot travel (see
         :func:`~lightspeed.wire.codec.check_plain`).
@@ -207,6 +209,8 @@ def payload_body(kind: int, sessions: Any, state: Optional[str], args: Tuple[Any
     ends = _payload_ends.get(key)
     if ends is None:
         ends = _payload_ends.remember(key, _ends(*key))
+    if extra is not None:
+        ends = (b"\x89" + ends[0][1:], ends[1] + dumps_trusted(extra))
     if len(args) == 1 and type(args[0]) is bytes:
         # The common case, a single byte string, written by hand.
         n = len(args[0])

@@ -35,6 +35,18 @@ _HOOK_KINDS = {POST: "post", CALL: "call", CALLREPLY: "callreply", REQUEST: "cal
 
 Bounce = Optional[Tuple[str, Optional[str], Any]]
 
+_NONE = type(None)
+#: The item types of a REQUEST to a list of sessions that
+#: :func:`~lightspeed.message.parse_payload` accepts (its session names
+#: aside): checked in one step on the fast path of :meth:`Dispatcher.arrived`.
+_REQUEST_TYPES = frozenset(
+    (int, list, str, list, s_session, s_state, s_file, s_line, int)
+    for s_session in (str, _NONE) for s_state in (str, _NONE) for s_file in (str, _NONE) for s_line in (int, _NONE))
+#: Results a handler returns that are surely not a Deferred (asking
+#: ``isinstance(result, Deferred)`` runs the ABC machinery: Deferred is an
+#: Awaitable).
+_PLAIN = frozenset({_NONE, bool, int, float, str, bytes, list, dict, tuple})
+
 
 class Dispatcher:
     """
@@ -52,6 +64,24 @@ class Dispatcher:
         self._states = BoundedCache(4096)  # states seen valid (and not reserved)
         self._handlers = {POST: self._post, CALLREPLY: self._post, CALL: self._call, REQUEST: self._request,
                           UNDELIVERABLE: self._notice, CONTROL: self._control}
+
+    def arrived(self, origin: str, payload: Any) -> None:
+        """
+        Handle a decoded payload that came straight from kernel ``origin``,
+        not checked yet.  The common request, to one aliased session in a
+        state already seen valid, with no hook or event to tell, is
+        answered at once; everything else is checked by
+        :func:`~lightspeed.message.parse_payload` and goes to
+        :meth:`deliver`.
+        """
+        if type(payload) is list and tuple(map(type, payload[:9])) in _REQUEST_TYPES and payload[0] == REQUEST \
+                and payload[2] in self._states and len(payload[1]) == 1 and type(payload[1][0]) is str \
+                and not self._network.events.arrived and not self._port.guarded:
+            session = self._local.aliases.get(payload[1][0])
+            if session is not None:
+                self._answer(origin, payload, session, self._sender(origin, payload))
+                return
+        self.deliver(origin, parse_payload(payload))
 
     def deliver(self, origin: str, payload: list) -> Optional[Tuple[Any, RemoteSender]]:
         """
@@ -163,35 +193,39 @@ class Dispatcher:
     def _request(self, origin: str, payload: list, sender: RemoteSender) -> None:
         requests = self._network.requests
         sessions, state, request_id = payload[1], payload[2], payload[8]
-        reason = None if state in self._states else self._bad_state(state)
+        reason = self._bad_state(state)
         if reason is not None:
             requests.respond(origin, request_id, False, ["BadSpecifier", reason])
             self.undeliverable(origin, sessions, state, reason)
             return
-        # The common case first: one session, named by an alias.
-        session = self._local.aliases.get(sessions[0]) if len(sessions) == 1 and type(sessions) is list else None
-        if session is None:
-            targets = self._targets(origin, sessions, state)
-            if len(targets) != 1:
-                requests.respond(origin, request_id, False,
-                                 ["NoSuchSession", f"no session {','.join(sessions)!r} in kernel {self._name!r}"])
-                return
-            session = targets[0]
-        args = tuple(payload[3])
+        targets = self._targets(origin, sessions, state)
+        if len(targets) != 1:
+            requests.respond(origin, request_id, False,
+                             ["NoSuchSession", f"no session {','.join(sessions)!r} in kernel {self._name!r}"])
+            return
         if self._port.guarded:
-            refused = self._port.authorize("call", session, state, None, sender, args)
+            refused = self._port.authorize("call", targets[0], state, None, sender, tuple(payload[3]))
             if refused is not None:
                 requests.respond(origin, request_id, False, ["Refused", refused])
                 return
+        self._answer(origin, payload, targets[0], sender)
+
+    def _answer(self, origin: str, payload: list, session: Any, sender: RemoteSender) -> None:
+        """
+        Run a checked REQUEST's handler in ``session`` and answer it: at
+        once with a plain value, or when its Deferred fires.
+        """
+        requests = self._network.requests
         try:
-            result = self._local.call_now(session, state, args, sender, payload[5], payload[6], payload[7])
+            result = self._local.call_now(session, payload[2], tuple(payload[3]), sender, payload[5], payload[6],
+                                          payload[7])
         except Exception as e:
-            requests.respond_error(origin, request_id, e)
+            requests.respond_error(origin, payload[8], e)
             return
-        if isinstance(result, Deferred):
-            requests.respond_when(origin, request_id, result)
+        if type(result) in _PLAIN or not isinstance(result, Deferred):
+            requests.respond(origin, payload[8], True, result)  # the common case: no Deferred at all
         else:
-            requests.respond(origin, request_id, True, result)  # the common case: no Deferred at all
+            requests.respond_when(origin, payload[8], result)
 
     def _notice(self, origin: str, payload: list, sender: RemoteSender) -> None:
         state = payload[2]

@@ -82,7 +82,7 @@ class Receiving:
             inbox.delivered = seq
             self._owe(origin, inbox, 1)  # before the handler: an answer it sends carries the ack
             if peer == origin and (ttl is None or ttl > 0):
-                self._dispatch.deliver(origin, parse_payload(loads(payload)))  # the hot path (requests too)
+                self._dispatch.arrived(origin, loads(payload))  # the hot path (checked there; requests too)
             else:
                 self._consume(origin, payload, None if ttl is None else (ttl <= 0), peer)
             if inbox.early:

@@ -25,6 +25,12 @@ from lightspeed.wire.codec import dumps, loads
 
 __all__ = ["Relay"]
 
+#: The item types of a ROUTED message with one payload that
+#: :func:`~lightspeed.message.parse_routed` accepts (ttl null or an int),
+#: and of its destination entries: each checked in one step on the hot path.
+_ONE_TYPES = frozenset({(int, str, int, list, int, ttl, bytes) for ttl in (int, type(None))})
+_ENTRY_TYPES = (str, int, int, int)
+
 
 class Relay:
     """
@@ -120,13 +126,11 @@ class Relay:
 
         :raises ProtocolError: if it is malformed or forged by ``peer``.
         """
-        if len(message) == 7 and type(message[3]) is list and len(message[3]) == 1:
+        if tuple(map(type, message)) in _ONE_TYPES and len(message[3]) == 1:
             entry = message[3][0]
             origin = message[1]
-            if type(entry) is list and len(entry) == 4 and type(entry[0]) is str and type(origin) is str \
-                    and origin != self._name and type(message[2]) is int and type(message[6]) is bytes \
-                    and type(entry[1]) is int and type(entry[2]) is int and type(entry[3]) is int \
-                    and entry[2] >= 0 and entry[3] >= 0 and (message[5] is None or type(message[5]) is int):
+            if type(entry) is list and tuple(map(type, entry)) == _ENTRY_TYPES and entry[2] >= 0 and entry[3] >= 0 \
+                    and origin != self._name:
                 # Hot path: one destination.
                 if origin != peer and origin not in self._router.behind(peer):
                     self._misrouted(origin, peer, [entry[0]], message[6])

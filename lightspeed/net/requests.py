@@ -29,10 +29,9 @@ from twisted.internet.defer import Deferred, fail
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from lightspeed.bounded import BoundedCache
 from lightspeed.errors import BacklogFull, EncodeError, LightspeedError, NoRoute, RemoteError, RequestTimeout, remote_error
-from lightspeed.message import RESPONSE
-from lightspeed.wire.codec import dumps, dumps_trusted
+from lightspeed.message import RESPONSE, payload_body
+from lightspeed.wire.codec import check_plain, dumps, dumps_trusted
 
 __all__ = ["Requests", "remote_error", "ID_BATCH"]
 
@@ -48,14 +47,38 @@ Late = Union[str, Callable[[], str]]
 #: the head of a five-item array.
 _RESPONSE_HEAD = b"\x85" + dumps_trusted(RESPONSE) + b"\x80"
 _TRUE_FALSE = (b"\xf4", b"\xf5")
+#: The heads of byte and text strings shorter than 256 bytes, as cbor2
+#: writes them.
+_BYTES_HEADS = [dumps_trusted(bytes(n))[:1 + (n >= 24)] for n in range(256)]
+_TEXT_HEADS = [dumps_trusted("a" * n)[:1 + (n >= 24)] for n in range(256)]
+_U64 = struct.Struct(">BQ").pack
 
 
-def _items(values: list) -> bytes:
+def _answer_id(request_id: int) -> bytes:
     """
-    The CBOR items of ``values`` (fewer than 24) one after another: their
-    array's encoding without its one-byte head.
+    The CBOR of a request id; ids of 2**32 and more (nearly every random
+    one) written by hand.
     """
-    return dumps(values)[1:]
+    return _U64(0x1B, request_id) if 0xFFFFFFFF < request_id < 0x10000000000000000 else dumps_trusted(request_id)
+
+
+def _answer_value(value: Any) -> bytes:
+    """
+    The CBOR of an answer's value, as :func:`~lightspeed.wire.codec.dumps`
+    writes it; byte strings and short text written by hand.
+
+    :raises EncodeError: if it cannot travel.
+    """
+    kind = type(value)
+    if kind is bytes and len(value) < 256:
+        return _BYTES_HEADS[len(value)] + value
+    if kind is str and len(value) < 64:
+        try:
+            text = value.encode()  # (at most 4 bytes a character)
+        except UnicodeEncodeError:  # a lone surrogate: dumps says why it cannot travel
+            return dumps(value)
+        return _TEXT_HEADS[len(text)] + text
+    return dumps(value)
 
 
 class Requests:
@@ -75,9 +98,6 @@ class Requests:
         self._sweep: Any = None
         #: Random ids not used yet (see :meth:`new_id`).
         self._ids: List[int] = []
-        #: Encoded fixed parts of request payloads (see :meth:`payload`).
-        self._heads = BoundedCache(1024)
-        self._tails = BoundedCache(1024)
 
     def __len__(self) -> int:
         return len(self.pending)
@@ -100,26 +120,19 @@ class Requests:
         """
         The encoded payload ``[kind, sessions, state, [*args], *sender,
         request_id]`` (``sender``: session, state, file, line), byte for
-        byte what encoding that list gives.
+        byte what encoding that list gives (see
+        :func:`~lightspeed.message.payload_body`).
 
         :raises EncodeError: if an argument cannot travel or the payload
             exceeds the network's ``max_payload``.
         """
-        key = (kind, tuple(sessions) if type(sessions) is list else sessions, state)
+        check_plain(sessions)  # (payload_body trusts the names it is given)
         try:
-            head = self._heads.get(key)
-        except TypeError:  # not names (encoding refuses what is not plain)
-            head = b"\x89" + _items([kind, sessions, state])
-        if head is None:
-            head = self._heads.remember(key, b"\x89" + _items([kind, sessions, state]))
-        tail = self._tails.get(sender)
-        if tail is None:
-            tail = self._tails.remember(sender, _items(list(sender)))
-        if len(args) < 24:
-            encoded = b"".join([bytes((0x80 + len(args),))] + [dumps(arg) for arg in args])
-        else:
-            encoded = dumps(list(args))
-        return self._network._limited(b"".join((head, encoded, tail, dumps_trusted(request_id))))
+            body = payload_body(kind, tuple(sessions) if type(sessions) is list else sessions, state, args, *sender,
+                                extra=request_id)
+        except TypeError:  # unhashable: not names; encoded whole
+            body = dumps([kind, sessions, state, list(args), *sender, request_id])
+        return self._network._limited(body)
 
     def start(self, kernel: str, build: Callable[[int], bytes], timeout: Optional[float], late: Late) -> Deferred:
         """
@@ -251,10 +264,15 @@ class Requests:
         """
         network = self._network
         try:  # [RESPONSE, [], request_id, ok, value], with only the id and value encoded now
-            body = network._limited(b"".join((_RESPONSE_HEAD, dumps_trusted(request_id), _TRUE_FALSE[ok], dumps(value))))
+            body = b"".join((_RESPONSE_HEAD, _answer_id(request_id), _TRUE_FALSE[ok], _answer_value(value)))
+            if len(body) > network.max_payload:
+                network._limited(body)
         except LightspeedError as e:
             body = dumps([RESPONSE, [], request_id, False, ["EncodeError", str(e)]])
-        network.relay.send(origin, body)
+        if origin == network.name:
+            network.relay.send(origin, body)  # a request of this kernel's own
+        else:
+            network.delivery.send((origin,), body)  # (what relay.send does, without its step)
 
     def respond_when(self, origin: str, request_id: int, d: Deferred) -> None:
         """

@@ -14,7 +14,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from lightspeed.message import POST, REQUEST
 from lightspeed.testing import forge
 from lightspeed.test.test_mesh import Sink, Warnings, build
-from lightspeed.wire.codec import dumps
+from lightspeed.wire.codec import dumps, loads
 from lightspeed.wire.framing import frame
 
 
@@ -72,6 +72,16 @@ class ForgedOriginTests(SynchronousTestCase):
         self.inject("c", ("b",) * 1000, post_payload("s", "hit", "x" * 1000, sender="victim"))
         self.assertEqual(self.notices, [])
         self.assertEqual(self.k["b"].network.misrouted, 1)
+
+    def test_hops_not_an_integer(self):
+        """When a's own message to b gives its hops as text, then b refuses it as malformed and closes that link only."""
+        routed = loads(forge("a", [self.k["b"]], hops=5, payload=post_payload("s", "hit", "odd")))
+        routed[4] = "5"
+        self.links["ab"].server.dataReceived(frame(dumps(routed)))
+        self.mesh.settle()
+        self.assertEqual(self.log, [])
+        self.assertEqual(sorted(link.peer.name for link in self.k["b"].network.links()), ["c"])
+        self.assertTrue(any("malformed" in str(w.get("code")) for w in self.warnings.events), self.warnings.events)
 
     def test_unknown_origin(self):
         """When a message claims a kernel nobody knows, then it is dropped and nothing is bounced."""

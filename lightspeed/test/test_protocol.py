@@ -6,7 +6,7 @@ transport and a :obj:`task.Clock`.
 
 from __future__ import annotations
 
-from typing import Any, List, Optional
+from typing import Any, List, Optional, cast
 
 from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
@@ -19,7 +19,7 @@ from lightspeed.message import PROTOCOL_VERSION, BYE, HELLO, PING, PONG, READY
 from lightspeed.testing import MemoryMesh
 from lightspeed.wire.codec import dumps, loads
 from lightspeed.wire.framing import Framer, frame
-from lightspeed.wire.protocol import LinkFactory, LinkOptions, LinkProtocol
+from lightspeed.wire.protocol import LinkFactory, LinkOptions, LinkProtocol, write_now
 
 
 def messages(data: bytes) -> List[list]:
@@ -288,3 +288,48 @@ class AddressTextTests(SynchronousTestCase):
         self.assertEqual(address_text(IPv6Address("TCP", "::1", 5555)), "[::1]:5555")
         self.assertEqual(address_text(UNIXAddress(b"/tmp/ls.sock")), "/tmp/ls.sock")
         self.assertEqual(address_text(object()), "object")
+
+
+class WriteNowTests(SynchronousTestCase):
+    """
+    Output goes to a plain TCP connection at once when nothing waits before
+    it, in order behind what waits, and through ``write`` on any other
+    transport.
+    """
+
+    def connection(self) -> Any:
+        import socket
+
+        from twisted.internet import tcp
+        from twisted.internet.protocol import Protocol
+
+        ours, theirs = socket.socketpair()
+        ours.setblocking(False)
+        theirs.setblocking(False)
+        self.addCleanup(ours.close)
+        self.addCleanup(theirs.close)
+        transport: Any = tcp.Connection(ours, Protocol(), cast(Any, Clock()))
+        transport.connected = True
+        transport.startWriting = transport.stopWriting = lambda: None  # no reactor: written only when asked
+        return transport, theirs
+
+    def test_sent_at_once(self) -> None:
+        """When nothing is buffered, then the bytes are on the socket before any reactor turn."""
+        transport, theirs = self.connection()
+        write_now(transport, b"answer")
+        self.assertEqual((theirs.recv(100), transport.dataBuffer, transport._tempDataBuffer), (b"answer", b"", []))
+
+    def test_in_order_behind_buffered(self) -> None:
+        """When bytes wait in the transport, then new ones go behind them, not ahead."""
+        transport, theirs = self.connection()
+        transport.write(b"first ")
+        write_now(transport, b"second")
+        self.assertRaises(BlockingIOError, theirs.recv, 100)
+        transport.doWrite()
+        self.assertEqual(theirs.recv(100), b"first second")
+
+    def test_other_transports(self) -> None:
+        """When the transport is not plain TCP, then its write() is used."""
+        transport = StringTransport()
+        write_now(transport, b"x")
+        self.assertEqual(transport.value(), b"x")

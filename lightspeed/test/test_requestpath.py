@@ -13,7 +13,7 @@ from typing import Any, List
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from lightspeed.errors import EncodeError
+from lightspeed.errors import EncodeError, ProtocolError
 from lightspeed.message import CONTROL, REQUEST, RESPONSE
 from lightspeed.net.links import Links
 from lightspeed.net.requests import Requests
@@ -131,6 +131,27 @@ class RoundTripTests(SynchronousTestCase):
         self.assertEqual(str(failures[0].value), "no answer from 'poe://b/echo/echo' within 2.0 s")
 
 
+    def test_fast_path_refuses_what_the_check_refuses(self) -> None:
+        """
+        A request straight from its origin, to a state already seen valid:
+        one whose items have types the payload check refuses (a bool for an
+        int, a float line, a number as a session name) is malformed, as
+        before; a well-formed one is answered.
+        """
+        self.assertEqual(self.chain(1), [1])  # "echo" is now a state seen valid
+        dispatch = self.b.network.dispatch
+        good = [REQUEST, ["echo"], "echo", [1], None, None, None, 3, 12345]
+        for i, bad in ((0, True), (7, True), (7, 1.0), (8, True), (8, 1.5), (1, [7]), (3, "x"), (4, 5), (2, None)):
+            payload = list(good)
+            payload[i] = bad
+            self.assertRaises(ProtocolError, dispatch.arrived, "a", payload)
+        self.assertRaises(ProtocolError, dispatch.arrived, "a", good[:8])
+        answers: List[Any] = []
+        self.patch(self.b.network.requests, "respond", lambda *a: answers.append(a))
+        dispatch.arrived("a", good + ["later item"])
+        self.assertEqual(answers, [("a", 12345, True, 1)])
+
+
 class RequestIdTests(SynchronousTestCase):
     def test_ids_in_batches(self) -> None:
         """
@@ -150,10 +171,12 @@ class RequestIdTests(SynchronousTestCase):
 
 class FakeNetwork:
     max_payload = 1000
+    name = "a"
 
     def __init__(self) -> None:
         self.sent: List[Any] = []
         self.relay = self
+        self.delivery = FakeDelivery(self.sent)
 
     def _limited(self, payload: bytes) -> bytes:
         if len(payload) > self.max_payload:
@@ -162,6 +185,14 @@ class FakeNetwork:
 
     def send(self, kernel: str, body: bytes) -> None:
         self.sent.append((kernel, body))
+
+
+class FakeDelivery:
+    def __init__(self, sent: List[Any]) -> None:
+        self.sent = sent
+
+    def send(self, kernels: Any, body: bytes) -> None:
+        self.sent.extend((kernel, body) for kernel in kernels)
 
 
 class PayloadTests(SynchronousTestCase):
@@ -196,11 +227,18 @@ class PayloadTests(SynchronousTestCase):
     def test_response_payloads(self) -> None:
         network = FakeNetwork()
         table = Requests(network)
+        values = (b"x" * 32, b"", b"y" * 23, b"y" * 24, b"z" * 255, b"z" * 256, None, [1, "two", {"3": 4.5}],
+                  "x" * 100, "", "é" * 63, "\U0001F600" * 63, "a" * 64, 5)
         for ok in (True, False):
-            for value in (b"x" * 32, None, [1, "two", {"3": 4.5}], "x" * 100):
-                table.respond("b", 2 ** 62, ok, value)
-                self.assertEqual(network.sent.pop(), ("b", dumps([RESPONSE, [], 2 ** 62, ok, value])))
+            for value in values:
+                for request_id in (2 ** 62, 0, 23, 2 ** 32 - 1, 2 ** 32, 2 ** 64 - 1, 2 ** 64, -1):
+                    table.respond("b", request_id, ok, value)
+                    self.assertEqual(network.sent.pop(), ("b", dumps([RESPONSE, [], request_id, ok, value])))
         table.respond("b", 7, True, b"x" * 2000)
         kernel, body = network.sent.pop()
         self.assertEqual(loads(body)[:4], [RESPONSE, [], 7, False])
+        self.assertEqual(loads(body)[4][0], "EncodeError")
+        table.respond("b", 8, True, "\ud800")  # a lone surrogate cannot travel
+        kernel, body = network.sent.pop()
+        self.assertEqual(loads(body)[:4], [RESPONSE, [], 8, False])
         self.assertEqual(loads(body)[4][0], "EncodeError")

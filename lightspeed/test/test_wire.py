@@ -12,7 +12,8 @@ from typing import Any, List, Optional
 from twisted.trial.unittest import SynchronousTestCase
 
 from lightspeed.errors import EncodeError, FrameTooLarge, ProtocolError
-from lightspeed.message import BYE, HELLO, LSA, PING, PONG, ROUTED, payload_body
+from lightspeed.message import BYE, HELLO, LSA, PING, PONG, ROUTED, payload_body, routed_body, routed_from, \
+    routed_head
 from lightspeed.wire.codec import MAX_DEPTH, dumps, loads, loads_joined
 from lightspeed.wire.connection import Connection, LinkConfig, PeerInfo
 from lightspeed.wire.framing import Framer, frame
@@ -147,6 +148,12 @@ class PayloadBodyTests(SynchronousTestCase):
         """When any plain arguments and line are written, then the bytes are those of dumps()."""
         case = (1, ("s",), "st", tuple(args), "me", None, "f.py", line)
         self.assertEqual(payload_body(*case), dumps(list(case)))
+
+    def test_extra_item(self):
+        """When an extra item (a request id) is given, then it is the ninth item, as dumps() of the longer list."""
+        for case in self.CASES * 2:
+            for extra in (0, 23, 2 ** 63 - 1, 2 ** 64):
+                self.assertEqual(payload_body(*case, extra=extra), dumps([*case, extra]))
 
     def test_refuses_rich_arguments(self):
         """When an argument cannot travel, then EncodeError, as dumps() raises."""
@@ -336,6 +343,40 @@ class MutationTests(SynchronousTestCase):
         fresh.conn.start()
         fresh.conn.receive(bytes(mutated))
         self.assertIn(fresh.conn.state, ("hello-sent", "ready-sent", "up", "closed"))
+
+
+class PeerRoutedTests(SynchronousTestCase):
+    """
+    The peer's own ROUTED messages to us are read without cbor2 when laid
+    out as kernels write them: what arrives is exactly what decoding the
+    body gives, whatever the layout, and what decoding refuses is refused.
+    """
+
+    @settings(max_examples=200, deadline=None)
+    @given(st.integers(0, 2 ** 64 - 1), st.integers(0, 2 ** 64 - 1), st.integers(0, 300),
+           st.one_of(st.none(), st.integers(0, 2 ** 64 - 1)), st.binary(min_size=1, max_size=300),
+           st.sampled_from(["from", "body", "trailing", "other origin"]))
+    def test_as_decoded(self, seq, ack, hops, ttl, payload, layout):
+        """When the peer sends a ROUTED body in any layout, then what arrives equals loads() of it, types too."""
+        a, b = pair()
+        if layout == "from":
+            body = routed_from(routed_head("a", 1, "b", 2), seq, ack, hops, ttl, payload)
+        else:
+            body = routed_body("c" if layout == "other origin" else "a", 1, [("b", 2, seq, ack)], hops, ttl, payload)
+            body += b"\x00" if layout == "trailing" else b""
+        a.conn.send_body(body)
+        pump(a, b)
+        expected = loads(body)
+        self.assertEqual(b.messages, [expected])
+        self.assertEqual([type(item) for item in b.messages[0]], [type(item) for item in expected])
+        self.assertEqual([type(item) for item in b.messages[0][3][0]], [type(item) for item in expected[3][0]])
+
+    def test_cut_short(self):
+        """When the peer's ROUTED body ends inside its payload, then BYE 'malformed', as decoding gives."""
+        a, b = pair()
+        a.conn.send_body(routed_from(routed_head("a", 1, "b", 2), 5, 4, 32, 30000, b"x" * 40)[:-1])
+        pump(a, b)
+        self.assertEqual((b.messages, [close[0] for close in b.closes]), ([], ["malformed"]))
 
 
 class NoPickleTests(SynchronousTestCase):
