@@ -309,6 +309,8 @@ def main():
     print(f"one_way ratio ls/raw: {spread(ratios('ls', 'raw', 'one_way'))}")
     print(f"request_rtt median ratio ls/raw: {spread(ratios('ls', 'raw', 'med'))}")
     print(f"request_rtt p99 ratio ls/raw: {spread(ratios('ls', 'raw', 'p99'))}")
+    print(f"request_rtt ls p99 / raw median (issue 10: <= 2): "
+          f"{spread([p['ls']['p99'] / p['raw']['med'] for p in pairs])}")
     print(f"chain3 ratio relay/direct: {spread(ratios('chain', 'ls', 'one_way'))}")
     # Median figures over the pairs, in the format bench/compare.py parses.
     ls_ow, raw_ow, ch_ow = med("ls", "one_way"), med("raw", "one_way"), med("chain", "one_way")
