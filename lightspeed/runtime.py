@@ -37,6 +37,9 @@ __all__ = ["Runtime", "caller"]
 
 _getframe = sys._getframe
 
+#: What post's state parameter holds when no argument follows the destination.
+_NO_STATE: Any = object()
+
 
 @implementer(IDelivery)
 class Runtime:
@@ -203,26 +206,28 @@ class Runtime:
 
     # -- post / call / yield -------------------------------------------------
 
-    def post(self, _dest: Any, *args: Any, ttl: Optional[float] = None) -> None:
+    def post(self, _dest: Any, _state: Any = _NO_STATE, *args: Any, ttl: Optional[float] = None) -> None:
         """
         Post an event: see :meth:`lightspeed.kernel.Kernel.post`.
         """
         frame = _getframe(1)
-        if type(_dest) is str and args:
-            # Hot path: the POE-style local post(alias, state, *args).  An
-            # alias never holds '/', so a 'poe://' string never matches, and
-            # a state the session has was validated when it was defined.
-            # The caller is kept as its code object and instruction offset:
-            # the event turns them into a file and line only if asked.
+        # Hot path: post(alias, state, *args); args is the event's args as the
+        # call built them (no slice).  A 'poe://' string is never an alias, an
+        # unhashable destination neither; a state the session has is valid.
+        try:
             session = self.aliases.get(_dest)
-            if session is not None and args[0] in session._states:
-                session._pending += 1
-                self._targets.append(session)
-                self._senders.append(self.current or self.owner)
-                self._queue.append((args[0], args[1:], self.current_state, frame.f_code, frame.f_lasti))
-                if self._drain_call is None:
-                    self._drain_call = self.reactor.callLater(0, self._drain)
-                return
+        except TypeError:
+            session = None
+        if session is not None and _state in session._states:
+            session._pending += 1
+            self._targets.append(session)
+            self._senders.append(self.current or self.owner)
+            self._queue.append((_state, args, self.current_state, frame.f_code, frame.f_lasti))
+            if self._drain_call is None:
+                self._drain_call = self.reactor.callLater(0, self._drain)
+            return
+        if _state is not _NO_STATE:
+            args = (_state, *args)
         self._post_slow(_dest, args, frame.f_code, frame.f_lasti, ttl)
 
     def _post_slow(self, dest: Any, args: Tuple[Any, ...], cfile: Where, cline: int, ttl: Optional[float]) -> None:
@@ -330,16 +335,16 @@ class Runtime:
         """
         self._drain_call = None
         queue = self._queue
-        popleft = queue.popleft
-        next_target = self._targets.popleft
-        next_sender = self._senders.popleft
+        targets = self._targets
+        senders = self._senders
         maybe_stop = self.registry.maybe_stop
         previous = self.current, self.current_state
         try:
             for _ in range(min(len(queue), self.batch)):
-                session = next_target()
-                state, args, cstate, cfile, cline = popleft()
-                event = Event((session, state, args, next_sender(), cstate, cfile, cline))
+                # deque.popleft() is specialised; a bound method in a variable is not
+                session = targets.popleft()
+                state, args, cstate, cfile, cline = queue.popleft()
+                event = Event((session, state, args, senders.popleft(), cstate, cfile, cline))
                 session._pending -= 1
                 try:
                     handler = session._states[state]  # a subscript: cheaper than .get() on a hit

@@ -6,6 +6,7 @@ Tests for :obj:`lightspeed.router`: link-state advertisements and routes.
 from __future__ import annotations
 
 import random
+import tracemalloc
 from typing import Callable, Dict, FrozenSet, Iterable, List, Optional, Set, Tuple
 
 from twisted.trial.unittest import SynchronousTestCase
@@ -267,9 +268,14 @@ class LinkStateTests(SynchronousTestCase):
         self.assertFalse(lsa("a", {}, 1, 99).newer_than(lsa("a", {}, 2, 1)))
 
     def test_slots_and_link_map(self):
-        """When an LSA is made, then it has no __dict__ (each kernel holds one per kernel), its links are a mapping built once, and equality and hashing ignore that mapping."""
+        """When 1,000 LSAs are made, then each takes under 160 bytes (each kernel holds one per kernel; one with a dictionary of attributes takes over 250), its links are a mapping built once, and equality and hashing ignore that mapping."""
+        links = (("b", 1), ("c", 2))
+        tracemalloc.start()
+        self.addCleanup(tracemalloc.stop)
+        start = tracemalloc.get_traced_memory()[0]
+        made = [LinkState("a", 1, seq, links) for seq in range(1000, 2000)]  # the seq ints count too
+        self.assertLess((tracemalloc.get_traced_memory()[0] - start) / len(made), 160)
         one = lsa("a", {"b": 1, "c": 2}, 1, 1)
-        self.assertFalse(hasattr(one, "__dict__"))
         self.assertEqual(one.link_map, {"b": 1, "c": 2})
         self.assertIs(one.link_map, one.link_map)
         other = lsa("a", {"b": 1, "c": 2}, 1, 1)
