@@ -190,6 +190,15 @@ class INetworkPort(Interface):
         :raises EncodeError: if an argument cannot travel or is too large.
         """
 
+    def post_planned(dest, plan, args, sender, cstate, where, offset, ttl):
+        """
+        :meth:`send` of a post to ``plan``, ``(specifier, kernels)`` parsed
+        from the text ``dest`` (none of the kernels this one), from the call
+        site ``where`` and ``offset`` (a code object and instruction offset,
+        or a file and line): what the runtime's post of a ``poe://`` text
+        it has seen before calls.
+        """
+
     def request(spec, kernel, args, sender, cstate, caller, timeout):
         """
         Call one state of one session of ``kernel``.

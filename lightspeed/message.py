@@ -205,12 +205,34 @@ def payload_body(kind: int, sessions: Any, state: Optional[str], args: Tuple[Any
     :raises EncodeError: if an argument cannot travel (see
         :func:`~lightspeed.wire.codec.check_plain`).
     """
+    ends = payload_ends(kind, sessions, state, s_session, s_state, s_file, s_line)
+    if extra is not None:
+        ends = (b"\x89" + ends[0][1:], ends[1] + dumps_trusted(extra))
+    return joined_payload(ends, args)
+
+
+def payload_ends(kind: int, sessions: Any, state: Optional[str], s_session: Optional[str], s_state: Optional[str],
+                 s_file: Optional[str], s_line: Optional[int]) -> Tuple[bytes, bytes]:
+    """
+    The CBOR of an eight-item payload's fields before its arguments (with
+    the array's head) and after them, cached: what
+    :func:`joined_payload` puts around the arguments.
+    """
     key = (kind, sessions, state, s_session, s_state, s_file, s_line)
     ends = _payload_ends.get(key)
     if ends is None:
         ends = _payload_ends.remember(key, _ends(*key))
-    if extra is not None:
-        ends = (b"\x89" + ends[0][1:], ends[1] + dumps_trusted(extra))
+    return ends
+
+
+def joined_payload(ends: Tuple[bytes, bytes], args: Tuple[Any, ...]) -> bytes:
+    """
+    The payload that ``ends`` (from :func:`payload_ends`) make with
+    ``args`` between them.
+
+    :raises EncodeError: if an argument cannot travel (see
+        :func:`~lightspeed.wire.codec.check_plain`).
+    """
     if len(args) == 1 and type(args[0]) is bytes:
         # The common case, a single byte string, written by hand.
         n = len(args[0])

@@ -22,9 +22,11 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from lightspeed.adverts import certificate_names
+from lightspeed.bounded import BoundedCache
 from lightspeed.errors import EncodeError
 from lightspeed.interfaces import IKernelPort, ILinkOwner, INetworkPort
-from lightspeed.message import CALL, CALLREPLY, CONTROL, DEFAULT_HOPS, LSA, POST, REQUEST, ROUTED, payload_body
+from lightspeed.message import (CALL, CALLREPLY, CONTROL, DEFAULT_HOPS, LSA, POST, REQUEST, ROUTED, joined_payload,
+                                payload_body, payload_ends)
 from lightspeed.net.callerfiles import DEFAULT_POLICY, CallerFiles
 from lightspeed.net.delivery import Delivery
 from lightspeed.net.costs import LinkCosts
@@ -35,6 +37,7 @@ from lightspeed.net.membership import Membership
 from lightspeed.net.relay import Relay
 from lightspeed.net.requests import Late, Requests
 from lightspeed.router import Router
+from lightspeed.session import Where, caller_of
 from lightspeed.specifier import Specifier
 from lightspeed.wire.codec import check_plain, dumps, dumps_trusted
 from lightspeed.wire.framing import DEFAULT_MAX_FRAME
@@ -103,6 +106,8 @@ class Network:
         self.extensions: Dict[int, Any] = {}
         self.caller_files = CallerFiles(getattr(port, "caller_files", DEFAULT_POLICY))
         self._sent_files = self.caller_files.cache  # cleared, never replaced, when the policy changes
+        #: post_planned's encoded fields, by (destination, call site, sender, state).
+        self._posts = BoundedCache(4096)
 
     # -- counters and settings kept by the parts -------------------------------------
 
@@ -237,6 +242,35 @@ class Network:
             kind = CALL
             payload = dumps_trusted([CALL, sessions, spec.state, args, self.port.local.wire_name(sender), cstate,
                                      sent_file, cline, str(rsvp)])
+        self._send_payload(spec, kernels, kind, payload, ttl, args, sender, cfile, cline)
+
+    def post_planned(self, dest: str, plan: Tuple[Specifier, Tuple[str, ...]], args: Tuple[Any, ...], sender: Any,
+                     cstate: Optional[str], where: Where, offset: Optional[int], ttl: Optional[float]) -> None:
+        """
+        :meth:`send` of a POST to ``plan`` (``dest`` parsed by the runtime:
+        its specifier and its kernels, none of them this one) from the call
+        site ``where`` and ``offset`` (a code object and instruction offset,
+        as :func:`~lightspeed.session.caller_of` takes them).  The encoded
+        fields around the arguments are kept by destination, call site,
+        sender and state, checked against the sender's wire name and the
+        caller-file policy's cache: a post from a call site seen before
+        encodes its arguments only.
+        """
+        key = (dest, id(where), offset, sender, cstate)
+        entry = self._posts.get(key)
+        if entry is None or entry[0] is not where or entry[1] is not plan \
+                or self._sent_files.get(entry[2]) is not entry[3] or entry[4] != self.port.local.wire_name(sender):
+            cfile, cline = caller_of(where, offset)
+            spec = plan[0]
+            sessions: Any = "*" if spec.sessions == _WILD else spec.sessions
+            sent_file = self.caller_files.convert(cfile)
+            wire = self.port.local.wire_name(sender)
+            entry = self._posts.remember(key, (where, plan, cfile, sent_file, wire,
+                                               payload_ends(POST, sessions, spec.state, wire, cstate, sent_file, cline)))
+        self._send_payload(plan[0], plan[1], POST, joined_payload(entry[5], args), ttl, args, sender, where, offset)
+
+    def _send_payload(self, spec: Specifier, kernels: Tuple[str, ...], kind: int, payload: bytes, ttl: Optional[float],
+                      args: Tuple[Any, ...], sender: Any, where: Where, line: Optional[int]) -> None:
         if len(payload) > self.max_payload:
             self._limited(payload)
         deadline = None if ttl is None else self.reactor.seconds() + ttl
@@ -248,7 +282,7 @@ class Network:
                              kind=KIND_NAMES[kind])
         for kernel, why in failed:
             self.port.local.undeliverable(spec, f"{why} to kernel {kernel!r}" if why == "no route" else why,
-                                          (cfile, cline), sender, args)
+                                          caller_of(where, line), sender, args)
 
     def lost(self, kernel: str, payloads: List[bytes], reason: str) -> None:
         """

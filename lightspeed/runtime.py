@@ -242,7 +242,7 @@ class Runtime:
                         self.enqueue(session, plan[0].state, args, sender, cstate, cfile, cline)
                         return
                 elif self.remote is not None:
-                    self.remote.send(plan[0], plan[1], args, sender, cstate, *caller_of(cfile, cline), ttl=ttl)
+                    self.remote.post_planned(dest, plan, args, sender, cstate, cfile, cline, ttl)
                     return
         if (isinstance(dest, Session) or type(dest) is int) and args:
             # A session object or id names exactly that session, even if

@@ -120,3 +120,73 @@ class RemoteTests(SynchronousTestCase):
         with self.assertRaises(ValueError):
             a.caller_files = "bogus"
         self.assertEqual(a.caller_files, "name")
+
+
+class Tagger(Session):
+    """
+    Records the caller file, line and sender name of each ``hit``.
+    """
+
+    def __init__(self, seen: List[Any]) -> None:
+        super().__init__()
+        self.seen = seen
+
+    def _start(self, event):
+        event.kernel.alias_set("tag")
+
+    def hit(self, event):
+        self.seen.append((event.caller_file, event.caller_line, event.sender.id, event.arg0))
+
+
+class RepeatedCallSiteTests(SynchronousTestCase):
+    """
+    A post from a call site seen before reuses the encoded fields around its
+    arguments (Network.post_planned): what the receiver sees must still
+    follow the policy, the sender's name and the line as they are now.
+    """
+
+    def setUp(self) -> None:
+        self.mesh = MemoryMesh()
+        self.a, self.b = self.mesh.kernel("rc-a"), self.mesh.kernel("rc-b")
+        self.mesh.link(self.a, self.b)
+        self.mesh.settle()
+        self.seen: List[Any] = []
+        self.b.spawn(Tagger(self.seen))
+        self.mesh.settle()
+
+    def post_all(self, values: List[Any], between: Any) -> None:
+        for value in values:
+            between(value)
+            self.a.post("poe://rc-b/tag/hit", value)  # one call site for every value
+            self.mesh.settle()
+
+    def test_policy_change_between_posts(self):
+        """When the policy changes between posts from one call site, then each arrives with the policy of its time."""
+        policies = ["full", "name", "none", "full"]
+        self.post_all(policies, lambda policy: setattr(self.a, "caller_files", policy))
+        self.assertEqual([seen[0] for seen in self.seen], [HERE, "test_callerfiles.py", "", HERE])
+        self.assertEqual([seen[3] for seen in self.seen], policies)
+
+    def test_sender_alias_change_between_posts(self):
+        """When the posting session's first alias changes between posts from one call site, then each carries its name then."""
+        poster = self.a.spawn(inline_states={"_start": lambda e: e.kernel.alias_set("first")})
+        self.mesh.settle()
+
+        def rename(value: str) -> None:
+            self.a.local.current = None
+            self.a.alias_set(value, poster)
+            self.a.alias_remove(self.a.alias_list(poster)[0], poster)
+            self.a.local.current = poster
+
+        self.post_all(["one", "two", "one"], rename)
+        self.a.local.current = None
+        self.assertEqual([seen[2] for seen in self.seen], ["poe://rc-a/one/", "poe://rc-a/two/", "poe://rc-a/one/"])
+        self.assertEqual(len({seen[1] for seen in self.seen}), 1)
+
+    def test_two_lines_two_fields(self):
+        """When posts come from two lines, then each arrives with its own line."""
+        self.a.post("poe://rc-b/tag/hit", 1)
+        self.a.post("poe://rc-b/tag/hit", 2)
+        self.mesh.settle()
+        lines = [seen[1] for seen in self.seen]
+        self.assertEqual(lines[1] - lines[0], 1)
