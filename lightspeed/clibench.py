@@ -69,10 +69,12 @@ def bench(args: argparse.Namespace) -> int:
         seconds = time.perf_counter() - start
     print("\r" + progress(args.count, args.count), file=sys.stderr, flush=True)
     result = _summary("post" if args.post else "request", args.count, seconds, args.size, latencies)
-    result.update(unacked=sum(report.unacked.values()), undeliverable=len(report.undeliverable))
+    result.update(unacked=sum(report.unacked.values()), undeliverable=len(report.undeliverable),
+                  lost=sum(report.lost.values()))
     text = f"{result['count']} {result['kind']}s in {seconds:.3f} s: {result['rate']:.0f} msgs/s"
     if not report.ok:
-        text += f"\n{result['unacked']} not acknowledged, {result['undeliverable']} undeliverable"
+        text += (f"\n{result['unacked']} not acknowledged, {result['undeliverable']} undeliverable"
+                 + (f", {result['lost']} lost (a kernel restarted)" if result["lost"] else ""))
     if latencies:
         text += (f"\nlatency min {result['min'] * 1e6:.0f} us, median {result['median'] * 1e6:.0f} us, "
                  f"p99 {result['p99'] * 1e6:.0f} us, max {result['max'] * 1e6:.0f} us")

@@ -19,7 +19,7 @@ from __future__ import annotations
 import time
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from lightspeed.errors import RequestTimeout, remote_error
+from lightspeed.errors import LinkClosed, RequestTimeout, remote_error
 from lightspeed.litelink import SESSION, LiteLink
 from lightspeed.liteparts import RTO_MIN, Delivery, Event, Out, WindowFull, parse_endpoint, payload_head, \
     quick_answer, request_payload, tls_context
@@ -63,6 +63,48 @@ class ClientLite(LiteLink):
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+    def flush(self, timeout: Optional[float] = None) -> Delivery:
+        """
+        Wait (up to ``timeout``, default :attr:`timeout`) until what was
+        sent is acknowledged, and say what was not and what came back
+        undeliverable since the last flush.  A kernel sends its report
+        before or with the ack of what it reports, so a report of an
+        acknowledged message is in the answer.
+        """
+        if self._conn is not None and self._conn.state == "up" and self._closed is None:
+            deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+            try:
+                self._pump(self._all_acked, deadline)
+                self._housekeeping(all_acks=True)
+            except (OSError, LinkClosed):
+                pass  # what is not acknowledged is in the report
+        self._retire()
+        unacked = {kernel: len(out.unacked) for kernel, out in sorted(self._out.items()) if out.unacked}
+        report = Delivery(unacked, list(self._undelivered), dict(sorted(self._lost.items())))
+        self._undelivered.clear()
+        self._lost.clear()
+        return report
+
+    def close(self, timeout: Optional[float] = None) -> Delivery:
+        """
+        :meth:`flush`, then say BYE and close.
+
+        :returns: what :meth:`flush` found.
+        """
+        report = self.flush(timeout)
+        if self._conn is not None and self._conn.state == "up":
+            try:
+                self._conn.close("shutdown", "client closing")
+                self._flush()
+            except (OSError, LinkClosed):
+                pass
+        self._drop()
+        return report
+
+    def _all_acked(self) -> bool:
+        self._retire()
+        return not any(out.unacked for out in self._out.values())
 
     def list_kernels(self, hidden: bool = False) -> List[str]:
         """
@@ -166,18 +208,22 @@ class ClientLite(LiteLink):
         deadline = now + timeout
         request_id = next(self._ids)
         payload = request_payload(head or payload_head(kind, sessions, state), args, request_id)
+        self._waiting[request_id] = kernel  # an answer from another kernel is not this one's
         out, conn, known = self._out.get(kernel), self._conn, self._known
-        if out is not None and conn is not None and self._plain and not self._reading and self._closed is None \
-                and conn.state == "up" and known is not None and known.get(kernel) == out.incarnation \
-                and len(out.unacked) < self.window and not conn.pending_output and not self._replies:
-            # The stream is ready: the link up, a plain socket, nothing queued, the start the adverts name, room.
-            answer = self._quick(kernel, out, payload, request_id, now, timeout)
-            if answer is not None:
-                return _result(*answer)
-        else:
-            self._payload(kernel, payload, timeout, deadline)
-        return self._answer(request_id, deadline, "no answer to {!r} from kernel {!r} within {} s", state, kernel,
-                            timeout)
+        try:
+            if out is not None and conn is not None and self._plain and not self._reading and self._closed is None \
+                    and conn.state == "up" and known is not None and known.get(kernel) == out.incarnation \
+                    and len(out.unacked) < self.window and not conn.pending_output and not self._replies:
+                # The stream is ready: the link up, a plain socket, nothing queued, the start the adverts name, room.
+                answer = self._quick(kernel, out, payload, request_id, now, timeout)
+                if answer is not None:
+                    return _result(*answer)
+            else:
+                self._payload(kernel, payload, timeout, deadline)
+            return self._answer(request_id, deadline, "no answer to {!r} from kernel {!r} within {} s", state,
+                                kernel, timeout)
+        finally:
+            self._forget(request_id)
 
     def _quick(self, kernel: str, out: Out, payload: bytes, request_id: int, now: float,
                timeout: float) -> Optional[Tuple[bool, Any]]:
@@ -217,10 +263,19 @@ class ClientLite(LiteLink):
         return answer
 
     def _answer(self, request_id: int, deadline: float, late: str, *fields: Any) -> Any:
-        """The answer to ``request_id``; :class:`RequestTimeout` with ``late.format(*fields)`` by ``deadline``."""
+        """
+        The answer to ``request_id`` (waited: in ``_waiting``, until the
+        caller's :meth:`_forget`); :class:`RequestTimeout` with
+        ``late.format(*fields)`` by ``deadline``.
+        """
         if not self._pump(lambda: request_id in self._answers, deadline):
             raise RequestTimeout(late.format(*fields))
         return _result(*self._answers.pop(request_id))
+
+    def _forget(self, request_id: int) -> None:
+        """Wait no more for ``request_id``: an answer to it that comes later is dropped, not kept."""
+        del self._waiting[request_id]
+        self._answers.pop(request_id, None)
 
     def ping(self, kernel: Optional[str] = None, timeout: Optional[float] = None) -> float:
         """
@@ -243,9 +298,13 @@ class ClientLite(LiteLink):
         timeout = self.timeout if timeout is None else timeout
         self._ensure()
         request_id = next(self._ids)
-        self._send([TRACE, self.name, request_id, check_name(kernel), [[self.name, time.time(), None]]])
-        hops = self._answer(request_id, time.monotonic() + timeout, "no answer to a trace to kernel {!r} within {} s",
-                            kernel, timeout)
+        self._waiting[request_id] = None  # answered by the hop it reached: the destination, or where it failed
+        try:
+            self._send([TRACE, self.name, request_id, check_name(kernel), [[self.name, time.time(), None]]])
+            hops = self._answer(request_id, time.monotonic() + timeout,
+                                "no answer to a trace to kernel {!r} within {} s", kernel, timeout)
+        finally:
+            self._forget(request_id)
         hops = check_hops(hops, self.name, kernel)  # a hostile server's answer: ProtocolError, not an IndexError
         return [{"kernel": hop[0], "time": hop[1], "cost": hop[2]} for hop in hops]
 

@@ -21,7 +21,7 @@ from lightspeed.message import (
     CONTROL, DEFAULT_HOPS, LSA, POST, CALL, CALLREPLY, REQUEST, RESPONSE, UNDELIVERABLE, lsa_hidden, parse_lsa,
     parse_payload, parse_routed, routed_body, routed_from, routed_head,
 )
-from lightspeed.liteparts import RTO_MAX, RTO_MIN, WINDOW, Delivery, Event, Out, WindowFull, lite_tls, \
+from lightspeed.liteparts import RTO_MAX, RTO_MIN, WINDOW, Event, Out, WindowFull, lite_tls, \
     open_socket, own_lsa, parse_endpoint, reachable, receive_entries, timeval
 from lightspeed.specifier import check_name
 from lightspeed.wire.codec import dumps, loads
@@ -76,7 +76,11 @@ class LiteLink:
         self._in: Dict[str, List[int]] = {}  # origin -> [incarnation, delivered, owed]
         self._owed: Dict[str, float] = {}  # origin -> since when it is owed an ack
         self._known: Optional[Dict[str, int]] = None
+        # Request id -> the kernel asked (None: a trace, answered by whichever hop it reached), while waited;
+        # a RESPONSE is kept only for an id waited, from that kernel.
+        self._waiting: Dict[int, Optional[str]] = {}
         self._answers: Dict[int, Tuple[bool, Any]] = {}
+        self._lost: Dict[str, int] = {}  # kernel -> messages given up since the last flush (it restarted)
         self._ids = itertools.count(secrets.randbelow(1 << 30) + 1)
         self._undelivered: Deque[Event] = deque(maxlen=MAX_REPORTS)
         # Answers owed to requests that came in: sent once the read that brought them is handled.
@@ -100,7 +104,7 @@ class LiteLink:
         """
         self._drop()
         deadline = time.monotonic() + self.connect_timeout
-        again = [out for out in self._out.values() if out.unacked]  # a reconnect: what was not acknowledged
+        again = [(k, out) for k, out in self._out.items() if out.unacked]  # a reconnect: what was not acknowledged
         sock = open_socket(self.family, self.address, self._tls, self.connect_timeout,
                            max(self.timeout, self.connect_timeout))
         self._sock, self._closed, self._plain, self._wait = sock, None, self._tls is None, None
@@ -117,45 +121,11 @@ class LiteLink:
         self._advertise()
         # The database sync comes first, then the server's advert that lists us.
         self._pump(self._listed, deadline)
-        for out in again:  # goes again (not what this handshake brought answers to)
-            self._resend(out)
+        self._retire()
+        for kernel, out in again:  # goes again (not what this handshake brought answers to), if its start lives
+            if self._out.get(kernel) is out:
+                self._resend(kernel, out)
         return self
-
-    def flush(self, timeout: Optional[float] = None) -> Delivery:
-        """
-        Wait (up to ``timeout``, default :attr:`timeout`) until what was
-        sent is acknowledged, and say what was not and what came back
-        undeliverable since the last flush.  A kernel sends its report
-        before or with the ack of what it reports, so a report of an
-        acknowledged message is in the answer.
-        """
-        if self._conn is not None and self._conn.state == "up" and self._closed is None:
-            deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
-            try:
-                self._pump(self._all_acked, deadline)
-                self._housekeeping(all_acks=True)
-            except (OSError, LinkClosed):
-                pass  # what is not acknowledged is in the report
-        unacked = {kernel: len(out.unacked) for kernel, out in sorted(self._out.items()) if out.unacked}
-        report = Delivery(unacked, list(self._undelivered))
-        self._undelivered.clear()
-        return report
-
-    def close(self, timeout: Optional[float] = None) -> Delivery:
-        """
-        :meth:`flush`, then say BYE and close.
-
-        :returns: what :meth:`flush` found.
-        """
-        report = self.flush(timeout)
-        if self._conn is not None and self._conn.state == "up":
-            try:
-                self._conn.close("shutdown", "client closing")
-                self._flush()
-            except (OSError, LinkClosed):
-                pass
-        self._drop()
-        return report
 
     def _drop(self) -> None:
         if self._sock is not None:
@@ -164,9 +134,6 @@ class LiteLink:
             except OSError:
                 pass
         self._sock, self._conn, self.peer = None, None, None
-
-    def _all_acked(self) -> bool:
-        return not any(out.unacked for out in self._out.values())
 
     def _listed(self) -> bool:
         held = self._lsas.get(self.peer.name) if self.peer is not None else None
@@ -273,10 +240,11 @@ class LiteLink:
                                            DEFAULT_HOPS, None, b""))
         if now >= self._due:
             self._due = now + CHECK_EVERY
-            for out in self._out.values():
+            self._retire()
+            for kernel, out in self._out.items():
                 if out.unacked and now - out.sent >= out.rto:
                     out.rto = min(out.rto * 2, RTO_MAX)
-                    self._resend(out)
+                    self._resend(kernel, out)
             if now - self._lsa_sent > LSA_REFRESH:
                 self._advertise()
         if conn.pending_output:  # acks, a PONG, answers queued while reading
@@ -310,7 +278,10 @@ class LiteLink:
         body = parse_payload(payload)
         kind = body[0]
         if kind == RESPONSE:
-            self._answers[body[2]] = (body[3], body[4])
+            request_id = body[2]
+            # Kept only if waited, and from the kernel asked (any hop for a trace); else dropped.
+            if request_id in self._waiting and self._waiting[request_id] in (None, origin):
+                self._answers[request_id] = (body[3], body[4])
         elif kind in (REQUEST, CONTROL):  # answered after this read (see _send_replies)
             self._replies.append((origin, dumps([RESPONSE, [], body[8], False,
                                                  ["NoSuchSession", f"{self.name} is a ClientLite"]])))
@@ -363,11 +334,30 @@ class LiteLink:
         return self._reachable()[kernel]
 
     def _stream(self, kernel: str, incarnation: int) -> Out:
-        """Our stream to this start of ``kernel`` (a new one for a new start)."""
+        """
+        Our stream to this start of ``kernel`` (a new one for a new start:
+        what the old one holds unacknowledged is lost).
+        """
         out = self._out.get(kernel)
         if out is None or out.incarnation != incarnation:
+            if out is not None:
+                self._give_up(kernel, out)
             out = self._out[kernel] = Out(incarnation)
         return out
+
+    def _retire(self) -> None:
+        """Drop the streams to starts of kernels that the adverts say have restarted: what they hold is lost."""
+        known = self._reachable()
+        stale = [(k, out) for k, out in self._out.items() if known.get(k, out.incarnation) != out.incarnation]
+        for kernel, out in stale:
+            del self._out[kernel]
+            self._give_up(kernel, out)
+
+    def _give_up(self, kernel: str, out: Out) -> None:
+        """Count what ``out``, our stream to a start of ``kernel`` that ended, holds unacknowledged as lost."""
+        if out.unacked:
+            self._lost[kernel] = self._lost.get(kernel, 0) + len(out.unacked)
+            out.unacked.clear()
 
     def _room(self, kernel: str, out: Out, deadline: float) -> None:
         """
@@ -403,6 +393,7 @@ class LiteLink:
                 if len(out.unacked) >= self.window:
                     self._room(kernel, out, deadline)
                     now = time.monotonic()
+                    out = self._stream(kernel, self._incarnation(kernel, deadline))  # if it restarted meanwhile
                 seq = out.push(payload, None if ttl is None else now + ttl)
                 queued = True
                 self._write(kernel, out, seq, now)
@@ -440,8 +431,7 @@ class LiteLink:
         return routed_from(head, seq, ack, DEFAULT_HOPS,
                            None if expires is None else max(int((expires - now) * 1000), 0), payload)
 
-    def _resend(self, out: Out) -> None:
-        kernel = next(k for k, o in self._out.items() if o is out)
+    def _resend(self, kernel: str, out: Out) -> None:
         for seq in sorted(out.unacked):
             self._write(kernel, out, seq)
 

@@ -56,26 +56,33 @@ class Event(NamedTuple):
 class Delivery(NamedTuple):
     """
     What :meth:`~lightspeed.clientlite.ClientLite.flush` (and ``close``)
-    found: ``unacked``, ``{kernel: messages it did not acknowledge}``, and
+    found: ``unacked``, ``{kernel: messages it did not acknowledge}``;
     ``undeliverable``, the reports that came back since the last flush
-    (UNDELIVERABLE events, ``args`` ``[destination, reason, args]``).
+    (UNDELIVERABLE events, ``args`` ``[destination, reason, args]``); and
+    ``lost``, ``{kernel: messages given up since the last flush}``, sent
+    to a start of the kernel that ended (it restarted) before it
+    acknowledged them: the new start never gets them.
     """
 
     unacked: Dict[str, int]
     undeliverable: List[Event]
+    lost: Dict[str, int] = {}
 
     @property
     def ok(self) -> bool:
-        """Whether everything was acknowledged and nothing came back undeliverable."""
-        return not self.unacked and not self.undeliverable
+        """Whether everything was acknowledged, nothing came back undeliverable and nothing was lost."""
+        return not self.unacked and not self.undeliverable and not self.lost
 
     def describe(self) -> str:
         """
-        One line: ``"2 messages to beta not acknowledged; undeliverable:
+        One line: ``"2 messages to beta not acknowledged; 1 message to
+        gamma lost (the kernel restarted); undeliverable:
         poe://beta/nosuch/x (no session 'nosuch' in kernel 'beta')"``.
         """
         parts = [f"{count} message{'s' if count != 1 else ''} to {kernel} not acknowledged"
                  for kernel, count in sorted(self.unacked.items())]
+        parts += [f"{count} message{'s' if count != 1 else ''} to {kernel} lost (the kernel restarted)"
+                  for kernel, count in sorted(self.lost.items())]
         reports = [f"{e.args[0]} ({e.args[1]})" if len(e.args) >= 2 else repr(e.args) for e in self.undeliverable]
         if reports:
             parts.append("undeliverable: " + ", ".join(reports))

@@ -201,8 +201,8 @@ class CommandTests(SynchronousTestCase):
         result = json.loads(out)
         self.assertEqual((status, result["count"], result["kind"], result["unacked"], result["undeliverable"]),
                          (0, 50, "request", 0, 0))
-        self.assertEqual(sorted(result), ["bytes", "count", "kind", "max", "median", "min", "p99", "rate", "seconds",
-                                          "unacked", "undeliverable"])
+        self.assertEqual(sorted(result), ["bytes", "count", "kind", "lost", "max", "median", "min", "p99", "rate",
+                                          "seconds", "unacked", "undeliverable"])
         self.assertEqual(result["rate"], 50 / result["seconds"])
         self.assertTrue(err.rstrip().endswith("100% 50/50"))
         status, out, _ = self.cli("bench", "--post", "poe://beta/echo/hit", "b", "--count", "20")
@@ -259,7 +259,8 @@ class UnackedCommandTests(SynchronousTestCase):
         status, out, _ = run_cli("--server", server.endpoint, "--timeout", "1", "--json", "bench", "--post",
                                  "poe://srv/s/x", "--count", "3")
         result = json.loads(out)
-        self.assertEqual((status, result["count"], result["unacked"], result["undeliverable"]), (1, 3, 3, 0))
+        self.assertEqual((status, result["count"], result["unacked"], result["undeliverable"], result["lost"]),
+                         (1, 3, 3, 0, 0))
 
 
 class OptionErrorTests(SynchronousTestCase):

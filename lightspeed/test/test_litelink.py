@@ -19,10 +19,11 @@ from typing import Any, Callable, List, Optional
 from twisted.trial.unittest import SynchronousTestCase
 
 from lightspeed.clientlite import ClientLite, Delivery, Event, WindowFull
+from lightspeed.errors import NoRoute, RequestTimeout
 from lightspeed.liteparts import Out, quick_answer
 from lightspeed.message import (
-    DEFAULT_HOPS, LSA, POST, REQUEST, RESPONSE, ROUTED, UNDELIVERABLE, parse_routed, routed_body, routed_from,
-    routed_head,
+    DEFAULT_HOPS, LSA, POST, REQUEST, RESPONSE, ROUTED, TRACE, UNDELIVERABLE, parse_routed, routed_body,
+    routed_from, routed_head,
 )
 from lightspeed.wire.codec import dumps, loads
 from lightspeed.wire.connection import Connection, LinkConfig, PeerInfo
@@ -51,6 +52,7 @@ class ScriptedServer:
         self.payloads: List[tuple] = []
         self.on_up: Callable[[Any, PeerInfo], None] = lambda server, peer: server.advertise()
         self.on_payload: Callable[[Any, int, Any], None] = lambda server, seq, payload: None
+        self.on_trace: Callable[[Any, list], None] = lambda server, message: None
         self.got = threading.Condition()
         self.conn: Optional[Connection] = None
         self.peer: Optional[PeerInfo] = None
@@ -95,6 +97,8 @@ class ScriptedServer:
         self.on_up(self, peer)
 
     def _message(self, message: list) -> None:
+        if message[0] == TRACE:
+            self.on_trace(self, message)
         if message[0] != ROUTED:
             return
         _, _, entries, _, _, payload = parse_routed(message)
@@ -185,6 +189,118 @@ class FlushTests(SynchronousTestCase):
             self.assertLessEqual(len(client._out[SERVER].unacked), 2)
         self.assertEqual(client.close(10), Delivery({}, []))
         self.assertEqual([p[::2] for p in server.wait(10)], [(i + 1, post(i)) for i in range(10)])
+
+
+class RestartTests(SynchronousTestCase):
+    def client(self) -> tuple:
+        """
+        A client and its server, behind which kernel ``far`` restarts
+        (advertises a new incarnation) on the first post to it, and then
+        ``srv`` posts ``news`` to the client; nothing is acknowledged.
+        """
+        server = ScriptedServer(self, {"far": 9})
+        server.on_up = lambda s, peer: s.advertise("far")
+
+        def restart(s: ScriptedServer, seq: int, payload: Any) -> None:
+            if s.others["far"] == 9:
+                s.others["far"] = 10
+                s.advertise("far")
+                s.routed(SERVER, 1, 0, [POST, ["lite"], "news", [], None, None, None, None])
+
+        server.on_payload = restart
+        client = ClientLite(server.endpoint, "lite-test", connect_timeout=10).connect()
+        self.addCleanup(client.close, 0)
+        return server, client
+
+    def test_posts_to_restarted_kernel_lost(self):
+        """
+        When a kernel restarts before it acknowledged a post, then flush()
+        counts that post as lost to it, once, and a post after goes to the
+        new start (unacknowledged, not lost).
+        """
+        server, client = self.client()
+        client.post("poe://far/s/x", 1)
+        self.assertEqual(client.receive(10), Event(POST, SERVER, "lite", "news", [], None))  # after the advert
+        report = client.flush(0)
+        self.assertEqual(report, Delivery({}, [], {"far": 1}))
+        self.assertEqual((report.ok, report.describe()), (False, "1 message to far lost (the kernel restarted)"))
+        client.post("poe://far/s/x", 2)
+        self.assertEqual(client.flush(0.05), Delivery({"far": 1}, [], {}))
+        self.assertEqual([p[:2] for p in server.wait(2)], [(1, "far"), (1, "far")])  # seq 1 of each start
+
+    def test_post_after_restart(self):
+        """When the next post to a restarted kernel comes before a flush, then the old start's post is lost."""
+        server, client = self.client()
+        client.post("poe://far/s/x", 1)
+        client.receive(10)
+        client.post("poe://far/s/x", 2)
+        self.assertEqual(client.close(0.05), Delivery({"far": 1}, [], {"far": 1}))
+
+
+class AnswerTests(SynchronousTestCase):
+    def client(self, server: ScriptedServer) -> ClientLite:
+        client = ClientLite(server.endpoint, "lite-test", connect_timeout=10).connect()
+        self.addCleanup(client.close, 0)
+        return client
+
+    def test_answer_from_another_kernel_not_taken(self):
+        """When a RESPONSE for a request's id comes from a kernel other than the one asked, then it is not
+        the answer: the request times out."""
+        server = ScriptedServer(self, {"far": 9})
+        server.on_up = lambda s, peer: s.advertise("far")
+        server.on_payload = lambda s, seq, payload: s.routed("far", 1, 0, [RESPONSE, [], payload[8], True, "forged"])
+        client = self.client(server)
+        error = self.assertRaises(RequestTimeout, client.request, "poe://srv/s/x", 1, timeout=0.3)
+        self.assertEqual(str(error), "no answer to 'x' from kernel 'srv' within 0.3 s")
+
+    def test_answers_not_waited_not_kept(self):
+        """
+        When answers come for a request that timed out and for ids never
+        asked (1 MiB each), then they are dropped: the memory held after
+        the next requests does not grow by them (measured after one more
+        request, so that the server's thread holds only its small answer).
+        """
+        import gc
+        import tracemalloc
+
+        server = ScriptedServer(self)
+        big = b"x" * (1 << 20)
+
+        sent = [0]  # srv's seq to the client
+
+        def send(s: ScriptedServer, ack: int, answer: list) -> None:
+            sent[0] += 1
+            s.routed(SERVER, sent[0], ack, answer)
+
+        def answer(s: ScriptedServer, seq: int, payload: Any) -> None:
+            request_id = payload[8]
+            if seq == 1:
+                return  # the first request times out
+            if seq == 2:
+                for other in [request_id - 1] + [request_id + 1000 + i for i in range(8)]:
+                    send(s, 0, [RESPONSE, [], other, True, big])
+            send(s, seq, [RESPONSE, [], request_id, True, payload[3][0]])
+
+        server.on_payload = answer
+        client = self.client(server)
+        tracemalloc.start()
+        self.addCleanup(tracemalloc.stop)
+        self.assertRaises(RequestTimeout, client.request, "poe://srv/s/x", 1, timeout=0.05)
+        gc.collect()
+        before = tracemalloc.get_traced_memory()[0]
+        self.assertEqual([client.request("poe://srv/s/x", n, timeout=10) for n in (2, 3)], [2, 3])
+        gc.collect()
+        self.assertLess(tracemalloc.get_traced_memory()[0] - before, 1 << 20)
+
+    def test_trace_answered_by_another_hop(self):
+        """When a trace fails at a hop before its destination, then that hop's answer is the trace's: NoRoute."""
+        server = ScriptedServer(self, {"far": 9})
+        server.on_up = lambda s, peer: s.advertise("far")
+        server.on_trace = lambda s, message: s.routed(SERVER, 1, 0, [RESPONSE, [], message[2], False,
+                                                                     ["NoRoute", "no route to kernel 'far' at 'srv'"]])
+        client = self.client(server)
+        error = self.assertRaises(NoRoute, client.trace, "far", timeout=10)
+        self.assertEqual(str(error), "no route to kernel 'far' at 'srv'")
 
 
 class SocketTests(SynchronousTestCase):
