@@ -89,6 +89,8 @@ def _uint(n: int) -> bytes:
     """
     if n < 4096:
         return _SMALL[n]
+    if n < 0x10000:  # such as a request's TTL in milliseconds
+        return _U16(0x19, n)
     return _uint_slow(n)
 
 
@@ -97,6 +99,7 @@ def _uint_slow(n: int) -> bytes:
 
 
 _SMALL = [_uint_slow(n) for n in range(4096)]
+_U16 = struct.Struct(">BH").pack
 #: The heads of byte strings shorter than 256 bytes.
 _BSTR = [_bstr_head(n) for n in range(256)]
 

@@ -22,19 +22,13 @@ class TokenBucket:
         self.tokens = float(burst)
         self._then = now
 
-    def _refill(self, now: float) -> None:
-        # Capped by the burst even when no time passed: it may have been lowered.
-        self.tokens = min(self.burst, self.tokens + max(0.0, now - self._then) * self.rate)
-        self._then = now
-
     def try_take(self, now: float) -> bool:
         """
         Take one token if there is one.
         """
-        self._refill(now)
-        if self.tokens < 1:
+        if self.take(now, 1) > 0:  # it went on credit: give the token back
+            self.tokens += 1
             return False
-        self.tokens -= 1
         return True
 
     def take(self, now: float, count: int) -> float:
@@ -43,6 +37,12 @@ class TokenBucket:
 
         :returns: the seconds until the credit is paid back (0.0 if none).
         """
-        self._refill(now)
-        self.tokens -= count
-        return -self.tokens / self.rate if self.tokens < 0 else 0.0
+        then, self._then = self._then, now
+        # Refilled for the time since the last take, capped by the burst even
+        # when no time passed (it may have been lowered).
+        if now > then:
+            tokens = self.tokens + (now - then) * self.rate - count
+        else:
+            tokens = self.tokens - count
+        tokens = self.tokens = min(self.burst - count, tokens)
+        return -tokens / self.rate if tokens < 0 else 0.0

@@ -160,6 +160,16 @@ class PayloadBodyTests(SynchronousTestCase):
         self.assertRaises(EncodeError, payload_body, 1, ("s",), "st", ({1},), None, None, None, 1)
 
 
+class RoutedFromTests(SynchronousTestCase):
+    def test_ttl_shortest_form(self):
+        """When a ROUTED body carries a TTL at the edges of each CBOR integer size, then its bytes end as cbor2 writes them."""
+        head = routed_head("a", 1, "b", 2)
+        for ttl in [0, 23, 24, 255, 256, 4095, 4096, 10_000, 65535, 65536, 2 ** 32 - 1, 2 ** 32]:
+            body = routed_from(head, 5, 4, 32, ttl, b"x")
+            self.assertEqual(loads(body)[5], ttl)
+            self.assertTrue(body.endswith(b"\x18\x20" + dumps(ttl) + b"\x41x"), ttl)
+
+
 class Side:
     """
     One end of a pair of Connections, recording what happens.

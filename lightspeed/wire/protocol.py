@@ -273,9 +273,11 @@ class LinkProtocol(Protocol):
         """
         Queue an encoded message body.
         """
-        if self.conn is not None and not self._closing:
-            self.conn.send_body(body)
-            self._check_backlog()
+        conn = self.conn
+        if conn is not None and not self._closing:
+            conn.send_body(body)
+            if conn.pending_output > self.options.max_backlog:
+                self._check_backlog()
 
     def send_message(self, message: list) -> None:
         """
