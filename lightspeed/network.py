@@ -210,6 +210,11 @@ class Network:
             self.extensions[kind].received(link, message)
         # Other link-level messages (PONG, future types) need no action.
 
+    def routed_received(self, link: Any, message: list) -> None:
+        # The peer's own stream to us, checked by the link: what Relay.received's hot path delivers.
+        self.link_table.reading = True
+        self.delivery.arrived(message[1], message[2], message[3][0], message[5], message[6], message[1])
+
     def mark_dirty(self, link: Any) -> None:
         self.link_table.mark_dirty(link)
 

@@ -128,7 +128,7 @@ class LinkProtocol(Protocol):
         config = LinkConfig(self.owner.name, self.owner.incarnation, self.options.compression,
                             self.options.password, self.options.max_frame, getattr(self.owner, "hidden", False))
         self.conn = Connection(config, self._admit, self._up, self._message, self._closed,
-                               self._want_flush, on_pong=self._pong)
+                               self._want_flush, on_pong=self._pong, on_routed=self._routed)
         # Writes are already coalesced per reactor turn: Nagle's algorithm
         # would only hold back the small frames (acks, answers) behind them.
         no_delay = getattr(self.transport, "setTcpNoDelay", None)
@@ -365,6 +365,12 @@ class LinkProtocol(Protocol):
             # A batch (a ROUTED with an eighth item) counts as the payloads it carries.
             self._received += 1 + len(message[7]) if len(message) == 8 and type(message[7]) is list else 1
         self.owner.message_received(self, message)
+
+    def _routed(self, message: list) -> None:
+        # The peer's own stream to us, its fields already checked (see Connection's on_routed).
+        if self.throttle is not None:
+            self._received += 1
+        self.owner.routed_received(self, message)
 
     def _closed(self, code: str, message: str, by_peer: bool) -> None:
         who = self.peer.name if self.peer is not None else address_text(self.transport.getPeer())
