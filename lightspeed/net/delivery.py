@@ -192,7 +192,7 @@ class Delivery(FlowControl):
 
         :returns: whether it was sent (false: no route, take the long way).
         """
-        link = self._link(box)
+        link = box.link if box.epoch == self._relay.epoch else self._link(box)
         if link is None:
             return False
         seq = box.next_seq
@@ -261,6 +261,8 @@ class Delivery(FlowControl):
         """
         Send every batch held this turn (the links write right after).
         """
+        if not self._batching:
+            return
         batching, self._batching = self._batching, []
         for box in batching:
             if box.batch:

@@ -180,16 +180,18 @@ class Connection:
         """
         self.send_body(dumps(message))
 
-    def send_body(self, body: bytes) -> None:
+    def send_body(self, body: bytes) -> int:
         """
         Queue one already-encoded message body.
+
+        :returns: :obj:`pending_output` now.
         """
-        self._out_size += len(body) + 4
-        if not self._out:
-            self._out.append(frame(body))
+        size = self._out_size = self._out_size + len(body) + 4
+        out = self._out
+        out.append(frame(body))
+        if len(out) == 1:
             self._on_output()
-        else:
-            self._out.append(frame(body))
+        return size
 
     def take_output(self) -> bytes:
         """

@@ -274,10 +274,8 @@ class LinkProtocol(Protocol):
         Queue an encoded message body.
         """
         conn = self.conn
-        if conn is not None and not self._closing:
-            conn.send_body(body)
-            if conn.pending_output > self.options.max_backlog:
-                self._check_backlog()
+        if conn is not None and not self._closing and conn.send_body(body) > self.options.max_backlog:
+            self._check_backlog()
 
     def send_message(self, message: list) -> None:
         """
