@@ -354,16 +354,16 @@ class Delivery(FlowControl):
         if box is None or box.incarnation != incarnation:
             return
         unacked = box.unacked
-        first = box.next_seq - len(unacked)  # the sequence number of unacked[0]
-        if not unacked or first > ack:
+        held = len(unacked)
+        first = box.next_seq - held  # the sequence number of unacked[0]
+        if not held or first > ack:
             return
-        count = min(ack - first + 1, len(unacked))
-        if count == len(unacked):
+        count = ack - first + 1
+        if count >= held:  # all of them: the usual case
             box.unacked_bytes = 0
             unacked.clear()
         else:
-            # The bytes summed and the entries dropped by C loops, without
-            # a Python step per message.
+            # Summed and dropped by C loops, without a Python step per message.
             box.unacked_bytes -= sum(map(len, islice(unacked, count)))
             popleft = unacked.popleft
             for _ in repeat(None, count):

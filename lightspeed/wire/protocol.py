@@ -8,6 +8,7 @@ frames queued in one reactor turn go out in one write).
 from __future__ import annotations
 
 import os
+from functools import partial
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional
 
 from twisted.internet import tcp
@@ -128,7 +129,7 @@ class LinkProtocol(Protocol):
         config = LinkConfig(self.owner.name, self.owner.incarnation, self.options.compression,
                             self.options.password, self.options.max_frame, getattr(self.owner, "hidden", False))
         self.conn = Connection(config, self._admit, self._up, self._message, self._closed,
-                               self._want_flush, on_pong=self._pong, on_routed=self._routed)
+                               partial(self.owner.mark_dirty, self), on_pong=self._pong, on_routed=self._routed)
         # Writes are already coalesced per reactor turn: Nagle's algorithm
         # would only hold back the small frames (acks, answers) behind them.
         no_delay = getattr(self.transport, "setTcpNoDelay", None)
@@ -305,9 +306,6 @@ class LinkProtocol(Protocol):
         """
         if self.conn is not None:
             self.conn.close(code, message)
-
-    def _want_flush(self) -> None:
-        self.owner.mark_dirty(self)
 
     def flush(self) -> None:
         """
