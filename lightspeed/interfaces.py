@@ -273,6 +273,15 @@ class ILinkOwner(Interface):
         :raises ProtocolError: if it is malformed; the link closes.
         """
 
+    def routed_received(link, message):
+        """
+        ``link`` received a ROUTED message of its peer's own stream to this
+        kernel, with one destination and its items' types already checked
+        (by :class:`~lightspeed.wire.connection.Connection`).
+
+        :raises ProtocolError: if it is malformed; the link closes.
+        """
+
     def mark_dirty(link):
         """
         ``link`` has output waiting; write it at the end of this batch.

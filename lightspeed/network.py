@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any, Dict, List, Optional, Tuple, cast
+from typing import Any, Callable, Dict, List, Optional, Tuple, cast
 
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
@@ -94,6 +94,8 @@ class Network:
         self.hops = DEFAULT_HOPS
         self.max_payload = DEFAULT_MAX_FRAME - 64 * 1024
         self.link_table = Links(self.reactor)
+        #: ILinkOwner.mark_dirty: the link table's, without a call between.
+        self.mark_dirty: Callable[[Any], None] = self.link_table.mark_dirty
         self.flooding = Flooding(self)
         self.relay = Relay(self)
         self.requests = Requests(self)
@@ -210,8 +212,10 @@ class Network:
             self.extensions[kind].received(link, message)
         # Other link-level messages (PONG, future types) need no action.
 
-    def mark_dirty(self, link: Any) -> None:
-        self.link_table.mark_dirty(link)
+    def routed_received(self, link: Any, message: list) -> None:
+        # The peer's own stream to us, checked by the link: what Relay.received's hot path delivers.
+        self.link_table.reading = True
+        self.delivery.arrived(message[1], message[2], message[3][0], message[5], message[6], message[1])
 
     def after_read(self, link: Any) -> None:
         self.port.local.run_soon()

@@ -120,7 +120,7 @@ class Runtime:
 
     def call_now(self, session: Session, state: str, args: Tuple[Any, ...], sender: Any,
                  cstate: Optional[str], cfile: Where, cline: Optional[int]) -> Any:
-        handler = session.handler(state)
+        handler = session._states.get(state) or session._states.get("_default")  # session.handler(state), inline
         if handler is None:
             raise NoSuchSession(f"session {session.id} of kernel {self.name!r} has no state {state!r} and no _default")
         previous = self.current, self.current_state
@@ -129,7 +129,7 @@ class Runtime:
             result = handler(Event((session, state, args, sender, cstate, cfile, cline)))
         finally:
             self.current, self.current_state = previous
-            if previous[0] is not session:
+            if previous[0] is not session and not session._alias_names:
                 self.registry.maybe_stop(session)  # it may have dropped its last alias
         if hasattr(result, "__await__") and not isinstance(result, Deferred):
             result = self.as_deferred(session, state, result)

@@ -192,7 +192,7 @@ class Delivery(FlowControl):
 
         :returns: whether it was sent (false: no route, take the long way).
         """
-        link = self._link(box)
+        link = box.link if box.epoch == self._relay.epoch else self._link(box)
         if link is None:
             return False
         seq = box.next_seq
@@ -261,6 +261,8 @@ class Delivery(FlowControl):
         """
         Send every batch held this turn (the links write right after).
         """
+        if not self._batching:
+            return
         batching, self._batching = self._batching, []
         for box in batching:
             if box.batch:
@@ -352,16 +354,16 @@ class Delivery(FlowControl):
         if box is None or box.incarnation != incarnation:
             return
         unacked = box.unacked
-        first = box.next_seq - len(unacked)  # the sequence number of unacked[0]
-        if not unacked or first > ack:
+        held = len(unacked)
+        first = box.next_seq - held  # the sequence number of unacked[0]
+        if not held or first > ack:
             return
-        count = min(ack - first + 1, len(unacked))
-        if count == len(unacked):
+        count = ack - first + 1
+        if count >= held:  # all of them: the usual case
             box.unacked_bytes = 0
             unacked.clear()
         else:
-            # The bytes summed and the entries dropped by C loops, without
-            # a Python step per message.
+            # Summed and dropped by C loops, without a Python step per message.
             box.unacked_bytes -= sum(map(len, islice(unacked, count)))
             popleft = unacked.popleft
             for _ in repeat(None, count):

@@ -36,12 +36,11 @@ _HOOK_KINDS = {POST: "post", CALL: "call", CALLREPLY: "callreply", REQUEST: "cal
 Bounce = Optional[Tuple[str, Optional[str], Any]]
 
 _NONE = type(None)
-#: The item types of a REQUEST to a list of sessions that
-#: :func:`~lightspeed.message.parse_payload` accepts (its session names
-#: aside): checked in one step on the fast path of :meth:`Dispatcher.arrived`.
-_REQUEST_TYPES = frozenset(
-    (int, list, str, list, s_session, s_state, s_file, s_line, int)
-    for s_session in (str, _NONE) for s_state in (str, _NONE) for s_file in (str, _NONE) for s_line in (int, _NONE))
+#: The types a sender's session, state and file may have, and its line
+#: (:func:`~lightspeed.message.parse_payload`), for
+#: :meth:`Dispatcher.arrived`'s fast path.
+_STR_OR_NONE = (str, _NONE)
+_INT_OR_NONE = (int, _NONE)
 #: Results a handler returns that are surely not a Deferred (asking
 #: ``isinstance(result, Deferred)`` runs the ABC machinery: Deferred is an
 #: Awaitable).
@@ -74,13 +73,19 @@ class Dispatcher:
         :func:`~lightspeed.message.parse_payload` and goes to
         :meth:`deliver`.
         """
-        if type(payload) is list and tuple(map(type, payload[:9])) in _REQUEST_TYPES and payload[0] == REQUEST \
-                and payload[2] in self._states and len(payload[1]) == 1 and type(payload[1][0]) is str \
-                and not self._network.events.arrived and not self._port.guarded:
-            session = self._local.aliases.get(payload[1][0])
-            if session is not None:
-                self._answer(origin, payload, session, self._sender(origin, payload))
-                return
+        if type(payload) is list and len(payload) >= 9:
+            # Each item's type as parse_payload requires it of a REQUEST
+            # (``type(x) is`` in the bytecode: map(type, ...) costs twice as much).
+            kind, sessions, state, args, s_session, s_state, s_file, s_line, request_id = payload[:9]
+            if kind == REQUEST and type(kind) is int and type(sessions) is list and type(state) is str \
+                    and type(args) is list and type(s_session) in _STR_OR_NONE and type(s_state) in _STR_OR_NONE \
+                    and type(s_file) in _STR_OR_NONE and type(s_line) in _INT_OR_NONE and type(request_id) is int \
+                    and state in self._states and len(sessions) == 1 and type(sessions[0]) is str \
+                    and not self._network.events.arrived and not self._port.guarded:
+                session = self._local.aliases.get(sessions[0])
+                if session is not None:
+                    self._answer(origin, payload, session, self._sender(origin, payload))
+                    return
         self.deliver(origin, parse_payload(payload))
 
     def deliver(self, origin: str, payload: list) -> Optional[Tuple[Any, RemoteSender]]:

@@ -52,14 +52,18 @@ _TRUE_FALSE = (b"\xf4", b"\xf5")
 _BYTES_HEADS = [dumps_trusted(bytes(n))[:1 + (n >= 24)] for n in range(256)]
 _TEXT_HEADS = [dumps_trusted("a" * n)[:1 + (n >= 24)] for n in range(256)]
 _U64 = struct.Struct(">BQ").pack
+_U32 = struct.Struct(">BI").pack
 
 
 def _answer_id(request_id: int) -> bytes:
     """
-    The CBOR of a request id; ids of 2**32 and more (nearly every random
-    one) written by hand.
+    The CBOR of a request id; ids of 2**16 and more (nearly every random
+    one, and ClientLite's, counted from below 2**30) written by hand, in
+    their shortest form as :func:`dumps_trusted` writes them.
     """
-    return _U64(0x1B, request_id) if 0xFFFFFFFF < request_id < 0x10000000000000000 else dumps_trusted(request_id)
+    if 0xFFFF < request_id < 0x10000000000000000:
+        return _U32(0x1A, request_id) if request_id < 0x100000000 else _U64(0x1B, request_id)
+    return dumps_trusted(request_id)
 
 
 def _answer_value(value: Any) -> bytes:

@@ -231,7 +231,8 @@ class PayloadTests(SynchronousTestCase):
                   "x" * 100, "", "é" * 63, "\U0001F600" * 63, "a" * 64, 5)
         for ok in (True, False):
             for value in values:
-                for request_id in (2 ** 62, 0, 23, 2 ** 32 - 1, 2 ** 32, 2 ** 64 - 1, 2 ** 64, -1):
+                for request_id in (2 ** 62, 0, 23, 2 ** 16 - 1, 2 ** 16, 2 ** 30 + 7, 2 ** 32 - 1, 2 ** 32, 2 ** 64 - 1,
+                                   2 ** 64, -1):
                     table.respond("b", request_id, ok, value)
                     self.assertEqual(network.sent.pop(), ("b", dumps([RESPONSE, [], request_id, ok, value])))
         table.respond("b", 7, True, b"x" * 2000)

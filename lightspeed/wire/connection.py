@@ -100,6 +100,11 @@ class Connection:
     :param on_output: called when output is waiting in :obj:`take_output`.
     :param on_pong: called with each PONG once up, or :obj:`None` to hand
         PONGs to ``on_message`` like the other messages.
+    :param on_routed: called instead of ``on_message`` with each ROUTED
+        message of the peer's own stream to us that :func:`_routed_from_peer`
+        read: its origin is the peer, its one destination us, its items of
+        the types :func:`~lightspeed.message.parse_routed` requires (the
+        relay need not check them again); :obj:`None`: ``on_message``.
     """
 
     def __init__(
@@ -111,6 +116,7 @@ class Connection:
         on_close: Callable[[str, str, bool], None],
         on_output: Callable[[], None],
         on_pong: Optional[Callable[[list], None]] = None,
+        on_routed: Optional[Callable[[list], None]] = None,
     ) -> None:
         self.config = config
         self.state = "new"
@@ -121,6 +127,7 @@ class Connection:
         self._on_close = on_close
         self._on_output = on_output
         self._on_pong = on_pong
+        self._on_routed = on_message if on_routed is None else on_routed
         # Small frames only until the handshake is done: an unauthenticated
         # peer may not make us buffer a large frame.
         self._framer = Framer(min(config.max_frame, PREAUTH_MAX_FRAME))
@@ -173,16 +180,18 @@ class Connection:
         """
         self.send_body(dumps(message))
 
-    def send_body(self, body: bytes) -> None:
+    def send_body(self, body: bytes) -> int:
         """
         Queue one already-encoded message body.
+
+        :returns: :obj:`pending_output` now.
         """
-        self._out_size += len(body) + 4
-        if not self._out:
-            self._out.append(frame(body))
+        size = self._out_size = self._out_size + len(body) + 4
+        out = self._out
+        out.append(frame(body))
+        if len(out) == 1:
             self._on_output()
-        else:
-            self._out.append(frame(body))
+        return size
 
     def take_output(self) -> bytes:
         """
@@ -244,21 +253,18 @@ class Connection:
         """
         self.bytes_in += len(data)
         try:
-            self._receive(data)
+            if self.state == "closed":
+                return
+            if self._inflate is not None:
+                self._inflated(data)
+            elif self._handle(self._framer.feed(data)) and self._inflate is not None and self.state != "closed":
+                # Everything after the peer's HELLO is compressed.
+                self._inflated(self._framer.take_buffer())
         except ProtocolError as e:
             self.close(e.code, str(e))
         except Exception as e:
             _log.failure("error while handling a message; closing the link")
             self.close("internal", f"{type(e).__name__} while handling a message")
-
-    def _receive(self, data: bytes) -> None:
-        if self.state == "closed":
-            return
-        if self._inflate is not None:
-            self._inflated(data)
-        elif self._handle(self._framer.feed(data)) and self._inflate is not None and self.state != "closed":
-            # Everything after the peer's HELLO is compressed.
-            self._inflated(self._framer.take_buffer())
 
     def _handle(self, bodies: Any) -> bool:
         """
@@ -277,7 +283,7 @@ class Connection:
                 if head is not None and body.startswith(head):
                     message = _routed_from_peer(body, head, self._routed_ids)
                     if message is not None:
-                        self._on_message(message)
+                        self._on_routed(message)
                         continue
                 message = loads(body)
                 if type(message) is list and message and message[0] == ROUTED and type(message[0]) is int:

@@ -8,6 +8,7 @@ frames queued in one reactor turn go out in one write).
 from __future__ import annotations
 
 import os
+from functools import partial
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional
 
 from twisted.internet import tcp
@@ -128,7 +129,7 @@ class LinkProtocol(Protocol):
         config = LinkConfig(self.owner.name, self.owner.incarnation, self.options.compression,
                             self.options.password, self.options.max_frame, getattr(self.owner, "hidden", False))
         self.conn = Connection(config, self._admit, self._up, self._message, self._closed,
-                               self._want_flush, on_pong=self._pong)
+                               partial(self.owner.mark_dirty, self), on_pong=self._pong, on_routed=self._routed)
         # Writes are already coalesced per reactor turn: Nagle's algorithm
         # would only hold back the small frames (acks, answers) behind them.
         no_delay = getattr(self.transport, "setTcpNoDelay", None)
@@ -274,10 +275,8 @@ class LinkProtocol(Protocol):
         Queue an encoded message body.
         """
         conn = self.conn
-        if conn is not None and not self._closing:
-            conn.send_body(body)
-            if conn.pending_output > self.options.max_backlog:
-                self._check_backlog()
+        if conn is not None and not self._closing and conn.send_body(body) > self.options.max_backlog:
+            self._check_backlog()
 
     def send_message(self, message: list) -> None:
         """
@@ -307,9 +306,6 @@ class LinkProtocol(Protocol):
         """
         if self.conn is not None:
             self.conn.close(code, message)
-
-    def _want_flush(self) -> None:
-        self.owner.mark_dirty(self)
 
     def flush(self) -> None:
         """
@@ -365,6 +361,12 @@ class LinkProtocol(Protocol):
             # A batch (a ROUTED with an eighth item) counts as the payloads it carries.
             self._received += 1 + len(message[7]) if len(message) == 8 and type(message[7]) is list else 1
         self.owner.message_received(self, message)
+
+    def _routed(self, message: list) -> None:
+        # The peer's own stream to us, its fields already checked (see Connection's on_routed).
+        if self.throttle is not None:
+            self._received += 1
+        self.owner.routed_received(self, message)
 
     def _closed(self, code: str, message: str, by_peer: bool) -> None:
         who = self.peer.name if self.peer is not None else address_text(self.transport.getPeer())
