@@ -23,6 +23,7 @@ from lightspeed.message import (
 )
 from lightspeed.liteparts import RTO_MAX, RTO_MIN, WINDOW, Event, Out, WindowFull, lite_tls, \
     open_socket, own_lsa, parse_endpoint, reachable, receive_entries, timeval
+from lightspeed.litetemplate import RequestTemplate
 from lightspeed.specifier import check_name
 from lightspeed.wire.codec import dumps, loads
 from lightspeed.wire.connection import Connection, LinkConfig, PeerInfo
@@ -90,6 +91,7 @@ class LiteLink:
         self._wait: Optional[float] = None  # the read time-out the socket has now
         self._due = 0.0  # when to look at resends and the LSA refresh next (monotonic)
         self._specs: Dict[str, Tuple[Tuple[str, ...], Any, str, bool, bytes]] = {}  # see ClientLite._spec
+        self._templates: Dict[str, RequestTemplate] = {}  # destination -> how requests to it are written
         self._buffer = memoryview(bytearray(READ_SIZE))  # reads land here: no 256 KiB allocation (mmap) per read
 
     # -- the link --------------------------------------------------------------------

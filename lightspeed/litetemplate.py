@@ -1,0 +1,111 @@
+# -*- test-case-name: lightspeed.test.test_litetemplate -*-
+"""
+The fixed bytes of ClientLite's requests to one destination over one
+stream, and of their answers: a request is one ``struct`` pack of its
+frame's head (length, routed head, seq, ack, hops, ttl, payload head) and
+one join of its payload; an answer is taken if its bytes up to the value
+are exactly those a kernel writes for it (one unpack compared with what
+is expected), and only its value is decoded.  Anything else is left to
+the full path (:meth:`lightspeed.litelink.LiteLink._take`), which stays
+the reference: this module accepts no frame that path would refuse.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any, List, Optional, Tuple
+
+from lightspeed.errors import ProtocolError
+from lightspeed.liteparts import Out
+from lightspeed.message import routed_head
+from lightspeed.wire.codec import loads
+
+__all__ = ["RequestTemplate"]
+
+#: Body bytes after the routed head and before the payload: seq, ack, hops, ttl, the payload's head; in a
+#: request (a 32-bit ttl) and in an answer (none).
+_MIDDLE, _ANSWER_MIDDLE = 19, 15
+#: The start of a RESPONSE payload up to its id: a 5-item array, RESPONSE, no sessions, a 32-bit id follows.
+_RESPONSE = b"\x85\x05\x80\x1a"
+
+
+class RequestTemplate:
+    """
+    Requests to one destination (``kernel`` and the :obj:`payload head
+    <lightspeed.liteparts.payload_head>` ``phead``) in the stream ``out``,
+    from one start of the client (``name``, ``incarnation``).
+
+    A request is written as :func:`~lightspeed.message.routed_from` would
+    write it, except that its ttl is a 32-bit integer (as seq and ack
+    already are: valid CBOR, if not the shortest form).
+    """
+
+    __slots__ = ("kernel", "out", "phead", "state", "head", "reply", "pack", "unpack", "unpack_short", "size")
+
+    def __init__(self, kernel: str, out: Out, phead: bytes, state: str, name: str, incarnation: int) -> None:
+        self.kernel, self.out, self.phead, self.state = kernel, out, phead, state
+        #: The routed head of our requests, and of the kernel's answers to us.
+        self.head = routed_head(name, incarnation, kernel, out.incarnation)
+        self.reply = routed_head(kernel, out.incarnation, name, incarnation)
+        #: length, head, 0x1a seq, 0x1a ack, 0x18 hops, 0x1a ttl, 0x58 payload length.
+        self.pack = struct.Struct(">I%dsBIBIBBBIBB" % len(self.head)).pack
+        #: length, reply, 0x1a seq, 0x1a ack, 0x18 (hops skipped), 0xf6 (no ttl), 0x58 payload length,
+        #: _RESPONSE, id, ok: an answer's bytes up to its value.
+        answer = struct.Struct(">I%dsBIBIBxBBB4sIB" % len(self.reply))
+        self.unpack, self.size = answer.unpack_from, answer.size
+        #: The same with a payload under 24 bytes: its head is one byte.
+        self.unpack_short = struct.Struct(">I%dsBIBIBxBB4sIB" % len(self.reply)).unpack_from
+
+    def frame(self, seq: int, ack: int, hops: int, ttl: int, payload: bytes) -> bytes:
+        """
+        The frame of ``payload`` (under 256 bytes) as ``seq`` with ``ack``,
+        ``hops`` (24 to 255) and ``ttl`` (ms, below 2**32).
+        """
+        n = len(payload)
+        return self.pack(len(self.head) + _MIDDLE + n, self.head, 0x1a, seq, 0x1a, ack, 0x18, hops, 0x1a, ttl,
+                         0x58, n) + payload
+
+    def answer(self, data: bytes, max_frame: int, stream: List[int], request_id: int) -> Optional[Tuple[bool, Any]]:
+        """
+        ``(ok, value)`` if ``data`` (one read) is exactly one frame
+        holding the answer to ``request_id`` as a kernel writes it: the
+        reply head, the next seq of ``stream`` (whose start must be the
+        stream's), an ack of everything in :attr:`out`, one-byte hops, no
+        ttl, a payload of at most 255 bytes that ends the frame and is
+        ``[RESPONSE, [], request_id, ok, value]``; then ``out`` is
+        acknowledged and ``stream`` moves on as the full path would move it.
+        :obj:`None` and nothing changed otherwise.  Only a value that
+        cannot nest (not an array, map or tag: its depth does not depend on
+        the array around it) is decoded alone, with :obj:`loads`.
+        """
+        end = len(data)
+        out, reply = self.out, self.reply
+        n = end - 4 - len(reply) - _ANSWER_MIDDLE  # the payload's length, if its head is two bytes
+        if end - 4 > max_frame or stream[0] != out.incarnation:
+            return None
+        if 24 <= n < 256:  # 0x58, the length
+            got = self.unpack(data) if end >= self.size else None
+            if got is None or got[:12] != (end - 4, reply, 0x1a, stream[1] + 1, 0x1a, out.seq, 0x18, 0xf6, 0x58, n,
+                                           _RESPONSE, request_id):
+                return None
+            ok, start = got[12], self.size
+        elif 9 <= n + 1 < 24:  # one byte, 0x40 + the length
+            got = self.unpack_short(data) if end >= self.size - 1 else None
+            if got is None or got[:11] != (end - 4, reply, 0x1a, stream[1] + 1, 0x1a, out.seq, 0x18, 0xf6,
+                                           0x41 + n, _RESPONSE, request_id):
+                return None
+            ok, start = got[11], self.size - 1
+        else:
+            return None
+        first = data[start] if start < end else 0xff
+        if (ok != 0xf5 and ok != 0xf4) or first == 0x5f or first == 0x7f or 0x80 <= first < 0xe0:
+            return None
+        try:
+            value = loads(data[start:])
+        except ProtocolError:
+            return None
+        if out.unacked:
+            out.acked(out.seq)
+        stream[1] += 1
+        stream[2] += 1
+        return ok == 0xf5, value
