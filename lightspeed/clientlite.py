@@ -16,17 +16,18 @@ its streams, and sends again what is not acknowledged while it waits.
 
 from __future__ import annotations
 
+import socket
 import time
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from lightspeed.errors import LinkClosed, RequestTimeout, remote_error
 from lightspeed.litelink import SESSION, LiteLink
-from lightspeed.liteparts import RTO_MIN, Delivery, Event, WindowFull, parse_endpoint, payload_head, \
+from lightspeed.liteparts import RTO_MIN, SENDER, TAIL, Delivery, Event, WindowFull, parse_endpoint, payload_head, \
     request_payload, tls_context
 from lightspeed.litetemplate import RequestTemplate
 from lightspeed.message import CALL, CONTROL, DEFAULT_HOPS, POST, REQUEST, TRACE
 from lightspeed.specifier import check_name, parse
-from lightspeed.wire.codec import check_plain
+from lightspeed.wire.codec import check_plain, dumps_trusted
 from lightspeed.wire.tracehops import check_hops
 
 __all__ = ["ClientLite", "Delivery", "Event", "WindowFull", "parse_endpoint", "tls_context"]
@@ -189,57 +190,67 @@ class ClientLite(LiteLink):
         """
         template = self._templates.get(dest) if type(dest) is str else None
         if template is not None:
-            answer = self._fast(template, args, self.timeout if timeout is None else timeout)
-            if answer is not _NOT_SENT:
-                return answer
+            kernel, out, conn, known = template.kernel, template.out, self._conn, self._known
+            # Ready: the stream the template was made for, the start the adverts name, room, the link up on a
+            # plain socket, nothing queued or half read.
+            if self._out.get(kernel) is out and conn is not None and known is not None \
+                    and known.get(kernel) == out.incarnation and len(out.unacked) < self.window and self._plain \
+                    and not self._reading and self._closed is None and conn.state == "up" and not self._replies \
+                    and not self._partial and not conn.pending_output:
+                answer = self._fast(template, args, self.timeout if timeout is None else timeout)
+                if answer is not _NOT_SENT:
+                    return answer
         kernels, sessions, state, every, head = self._spec(dest)
         if len(kernels) != 1 or every:
             raise ValueError(f"a request goes to one kernel, not {dest!r}")
         try:
             return self._ask(kernels[0], REQUEST, sessions, state, args, timeout, head)
         finally:
-            out = self._out.get(kernels[0])
-            if out is not None and type(dest) is str:  # the next request to dest is written from its template
+            stream = self._out.get(kernels[0])
+            if stream is not None and type(dest) is str:  # the next request to dest is written from its template
                 if len(self._templates) >= MAX_DESTINATIONS:
                     self._templates.clear()
-                self._templates[dest] = RequestTemplate(kernels[0], out, head, state, self.name,
+                self._templates[dest] = RequestTemplate(kernels[0], stream, head, state, self.name,
                                                         self.incarnation)
 
     def _fast(self, template: RequestTemplate, args: Tuple[Any, ...], timeout: float) -> Any:
         """
         A request written from ``template`` in one frame (the ack we owe
-        with it) if its stream is ready, and its answer if the one read
-        after it is exactly that (see :meth:`RequestTemplate.answer`), else
-        :meth:`_late` for it; :data:`_NOT_SENT` if the stream is not ready
-        (a new start, the link not up, a full window, anything queued).
+        with it), its stream ready, and its answer if the one read after it
+        is exactly that (see :meth:`RequestTemplate.answer`), else
+        :meth:`_late` for it; :data:`_NOT_SENT` if it does not fit the
+        template (a payload of 256 bytes or more).
         """
-        kernel, out, conn, known = template.kernel, template.out, self._conn, self._known
-        stream = self._in.get(kernel)
-        if self._out.get(kernel) is not out or stream is None or stream[0] != out.incarnation or conn is None \
-                or not self._plain or self._reading or self._closed is not None or conn.state != "up" \
-                or known is None or known.get(kernel) != out.incarnation or len(out.unacked) >= self.window \
-                or self._replies or conn.pending_output or conn.buffered_input:
-            return _NOT_SENT
+        kernel, out, conn, stream = template.kernel, template.out, self._conn, self._in.get(template.kernel)
         request_id = next(self._ids)
-        payload = request_payload(template.phead, args, request_id)
-        ttl = int(timeout * 1000)
-        if len(payload) > 255 or request_id > 0xffffffff or not 0 <= ttl <= 0xffffffff:
+        check_plain(args)
+        payload = b"".join((template.phead, dumps_trusted(args), TAIL(SENDER, 0x1a, request_id)))
+        n, ttl = len(payload), int(timeout * 1000)
+        if n > 255 or request_id > 0xffffffff or not 0 <= ttl <= 0xffffffff or stream is None or conn is None:
             return _NOT_SENT
         now = time.monotonic()
         ack = stream[1]
         if stream[2]:
             stream[2] = 0
             self._owed.pop(kernel, None)
-        seq = out.push(payload, now + timeout)
-        data = template.frame(seq, ack, DEFAULT_HOPS, ttl, payload)
+        seq = out.seq = out.seq + 1  # Out.push
+        out.unacked[seq] = (payload, now + timeout)
+        data = template.pack(template.fixed + n, template.head, 0x1a, seq, 0x1a, ack, 0x18, DEFAULT_HOPS, 0x1a, ttl,
+                             0x58, n) + payload  # RequestTemplate.frame
         out.sent = now
         conn.frames_out += 1
         conn.bytes_out += len(data)
+        sock, buffer = self._sock, self._buffer
+        assert sock is not None  # _plain: connected
         try:
-            self._sock.sendall(data)  # type: ignore[union-attr]  # _plain: connected
+            sock.sendall(data)
         except OSError:
             return self._late(template, request_id, None, now, timeout, sent=False)
-        got = self._read(self._sock, timeout if timeout < RTO_MIN else RTO_MIN)  # type: ignore[arg-type]
+        wait = timeout if timeout < RTO_MIN else RTO_MIN
+        try:  # LiteLink._read, the read time-out as it is
+            got = buffer[:sock.recv_into(buffer)].tobytes() if wait == self._wait else self._read(sock, wait)
+        except (socket.timeout, BlockingIOError):
+            got = None
         answer = None if got is None else template.answer(got, conn.config.max_frame, stream, request_id)
         if answer is None:
             return self._late(template, request_id, got, now, timeout)

@@ -20,7 +20,7 @@ from lightspeed.wire.codec import dumps
 from lightspeed.wire import CIPHERS
 
 __all__ = ["Delivery", "Event", "Out", "WindowFull", "open_socket", "own_lsa", "parse_endpoint", "payload_head",
-           "reachable", "request_payload", "timeval", "tls_context",
+           "reachable", "request_payload", "SENDER", "TAIL", "timeval", "tls_context",
            "RTO_MIN", "RTO_MAX", "WINDOW"]
 
 
@@ -246,9 +246,9 @@ def payload_head(kind: int, sessions: Any, state: str) -> bytes:
 
 
 #: The payload after the args: the sender session ("lite") and no state, file or line.
-_SENDER = dumps(["lite", None, None, None])[1:]
-#: :data:`_SENDER`, then a request id as a 32-bit integer.
-_TAIL = struct.Struct(f">{len(_SENDER)}sBI").pack
+SENDER = dumps(["lite", None, None, None])[1:]
+#: :data:`SENDER`, then a request id as a 32-bit integer (the REQUEST payload's end after its args).
+TAIL = struct.Struct(f">{len(SENDER)}sBI").pack
 
 
 def request_payload(head: bytes, args: Any, request_id: int) -> bytes:
@@ -259,8 +259,8 @@ def request_payload(head: bytes, args: Any, request_id: int) -> bytes:
     it (an id below 2**32 as a 32-bit integer, valid if not shortest).
     """
     if request_id < 0x100000000:
-        return b"".join((head, dumps(args), _TAIL(_SENDER, 0x1a, request_id)))  # a tuple encodes as a list
-    return b"".join((head, dumps(args), _SENDER, dumps(request_id)))
+        return b"".join((head, dumps(args), TAIL(SENDER, 0x1a, request_id)))  # a tuple encodes as a list
+    return b"".join((head, dumps(args), SENDER, dumps(request_id)))
 
 
 class Out:

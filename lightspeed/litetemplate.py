@@ -16,7 +16,7 @@ import struct
 from typing import Any, List, Optional, Tuple
 
 from lightspeed.errors import ProtocolError
-from lightspeed.liteparts import Out
+from lightspeed.liteparts import RTO_MIN, Out
 from lightspeed.message import routed_head
 from lightspeed.wire.codec import loads
 
@@ -35,12 +35,17 @@ class RequestTemplate:
     <lightspeed.liteparts.payload_head>` ``phead``) in the stream ``out``,
     from one start of the client (``name``, ``incarnation``).
 
-    A request is written as :func:`~lightspeed.message.routed_from` would
-    write it, except that its ttl is a 32-bit integer (as seq and ack
-    already are: valid CBOR, if not the shortest form).
+    :meth:`lightspeed.clientlite.ClientLite._fast` writes a request with
+    :attr:`pack` (its payload under 256 bytes, hops 24 to 255, ttl in ms
+    below 2**32) as :func:`~lightspeed.message.routed_from` would write
+    it, except that its ttl is a 32-bit integer (as seq and ack already
+    are: valid CBOR, if not the shortest form), and the payload's end
+    after the args with :data:`~lightspeed.liteparts.TAIL`, as
+    :obj:`~lightspeed.liteparts.request_payload` does.
     """
 
-    __slots__ = ("kernel", "out", "phead", "state", "head", "reply", "pack", "unpack", "unpack_short", "size")
+    __slots__ = ("kernel", "out", "phead", "state", "head", "reply", "pack", "fixed", "unpack", "unpack_short",
+                 "size")
 
     def __init__(self, kernel: str, out: Out, phead: bytes, state: str, name: str, incarnation: int) -> None:
         self.kernel, self.out, self.phead, self.state = kernel, out, phead, state
@@ -49,21 +54,14 @@ class RequestTemplate:
         self.reply = routed_head(kernel, out.incarnation, name, incarnation)
         #: length, head, 0x1a seq, 0x1a ack, 0x18 hops, 0x1a ttl, 0x58 payload length.
         self.pack = struct.Struct(">I%dsBIBIBBBIBB" % len(self.head)).pack
+        #: A request frame's length but its payload's.
+        self.fixed = len(self.head) + _MIDDLE
         #: length, reply, 0x1a seq, 0x1a ack, 0x18 (hops skipped), 0xf6 (no ttl), 0x58 payload length,
         #: _RESPONSE, id, ok: an answer's bytes up to its value.
         answer = struct.Struct(">I%dsBIBIBxBBB4sIB" % len(self.reply))
         self.unpack, self.size = answer.unpack_from, answer.size
         #: The same with a payload under 24 bytes: its head is one byte.
         self.unpack_short = struct.Struct(">I%dsBIBIBxBB4sIB" % len(self.reply)).unpack_from
-
-    def frame(self, seq: int, ack: int, hops: int, ttl: int, payload: bytes) -> bytes:
-        """
-        The frame of ``payload`` (under 256 bytes) as ``seq`` with ``ack``,
-        ``hops`` (24 to 255) and ``ttl`` (ms, below 2**32).
-        """
-        n = len(payload)
-        return self.pack(len(self.head) + _MIDDLE + n, self.head, 0x1a, seq, 0x1a, ack, 0x18, hops, 0x1a, ttl,
-                         0x58, n) + payload
 
     def answer(self, data: bytes, max_frame: int, stream: List[int], request_id: int) -> Optional[Tuple[bool, Any]]:
         """
@@ -104,8 +102,9 @@ class RequestTemplate:
             value = loads(data[start:])
         except ProtocolError:
             return None
-        if out.unacked:
-            out.acked(out.seq)
+        if out.unacked:  # all of them (Out.acked)
+            out.unacked.clear()
+            out.rto = RTO_MIN
         stream[1] += 1
         stream[2] += 1
         return ok == 0xf5, value

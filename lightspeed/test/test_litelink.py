@@ -21,7 +21,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from lightspeed.clientlite import ClientLite, Delivery, Event, WindowFull
 from lightspeed.errors import NoRoute, RequestTimeout
 from lightspeed.message import (
-    DEFAULT_HOPS, LSA, POST, REQUEST, RESPONSE, ROUTED, TRACE, UNDELIVERABLE, parse_routed, routed_body,
+    DEFAULT_HOPS, LSA, POST, REQUEST, RESPONSE, ROUTED, TRACE, UNDELIVERABLE, parse_routed,
     routed_from, routed_head,
 )
 from lightspeed.wire.codec import dumps, loads
@@ -49,6 +49,7 @@ class ScriptedServer:
         self.listener.listen(1)
         self.others = others or {}
         self.payloads: List[tuple] = []
+        self.ttls: List[Optional[int]] = []  # of each payload's message
         self.on_up: Callable[[Any, PeerInfo], None] = lambda server, peer: server.advertise()
         self.on_payload: Callable[[Any, int, Any], None] = lambda server, seq, payload: None
         self.on_trace: Callable[[Any, list], None] = lambda server, message: None
@@ -103,10 +104,11 @@ class ScriptedServer:
             self.on_trace(self, message)
         if message[0] != ROUTED:
             return
-        _, _, entries, _, _, payload = parse_routed(message)
+        _, _, entries, _, ttl, payload = parse_routed(message)
         if payload:
             seq = entries[0][2]
             decoded = loads(payload)
+            self.ttls.append(ttl)
             with self.got:
                 self.payloads.append((seq, entries[0][0], decoded))
                 self.got.notify_all()
@@ -378,9 +380,13 @@ class QuickPathTests(SynchronousTestCase):
         client.request("poe://srv/s/x", 1)  # the server's stream to us begins
         taken: List[bytes] = []
         client._take = lambda conn, data: taken.append(data)  # type: ignore[method-assign]
-        self.assertEqual([client.request("poe://srv/s/x", n) for n in (2, 3)], [4, 6])
+        self.assertEqual([client.request("poe://srv/s/x", n, timeout=7) for n in (2, 3)], [4, 6])
         self.assertEqual((taken, client._out[SERVER].unacked, client._in[SERVER][:2], list(client._owed)),
                          ([], {}, [INCARNATION, 3], [SERVER]))
+        # Written from the destination's template: the kernels' parsers read the same fields.
+        self.assertEqual([(seq, payload[:8]) for seq, _, payload in server.payloads[1:]],
+                         [(n, [REQUEST, ["s"], "x", [n], "lite", None, None, None]) for n in (2, 3)])
+        self.assertEqual(server.ttls[1:], [7000, 7000])
 
     def test_answer_for_another_id_not_taken(self):
         """When a hostile server answers a request first with an answer for another id, then that answer is

@@ -1,7 +1,6 @@
 # -*- test-case-name: lightspeed.test.test_litetemplate -*-
 """
-:obj:`lightspeed.litetemplate.RequestTemplate` on bytes alone: requests
-written as the kernels' own encoder writes them, and answers taken only
+:obj:`lightspeed.litetemplate.RequestTemplate` on bytes alone: answers taken only
 when the full path (decode, :obj:`~lightspeed.message.parse_routed`,
 :obj:`~lightspeed.liteparts.receive_entries`,
 :obj:`~lightspeed.message.parse_payload`) takes them, with its outcome.
@@ -15,7 +14,7 @@ from typing import Any, List, Optional, Tuple
 from twisted.trial.unittest import SynchronousTestCase
 
 from lightspeed.errors import ProtocolError
-from lightspeed.liteparts import Out, payload_head, receive_entries, request_payload
+from lightspeed.liteparts import Out, payload_head, receive_entries
 from lightspeed.litetemplate import RequestTemplate
 from lightspeed.message import (
     DEFAULT_HOPS, POST, REQUEST, RESPONSE, ROUTED, parse_payload, parse_routed, routed_body, routed_from,
@@ -80,22 +79,6 @@ def full(data: bytes, max_frame: int = 1 << 20) -> Tuple[Any, List[int], List[in
     return (body[3], body[4]), sorted(out.unacked), streams["k"]
 
 
-class RequestTests(SynchronousTestCase):
-    def test_request_frame(self) -> None:
-        """When a request is written from the template, then it is the kernels' own ROUTED frame of that
-        payload, with a 32-bit ttl, which decodes to the same fields."""
-        out, _ = state()
-        t = template(out)
-        payload = request_payload(t.phead, ("a", 1), ID)
-        data = t.frame(5, 7, DEFAULT_HOPS, 10_000, payload)
-        self.assertEqual(struct.unpack_from(">I", data)[0], len(data) - 4)
-        self.assertEqual(parse_routed(loads(data[4:])),
-                         ("me", 1, [("k", 5, 5, 7)], DEFAULT_HOPS, 10_000, payload))
-        expected = routed_from(routed_head("me", 1, "k", 5), 5, 7, DEFAULT_HOPS, 10_000, payload)
-        self.assertEqual(loads(data[4:]), loads(expected))
-        self.assertEqual(loads(payload), [REQUEST, ["echo"], "ask", ["a", 1], "lite", None, None, None, ID])
-
-
 class AnswerTests(SynchronousTestCase):
     def test_answer(self) -> None:
         """When one read is exactly the next answer to the request, acknowledging all, then its value, the
@@ -109,11 +92,11 @@ class AnswerTests(SynchronousTestCase):
 
     def test_other_forms_left(self) -> None:
         """When the answer is one the full path takes but in another form (a ttl, part of the window
-        acknowledged, few hops, a value that nests (as an error's), a payload of 256 bytes or more), then None and nothing
-        changed: the full path takes it."""
+        acknowledged, few hops, a value that nests (as an error's), a payload of 256 bytes or more, integers
+        in their shortest form), then None and nothing changed: the full path takes it."""
         untouched = (None, [1, 2, 3, 4], [5, 0, 0])
-        for data in (answer_frame(ttl=300), answer_frame(ack=3), answer_frame(hops=3), answer_frame(["E", "m"], ok=False),
-                     answer_frame({"a": 1}), answer_frame(b"x" * 300), answer_frame(shortest=True)):
+        for data in (answer_frame(ttl=300), answer_frame(ack=3), answer_frame(hops=3),
+                     answer_frame(["E", "m"], ok=False), answer_frame({"a": 1}), answer_frame(b"x" * 300), answer_frame(shortest=True)):
             self.assertIsNotNone(full(data)[0])
             self.assertEqual(fast(data), untouched)
 
