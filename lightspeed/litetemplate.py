@@ -27,6 +27,9 @@ __all__ = ["RequestTemplate"]
 _MIDDLE, _ANSWER_MIDDLE = 19, 15
 #: The start of a RESPONSE payload up to its id: a 5-item array, RESPONSE, no sessions, a 32-bit id follows.
 _RESPONSE = b"\x85\x05\x80\x1a"
+#: By a CBOR item's first byte: whether it is one that cannot nest, decoded alone as in its array (integers,
+#: definite byte and text strings, simple values, floats; not arrays, maps, tags or indefinite strings).
+_LEAF = bytes(0 if byte in (0x5f, 0x7f) or 0x80 <= byte < 0xe0 else 1 for byte in range(256))
 
 
 class RequestTemplate:
@@ -45,7 +48,7 @@ class RequestTemplate:
     """
 
     __slots__ = ("kernel", "out", "phead", "state", "head", "reply", "pack", "fixed", "unpack", "unpack_short",
-                 "size")
+                 "size", "start")
 
     def __init__(self, kernel: str, out: Out, phead: bytes, state: str, name: str, incarnation: int) -> None:
         self.kernel, self.out, self.phead, self.state = kernel, out, phead, state
@@ -57,11 +60,13 @@ class RequestTemplate:
         #: A request frame's length but its payload's.
         self.fixed = len(self.head) + _MIDDLE
         #: length, reply, 0x1a seq, 0x1a ack, 0x18 (hops skipped), 0xf6 (no ttl), 0x58 payload length,
-        #: _RESPONSE, id, ok: an answer's bytes up to its value.
-        answer = struct.Struct(">I%dsBIBIBxBBB4sIB" % len(self.reply))
+        #: _RESPONSE, id, ok, the value's first byte: an answer's bytes up to its value, and its head's first.
+        answer = struct.Struct(">I%dsBIBIBxBBB4sIBB" % len(self.reply))
         self.unpack, self.size = answer.unpack_from, answer.size
         #: The same with a payload under 24 bytes: its head is one byte.
-        self.unpack_short = struct.Struct(">I%dsBIBIBxBB4sIB" % len(self.reply)).unpack_from
+        self.unpack_short = struct.Struct(">I%dsBIBIBxBB4sIBB" % len(self.reply)).unpack_from
+        #: Where an answer's payload starts, if its head is two bytes.
+        self.start = 4 + len(self.reply) + _ANSWER_MIDDLE
 
     def answer(self, data: bytes, max_frame: int, stream: List[int], request_id: int) -> Optional[Tuple[bool, Any]]:
         """
@@ -78,29 +83,28 @@ class RequestTemplate:
         """
         end = len(data)
         out, reply = self.out, self.reply
-        n = end - 4 - len(reply) - _ANSWER_MIDDLE  # the payload's length, if its head is two bytes
+        n = end - self.start  # the payload's length, if its head is two bytes
         if end - 4 > max_frame or stream[0] != out.incarnation:
             return None
-        if 24 <= n < 256:  # 0x58, the length
-            got = self.unpack(data) if end >= self.size else None
-            if got is None or got[:12] != (end - 4, reply, 0x1a, stream[1] + 1, 0x1a, out.seq, 0x18, 0xf6, 0x58, n,
-                                           _RESPONSE, request_id):
-                return None
-            ok, start = got[12], self.size
-        elif 9 <= n + 1 < 24:  # one byte, 0x40 + the length
-            got = self.unpack_short(data) if end >= self.size - 1 else None
-            if got is None or got[:11] != (end - 4, reply, 0x1a, stream[1] + 1, 0x1a, out.seq, 0x18, 0xf6,
-                                           0x41 + n, _RESPONSE, request_id):
-                return None
-            ok, start = got[11], self.size - 1
-        else:
-            return None
-        first = data[start] if start < end else 0xff
-        if (ok != 0xf5 and ok != 0xf4) or first == 0x5f or first == 0x7f or 0x80 <= first < 0xe0:
-            return None
         try:
+            if 24 <= n < 256:  # 0x58, the length
+                got = self.unpack(data)
+                if got[:12] != (end - 4, reply, 0x1a, stream[1] + 1, 0x1a, out.seq, 0x18, 0xf6, 0x58, n, _RESPONSE,
+                                request_id):
+                    return None
+                ok, first, start = got[12], got[13], self.size - 1
+            elif 9 <= n + 1 < 24:  # one byte, 0x40 + the length
+                got = self.unpack_short(data)
+                if got[:11] != (end - 4, reply, 0x1a, stream[1] + 1, 0x1a, out.seq, 0x18, 0xf6, 0x41 + n, _RESPONSE,
+                                request_id):
+                    return None
+                ok, first, start = got[11], got[12], self.size - 2
+            else:
+                return None
+            if (ok != 0xf5 and ok != 0xf4) or not _LEAF[first]:
+                return None
             value = loads(data[start:])
-        except ProtocolError:
+        except (struct.error, ProtocolError):  # shorter than that; not CBOR
             return None
         if out.unacked:  # all of them (Out.acked)
             out.unacked.clear()
