@@ -16,23 +16,26 @@ its streams, and sends again what is not acknowledged while it waits.
 
 from __future__ import annotations
 
+import socket
 import time
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from lightspeed.errors import LinkClosed, RequestTimeout, remote_error
 from lightspeed.litelink import SESSION, LiteLink
-from lightspeed.liteparts import RTO_MIN, Delivery, Event, Out, WindowFull, parse_endpoint, payload_head, \
-    quick_answer, request_payload, tls_context
-from lightspeed.message import CALL, CONTROL, POST, REQUEST, TRACE
-from lightspeed.wire.framing import frame
+from lightspeed.liteparts import RTO_MIN, SENDER, TAIL, Delivery, Event, WindowFull, parse_endpoint, payload_head, \
+    request_payload, tls_context
+from lightspeed.litetemplate import RequestTemplate
+from lightspeed.message import CALL, CONTROL, DEFAULT_HOPS, POST, REQUEST, TRACE
 from lightspeed.specifier import check_name, parse
-from lightspeed.wire.codec import check_plain
+from lightspeed.wire.codec import check_plain, dumps_trusted
 from lightspeed.wire.tracehops import check_hops
 
 __all__ = ["ClientLite", "Delivery", "Event", "WindowFull", "parse_endpoint", "tls_context"]
 
 #: The most parsed destination strings a client keeps (then it starts again).
 MAX_DESTINATIONS = 1024
+#: What :meth:`ClientLite._fast` returns when it sent nothing (the stream was not ready).
+_NOT_SENT = object()
 
 
 class ClientLite(LiteLink):
@@ -185,10 +188,101 @@ class ClientLite(LiteLink):
         :raises RemoteError: (or NoSuchSession, NoRoute) if it failed there.
         :raises EncodeError: if ``args`` hold anything but plain values.
         """
+        template = self._templates.get(dest) if type(dest) is str else None
+        if template is not None:
+            kernel, out, conn, known = template.kernel, template.out, self._conn, self._known
+            # Ready: the stream the template was made for, the start the adverts name, room, the link up on a
+            # plain socket, nothing queued or half read.
+            if self._out.get(kernel) is out and conn is not None and known is not None \
+                    and known.get(kernel) == out.incarnation and len(out.unacked) < self.window and self._plain \
+                    and not self._reading and self._closed is None and conn.state == "up" and not self._replies \
+                    and not self._partial and not conn.pending_output:
+                answer = self._fast(template, args, self.timeout if timeout is None else timeout)
+                if answer is not _NOT_SENT:
+                    return answer
         kernels, sessions, state, every, head = self._spec(dest)
         if len(kernels) != 1 or every:
             raise ValueError(f"a request goes to one kernel, not {dest!r}")
-        return self._ask(kernels[0], REQUEST, sessions, state, args, timeout, head)
+        try:
+            return self._ask(kernels[0], REQUEST, sessions, state, args, timeout, head)
+        finally:
+            stream = self._out.get(kernels[0])
+            if stream is not None and type(dest) is str:  # the next request to dest is written from its template
+                if len(self._templates) >= MAX_DESTINATIONS:
+                    self._templates.clear()
+                self._templates[dest] = RequestTemplate(kernels[0], stream, head, state, self.name,
+                                                        self.incarnation)
+
+    def _fast(self, template: RequestTemplate, args: Tuple[Any, ...], timeout: float) -> Any:
+        """
+        A request written from ``template`` in one frame (the ack we owe
+        with it), its stream ready, and its answer if the one read after it
+        is exactly that (see :meth:`RequestTemplate.answer`), else
+        :meth:`_late` for it; :data:`_NOT_SENT` if it does not fit the
+        template (a payload of 256 bytes or more).
+        """
+        kernel, out, conn, stream = template.kernel, template.out, self._conn, self._in.get(template.kernel)
+        request_id = next(self._ids)
+        check_plain(args)
+        payload = b"".join((template.phead, dumps_trusted(args), TAIL(SENDER, 0x1a, request_id)))
+        n, ttl = len(payload), int(timeout * 1000)
+        if n > 255 or request_id > 0xffffffff or not 0 <= ttl <= 0xffffffff or stream is None or conn is None:
+            return _NOT_SENT
+        now = time.monotonic()
+        ack = stream[1]
+        if stream[2]:
+            stream[2] = 0
+            self._owed.pop(kernel, None)
+        seq = out.seq = out.seq + 1  # Out.push
+        out.unacked[seq] = (payload, now + timeout)
+        data = template.pack(template.fixed + n, template.head, 0x1a, seq, 0x1a, ack, 0x18, DEFAULT_HOPS, 0x1a, ttl,
+                             0x58, n) + payload  # RequestTemplate.frame
+        out.sent = now
+        conn.frames_out += 1
+        conn.bytes_out += len(data)
+        sock, buffer = self._sock, self._buffer
+        assert sock is not None  # _plain: connected
+        try:
+            sock.sendall(data)
+        except OSError:
+            return self._late(template, request_id, None, now, timeout, sent=False)
+        wait = timeout if timeout < RTO_MIN else RTO_MIN
+        try:  # LiteLink._read, the read time-out as it is
+            got = buffer[:sock.recv_into(buffer)].tobytes() if wait == self._wait else self._read(sock, wait)
+        except (socket.timeout, BlockingIOError):
+            got = None
+        answer = None if got is None else template.answer(got, conn.config.max_frame, stream, request_id)
+        if answer is None:
+            return self._late(template, request_id, got, now, timeout)
+        conn.frames_in += 1
+        conn.bytes_in += len(got)  # type: ignore[arg-type]
+        if kernel not in self._owed:
+            self._owed[kernel] = now
+        if now >= self._due or len(self._owed) > 1:
+            self._housekeeping()
+        return answer[1] if answer[0] else _result(*answer)
+
+    def _late(self, template: RequestTemplate, request_id: int, got: Optional[bytes], now: float,
+              timeout: float, sent: bool = True) -> Any:
+        """
+        The answer to ``request_id`` when it was not taken at once: ``got``
+        (the read after it, :obj:`None` if nothing came) handled as any
+        read, then waited for; if it was not ``sent`` (the write failed),
+        sent again with a new link.
+        """
+        self._waiting[request_id] = template.kernel  # an answer from another kernel is not this one's
+        try:
+            if not sent:
+                self._drop()
+                self._ensure()  # sends it again, with everything not acknowledged
+            else:
+                if got is not None:
+                    self._take(self._conn, got)  # type: ignore[arg-type]  # up: it was just read from
+                self._housekeeping()
+            return self._answer(request_id, now + timeout, "no answer to {!r} from kernel {!r} within {} s",
+                                template.state, template.kernel, timeout)
+        finally:
+            self._forget(request_id)
 
     def control(self, kernel: str, op: str, *args: Any, sessions: Any = "*", timeout: Optional[float] = None) -> Any:
         """
@@ -204,63 +298,16 @@ class ClientLite(LiteLink):
         ``head``: its :obj:`payload_head`, if known) and wait for its answer.
         """
         timeout = self.timeout if timeout is None else timeout
-        now = time.monotonic()
-        deadline = now + timeout
+        deadline = time.monotonic() + timeout
         request_id = next(self._ids)
         payload = request_payload(head or payload_head(kind, sessions, state), args, request_id)
         self._waiting[request_id] = kernel  # an answer from another kernel is not this one's
-        out, conn, known = self._out.get(kernel), self._conn, self._known
         try:
-            if out is not None and conn is not None and self._plain and not self._reading and self._closed is None \
-                    and conn.state == "up" and known is not None and known.get(kernel) == out.incarnation \
-                    and len(out.unacked) < self.window and not conn.pending_output and not self._replies:
-                # The stream is ready: the link up, a plain socket, nothing queued, the start the adverts name, room.
-                answer = self._quick(kernel, out, payload, request_id, now, timeout)
-                if answer is not None:
-                    return _result(*answer)
-            else:
-                self._payload(kernel, payload, timeout, deadline)
+            self._payload(kernel, payload, timeout, deadline)
             return self._answer(request_id, deadline, "no answer to {!r} from kernel {!r} within {} s", state,
                                 kernel, timeout)
         finally:
             self._forget(request_id)
-
-    def _quick(self, kernel: str, out: Out, payload: bytes, request_id: int, now: float,
-               timeout: float) -> Optional[Tuple[bool, Any]]:
-        """
-        Send a request in one frame (the ack we owe ``kernel`` with it) and
-        read once: ``(ok, value)`` if that read is exactly one frame with
-        its answer (see :obj:`lightspeed.liteparts.quick_answer`), else
-        :obj:`None`, what was read handled as any read.
-        """
-        conn, sock = self._conn, self._sock
-        assert conn is not None and sock is not None
-        stream = self._in.get(kernel)
-        data = frame(self._routed_body(kernel, out, out.push(payload, now + timeout), stream, now))
-        out.sent = now
-        conn.frames_out += 1
-        conn.bytes_out += len(data)
-        try:
-            sock.sendall(data)
-        except OSError:
-            self._drop()
-            self._ensure()  # sends it again, with everything not acknowledged
-            return None
-        got = self._read(sock, timeout if timeout < RTO_MIN else RTO_MIN)
-        answer = None
-        if got and stream is not None and not conn.buffered_input:
-            answer = quick_answer(got, conn.config.max_frame, kernel, out, stream, self.name, self.incarnation,
-                                  request_id)
-            if answer is not None:
-                conn.frames_in += 1
-                conn.bytes_in += len(got)
-                if kernel not in self._owed:
-                    self._owed[kernel] = now
-        if answer is None and got is not None:
-            self._take(conn, got)
-        if answer is None or now >= self._due or len(self._owed) > 1:
-            self._housekeeping()
-        return answer
 
     def _answer(self, request_id: int, deadline: float, late: str, *fields: Any) -> Any:
         """

@@ -23,6 +23,7 @@ from lightspeed.message import (
 )
 from lightspeed.liteparts import RTO_MAX, RTO_MIN, WINDOW, Event, Out, WindowFull, lite_tls, \
     open_socket, own_lsa, parse_endpoint, reachable, receive_entries, timeval
+from lightspeed.litetemplate import RequestTemplate
 from lightspeed.specifier import check_name
 from lightspeed.wire.codec import dumps, loads
 from lightspeed.wire.connection import Connection, LinkConfig, PeerInfo
@@ -86,10 +87,12 @@ class LiteLink:
         # Answers owed to requests that came in: sent once the read that brought them is handled.
         self._replies: List[Tuple[str, bytes]] = []
         self._reading = False  # inside Connection.receive: no socket I/O, no nested read
+        self._partial = 0  # bytes of a frame not complete after the last read (Connection.buffered_input)
         self._plain = False  # a blocking socket without TLS: reads wait with SO_RCVTIMEO (one syscall, no poll)
         self._wait: Optional[float] = None  # the read time-out the socket has now
         self._due = 0.0  # when to look at resends and the LSA refresh next (monotonic)
         self._specs: Dict[str, Tuple[Tuple[str, ...], Any, str, bool, bytes]] = {}  # see ClientLite._spec
+        self._templates: Dict[str, RequestTemplate] = {}  # destination -> how requests to it are written
         self._buffer = memoryview(bytearray(READ_SIZE))  # reads land here: no 256 KiB allocation (mmap) per read
 
     # -- the link --------------------------------------------------------------------
@@ -107,7 +110,7 @@ class LiteLink:
         again = [(k, out) for k, out in self._out.items() if out.unacked]  # a reconnect: what was not acknowledged
         sock = open_socket(self.family, self.address, self._tls, self.connect_timeout,
                            max(self.timeout, self.connect_timeout))
-        self._sock, self._closed, self._plain, self._wait = sock, None, self._tls is None, None
+        self._sock, self._closed, self._plain, self._wait, self._partial = sock, None, self._tls is None, None, 0
         config = LinkConfig(self.name, self.incarnation, False, self._password, hidden=True,
                             batch=False)  # it reads one payload per ROUTED message
         self._conn = Connection(config, lambda name, incarnation: None, self._up, self._message, self._on_close,
@@ -200,6 +203,7 @@ class LiteLink:
             conn.receive(data)
         finally:
             self._reading = False
+            self._partial = conn.buffered_input
 
     def _read(self, sock: socket.socket, wait: float) -> Optional[bytes]:
         """

@@ -13,18 +13,16 @@ import struct
 from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 
 from lightspeed.adverts import AdvertSigner
-from lightspeed.errors import LightspeedError, ProtocolError
-from lightspeed.message import LSA, RESPONSE, parse_payload, routed_head
+from lightspeed.errors import LightspeedError
+from lightspeed.message import LSA
 from lightspeed.router import LinkState
-from lightspeed.wire.codec import dumps, loads
-from lightspeed.wire.framing import HEADER
+from lightspeed.wire.codec import dumps
 from lightspeed.wire import CIPHERS
 
 __all__ = ["Delivery", "Event", "Out", "WindowFull", "open_socket", "own_lsa", "parse_endpoint", "payload_head",
-           "quick_answer", "reachable", "request_payload", "timeval", "tls_context",
+           "reachable", "request_payload", "SENDER", "TAIL", "timeval", "tls_context",
            "RTO_MIN", "RTO_MAX", "WINDOW"]
 
-_unpack_from = HEADER.unpack_from
 
 #: Retransmission: the first and the longest wait for an ack, in seconds.
 RTO_MIN, RTO_MAX = 1.0, 30.0
@@ -248,7 +246,9 @@ def payload_head(kind: int, sessions: Any, state: str) -> bytes:
 
 
 #: The payload after the args: the sender session ("lite") and no state, file or line.
-_SENDER = dumps(["lite", None, None, None])[1:]
+SENDER = dumps(["lite", None, None, None])[1:]
+#: :data:`SENDER`, then a request id as a 32-bit integer (the REQUEST payload's end after its args).
+TAIL = struct.Struct(f">{len(SENDER)}sBI").pack
 
 
 def request_payload(head: bytes, args: Any, request_id: int) -> bytes:
@@ -258,8 +258,9 @@ def request_payload(head: bytes, args: Any, request_id: int) -> bytes:
     plain) and ``request_id``, as ``dumps`` of the whole list would make
     it (an id below 2**32 as a 32-bit integer, valid if not shortest).
     """
-    tail = b"\x1a" + request_id.to_bytes(4, "big") if request_id < 0x100000000 else dumps(request_id)
-    return b"".join((head, dumps(args), _SENDER, tail))  # a tuple encodes as the array a list would
+    if request_id < 0x100000000:
+        return b"".join((head, dumps(args), TAIL(SENDER, 0x1a, request_id)))  # a tuple encodes as a list
+    return b"".join((head, dumps(args), SENDER, dumps(request_id)))
 
 
 class Out:
@@ -273,8 +274,6 @@ class Out:
         self.rto = RTO_MIN
         #: The start of each ROUTED body of this stream (see :func:`lightspeed.message.routed_head`).
         self.head: Optional[bytes] = None
-        #: The start of a ROUTED body the other way, from this start of the kernel to us (see :func:`quick_answer`).
-        self.reply: Optional[bytes] = None
 
     def push(self, payload: bytes, expires: Optional[float]) -> int:
         """Number ``payload`` (until ``expires``, monotonic) and keep it until acknowledged: its seq."""
@@ -350,95 +349,3 @@ def receive_entries(name: str, incarnation: int, origin: str, origin_incarnation
             stream[1] = seq  # a tombstone: the origin gave up everything up to seq
             deliver = not tombstone
     return deliver
-
-
-def quick_answer(data: bytes, max_frame: int, kernel: str, out: Out, stream: List[int], name: str,
-                 incarnation: int, request_id: int) -> Optional[Tuple[bool, Any]]:
-    """
-    ``(ok, value)`` of the RESPONSE to ``request_id`` if ``data`` (one
-    read) is exactly one frame holding it: a ROUTED message from ``kernel``
-    at ``out``'s start and ``stream``'s, with one entry, to this start of
-    the client (``name``, ``incarnation``), the next in order (``stream``'s
-    delivered + 1).  Then its ack is applied to ``out``, and ``stream``
-    moves on (one more ack owed), as the full path would.
-
-    Only the payload is decoded: the message's start must be the bytes
-    :func:`~lightspeed.message.routed_head` makes for this stream, then
-    four unsigned integers (seq, ack, hops, ttl or null) and a byte string
-    that ends the frame, each read from its CBOR head.  Anything else
-    (another message, another id, another encoding, a field of the wrong
-    type, malformed CBOR): :obj:`None`, nothing changed, for the full path
-    to handle (and refuse).
-    """
-    reply = out.reply
-    if reply is None:
-        reply = out.reply = routed_head(kernel, out.incarnation, name, incarnation)
-    end = len(data)
-    if end - 4 > max_frame or stream[0] != out.incarnation or not data.startswith(reply, 4) \
-            or _unpack_from(data)[0] != end - 4:
-        return None
-    try:
-        seq, ack, i, size = _routed_tail(data, 4 + len(reply))
-        if seq != stream[1] + 1 or not size or i + size != end:
-            return None
-        body = parse_payload(loads(data[i:]))
-    except (ValueError, IndexError, struct.error, ProtocolError):
-        return None
-    if body[0] != RESPONSE or body[2] != request_id:
-        return None
-    if ack and out.unacked:
-        out.acked(ack)
-    stream[1] = seq
-    stream[2] += 1
-    return body[3], body[4]
-
-
-def _routed_tail(data: bytes, i: int) -> Tuple[int, int, int, int]:
-    """
-    ``(seq, ack, offset of the payload, its length)`` of the ROUTED fields
-    from ``data[i]`` on: seq, ack, hops, ttl or null, the payload's head.
-
-    :raises ValueError: (or IndexError, struct.error) if they are not there.
-    """
-    seq_head, seq, ack_head, ack, hops_head, _, ttl = _USUAL.unpack_from(data, i)
-    if seq_head == 0x1a == ack_head and hops_head == 0x18 and ttl == 0xf6:  # as routed_from writes them
-        i += 13
-    else:
-        seq, i = _head_at(data, i, 0)
-        ack, i = _head_at(data, i, 0)
-        _, i = _head_at(data, i, 0)  # hops
-        i = i + 1 if data[i] == 0xf6 else _head_at(data, i, 0)[1]  # no ttl, or one
-    size = data[i] - 0x40
-    if 0 <= size < 24:
-        return seq, ack, i + 1, size
-    if size == 24:  # a payload of 24 to 255 bytes, the usual answer
-        return seq, ack, i + 2, data[i + 1]
-    size, i = _head_at(data, i, 0x40)
-    return seq, ack, i, size
-
-
-#: seq and ack as 32-bit integers, hops as one byte after 0x18, no ttl: what kernels write (routed_from).
-_USUAL = struct.Struct(">BIBIBBB")
-_U16, _U32, _U64 = struct.Struct(">H").unpack_from, struct.Struct(">I").unpack_from, struct.Struct(">Q").unpack_from
-
-
-def _head_at(data: bytes, i: int, major: int) -> Tuple[int, int]:
-    """
-    ``(argument, offset after it)`` of the CBOR head at ``data[i]`` of
-    major type ``major`` (0: an unsigned integer, 0x40: a byte string's
-    length).
-
-    :raises ValueError: if it is another (or an indefinite length).
-    """
-    n = data[i] - major
-    if 0 <= n < 24:
-        return n, i + 1
-    if n == 24:
-        return data[i + 1], i + 2
-    if n == 25:
-        return _U16(data, i + 1)[0], i + 3
-    if n == 26:
-        return _U32(data, i + 1)[0], i + 5
-    if n == 27:
-        return _U64(data, i + 1)[0], i + 9
-    raise ValueError("not that head")

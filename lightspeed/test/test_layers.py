@@ -137,8 +137,9 @@ LAYERS = [
         # Programs and clients outside a node.  cli may import clientlite
         # (same layer); __main__ runs cli.
         "edges",
-        modules=["lightspeed.__main__", "lightspeed.clientlite", "lightspeed.litelink", "lightspeed.liteparts", "lightspeed.cli",
-                 "lightspeed.cliutil", "lightspeed.clicommands", "lightspeed.clibench"],
+        modules=["lightspeed.__main__", "lightspeed.clientlite", "lightspeed.litelink", "lightspeed.liteparts",
+                 "lightspeed.litetemplate", "lightspeed.cli", "lightspeed.cliutil", "lightspeed.clicommands",
+                 "lightspeed.clibench"],
         may_import=["errors", "wire"],
         # The `certs` subcommand makes certificates.  ClientLite signs its
         # own LSA with the kernels' signer (lightspeed.adverts, pure: no

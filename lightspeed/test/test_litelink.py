@@ -20,9 +20,8 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from lightspeed.clientlite import ClientLite, Delivery, Event, WindowFull
 from lightspeed.errors import NoRoute, RequestTimeout
-from lightspeed.liteparts import Out, quick_answer
 from lightspeed.message import (
-    DEFAULT_HOPS, LSA, POST, REQUEST, RESPONSE, ROUTED, TRACE, UNDELIVERABLE, parse_routed, routed_body,
+    DEFAULT_HOPS, LSA, POST, REQUEST, RESPONSE, ROUTED, TRACE, UNDELIVERABLE, parse_routed,
     routed_from, routed_head,
 )
 from lightspeed.wire.codec import dumps, loads
@@ -50,6 +49,7 @@ class ScriptedServer:
         self.listener.listen(1)
         self.others = others or {}
         self.payloads: List[tuple] = []
+        self.ttls: List[Optional[int]] = []  # of each payload's message
         self.on_up: Callable[[Any, PeerInfo], None] = lambda server, peer: server.advertise()
         self.on_payload: Callable[[Any, int, Any], None] = lambda server, seq, payload: None
         self.on_trace: Callable[[Any, list], None] = lambda server, message: None
@@ -79,12 +79,15 @@ class ScriptedServer:
             self.conn.send_message([LSA, kernel, self.others[kernel], 1, [[SERVER, 1]], None, {}])
 
     def routed(self, origin: str, seq: int, ack: int, payload: Any) -> None:
-        """Send the client one ROUTED message from ``origin`` (``payload`` None: an ack alone)."""
+        """
+        Send the client one ROUTED message from ``origin`` (``payload`` None: an ack alone), as a kernel
+        writes it (:obj:`routed_from`).
+        """
         assert self.conn is not None and self.peer is not None
         incarnation = INCARNATION if origin == SERVER else self.others[origin]
         body = b"" if payload is None else dumps(payload)
-        self.conn.send_body(routed_body(origin, incarnation, [(self.peer.name, self.peer.incarnation, seq, ack)],
-                                        DEFAULT_HOPS, None, body))
+        head = routed_head(origin, incarnation, self.peer.name, self.peer.incarnation)
+        self.conn.send_body(routed_from(head, seq, ack, DEFAULT_HOPS, None, body))
 
     def wait(self, count: int) -> List[tuple]:
         """The payloads once there are ``count`` of them (10 s at most)."""
@@ -101,10 +104,11 @@ class ScriptedServer:
             self.on_trace(self, message)
         if message[0] != ROUTED:
             return
-        _, _, entries, _, _, payload = parse_routed(message)
+        _, _, entries, _, ttl, payload = parse_routed(message)
         if payload:
             seq = entries[0][2]
             decoded = loads(payload)
+            self.ttls.append(ttl)
             with self.got:
                 self.payloads.append((seq, entries[0][0], decoded))
                 self.got.notify_all()
@@ -361,50 +365,6 @@ class ReentrancyTests(SynchronousTestCase):
         self.assertRaises(RuntimeError, client._pump, lambda: False, 0.0)
 
 
-class QuickAnswerTests(SynchronousTestCase):
-    """:obj:`lightspeed.liteparts.quick_answer`, the answer read without the full path, on bytes alone."""
-
-    def frame(self, origin="k", origin_incarnation=5, dest=("me", 1), seq=1, ack=3, payload=None, ttl=None,
-              extra=b""):
-        body = dumps([RESPONSE, [], 42, True, "v"]) if payload is None else payload
-        data = routed_body(origin, origin_incarnation, [(dest[0], dest[1], seq, ack)], DEFAULT_HOPS, ttl, body)
-        return struct.pack(">I", len(data) + len(extra)) + data + extra
-
-    def answer(self, data, max_frame=1 << 20):
-        out = Out(5)
-        for _ in range(4):
-            out.push(b"p", None)
-        stream = [5, 0, 0]
-        got = quick_answer(data, max_frame, "k", out, stream, "me", 1, 42)
-        return got, sorted(out.unacked), stream
-
-    def test_answer(self):
-        """When one read is exactly the next answer to the request, then its value, its ack applied, the
-        stream moved on with one ack owed; in either integer form (shortest, 32-bit) and with a ttl."""
-        self.assertEqual(self.answer(self.frame()), ((True, "v"), [4], [5, 1, 1]))
-        self.assertEqual(self.answer(self.frame(ttl=70000, ack=0)), ((True, "v"), [1, 2, 3, 4], [5, 1, 1]))
-        head = routed_head("k", 5, "me", 1)
-        body = routed_from(head, 1, 4, DEFAULT_HOPS, 300, dumps([RESPONSE, [], 42, False, ["E", "m"]]))
-        self.assertEqual(self.answer(struct.pack(">I", len(body)) + body), ((False, ["E", "m"]), [], [5, 1, 1]))
-
-    def test_anything_else_not_taken(self):
-        """When the read is anything but exactly that answer, then None and nothing changed (the full path
-        decides): another id, origin, start of either side, seq; not a RESPONSE; a tagged or cut payload;
-        two frames, a part of one, a byte after the payload, a frame above the limit, ok not a bool."""
-        untouched = (None, [1, 2, 3, 4], [5, 0, 0])
-        one = self.frame()
-        for data in [self.frame(payload=dumps([RESPONSE, [], 43, True, "v"])), self.frame(origin="x"),
-                     self.frame(origin_incarnation=6), self.frame(dest=("me", 2)), self.frame(dest=("you", 1)),
-                     self.frame(seq=2), self.frame(seq=0), self.frame(payload=dumps(post("v"))),
-                     self.frame(payload=b"\xc1\x1a\x00\x00\x00\x01"), self.frame(payload=dumps([RESPONSE, [], 42])),
-                     self.frame(payload=dumps([RESPONSE, [], 42, 1, "v"])), self.frame(payload=b""),
-                     self.frame(payload=dumps([RESPONSE, [], 42, True, "v"])[:-1]),
-                     one + one, one[:-1], one[:10], self.frame(extra=b"\x00"), b"\x00\x00\x00\x00",
-                     dumps([ROUTED])]:
-            self.assertEqual(self.answer(data), untouched, data)
-        self.assertEqual(self.answer(one, max_frame=len(one) - 5), untouched)
-
-
 class QuickPathTests(SynchronousTestCase):
     def test_request_answered_in_one_read(self):
         """When the answer (with the ack of the request) comes as one frame, then the request returns it
@@ -420,9 +380,13 @@ class QuickPathTests(SynchronousTestCase):
         client.request("poe://srv/s/x", 1)  # the server's stream to us begins
         taken: List[bytes] = []
         client._take = lambda conn, data: taken.append(data)  # type: ignore[method-assign]
-        self.assertEqual([client.request("poe://srv/s/x", n) for n in (2, 3)], [4, 6])
+        self.assertEqual([client.request("poe://srv/s/x", n, timeout=7) for n in (2, 3)], [4, 6])
         self.assertEqual((taken, client._out[SERVER].unacked, client._in[SERVER][:2], list(client._owed)),
                          ([], {}, [INCARNATION, 3], [SERVER]))
+        # Written from the destination's template: the kernels' parsers read the same fields.
+        self.assertEqual([(seq, payload[:8]) for seq, _, payload in server.payloads[1:]],
+                         [(n, [REQUEST, ["s"], "x", [n], "lite", None, None, None]) for n in (2, 3)])
+        self.assertEqual(server.ttls[1:], [7000, 7000])
 
     def test_answer_for_another_id_not_taken(self):
         """When a hostile server answers a request first with an answer for another id, then that answer is
