@@ -328,6 +328,14 @@ class WriteNowTests(SynchronousTestCase):
         transport.doWrite()
         self.assertEqual(theirs.recv(100), b"first second")
 
+    def test_nothing_after_abort(self) -> None:
+        """When the connection was aborted (it is still 'connected' until the next turn), then nothing is sent."""
+        transport, theirs = self.connection()
+        transport.stopReading = lambda: None  # no reactor
+        transport.abortConnection()
+        write_now(transport, b"after-abort")
+        self.assertRaises(BlockingIOError, theirs.recv, 100)
+
     def test_other_transports(self) -> None:
         """When the transport is not plain TCP, then its write() is used."""
         transport = StringTransport()

@@ -54,11 +54,13 @@ def write_now(transport: Any, data: bytes) -> None:
     event: an answer then costs the serving kernel a second turn, about
     53,000 instructions a request.)
     """
-    # dataBuffer and _tempDataBuffer are tcp.Connection's own buffers: read
-    # with a default, so that a Twisted without them just takes write().
+    # dataBuffer and _tempDataBuffer are tcp.Connection's own buffers, and
+    # _aborting is set by abortConnection (connected stays true until the
+    # next turn): read with a default, so that a Twisted without them just
+    # takes write(), which drops output after an abort.
     if isinstance(transport, tcp.Connection) and not transport.TLS and transport.connected \
-            and not transport.disconnecting and not getattr(transport, "dataBuffer", True) \
-            and not getattr(transport, "_tempDataBuffer", True):
+            and not transport.disconnecting and not getattr(transport, "_aborting", True) \
+            and not getattr(transport, "dataBuffer", True) and not getattr(transport, "_tempDataBuffer", True):
         try:
             sent = transport.socket.send(data)
         except OSError:  # it would block, or the connection failed: Twisted's write finds out
