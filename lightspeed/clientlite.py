@@ -226,7 +226,7 @@ class ClientLite(LiteLink):
         check_plain(args)
         payload = b"".join((template.phead, dumps_trusted(args), TAIL(SENDER, 0x1a, request_id)))
         n, ttl = len(payload), int(timeout * 1000)
-        if n > 255 or request_id > 0xffffffff or not 0 <= ttl <= 0xffffffff or stream is None or conn is None:
+        if n > 255 or request_id > 0xffffffff or not 256 <= ttl <= 0xffff or stream is None or conn is None:
             return _NOT_SENT
         now = time.monotonic()
         ack = stream[1]
@@ -235,7 +235,7 @@ class ClientLite(LiteLink):
             self._owed.pop(kernel, None)
         seq = out.seq = out.seq + 1  # Out.push
         out.unacked[seq] = (payload, now + timeout)
-        data = template.pack(template.fixed + n, template.head, 0x1a, seq, 0x1a, ack, 0x18, DEFAULT_HOPS, 0x1a, ttl,
+        data = template.pack(template.fixed + n, template.head, 0x1a, seq, 0x1a, ack, 0x18, DEFAULT_HOPS, 0x19, ttl,
                              0x58, n) + payload  # RequestTemplate.frame
         out.sent = now
         conn.frames_out += 1

@@ -23,8 +23,8 @@ from lightspeed.wire.codec import loads
 __all__ = ["RequestTemplate"]
 
 #: Body bytes after the routed head and before the payload: seq, ack, hops, ttl, the payload's head; in a
-#: request (a 32-bit ttl) and in an answer (none).
-_MIDDLE, _ANSWER_MIDDLE = 19, 15
+#: request (a 16-bit ttl) and in an answer (none).
+_MIDDLE, _ANSWER_MIDDLE = 17, 15
 #: The start of a RESPONSE payload up to its id: a 5-item array, RESPONSE, no sessions, a 32-bit id follows.
 _RESPONSE = b"\x85\x05\x80\x1a"
 #: By a CBOR item's first byte: whether it is one that cannot nest, decoded alone as in its array (integers,
@@ -40,9 +40,9 @@ class RequestTemplate:
 
     :meth:`lightspeed.clientlite.ClientLite._fast` writes a request with
     :attr:`pack` (its payload under 256 bytes, hops 24 to 255, ttl in ms
-    below 2**32) as :func:`~lightspeed.message.routed_from` would write
-    it, except that its ttl is a 32-bit integer (as seq and ack already
-    are: valid CBOR, if not the shortest form), and the payload's end
+    from 256 to 65,535: a 16-bit integer, its shortest form) as
+    :func:`~lightspeed.message.routed_from` writes it (which is the layout
+    a kernel reads without cbor2), and the payload's end
     after the args with :data:`~lightspeed.liteparts.TAIL`, as
     :obj:`~lightspeed.liteparts.request_payload` does.
     """
@@ -55,8 +55,8 @@ class RequestTemplate:
         #: The routed head of our requests, and of the kernel's answers to us.
         self.head = routed_head(name, incarnation, kernel, out.incarnation)
         self.reply = routed_head(kernel, out.incarnation, name, incarnation)
-        #: length, head, 0x1a seq, 0x1a ack, 0x18 hops, 0x1a ttl, 0x58 payload length.
-        self.pack = struct.Struct(">I%dsBIBIBBBIBB" % len(self.head)).pack
+        #: length, head, 0x1a seq, 0x1a ack, 0x18 hops, 0x19 ttl, 0x58 payload length.
+        self.pack = struct.Struct(">I%dsBIBIBBBHBB" % len(self.head)).pack
         #: A request frame's length but its payload's.
         self.fixed = len(self.head) + _MIDDLE
         #: length, reply, 0x1a seq, 0x1a ack, 0x18 (hops skipped), 0xf6 (no ttl), 0x58 payload length,
