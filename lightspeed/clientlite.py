@@ -360,7 +360,8 @@ class ClientLite(LiteLink):
         The next message posted to this client (to ``poe://NAME/lite/...``,
         a call's reply, a monitor event, an undeliverable report), waiting
         up to ``timeout`` seconds (default :attr:`timeout`); :obj:`None` if
-        none came.
+        none came.  At most :attr:`max_events` (10,000) wait unread: past
+        that the oldest is dropped and counted in :attr:`events_dropped`.
         """
         self._ensure()
         deadline = time.monotonic() + (self.timeout if timeout is None else timeout)

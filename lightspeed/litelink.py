@@ -21,7 +21,7 @@ from lightspeed.message import (
     CONTROL, DEFAULT_HOPS, LSA, POST, CALL, CALLREPLY, REQUEST, RESPONSE, UNDELIVERABLE, lsa_hidden, parse_lsa,
     parse_payload, parse_routed, routed_body, routed_from, routed_head,
 )
-from lightspeed.liteparts import RTO_MAX, RTO_MIN, WINDOW, Event, Out, WindowFull, lite_tls, \
+from lightspeed.liteparts import MAX_KERNELS, RTO_MAX, RTO_MIN, WINDOW, Event, Out, WindowFull, lite_tls, \
     open_socket, own_lsa, parse_endpoint, reachable, receive_entries, timeval
 from lightspeed.litetemplate import RequestTemplate
 from lightspeed.specifier import check_name
@@ -38,6 +38,9 @@ ACK_DELAY, ACK_EVERY = 0.01, 32
 LSA_REFRESH = 600.0
 #: The undeliverable reports kept for the next :meth:`LiteLink.flush` (the latest).
 MAX_REPORTS = 1000
+#: Events kept for :meth:`receive` that the application has not read: past it the oldest is dropped
+#: (counted in ``events_dropped``), so a client that never reads stays bounded.
+MAX_EVENTS = 10000
 #: Seconds between looks at what is due again and at the LSA's age (not at every read).
 CHECK_EVERY = 0.1
 #: The most one read takes from the socket (into one buffer kept per client).
@@ -67,6 +70,8 @@ class LiteLink:
         self.window = window
         self.peer: Optional[PeerInfo] = None
         self.events: Deque[Event] = deque()
+        self.max_events = MAX_EVENTS
+        self.events_dropped = 0
         self._sock: Optional[socket.socket] = None
         self._conn: Optional[Connection] = None
         self._closed: Optional[LinkClosed] = None
@@ -261,6 +266,8 @@ class LiteLink:
         elif kind == LSA:
             origin, incarnation, seq, links, _ = parse_lsa(message)
             held = self._lsas.get(origin)
+            if held is None and len(self._lsas) >= MAX_KERNELS:
+                return  # a kernel past the bound is not kept
             if origin != self.name and (held is None or (incarnation, seq) > held[:2]):
                 self._lsas[origin] = (incarnation, seq, dict(links), lsa_hidden(message))
                 self._known = None
@@ -293,6 +300,9 @@ class LiteLink:
             sessions = body[1]
             event = Event(kind, origin, sessions if sessions == "*" else ",".join(sessions), body[2], body[3],
                           body[4])
+            if len(self.events) >= self.max_events:
+                self.events.popleft()
+                self.events_dropped += 1
             self.events.append(event)
             if kind == UNDELIVERABLE:
                 self._undelivered.append(event)

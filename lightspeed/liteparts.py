@@ -19,7 +19,7 @@ from lightspeed.router import LinkState
 from lightspeed.wire.codec import dumps
 from lightspeed.wire import CIPHERS
 
-__all__ = ["Delivery", "Event", "Out", "WindowFull", "open_socket", "own_lsa", "parse_endpoint", "payload_head",
+__all__ = ["MAX_KERNELS", "Delivery", "Event", "Out", "WindowFull", "open_socket", "own_lsa", "parse_endpoint", "payload_head",
            "reachable", "request_payload", "SENDER", "TAIL", "timeval", "tls_context",
            "RTO_MIN", "RTO_MAX", "WINDOW"]
 
@@ -28,6 +28,9 @@ __all__ = ["Delivery", "Event", "Out", "WindowFull", "open_socket", "own_lsa", "
 RTO_MIN, RTO_MAX = 1.0, 30.0
 #: At most this many messages to one kernel travel unacknowledged (ClientLite's ``window``).
 WINDOW = 1024
+#: The most kernels a client keeps an advert or an incoming stream of: what the server sends beyond is
+#: not kept (as a kernel's flooding keeps at most 1024 kernels), so memory stays bounded.
+MAX_KERNELS = 1024
 
 
 class WindowFull(LightspeedError):
@@ -336,6 +339,8 @@ def receive_entries(name: str, incarnation: int, origin: str, origin_incarnation
         if dest != name or dest_incarnation != incarnation:
             continue
         stream = streams.get(origin)
+        if stream is None and len(streams) >= MAX_KERNELS:
+            continue  # not kept: the origin sends it again, and nothing grows
         if stream is None or origin_incarnation > stream[0]:
             stream = streams[origin] = [origin_incarnation, 0, 0]
         elif origin_incarnation < stream[0]:

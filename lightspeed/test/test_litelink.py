@@ -401,3 +401,38 @@ class QuickPathTests(SynchronousTestCase):
         client = ClientLite(server.endpoint, "lite-test", connect_timeout=10).connect()
         self.addCleanup(client.close, 0)
         self.assertEqual(client.request("poe://srv/s/x", 1, timeout=5), "right")
+
+
+class BoundTests(SynchronousTestCase):
+    """
+    What a server sends cannot make a client hold more than its bounds:
+    unread events, kernels' adverts, incoming streams.
+    """
+
+    def test_unread_events_bounded(self):
+        """When more posts arrive than max_events and none are read, then the oldest are dropped and counted."""
+        client = ClientLite("unix:/nonexistent/lite-bounds", "lite-b")
+        client.max_events = 3
+        for n in range(5):
+            client._deliver("srv", [POST, ["lite"], "hit", [n], "s", None, None, None])
+        self.assertEqual(([event.args[0] for event in client.events], client.events_dropped), ([2, 3, 4], 2))
+
+    def test_adverts_bounded(self):
+        """When adverts of more kernels than MAX_KERNELS come, then those past the bound are not kept."""
+        from lightspeed.liteparts import MAX_KERNELS
+
+        client = ClientLite("unix:/nonexistent/lite-bounds", "lite-b")
+        for n in range(MAX_KERNELS + 5):
+            client._message([LSA, f"k{n}", 1, 1, [["srv", 1]], None, {}])
+        self.assertEqual(len(client._lsas), MAX_KERNELS)
+        client._message([LSA, "k0", 1, 2, [["srv", 1]], None, {}])  # a kept kernel's newer advert still counts
+        self.assertEqual(client._lsas["k0"][:2], (1, 2))
+
+    def test_streams_bounded(self):
+        """When messages come from more origins than MAX_KERNELS, then no stream is made past the bound."""
+        from lightspeed.liteparts import MAX_KERNELS, receive_entries
+
+        streams: dict = {f"k{n}": [1, 0, 0] for n in range(MAX_KERNELS)}
+        self.assertFalse(receive_entries("lite-b", 7, "late", 1, [["lite-b", 7, 1, 0]], streams, None, False))
+        self.assertNotIn("late", streams)
+        self.assertTrue(receive_entries("lite-b", 7, "k1", 1, [["lite-b", 7, 1, 0]], streams, None, False))
