@@ -120,7 +120,7 @@ class Runtime:
 
     def call_now(self, session: Session, state: str, args: Tuple[Any, ...], sender: Any,
                  cstate: Optional[str], cfile: Where, cline: Optional[int]) -> Any:
-        handler = session._states.get(state) or session._states.get("_default")  # session.handler(state), inline
+        handler = session.handler(state)
         if handler is None:
             raise NoSuchSession(f"session {session.id} of kernel {self.name!r} has no state {state!r} and no _default")
         previous = self.current, self.current_state
@@ -211,14 +211,14 @@ class Runtime:
         Post an event: see :meth:`lightspeed.kernel.Kernel.post`.
         """
         frame = _getframe(1)
-        # Hot path: post(alias, state, *args); args is the event's args as the
-        # call built them (no slice).  A 'poe://' string is never an alias, an
-        # unhashable destination neither; a state the session has is valid.
+        # Hot path: post(alias, state, *args); a 'poe://' text is never an alias.
         try:
             session = self.aliases.get(_dest)
-        except TypeError:
+            if session is not None and _state not in session._states:
+                session = None
+        except TypeError:  # unhashable destination or state: refused below, saying why
             session = None
-        if session is not None and _state in session._states:
+        if session is not None:
             session._pending += 1
             self._targets.append(session)
             self._senders.append(self.current or self.owner)

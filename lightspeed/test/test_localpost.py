@@ -130,6 +130,15 @@ class LocalEventTests(SynchronousTestCase):
         self.kernel.flush()
         self.assertEqual([e.args for e in self.events], [(None,), (1, 2)])
 
+    def test_unhashable_state_refused(self) -> None:
+        """When an alias is followed by a list or dict where its state goes, then BadSpecifier says so (not TypeError) and nothing is queued."""
+        for state in (["hit"], {"hit": 1}):
+            with self.assertRaises(BadSpecifier) as e:
+                self.kernel.post("rec", state)
+            self.assertIn("state must be a string", str(e.exception))
+        self.kernel.flush()
+        self.assertEqual(self.events, [])
+
 
 class LineCacheTests(SynchronousTestCase):
     def test_bounded_and_per_code(self) -> None:
