@@ -122,17 +122,10 @@ class RemoteTests(SynchronousTestCase):
         self.assertEqual(a.caller_files, "name")
 
 
-class Tagger(Session):
+class Tagger(Recorder):
     """
-    Records the caller file, line and sender name of each ``hit``.
+    Records the caller file, line, sender name and argument of each ``hit``.
     """
-
-    def __init__(self, seen: List[Any]) -> None:
-        super().__init__()
-        self.seen = seen
-
-    def _start(self, event):
-        event.kernel.alias_set("tag")
 
     def hit(self, event):
         self.seen.append((event.caller_file, event.caller_line, event.sender.id, event.arg0))
@@ -157,7 +150,7 @@ class RepeatedCallSiteTests(SynchronousTestCase):
     def post_all(self, values: List[Any], between: Any) -> None:
         for value in values:
             between(value)
-            self.a.post("poe://rc-b/tag/hit", value)  # one call site for every value
+            self.a.post("poe://rc-b/rec/hit", value)  # one call site for every value
             self.mesh.settle()
 
     def test_policy_change_between_posts(self):
@@ -185,8 +178,8 @@ class RepeatedCallSiteTests(SynchronousTestCase):
 
     def test_two_lines_two_fields(self):
         """When posts come from two lines, then each arrives with its own line."""
-        self.a.post("poe://rc-b/tag/hit", 1)
-        self.a.post("poe://rc-b/tag/hit", 2)
+        self.a.post("poe://rc-b/rec/hit", 1)
+        self.a.post("poe://rc-b/rec/hit", 2)
         self.mesh.settle()
         lines = [seen[1] for seen in self.seen]
         self.assertEqual(lines[1] - lines[0], 1)
