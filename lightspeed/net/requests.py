@@ -273,10 +273,7 @@ class Requests:
                 network._limited(body)
         except LightspeedError as e:
             body = dumps([RESPONSE, [], request_id, False, ["EncodeError", str(e)]])
-        if origin == network.name:
-            network.relay.send(origin, body)  # a request of this kernel's own
-        else:
-            network.delivery.send((origin,), body)  # (what relay.send does, without its step)
+        network.relay.send(origin, body)
 
     def respond_when(self, origin: str, request_id: int, d: Deferred) -> None:
         """
