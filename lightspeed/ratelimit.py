@@ -45,4 +45,6 @@ class TokenBucket:
         else:
             tokens = self.tokens - count
         tokens = self.tokens = min(self.burst - count, tokens)
-        return -tokens / self.rate if tokens < 0 else 0.0
+        if tokens >= 0:
+            return 0.0
+        return -tokens / self.rate if self.rate > 0 else float("inf")  # a rate of 0 never pays it back

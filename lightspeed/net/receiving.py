@@ -122,8 +122,9 @@ class Receiving:
                       peer: str) -> None:
         """
         Several messages for this kernel, for sequence numbers from
-        ``entry``'s on: delivered in one go when they come next, straight
-        from their origin; else one by one as :meth:`arrived` takes them.
+        ``entry``'s on: delivered in one go when they come next (straight
+        from their origin or through a relay); else one by one as
+        :meth:`arrived` takes them.
         """
         inbox = self.inboxes.get(origin)
         seq = entry[2]

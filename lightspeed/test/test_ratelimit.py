@@ -27,6 +27,12 @@ class BucketTests(SynchronousTestCase):
         self.assertTrue(bucket.try_take(0.5))  # 0.5 s x 2/s = one token
         self.assertEqual([bucket.try_take(100.0) for _ in range(4)], [True, True, True, False])  # capped at 3
 
+    def test_zero_rate(self):
+        """When the rate is 0 (an advert rate may be set so), then the burst is taken and then try_take says no, never raising."""
+        bucket = TokenBucket(rate=0, burst=1, now=0.0)
+        self.assertEqual([bucket.try_take(now) for now in (0.0, 1.0, 2.0)], [True, False, False])
+        self.assertEqual(bucket.take(3.0, 1), float("inf"))
+
     def test_take_on_credit(self):
         """When more is taken than held, then the bucket is in debt and says how long until it is paid back."""
         bucket = TokenBucket(rate=100, burst=50, now=10.0)
