@@ -207,8 +207,9 @@ class ClientLite(LiteLink):
             return self._ask(kernels[0], REQUEST, sessions, state, args, timeout, head)
         finally:
             stream = self._out.get(kernels[0])
-            if stream is not None and type(dest) is str:  # the next request to dest is written from its template
-                if len(self._templates) >= MAX_DESTINATIONS:
+            if stream is not None and type(dest) is str and (template is None or template.out is not stream):
+                # The next request to dest is written from its template (made once per stream, not per request).
+                if dest not in self._templates and len(self._templates) >= MAX_DESTINATIONS:
                     self._templates.clear()
                 self._templates[dest] = RequestTemplate(kernels[0], stream, head, state, self.name,
                                                         self.incarnation)

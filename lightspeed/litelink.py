@@ -21,8 +21,8 @@ from lightspeed.message import (
     CONTROL, DEFAULT_HOPS, LSA, POST, CALL, CALLREPLY, REQUEST, RESPONSE, UNDELIVERABLE, lsa_hidden, parse_lsa,
     parse_payload, parse_routed, routed_body, routed_from, routed_head,
 )
-from lightspeed.liteparts import MAX_KERNELS, RTO_MAX, RTO_MIN, WINDOW, Event, Out, WindowFull, lite_tls, \
-    open_socket, own_lsa, parse_endpoint, reachable, receive_entries, timeval
+from lightspeed.liteparts import MAX_KERNELS, RTO_MAX, RTO_MIN, WINDOW, Event, Out, WindowFull, forget_unreachable, \
+    lite_tls, open_socket, own_lsa, parse_endpoint, reachable, receive_entries, timeval
 from lightspeed.litetemplate import RequestTemplate
 from lightspeed.specifier import check_name
 from lightspeed.wire.codec import dumps, loads
@@ -82,8 +82,7 @@ class LiteLink:
         self._in: Dict[str, List[int]] = {}  # origin -> [incarnation, delivered, owed]
         self._owed: Dict[str, float] = {}  # origin -> since when it is owed an ack
         self._known: Optional[Dict[str, int]] = None
-        # Request id -> the kernel asked (None: a trace, answered by whichever hop it reached), while waited;
-        # a RESPONSE is kept only for an id waited, from that kernel.
+        # Request id -> the kernel asked (None: a trace, which any hop answers); a RESPONSE is kept only from it.
         self._waiting: Dict[int, Optional[str]] = {}
         self._answers: Dict[int, Tuple[bool, Any]] = {}
         self._lost: Dict[str, int] = {}  # kernel -> messages given up since the last flush (it restarted)
@@ -267,7 +266,10 @@ class LiteLink:
             origin, incarnation, seq, links, _ = parse_lsa(message)
             held = self._lsas.get(origin)
             if held is None and len(self._lsas) >= MAX_KERNELS:
-                return  # a kernel past the bound is not kept
+                room = self.peer is not None and forget_unreachable(self._lsas, self._reachable())
+                self._known = None
+                if not room:
+                    return  # past the bound while every kernel held is reachable: not kept
             if origin != self.name and (held is None or (incarnation, seq) > held[:2]):
                 self._lsas[origin] = (incarnation, seq, dict(links), lsa_hidden(message))
                 self._known = None
@@ -277,7 +279,7 @@ class LiteLink:
         if origin == self.name:
             raise ProtocolError(f"routed message claims to come from this client ({origin!r})", "forged-origin")
         streams = self._in
-        deliver = receive_entries(self.name, self.incarnation, origin, incarnation, entries, streams,
+        deliver = receive_entries(self.name, self.incarnation, origin, incarnation, entries, streams, self._lsas,
                                   self._out.get(origin), not payload)
         stream = streams.get(origin)
         if stream is not None and stream[2] and origin not in self._owed:

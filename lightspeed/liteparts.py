@@ -10,7 +10,7 @@ from __future__ import annotations
 import socket
 import ssl
 import struct
-from typing import Any, Dict, List, NamedTuple, Optional, Tuple
+from typing import Any, Container, Dict, List, NamedTuple, Optional, Tuple
 
 from lightspeed.adverts import AdvertSigner
 from lightspeed.errors import LightspeedError
@@ -19,7 +19,8 @@ from lightspeed.router import LinkState
 from lightspeed.wire.codec import dumps
 from lightspeed.wire import CIPHERS
 
-__all__ = ["MAX_KERNELS", "Delivery", "Event", "Out", "WindowFull", "open_socket", "own_lsa", "parse_endpoint", "payload_head",
+__all__ = ["MAX_KERNELS", "forget_unreachable",
+           "Delivery", "Event", "Out", "WindowFull", "open_socket", "own_lsa", "parse_endpoint", "payload_head",
            "reachable", "request_payload", "SENDER", "TAIL", "timeval", "tls_context",
            "RTO_MIN", "RTO_MAX", "WINDOW"]
 
@@ -322,13 +323,28 @@ def reachable(lsas: Dict[str, Tuple[int, int, Dict[str, int], bool]], server: st
     return found
 
 
+def forget_unreachable(lsas: Dict[str, Tuple[int, int, Dict[str, int], bool]], known: Container[str]) -> bool:
+    """
+    Forget the adverts of kernels not in ``known`` (those reachable; a
+    kernel's own adverts age out instead).
+
+    :returns: whether there is room for another under :data:`MAX_KERNELS`.
+    """
+    for kernel in [kernel for kernel in lsas if kernel not in known]:
+        del lsas[kernel]
+    return len(lsas) < MAX_KERNELS
+
+
 def receive_entries(name: str, incarnation: int, origin: str, origin_incarnation: int, entries: List[Any],
-                    streams: Dict[str, List[int]], out: Optional[Out], tombstone: bool) -> bool:
+                    streams: Dict[str, List[int]], kernels: Container[str], out: Optional[Out],
+                    tombstone: bool) -> bool:
     """
     Apply the entries of a ROUTED message from ``origin`` (see "Streams" in
     ``docs/protocol.rst``): the one for this start of us moves the incoming
     stream (``streams[origin] = [incarnation, delivered, acks owed]``) and
-    applies its ack to ``out``, our stream to ``origin``.  Early payloads
+    applies its ack to ``out``, our stream to ``origin``; past
+    :data:`MAX_KERNELS` streams, only an origin in ``kernels`` (those whose
+    advert is held) gets a new one.  Early payloads
     are not held (the origin sends them again).  ``tombstone``: the
     payload is empty.
 
@@ -339,8 +355,8 @@ def receive_entries(name: str, incarnation: int, origin: str, origin_incarnation
         if dest != name or dest_incarnation != incarnation:
             continue
         stream = streams.get(origin)
-        if stream is None and len(streams) >= MAX_KERNELS:
-            continue  # not kept: the origin sends it again, and nothing grows
+        if stream is None and len(streams) >= MAX_KERNELS and origin not in kernels:
+            continue  # past the bound, only a kernel whose advert is held gets a stream (the origin resends)
         if stream is None or origin_incarnation > stream[0]:
             stream = streams[origin] = [origin_incarnation, 0, 0]
         elif origin_incarnation < stream[0]:

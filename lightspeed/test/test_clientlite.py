@@ -364,7 +364,7 @@ class StreamTests(SynchronousTestCase):
     """:obj:`lightspeed.liteparts.receive_entries` and :obj:`reachable`, without sockets."""
 
     def receive(self, streams, seq, ack=0, origin_incarnation=5, out=None, tombstone=False, dest=("me", 1)):
-        return receive_entries("me", 1, "k", origin_incarnation, [(dest[0], dest[1], seq, ack)], streams, out,
+        return receive_entries("me", 1, "k", origin_incarnation, [(dest[0], dest[1], seq, ack)], streams, (), out,
                                tombstone)
 
     def test_in_order_duplicates_early(self):

@@ -428,11 +428,25 @@ class BoundTests(SynchronousTestCase):
         client._message([LSA, "k0", 1, 2, [["srv", 1]], None, {}])  # a kept kernel's newer advert still counts
         self.assertEqual(client._lsas["k0"][:2], (1, 2))
 
+    def test_unreachable_adverts_make_room(self):
+        """When the bound is reached and a new kernel advertises, then the adverts of kernels no longer reachable go first."""
+        from lightspeed.liteparts import MAX_KERNELS
+
+        client = ClientLite("unix:/nonexistent/lite-bounds", "lite-b")
+        client.peer = PeerInfo("srv", 1, False)
+        client._message([LSA, "srv", 1, 1, [["lite-b", 1], ["k0", 1]], None, {}])
+        for n in range(MAX_KERNELS - 1):
+            client._message([LSA, f"k{n}", 1, 1, [["srv", 1]], None, {}])
+        client._message([LSA, "new", 1, 1, [["srv", 1]], None, {}])
+        self.assertEqual(sorted(client._lsas), ["k0", "new", "srv"])  # k1.. were not reachable: srv lists only k0
+
     def test_streams_bounded(self):
         """When messages come from more origins than MAX_KERNELS, then no stream is made past the bound."""
         from lightspeed.liteparts import MAX_KERNELS, receive_entries
 
         streams: dict = {f"k{n}": [1, 0, 0] for n in range(MAX_KERNELS)}
-        self.assertFalse(receive_entries("lite-b", 7, "late", 1, [["lite-b", 7, 1, 0]], streams, None, False))
+        self.assertFalse(receive_entries("lite-b", 7, "late", 1, [["lite-b", 7, 1, 0]], streams, (), None, False))
         self.assertNotIn("late", streams)
-        self.assertTrue(receive_entries("lite-b", 7, "k1", 1, [["lite-b", 7, 1, 0]], streams, None, False))
+        self.assertTrue(receive_entries("lite-b", 7, "k1", 1, [["lite-b", 7, 1, 0]], streams, (), None, False))
+        # a kernel whose advert is held gets a stream past the bound
+        self.assertTrue(receive_entries("lite-b", 7, "late", 1, [["lite-b", 7, 1, 0]], streams, {"late"}, None, False))

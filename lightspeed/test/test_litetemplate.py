@@ -69,7 +69,7 @@ def full(data: bytes, max_frame: int = 1 << 20) -> Tuple[Any, List[int], List[in
         origin, incarnation, entries, _, _, payload = parse_routed(message)
         if origin != "k" or origin == "me":
             return None, sorted(out.unacked), stream
-        if not receive_entries("me", 1, origin, incarnation, entries, streams, out, not payload):
+        if not receive_entries("me", 1, origin, incarnation, entries, streams, (), out, not payload):
             return None, sorted(out.unacked), streams["k"]
         body = parse_payload(loads(payload))
     except ProtocolError:
