@@ -237,7 +237,7 @@ class ClientLite(LiteLink):
         seq = out.seq = out.seq + 1  # Out.push
         out.unacked[seq] = (payload, now + timeout)
         data = template.pack(template.fixed + n, template.head, 0x1a, seq, 0x1a, ack, 0x18, DEFAULT_HOPS, 0x19, ttl,
-                             0x58, n) + payload  # RequestTemplate.frame
+                             0x58, n) + payload  # the frame RequestTemplate.pack lays out
         out.sent = now
         conn.frames_out += 1
         conn.bytes_out += len(data)

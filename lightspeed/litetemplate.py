@@ -39,7 +39,7 @@ class RequestTemplate:
     from one start of the client (``name``, ``incarnation``).
 
     :meth:`lightspeed.clientlite.ClientLite._fast` writes a request with
-    :attr:`pack` (its payload under 256 bytes, hops 24 to 255, ttl in ms
+    :attr:`pack` (its payload under 256 bytes, hops DEFAULT_HOPS, ttl in ms
     from 256 to 65,535: a 16-bit integer, its shortest form) as
     :func:`~lightspeed.message.routed_from` writes it (which is the layout
     a kernel reads without cbor2), and the payload's end
