@@ -65,10 +65,12 @@ class AuthHooks:
     log = Logger()
 
     def __init__(self) -> None:
-        self._hooks: Dict[Tuple[str, str], Hook] = {}
+        #: The hooks by ``(kind, session)``: read it, change it through
+        #: :meth:`register` and :meth:`unregister`.
+        self.hooks: Dict[Tuple[str, str], Hook] = {}
 
     def __bool__(self) -> bool:
-        return bool(self._hooks)
+        return bool(self.hooks)
 
     def register(self, kind: str, session: str, hook: Hook) -> None:
         """
@@ -79,13 +81,13 @@ class AuthHooks:
         """
         if kind not in KINDS:
             raise ValueError(f"unknown hook kind {kind!r}; one of {sorted(KINDS)}")
-        self._hooks[(kind, str(session))] = hook
+        self.hooks[(kind, str(session))] = hook
 
     def unregister(self, kind: str, session: str) -> bool:
         """
         :returns: whether a hook was registered there.
         """
-        return self._hooks.pop((kind, str(session)), None) is not None
+        return self.hooks.pop((kind, str(session)), None) is not None
 
     def check(self, request: AuthRequest, names: Iterable[str]) -> Optional[str]:
         """
@@ -96,11 +98,11 @@ class AuthHooks:
         """
         hook = None
         for name in names:
-            hook = self._hooks.get((request.kind, name))
+            hook = self.hooks.get((request.kind, name))
             if hook is not None:
                 break
         if hook is None:
-            hook = self._hooks.get((request.kind, "*"))
+            hook = self.hooks.get((request.kind, "*"))
         if hook is None:
             return None
         try:

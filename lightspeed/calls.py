@@ -21,6 +21,8 @@ from lightspeed.specifier import SCHEME, Specifier, check_name, check_state
 
 __all__ = ["Calls", "caller"]
 
+_WILD = ("*",)
+
 
 def caller(depth: int) -> Tuple[Optional[str], Optional[int]]:
     """
@@ -115,9 +117,9 @@ class Calls:
             plan = self._rt._plans.get(dest)  # the posts' cache of parsed destinations
             if plan is not None and plan[1] is not None and len(plan[1]) == 1 and self._rt.remote is not None:
                 spec = plan[0]
-                if len(spec.sessions) == 1 and not spec.all_sessions:
-                    return self._rt.remote.request(spec, plan[1][0], args, self._rt.current or self._rt.owner,
-                                                   self._rt.current_state, where, timeout)
+                if len(spec.sessions) == 1 and spec.sessions != _WILD:
+                    return self._rt.remote.request_planned(dest, plan, args, self._rt.current or self._rt.owner,
+                                                           self._rt.current_state, where[0], where[1], timeout)
         if (isinstance(dest, Session) or type(dest) is int) and args:
             session = dest if isinstance(dest, Session) else self._rt._sessions.get(dest)
             if session is not None and self._rt.registry.owns(session):

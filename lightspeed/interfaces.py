@@ -199,9 +199,21 @@ class INetworkPort(Interface):
         it has seen before calls.
         """
 
+    def request_planned(dest, plan, args, sender, cstate, where, offset, timeout):
+        """
+        :meth:`request` of one session of one other kernel, ``plan``
+        parsed from the text ``dest``, from the call site ``where`` and
+        ``offset`` (as for :meth:`post_planned`): what the runtime's request
+        to a ``poe://`` text it has seen before calls.
+
+        :returns: a Deferred of the value; every failure comes through it.
+        """
+
     def request(spec, kernel, args, sender, cstate, caller, timeout):
         """
-        Call one state of one session of ``kernel``.
+        Call one state of one session of ``kernel`` from the call site
+        ``caller``: ``(file, line)``, or a code object and an instruction
+        offset.
 
         :returns: a Deferred of the value; every failure comes through it.
         """

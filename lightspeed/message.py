@@ -210,8 +210,18 @@ def payload_body(kind: int, sessions: Any, state: Optional[str], args: Tuple[Any
     """
     ends = payload_ends(kind, sessions, state, s_session, s_state, s_file, s_line)
     if extra is not None:
-        ends = (b"\x89" + ends[0][1:], ends[1] + dumps_trusted(extra))
+        head, tail = with_extra(ends)
+        ends = (head, tail + dumps_trusted(extra))
     return joined_payload(ends, args)
+
+
+def with_extra(ends: Tuple[bytes, bytes]) -> Tuple[bytes, bytes]:
+    """
+    The ends of an eight-item payload (from :func:`payload_ends`) as those
+    of a nine-item one, whose ninth item (a REQUEST's id, a CALL's RSVP)
+    is put after the second end.
+    """
+    return b"\x89" + ends[0][1:], ends[1]
 
 
 def payload_ends(kind: int, sessions: Any, state: Optional[str], s_session: Optional[str], s_state: Optional[str],

@@ -26,7 +26,7 @@ from lightspeed.bounded import BoundedCache
 from lightspeed.errors import EncodeError
 from lightspeed.interfaces import IKernelPort, ILinkOwner, INetworkPort
 from lightspeed.message import (CALL, CALLREPLY, CONTROL, DEFAULT_HOPS, LSA, POST, REQUEST, ROUTED, joined_payload,
-                                payload_body, payload_ends)
+                                payload_body, payload_ends, with_extra)
 from lightspeed.net.callerfiles import DEFAULT_POLICY, CallerFiles
 from lightspeed.net.delivery import Delivery
 from lightspeed.net.costs import LinkCosts
@@ -35,7 +35,7 @@ from lightspeed.net.flooding import FADING_GRACE, LSA_MAX_AGE, LSA_REFRESH, Floo
 from lightspeed.net.links import Links
 from lightspeed.net.membership import Membership
 from lightspeed.net.relay import Relay
-from lightspeed.net.requests import Late, Requests
+from lightspeed.net.requests import Late, Requests, encode_id
 from lightspeed.router import Router
 from lightspeed.session import Where, caller_of
 from lightspeed.specifier import Specifier
@@ -254,13 +254,36 @@ class Network:
         :meth:`send` of a POST to ``plan`` (``dest`` parsed by the runtime:
         its specifier and its kernels, none of them this one) from the call
         site ``where`` and ``offset`` (a code object and instruction offset,
-        as :func:`~lightspeed.session.caller_of` takes them).  The encoded
-        fields around the arguments are kept by destination, call site,
-        sender and state, checked against the sender's wire name and the
-        caller-file policy's cache: a post from a call site seen before
-        encodes its arguments only.
+        as :func:`~lightspeed.session.caller_of` takes them).  A post from a
+        call site seen before encodes its arguments only (see
+        :meth:`_planned_ends`).
         """
-        key = (dest, id(where), offset, sender, cstate)
+        ends = self._planned_ends(POST, dest, plan, sender, cstate, where, offset)
+        self._send_payload(plan[0], plan[1], POST, joined_payload(ends, args), ttl, args, sender, where, offset)
+
+    def request_planned(self, dest: str, plan: Tuple[Specifier, Tuple[str, ...]], args: Tuple[Any, ...],
+                        sender: Any, cstate: Optional[str], where: Where, offset: Optional[int],
+                        timeout: Optional[float]) -> Deferred:
+        """
+        :meth:`request` to ``plan`` (``dest`` parsed by the runtime: one
+        session of one other kernel) from the call site ``where`` and
+        ``offset``: only the arguments and the request's id are encoded
+        when the call site was seen before (see :meth:`_planned_ends`).
+        """
+        head, tail = self._planned_ends(REQUEST, dest, plan, sender, cstate, where, offset)
+        return self._start_request(plan[0], plan[1][0], timeout,
+                                   lambda request_id: self._limited(joined_payload((head, tail + encode_id(request_id)),
+                                                                                   args)))
+
+    def _planned_ends(self, kind: int, dest: str, plan: Tuple[Specifier, Tuple[str, ...]], sender: Any,
+                      cstate: Optional[str], where: Where, offset: Optional[int]) -> Tuple[bytes, bytes]:
+        """
+        The encoded fields of a POST or REQUEST (with its id still to come)
+        around its arguments, kept by destination, call site, sender, state
+        and kind, checked against the sender's wire name and the
+        caller-file policy's cache.
+        """
+        key = (dest, id(where), offset, sender, cstate, kind)
         entry = self._posts.get(key)
         if entry is None or entry[0] is not where or entry[1] is not plan \
                 or self._sent_files.get(entry[2]) is not entry[3] or entry[4] != self.port.local.wire_name(sender):
@@ -269,9 +292,10 @@ class Network:
             sessions: Any = "*" if spec.sessions == _WILD else spec.sessions
             sent_file = self.caller_files.convert(cfile)
             wire = self.port.local.wire_name(sender)
+            ends = payload_ends(kind, sessions, spec.state, wire, cstate, sent_file, cline)
             entry = self._posts.remember(key, (where, plan, cfile, sent_file, wire,
-                                               payload_ends(POST, sessions, spec.state, wire, cstate, sent_file, cline)))
-        self._send_payload(plan[0], plan[1], POST, joined_payload(entry[5], args), ttl, args, sender, where, offset)
+                                               with_extra(ends) if kind == REQUEST else ends))
+        return entry[5]
 
     def _send_payload(self, spec: Specifier, kernels: Tuple[str, ...], kind: int, payload: bytes, ttl: Optional[float],
                       args: Tuple[Any, ...], sender: Any, where: Where, line: Optional[int]) -> None:
@@ -297,11 +321,17 @@ class Network:
             self.dispatch.lost(kernel, payload, reason)
 
     def request(self, spec: Specifier, kernel: str, args: Tuple[Any, ...], sender: Any,
-                cstate: Optional[str], caller: Tuple[Optional[str], Optional[int]],
+                cstate: Optional[str], caller: Tuple[Any, Optional[int]],
                 timeout: Optional[float]) -> Deferred:
         state = cast(str, spec.state)  # Calls.request got it from destination(): it names a state
-        d = self._ask(kernel, REQUEST, list(spec.sessions), state, args, sender, cstate, caller, timeout,
-                      lambda: f"no answer from {str(spec)!r} within {timeout} s")
+        requests, who = self.requests, self._who(sender, cstate, caller)
+        sessions = list(spec.sessions)
+        return self._start_request(spec, kernel, timeout,
+                                   lambda request_id: requests.payload(REQUEST, sessions, state, args, who, request_id))
+
+    def _start_request(self, spec: Specifier, kernel: str, timeout: Optional[float],
+                       build: Callable[[int], bytes]) -> Deferred:
+        d = self.requests.start(kernel, build, timeout, lambda: f"no answer from {str(spec)!r} within {timeout} s")
         if self.events.sent and not d.called:
             self.events.emit("sent", destination=str(spec), kind="request")
         return d
@@ -324,10 +354,18 @@ class Network:
         message too large, fail it at once with :class:`EncodeError` (the
         encoding of the message checks them).
         """
-        requests = self.requests
-        who = (self.port.local.wire_name(sender), cstate, self.caller_files.convert(caller[0]), caller[1])
+        requests, who = self.requests, self._who(sender, cstate, caller)
         return requests.start(kernel, lambda request_id: requests.payload(kind, sessions, state, args, who, request_id),
                               timeout, late)
+
+    def _who(self, sender: Any, cstate: Optional[str], caller: Tuple[Any, Optional[int]]) -> Tuple[Any, ...]:
+        """
+        A payload's sender fields (session, state, file, line) from the
+        call site ``caller`` (as :func:`~lightspeed.session.caller_of`
+        takes it).
+        """
+        cfile, cline = caller_of(*caller)
+        return self.port.local.wire_name(sender), cstate, self.caller_files.convert(cfile), cline
 
     def bounce(self, kernel: str, session: str, destination: str, reason: str, args: Any) -> None:
         self.relay.bounce(kernel, session, destination, reason, args)

@@ -69,7 +69,8 @@ class Dispatcher:
         Handle a decoded payload that came straight from kernel ``origin``,
         not checked yet.  The common request, to one aliased session in a
         state already seen valid, with no hook or event to tell, is
-        answered at once; everything else is checked by
+        answered at once, and an answer goes straight to its request;
+        everything else is checked by
         :func:`~lightspeed.message.parse_payload` and goes to
         :meth:`deliver`.
         """
@@ -86,6 +87,11 @@ class Dispatcher:
                 if session is not None:
                     self._answer(origin, payload, session, self._sender(origin, payload))
                     return
+        elif type(payload) is list and len(payload) >= 5 and payload[0] == RESPONSE and type(payload[0]) is int \
+                and type(payload[2]) is int and type(payload[3]) is bool:
+            # An answer, checked as parse_payload checks one, to the request it answers.
+            self._network.requests.response(origin, payload)
+            return
         self.deliver(origin, parse_payload(payload))
 
     def deliver(self, origin: str, payload: list) -> Optional[Tuple[Any, RemoteSender]]:

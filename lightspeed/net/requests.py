@@ -33,7 +33,7 @@ from lightspeed.errors import BacklogFull, EncodeError, LightspeedError, NoRoute
 from lightspeed.message import RESPONSE, payload_body
 from lightspeed.wire.codec import check_plain, dumps, dumps_trusted
 
-__all__ = ["Requests", "remote_error", "ID_BATCH"]
+__all__ = ["Requests", "remote_error", "ID_BATCH", "encode_id"]
 
 #: Request ids read from ``os.urandom`` in one go.
 ID_BATCH = 256
@@ -55,7 +55,7 @@ _U64 = struct.Struct(">BQ").pack
 _U32 = struct.Struct(">BI").pack
 
 
-def _answer_id(request_id: int) -> bytes:
+def encode_id(request_id: int) -> bytes:
     """
     The CBOR of a request id; ids of 2**16 and more (nearly every random
     one, and ClientLite's, counted from below 2**30) written by hand, in
@@ -268,7 +268,7 @@ class Requests:
         """
         network = self._network
         try:  # [RESPONSE, [], request_id, ok, value], with only the id and value encoded now
-            body = b"".join((_RESPONSE_HEAD, _answer_id(request_id), _TRUE_FALSE[ok], _answer_value(value)))
+            body = b"".join((_RESPONSE_HEAD, encode_id(request_id), _TRUE_FALSE[ok], _answer_value(value)))
             if len(body) > network.max_payload:
                 network._limited(body)
         except LightspeedError as e:

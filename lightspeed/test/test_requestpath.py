@@ -8,6 +8,8 @@ byte for byte as encoding them whole.
 
 from __future__ import annotations
 
+import os
+import sys
 from typing import Any, List
 
 from twisted.internet.task import Clock
@@ -150,6 +152,53 @@ class RoundTripTests(SynchronousTestCase):
         self.patch(self.b.network.requests, "respond", lambda *a: answers.append(a))
         dispatch.arrived("a", good + ["later item"])
         self.assertEqual(answers, [("a", 12345, True, 1)])
+
+
+    def test_answer_fast_path_refuses_what_the_check_refuses(self) -> None:
+        """
+        An answer straight from the kernel asked: one whose kind, id or
+        ok has a type the payload check refuses (a bool for an int, an int
+        for a bool), or that is short, is malformed and leaves the request
+        waiting; a well-formed one settles it.
+        """
+        d = self.a.request("poe://b/echo/echo", 1)
+        (request_id,) = self.a.network.requests.pending
+        dispatch = self.a.network.dispatch
+        good = [RESPONSE, [], request_id, True, "x"]
+        for i, bad in ((0, True), (2, True), (2, 1.0), (3, 1), (3, None)):
+            payload = list(good)
+            payload[i] = bad
+            self.assertRaises(ProtocolError, dispatch.arrived, "b", payload)
+        self.assertRaises(ProtocolError, dispatch.arrived, "b", good[:4])
+        self.assertNoResult(d)
+        dispatch.arrived("b", good)
+        self.assertEqual(self.successResultOf(d), "x")
+
+    def test_repeated_request_payloads(self) -> None:
+        """
+        Requests from one call site (the second on are put together from
+        the encoded fields kept for it, Network.request_planned) are byte
+        for byte what encoding the whole payload gives, with the caller's
+        line and a new id each; a request from another line carries that
+        line.
+        """
+        sent: List[bytes] = []
+        send = self.a.network.delivery.send
+        self.patch(self.a.network.delivery, "send", lambda kernels, payload, deadline=None:
+                   sent.append(payload) or send(kernels, payload, deadline))
+        line = sys._getframe().f_lineno + 2
+        for i in range(3):
+            self.a.request("poe://b/echo/echo", i)
+        self.a.request("poe://b/echo/echo", 9, timeout=None)
+        payloads = [loads(p) for p in sent]
+        self.assertEqual([dumps(p) for p in payloads], sent)
+        self.assertEqual([p[:8] for p in payloads],
+                         [[REQUEST, ["echo"], "echo", [i], None, None, p[6], line + (i == 9)] for i, p in
+                          zip([0, 1, 2, 9], payloads)])
+        self.assertEqual(payloads[0][6], os.path.join("lightspeed", "test", "test_requestpath.py"))
+        self.assertEqual(len({p[8] for p in payloads}), 4)
+        self.mesh.settle()
+        self.assertEqual(len(self.a.network.requests.pending), 0)
 
 
 class RequestIdTests(SynchronousTestCase):

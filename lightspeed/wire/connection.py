@@ -143,7 +143,8 @@ class Connection:
         self.answered = False
         self._raw: List[bytes] = []
         self._out: List[bytes] = []
-        self._out_size = 0
+        #: Bytes queued and not yet taken (before compression): read it.
+        self.pending_output = 0
         self._deflate: Any = None
         self._inflate: Any = None
         #: Frames and bytes (as on the wire, compressed where agreed) each way.
@@ -186,7 +187,7 @@ class Connection:
 
         :returns: :obj:`pending_output` now.
         """
-        size = self._out_size = self._out_size + len(body) + 4
+        size = self.pending_output = self.pending_output + len(body) + 4
         out = self._out
         out.append(frame(body))
         if len(out) == 1:
@@ -200,7 +201,7 @@ class Connection:
         out = b"".join(self._out)
         self.frames_out += len(self._out)
         self._out = []
-        self._out_size = 0
+        self.pending_output = 0
         if self._deflate is not None and out:
             out = self._deflate.compress(out) + self._deflate.flush(zlib.Z_SYNC_FLUSH)
         if self._raw:
@@ -217,13 +218,6 @@ class Connection:
         """
         return self._framer.buffered
 
-    @property
-    def pending_output(self) -> int:
-        """
-        Bytes queued and not yet taken (before compression).
-        """
-        return self._out_size
-
     def release(self) -> None:
         """
         The transport is gone: free the zlib streams (hundreds of KiB
@@ -231,7 +225,7 @@ class Connection:
         """
         self.state = "closed"
         self._deflate = self._inflate = None
-        self._out, self._raw, self._out_size = [], [], 0
+        self._out, self._raw, self.pending_output = [], [], 0
 
     def close(self, code: str, message: str) -> None:
         """
