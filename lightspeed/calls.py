@@ -113,13 +113,14 @@ class Calls:
         :meth:`lightspeed.kernel.Kernel.request`.  Every failure, a
         malformed destination included, comes through the Deferred.
         """
+        rt = self._rt
         if type(dest) is str:
-            plan = self._rt._plans.get(dest)  # the posts' cache of parsed destinations
-            if plan is not None and plan[1] is not None and len(plan[1]) == 1 and self._rt.remote is not None:
-                spec = plan[0]
-                if len(spec.sessions) == 1 and spec.sessions != _WILD:
-                    return self._rt.remote.request_planned(dest, plan, args, self._rt.current or self._rt.owner,
-                                                           self._rt.current_state, where[0], where[1], timeout)
+            plan = rt._plans.get(dest)  # the posts' cache of parsed destinations
+            if plan is not None and plan[1] is not None and len(plan[1]) == 1 and rt.remote is not None:
+                sessions = plan[0].sessions
+                if len(sessions) == 1 and sessions != _WILD:
+                    return rt.remote.request_planned(dest, plan, args, rt.current or rt.owner, rt.current_state,
+                                                     where[0], where[1], timeout)
         if (isinstance(dest, Session) or type(dest) is int) and args:
             session = dest if isinstance(dest, Session) else self._rt._sessions.get(dest)
             if session is not None and self._rt.registry.owns(session):

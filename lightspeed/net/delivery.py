@@ -187,8 +187,7 @@ class Delivery(FlowControl):
 
     def _send_one(self, box: Outbox, payload: bytes, deadline: Optional[float]) -> bool:
         """
-        The hot path of :meth:`send`: one destination with room in its
-        window.
+        The hot path of :meth:`send`: one destination with room in its window.
 
         :returns: whether it was sent (false: no route, take the long way).
         """
@@ -362,15 +361,16 @@ class Delivery(FlowControl):
         if count >= held:  # all of them: the usual case
             box.unacked_bytes = 0
             unacked.clear()
+            box.deadlines.clear()  # (every message numbered is acked)
         else:
             # Summed and dropped by C loops, without a Python step per message.
             box.unacked_bytes -= sum(map(len, islice(unacked, count)))
             popleft = unacked.popleft
             for _ in repeat(None, count):
                 popleft()
-        if box.deadlines:
-            for seq in [seq for seq in box.deadlines if seq <= ack]:
-                del box.deadlines[seq]
+            if box.deadlines:
+                for seq in [seq for seq in box.deadlines if seq <= ack]:
+                    del box.deadlines[seq]
         box.rto = RTO_INITIAL
         if unacked:
             box.since = box.progress = self._reactor.seconds()  # else _arm sets them for the next message

@@ -42,6 +42,19 @@ class FramingTests(SynchronousTestCase):
         self.assertEqual(framer.feed(frame(b"x" * 10)), [b"x" * 10])
         self.assertRaises(FrameTooLarge, framer.feed, frame(b"x" * 11)[:4])
 
+    def test_whole_frames_alone(self):
+        """When reads hold exactly one whole frame each (Framer.feed's quick path), then one over the maximum still
+        raises FrameTooLarge, and a read after a partial one is joined to it."""
+        framer = Framer(max_frame=10)
+        self.assertEqual([framer.feed(frame(b"x" * n)) for n in (0, 10)], [[b""], [b"x" * 10]])
+        self.assertRaises(FrameTooLarge, Framer(max_frame=10).feed, frame(b"x" * 11))
+        # A read that completes a partial frame is joined to it, even one that looks whole on its own:
+        # the frame of b"Z" + frame(b"Q") read as its first 5 bytes, then the 5 of frame(b"Q").
+        body = b"Z" + frame(b"Q")
+        self.assertEqual(framer.feed(frame(body)[:5]), [])
+        self.assertEqual(framer.feed(frame(b"Q")), [body])
+        self.assertEqual(framer.buffered, 0)
+
 
 class CodecTests(SynchronousTestCase):
     def test_plain_types_round_trip(self):

@@ -51,6 +51,12 @@ class Framer:
         :raises FrameTooLarge: when a length prefix exceeds ``max_frame``;
             the stream cannot be trusted after that.
         """
+        if not self._chunks and len(data) >= 4:
+            # The common read: nothing buffered (so _size is 0 and _need 4),
+            # and exactly one whole frame within the limit.
+            (length,) = _unpack_from(data)
+            if len(data) == 4 + length and length <= self.max_frame:
+                return [data[4:]]
         self._size += len(data)
         if self._size < self._need:
             self._chunks.append(data)
