@@ -11,6 +11,7 @@ The kernel is reached only through its
 
 from __future__ import annotations
 
+from itertools import islice
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 from twisted.internet.defer import Deferred, maybeDeferred
@@ -20,10 +21,10 @@ from twisted.python.failure import Failure
 from lightspeed.bounded import BoundedCache
 from lightspeed.errors import BadSpecifier, LightspeedError, NoRoute, NoSuchSession, ProtocolError, RequestTimeout
 from lightspeed.message import CALL, CALLREPLY, CONTROL, MONITOR_STATE, POST, REQUEST, RESPONSE, UNDELIVERABLE, \
-    parse_payload
+    parse_payload, post_template
 from lightspeed.session import RESERVED_STATES, RemoteSender
 from lightspeed.specifier import check_state, parse
-from lightspeed.wire.codec import loads
+from lightspeed.wire.codec import MAX_DEPTH, loads, loads_joined
 
 __all__ = ["Dispatcher", "KIND_NAMES"]
 
@@ -156,6 +157,56 @@ class Dispatcher:
             hot = self.deliver(origin, payload)
             if hot is not None:
                 key, head = payload[4:8], payload[1:3]
+
+    def same_posts(self, first: list, hot: Tuple[Any, Any], payloads: List[bytes], stream: Any) -> int:
+        """
+        The rule of :meth:`deliver_all`, read from bytes: queue the payloads
+        after ``first`` (a post queued on the hot path for ``hot``,
+        ``(session, sender)``) whose bytes are those
+        :func:`~lightspeed.message.payload_body` writes for a post with
+        ``first``'s fields, reading only their arguments (one string from
+        its bytes, other arrays decoded strictly, runs of them together);
+        each counts on ``stream`` first.  They stop at the first that
+        differs.  :returns: how many were queued.
+        """
+        head, tail = post_template(first[1], first[2], first[4], first[5], first[6], first[7])
+        at, cut = len(head), -len(tail)
+        at2 = at + 2
+        target = (hot[0], first[2], hot[1], first[5], first[6], first[7])
+        session, state, sender, cstate, cfile, cline = target
+        enqueue = self._local.enqueue
+        before = stream.delivered
+        arrays: List[bytes] = []  # argument arrays to decode, in order
+        for payload in islice(payloads, 1, None):
+            end = len(payload) + cut  # the argument array is payload[at:end]
+            if end - at < 1 or payload[:at] != head or payload[end:] != tail:
+                break
+            start = 0  # where a single string argument starts, if it is one
+            if payload[at] == 0x81 and end - at > 1:
+                initial = payload[at + 1]
+                kind = initial & 0xDF  # a text string's initial byte as a byte string's
+                if kind < 0x58:  # the length in the initial byte (a byte below 0x40 never matches)
+                    if kind - 0x40 == end - at2:
+                        start = at2
+                elif kind == 0x58 and payload[at2] == end - at2 - 1:
+                    start = at2 + 1  # the length in the next byte
+            if not start:
+                arrays.append(payload[at:end])
+                continue
+            arg: Any = payload[start:end]
+            if initial > 0x58:
+                try:
+                    arg = arg.decode("utf-8")
+                except UnicodeDecodeError:
+                    arrays.append(payload[at:end])  # refused when decoded: the run stops there
+                    continue
+            if arrays and not _queue_decoded(enqueue, arrays, target, stream):
+                return stream.delivered - before
+            stream.delivered += 1
+            enqueue(session, state, (arg,), sender, cstate, cfile, cline)
+        if arrays:
+            _queue_decoded(enqueue, arrays, target, stream)
+        return stream.delivered - before
 
     def _sender(self, origin: str, payload: list) -> RemoteSender:
         key = (origin, payload[4], payload[5], payload[6], payload[7])
@@ -374,3 +425,26 @@ class Dispatcher:
             events.emit("undeliverable", destination=destination, reason=reason, origin=origin)
         if bounce is not None:
             self._network.relay.bounce(bounce[0], bounce[1], destination, reason, bounce[2])
+
+
+def _queue_decoded(enqueue: Any, arrays: List[bytes], target: Tuple[Any, ...], stream: Any) -> bool:
+    """
+    Decode the argument arrays of posts for ``target`` (session, state,
+    sender, caller state, file, line) in one strict decoding (one level
+    less deep than the payload around them) and queue them in order with
+    ``enqueue`` (the runtime's), until one is not an array; ``arrays`` is
+    emptied.  Each counts on ``stream`` before it is queued.
+
+    :returns: whether all were queued.
+    """
+    decoded = loads_joined(arrays, MAX_DEPTH - 1)
+    arrays.clear()
+    if decoded is None:
+        return False
+    session, state, sender, cstate, cfile, cline = target
+    for args in decoded:
+        if type(args) is not list:
+            return False
+        stream.delivered += 1
+        enqueue(session, state, tuple(args), sender, cstate, cfile, cline)
+    return True

@@ -9,12 +9,11 @@ back carries them first.
 
 from __future__ import annotations
 
-from itertools import islice
 from typing import Any, Dict, List, Optional, Tuple
 
-from lightspeed.message import parse_payload, post_template
+from lightspeed.message import parse_payload
 from lightspeed.net.streams import Inbox
-from lightspeed.wire.codec import MAX_DEPTH, loads, loads_joined
+from lightspeed.wire.codec import loads, loads_joined
 
 __all__ = ["Receiving", "MAX_EARLY", "MAX_EARLY_BYTES", "ACK_EVERY", "ACK_DELAY"]
 
@@ -44,7 +43,6 @@ class Receiving:
         self._reactor = network.reactor
         self._router = network.router
         self._dispatch = network.dispatch
-        self._local = network.port.local
         self.inboxes: Dict[str, Inbox] = {}
         self._owed: Dict[str, None] = {}
         self._ack_call: Any = None
@@ -142,7 +140,8 @@ class Receiving:
         A batch that comes next on its stream, delivered in one go.  Its
         first payload is handled alone; if it is a post on the dispatcher's
         hot path, the ones after it that are the same post but for a string
-        argument are queued from their bytes (:meth:`_same_posts`); the
+        argument are queued from their bytes
+        (:meth:`~lightspeed.net.dispatch.Dispatcher.same_posts`); the
         rest are decoded as a whole.  What is wrong in a batch straight
         from its origin closes the link; one from a relay is dropped alone
         (:meth:`~lightspeed.net.relay.Relay.deliver_payload`,
@@ -154,7 +153,7 @@ class Receiving:
         relay = self._network.relay
         inbox.delivered += 1
         got = relay.deliver_payload(origin, peer, payloads[0])
-        done = 1 if got is None or got[1] is None else 1 + self._same_posts(got[0], got[1], payloads, inbox)
+        done = 1 if got is None or got[1] is None else 1 + self._dispatch.same_posts(got[0], got[1], payloads, inbox)
         if done == len(payloads):
             return
         rest = payloads[done:]
@@ -168,79 +167,6 @@ class Receiving:
             for payload in rest:  # each that is wrong dropped alone
                 inbox.delivered += 1
                 relay.deliver_payload(origin, peer, payload)
-
-    def _same_posts(self, first: list, hot: Tuple[Any, Any], payloads: List[bytes], inbox: Inbox) -> int:
-        """
-        Queue the payloads after ``first`` (a post the dispatcher queued on
-        its hot path for ``hot``, ``(session, sender)``) whose bytes are
-        those :func:`~lightspeed.message.payload_body` writes for a post with
-        ``first``'s fields (then they decode to such a post), reading only
-        their arguments: one string from its bytes, other arrays decoded
-        strictly, runs of them together.  Nothing that could change the
-        session or sender runs between (queuing runs no handler).  Each
-        counts on ``inbox`` before it is queued; they stop at the first
-        that differs.  :returns: how many were queued.
-        """
-        head, tail = post_template(first[1], first[2], first[4], first[5], first[6], first[7])
-        at, cut = len(head), -len(tail)
-        at2 = at + 2
-        target = (hot[0], first[2], hot[1], first[5], first[6], first[7])
-        session, state, sender, cstate, cfile, cline = target
-        enqueue = self._local.enqueue
-        before = inbox.delivered
-        arrays: List[bytes] = []  # argument arrays to decode, in order
-        for payload in islice(payloads, 1, None):
-            end = len(payload) + cut  # the argument array is payload[at:end]
-            if end - at < 1 or payload[:at] != head or payload[end:] != tail:
-                break
-            start = 0  # where a single string argument starts, if it is one
-            if payload[at] == 0x81 and end - at > 1:
-                initial = payload[at + 1]
-                kind = initial & 0xDF  # a text string's initial byte as a byte string's
-                if kind < 0x58:  # the length in the initial byte (a byte below 0x40 never matches)
-                    if kind - 0x40 == end - at2:
-                        start = at2
-                elif kind == 0x58 and payload[at2] == end - at2 - 1:
-                    start = at2 + 1  # the length in the next byte
-            if not start:
-                arrays.append(payload[at:end])
-                continue
-            arg: Any = payload[start:end]
-            if initial > 0x58:
-                try:
-                    arg = arg.decode("utf-8")
-                except UnicodeDecodeError:
-                    arrays.append(payload[at:end])  # refused when decoded: the run stops there
-                    continue
-            if arrays and not self._queue_decoded(arrays, target, inbox):
-                return inbox.delivered - before
-            inbox.delivered += 1
-            enqueue(session, state, (arg,), sender, cstate, cfile, cline)
-        if arrays:
-            self._queue_decoded(arrays, target, inbox)
-        return inbox.delivered - before
-
-    def _queue_decoded(self, arrays: List[bytes], target: Tuple[Any, ...], inbox: Inbox) -> bool:
-        """
-        Decode the argument arrays of posts for ``target`` (session, state,
-        sender, caller state, file, line) in one strict decoding (one level
-        less deep than the payload around them) and queue them in order,
-        until one is not an array; ``arrays`` is emptied.
-
-        :returns: whether all were queued.
-        """
-        decoded = loads_joined(arrays, MAX_DEPTH - 1)
-        arrays.clear()
-        if decoded is None:
-            return False
-        session, state, sender, cstate, cfile, cline = target
-        enqueue = self._local.enqueue
-        for args in decoded:
-            if type(args) is not list:
-                return False
-            inbox.delivered += 1
-            enqueue(session, state, tuple(args), sender, cstate, cfile, cline)
-        return True
 
     def _skip(self, origin: str, inbox: Inbox, seq: int, peer: str) -> None:
         """
