@@ -27,8 +27,8 @@ median; the ratios lite/echo and lite/raw-decode of the ``BENCH_PAIRS``
 pairs are printed with min/median/max and the load average. Issue 12's
 goal is lite/echo <= 1.3.
 
-Run: ``python bench/clientlite.py`` (BENCH_N, BENCH_WARM, BENCH_PAIRS;
-BENCH_KERNEL=0 leaves the kernel client out). ``python
+Run: ``python bench/clientlite.py`` (BENCH_N, BENCH_WARM, BENCH_PAIRS,
+BENCH_PIN; BENCH_KERNEL=0 leaves the kernel client out). ``python
 bench/clientlite.py serve`` alone prints the three ports and serves, for
 profiling one client (``python bench/clientlite.py lite PORT``).
 """
@@ -45,11 +45,25 @@ sys.path.insert(0, os.path.dirname(HERE))
 N = int(os.environ.get("BENCH_N", "5000"))
 WARM = int(os.environ.get("BENCH_WARM", "500"))
 PAIRS = int(os.environ.get("BENCH_PAIRS", "5"))
+#: BENCH_PIN: "none" (the default) leaves the processes where the scheduler puts them, "split" runs the server
+#: on the first CPU and each client on the second, "same" both on the first (see docs/tools.rst: on a VM whose
+#: idle CPUs halt, a wake-up across CPUs costs tens of microseconds, and the ratio changes with it).
+PIN = os.environ.get("BENCH_PIN", "none")
 VALUE = b"x" * 32
+
+
+def pin(role):
+    """Keep this process on its CPU under :data:`PIN` (the server on the first, a client on the second)."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if PIN == "split" and len(cpus) >= 2:
+        os.sched_setaffinity(0, {cpus[0] if role == "server" else cpus[1]})
+    elif PIN == "same":
+        os.sched_setaffinity(0, {cpus[0]})
 
 
 def serve():
     """The server process: prints the echo, raw-decode and lightspeed ports, then runs until killed."""
+    pin("server")
     from twisted.internet import protocol, reactor
     from twisted.protocols.basic import Int32StringReceiver
 
@@ -232,6 +246,7 @@ if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "serve":
         serve()
     elif len(sys.argv) > 2:
+        pin("client")
         print(KINDS[sys.argv[1]](int(sys.argv[2])))
     else:
         main()

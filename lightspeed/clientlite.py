@@ -27,7 +27,7 @@ from lightspeed.liteparts import RTO_MIN, SENDER, TAIL, Delivery, Event, WindowF
 from lightspeed.litetemplate import RequestTemplate
 from lightspeed.message import CALL, CONTROL, DEFAULT_HOPS, POST, REQUEST, TRACE
 from lightspeed.specifier import check_name, parse
-from lightspeed.wire.codec import check_plain, dumps_trusted
+from lightspeed.wire.codec import check_plain, dumps_args
 from lightspeed.wire.tracehops import check_hops
 
 __all__ = ["ClientLite", "Delivery", "Event", "WindowFull", "parse_endpoint", "tls_context"]
@@ -224,8 +224,7 @@ class ClientLite(LiteLink):
         """
         kernel, out, conn, stream = template.kernel, template.out, self._conn, self._in.get(template.kernel)
         request_id = next(self._ids)
-        check_plain(args)
-        payload = b"".join((template.phead, dumps_trusted(args), TAIL(SENDER, 0x1a, request_id)))
+        payload = b"".join((template.phead, dumps_args(args), TAIL(SENDER, 0x1a, request_id)))
         n, ttl = len(payload), int(timeout * 1000)
         if n > 255 or request_id > 0xffffffff or not 256 <= ttl <= 0xffff or stream is None or conn is None:
             return _NOT_SENT

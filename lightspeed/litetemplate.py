@@ -18,7 +18,7 @@ from typing import Any, List, Optional, Tuple
 from lightspeed.errors import ProtocolError
 from lightspeed.liteparts import RTO_MIN, Out
 from lightspeed.message import routed_head
-from lightspeed.wire.codec import loads
+from lightspeed.wire.codec import loads_value
 
 __all__ = ["RequestTemplate"]
 
@@ -79,7 +79,7 @@ class RequestTemplate:
         acknowledged and ``stream`` moves on as the full path would move it.
         :obj:`None` and nothing changed otherwise.  Only a value that
         cannot nest (not an array, map or tag: its depth does not depend on
-        the array around it) is decoded alone, with :obj:`loads`.
+        the array around it) is decoded alone, with :obj:`loads_value`.
         """
         end = len(data)
         out, reply = self.out, self.reply
@@ -103,7 +103,7 @@ class RequestTemplate:
                 return None
             if (ok != 0xf5 and ok != 0xf4) or not _LEAF[first]:
                 return None
-            value = loads(data[start:])
+            value = loads_value(data, start)
         except (struct.error, ProtocolError):  # shorter than that; not CBOR
             return None
         if out.unacked:  # all of them (Out.acked)

@@ -21,7 +21,7 @@ import cbor2
 
 from lightspeed.bounded import BoundedCache
 from lightspeed.errors import EncodeError, ProtocolError
-from lightspeed.wire.codec import check_plain, dumps_trusted
+from lightspeed.wire.codec import check_plain, dumps_args, dumps_trusted
 
 #: The protocol version this code speaks.  History: 1 — first version;
 #: 2 — end-to-end delivery; 3 — the password is checked by SPAKE2 and key
@@ -246,16 +246,7 @@ def joined_payload(ends: Tuple[bytes, bytes], args: Tuple[Any, ...]) -> bytes:
     :raises EncodeError: if an argument cannot travel (see
         :func:`~lightspeed.wire.codec.check_plain`).
     """
-    if len(args) == 1 and type(args[0]) is bytes:
-        # The common case, a single byte string, written by hand.
-        n = len(args[0])
-        return b"".join((ends[0], _ONE_BSTR[n] if n < 256 else b"\x81" + _bstr_head(n), args[0], ends[1]))
-    check_plain(args)
-    return b"".join((ends[0], dumps_trusted(args), ends[1]))
-
-
-#: The heads of an array of one byte string shorter than 256 bytes.
-_ONE_BSTR = [b"\x81" + head for head in _BSTR]
+    return b"".join((ends[0], dumps_args(args), ends[1]))
 
 
 def _ends(kind: int, sessions: Any, state: Optional[str], s_session: Optional[str], s_state: Optional[str],

@@ -31,7 +31,7 @@ from twisted.python.failure import Failure
 
 from lightspeed.errors import BacklogFull, EncodeError, LightspeedError, NoRoute, RemoteError, RequestTimeout, remote_error
 from lightspeed.message import RESPONSE, payload_body
-from lightspeed.wire.codec import check_plain, dumps, dumps_trusted
+from lightspeed.wire.codec import check_plain, dumps, dumps_trusted, dumps_value
 
 __all__ = ["Requests", "remote_error", "ID_BATCH", "encode_id"]
 
@@ -47,10 +47,6 @@ Late = Union[str, Callable[[], str]]
 #: the head of a five-item array.
 _RESPONSE_HEAD = b"\x85" + dumps_trusted(RESPONSE) + b"\x80"
 _TRUE_FALSE = (b"\xf4", b"\xf5")
-#: The heads of byte and text strings shorter than 256 bytes, as cbor2
-#: writes them.
-_BYTES_HEADS = [dumps_trusted(bytes(n))[:1 + (n >= 24)] for n in range(256)]
-_TEXT_HEADS = [dumps_trusted("a" * n)[:1 + (n >= 24)] for n in range(256)]
 _U64 = struct.Struct(">BQ").pack
 _U32 = struct.Struct(">BI").pack
 
@@ -64,25 +60,6 @@ def encode_id(request_id: int) -> bytes:
     if 0xFFFF < request_id < 0x10000000000000000:
         return _U32(0x1A, request_id) if request_id < 0x100000000 else _U64(0x1B, request_id)
     return dumps_trusted(request_id)
-
-
-def _answer_value(value: Any) -> bytes:
-    """
-    The CBOR of an answer's value, as :func:`~lightspeed.wire.codec.dumps`
-    writes it; byte strings and short text written by hand.
-
-    :raises EncodeError: if it cannot travel.
-    """
-    kind = type(value)
-    if kind is bytes and len(value) < 256:
-        return _BYTES_HEADS[len(value)] + value
-    if kind is str and len(value) < 64:
-        try:
-            text = value.encode()  # (at most 4 bytes a character)
-        except UnicodeEncodeError:  # a lone surrogate: dumps says why it cannot travel
-            return dumps(value)
-        return _TEXT_HEADS[len(text)] + text
-    return dumps(value)
 
 
 class Requests:
@@ -268,7 +245,7 @@ class Requests:
         """
         network = self._network
         try:  # [RESPONSE, [], request_id, ok, value], with only the id and value encoded now
-            body = b"".join((_RESPONSE_HEAD, encode_id(request_id), _TRUE_FALSE[ok], _answer_value(value)))
+            body = b"".join((_RESPONSE_HEAD, encode_id(request_id), _TRUE_FALSE[ok], dumps_value(value)))
             if len(body) > network.max_payload:
                 network._limited(body)
         except LightspeedError as e:

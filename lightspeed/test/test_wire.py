@@ -14,7 +14,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from lightspeed.errors import EncodeError, FrameTooLarge, ProtocolError
 from lightspeed.message import BYE, HELLO, LSA, PING, PONG, ROUTED, payload_body, routed_body, routed_from, \
     routed_head
-from lightspeed.wire.codec import MAX_DEPTH, dumps, loads, loads_joined
+from lightspeed.wire.codec import MAX_DEPTH, dumps, dumps_args, dumps_value, loads, loads_joined, loads_value
 from lightspeed.wire.connection import Connection, LinkConfig, PeerInfo
 from lightspeed.wire.framing import Framer, frame
 from lightspeed.test.optional import given, settings, st
@@ -89,6 +89,77 @@ class CodecTests(SynchronousTestCase):
             loads(data)
         except ProtocolError:
             pass
+
+
+class ByHandTests(SynchronousTestCase):
+    """
+    ``dumps_value``, ``dumps_args`` and ``loads_value`` write and read short
+    strings by hand: the bytes and values must be exactly cbor2's, and what
+    cbor2 refuses they refuse with the same exception.
+    """
+
+    VALUES = [b"", b"x", b"y" * 23, b"z" * 24, b"w" * 255, b"v" * 256, "", "a", "\u00e9t\u00e9", "x" * 63, "x" * 64,
+              "\U0001f600" * 15, "\U0001f600" * 16, 0, -1, 2**64, 1.5, None, True, [b"x"], {"k": "v"}]
+
+    def test_dumps_value_as_dumps(self):
+        """When a value is written by dumps_value, then it is the bytes of dumps()."""
+        for value in self.VALUES:
+            self.assertEqual(dumps_value(value), dumps(value), value)
+
+    def test_dumps_args_as_dumps(self):
+        """When arguments are written by dumps_args, then they are the bytes of dumps() of the tuple or list."""
+        for value in self.VALUES:
+            self.assertEqual(dumps_args((value,)), dumps((value,)), value)
+            self.assertEqual(dumps_args([value, value]), dumps([value, value]), value)
+        self.assertEqual(dumps_args(()), dumps(()))
+
+    def test_refused_as_dumps(self):
+        """When a value cannot travel (a set, a lone surrogate, in a list), then EncodeError, as dumps() raises."""
+        for bad in [{1}, "\ud800", "a\udfff" * 40, [object()]]:
+            self.assertRaises(EncodeError, dumps, bad)
+            self.assertRaises(EncodeError, dumps_value, bad)
+            self.assertRaises(EncodeError, dumps_args, (bad,))
+
+    def test_loads_value_as_loads(self):
+        """When an item that ends the data is read by loads_value, then it is the value loads() gives."""
+        for value in self.VALUES:
+            data = b"\x85\x05" + dumps(value)
+            got = loads_value(data, 2)
+            self.assertEqual((type(got), got), (type(loads(data[2:])), loads(data[2:])), value)
+
+    def test_loads_value_leaves_the_rest_to_loads(self):
+        """
+        When the item is not a shortest-form string that ends the data (bytes after it, a long head, one
+        cut short), then loads() decides: the same value, or ProtocolError.
+        """
+        for data in [b"\x43abcdef", b"\x58\x03abc", b"\x79\x00\x02ab", b"\x58", b"\x78", b"\x40",
+                     b"\x45ab", b"\x58\x05ab", b"\x01"]:
+            try:
+                expected: Any = (loads(data),)
+            except ProtocolError:
+                self.assertRaises(ProtocolError, loads_value, data, 0)
+            else:
+                self.assertEqual((loads_value(data, 0),), expected, data)
+
+    def test_loads_value_refuses_bad_utf8(self):
+        """When a text item is not valid UTF-8 (a bare continuation byte, an encoded surrogate), then ProtocolError."""
+        for data in [b"\x61\x80", b"\x63\xed\xa0\x80", b"\x78\x18" + b"\xff" * 24]:
+            self.assertRaises(ProtocolError, loads, data)
+            self.assertRaises(ProtocolError, loads_value, data, 0)
+
+    @settings(max_examples=200, deadline=None)
+    @given(st.binary(max_size=40), st.integers(0, 3))
+    def test_loads_value_garbage(self, data, start):
+        """When garbage is read by loads_value, then it is what loads() makes of it: that value or ProtocolError."""
+        data = b"\x00" * start + data
+        if len(data) <= start:
+            return
+        try:
+            expected = repr(loads(data[start:]))  # (a NaN is not equal to itself)
+        except ProtocolError:
+            self.assertRaises(ProtocolError, loads_value, data, start)
+        else:
+            self.assertEqual(repr(loads_value(data, start)), expected)
 
 
 class JoinedDecodingTests(SynchronousTestCase):
