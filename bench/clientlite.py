@@ -20,15 +20,21 @@ the body) of CBOR:
 - ``kernel``: the same request from a full Twisted kernel linked to the
   server, one at a time (what ClientLite replaces), for reference.
 
-The value is 32 bytes. Each measurement is its own process, alternating
-pair by pair (order reversed in odd pairs). Each does ``BENCH_WARM``
-round trips to warm up, then ``BENCH_N`` timed ones, and reports the
-median; the ratios lite/echo and lite/raw-decode of the ``BENCH_PAIRS``
-pairs are printed with min/median/max and the load average. Issue 12's
-goal is lite/echo <= 1.3.
+The value is 32 bytes. Each client is its own process. In a pair, the
+echo, raw-decode and lite clients start together, each does
+``BENCH_WARM`` round trips to warm up, and then they take turns: one
+block of ``BENCH_BLOCK`` timed round trips each, in turn (the order
+reversed in odd pairs), until each has done ``BENCH_N``; each reports the
+median of its own. So all three see the machine in the same state, to
+within a block (a few tens of milliseconds): on a shared machine whose
+speed changes from second to second, one process after another would
+compare different machines. The kernel client (a reactor of its own)
+runs after them in its pair, alone. The ratios lite/echo and
+lite/raw-decode of the ``BENCH_PAIRS`` pairs are printed with
+min/median/max and the load average. Issue 12's goal is lite/echo <= 1.3.
 
 Run: ``python bench/clientlite.py`` (BENCH_N, BENCH_WARM, BENCH_PAIRS,
-BENCH_PIN; BENCH_KERNEL=0 leaves the kernel client out). ``python
+BENCH_BLOCK, BENCH_PIN; BENCH_KERNEL=0 leaves the kernel client out). ``python
 bench/clientlite.py serve`` alone prints the three ports and serves, for
 profiling one client (``python bench/clientlite.py lite PORT``).
 """
@@ -45,10 +51,12 @@ sys.path.insert(0, os.path.dirname(HERE))
 N = int(os.environ.get("BENCH_N", "5000"))
 WARM = int(os.environ.get("BENCH_WARM", "500"))
 PAIRS = int(os.environ.get("BENCH_PAIRS", "5"))
-#: BENCH_PIN: "none" (the default) leaves the processes where the scheduler puts them, "split" runs the server
-#: on the first CPU and each client on the second, "same" both on the first (see docs/tools.rst: on a VM whose
-#: idle CPUs halt, a wake-up across CPUs costs tens of microseconds, and the ratio changes with it).
-PIN = os.environ.get("BENCH_PIN", "none")
+BLOCK = int(os.environ.get("BENCH_BLOCK", "250"))
+#: BENCH_PIN: "split" (the default, with two CPUs or more) runs the server on the first CPU and every client on
+#: the second, "same" all on the first, "none" leaves them where the scheduler puts them. Unpinned, the
+#: scheduler puts one client beside the server and another across, run by run, and a wake-up across CPUs
+#: costs tens of microseconds on this VM: the ratios then measure placement (see docs/tools.rst).
+PIN = os.environ.get("BENCH_PIN", "split" if len(os.sched_getaffinity(0)) >= 2 else "none")
 VALUE = b"x" * 32
 
 
@@ -117,7 +125,8 @@ def raw_client(port):
     return round_trip
 
 
-def measure_echo(port):
+def echo_client(port):
+    """``(one round trip, close)`` of the echo client."""
     import cbor2
 
     round_trip = raw_client(port)
@@ -126,10 +135,11 @@ def measure_echo(port):
     def once():
         assert len(round_trip(body)) == len(body)
 
-    return timed(once)
+    return once, lambda: None
 
 
-def measure_decode(port):
+def decode_client(port):
+    """``(one round trip, close)`` of the raw-decode client."""
     import cbor2
 
     round_trip = raw_client(port)
@@ -137,10 +147,11 @@ def measure_decode(port):
     def once():
         assert cbor2.loads(round_trip(cbor2.dumps(["ask", [VALUE]]))) == VALUE
 
-    return timed(once)
+    return once, lambda: None
 
 
-def measure_lite(port):
+def lite_client(port):
+    """``(one request, close)`` of ClientLite."""
     from lightspeed.clientlite import ClientLite
 
     client = ClientLite(("127.0.0.1", port)).connect()
@@ -148,10 +159,45 @@ def measure_lite(port):
     def once():
         assert client.request("poe://bench/echo/ask", VALUE) == VALUE
 
+    return once, client.close
+
+
+CLIENTS = {"echo": echo_client, "raw-decode": decode_client, "lite": lite_client}
+
+
+def measure_alone(kind, port):
+    """The median round trip of one client running alone (``python bench/clientlite.py KIND PORT``)."""
+    once, close = CLIENTS[kind](port)
     try:
         return timed(once)
     finally:
-        client.close()
+        close()
+
+
+def in_turns(kind, port):
+    """
+    A client that takes turns (``python bench/clientlite.py turns KIND
+    PORT``): it warms up, says ``ready``, then times one block for each
+    ``run N`` line on its standard input and answers ``done``; at ``end``
+    it prints the median of all it timed.
+    """
+    once, close = CLIENTS[kind](port)
+    for _ in range(WARM):
+        once()
+    print("ready", flush=True)
+    times = []
+    clock = time.perf_counter
+    for line in sys.stdin:
+        if line.startswith("run "):
+            for _ in range(int(line.split()[1])):
+                start = clock()
+                once()
+                times.append(clock() - start)
+            print("done", flush=True)
+        else:
+            break
+    close()
+    print(statistics.median(times), flush=True)
 
 
 def measure_kernel(port):
@@ -196,17 +242,50 @@ def timed(once):
     return statistics.median(times)
 
 
+def child_env():
+    return dict(os.environ, PYTHONPATH=os.path.dirname(HERE))
+
+
 def run_child(kind, port):
     out = subprocess.run([sys.executable, __file__, kind, str(port)], stdout=subprocess.PIPE, text=True,
-                         check=True, env=dict(os.environ, PYTHONPATH=os.path.dirname(HERE))).stdout
+                         check=True, env=child_env()).stdout
     return float(out.strip())
+
+
+def run_in_turns(kinds, ports):
+    """The median round trip of each of ``kinds``, their clients taking turns block by block (see above)."""
+    children = {kind: subprocess.Popen([sys.executable, __file__, "turns", kind, str(ports[kind])],
+                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=child_env())
+                for kind in kinds}
+    try:
+        for kind in kinds:
+            assert children[kind].stdout.readline().strip() == "ready", kind
+        for done in range(0, N, BLOCK):
+            for kind in kinds:
+                child = children[kind]
+                child.stdin.write(f"run {min(BLOCK, N - done)}\n")
+                child.stdin.flush()
+                assert child.stdout.readline().strip() == "done", kind
+        medians = {}
+        for kind in kinds:
+            child = children[kind]
+            child.stdin.write("end\n")
+            child.stdin.flush()
+            medians[kind] = float(child.stdout.readline())
+            child.wait()
+        return medians
+    finally:
+        for child in children.values():
+            if child.poll() is None:
+                child.kill()
 
 
 def spread(values):
     return f"min {min(values):.3f}  median {statistics.median(values):.3f}  max {max(values):.3f}"
 
 
-KINDS = {"echo": measure_echo, "raw-decode": measure_decode, "lite": measure_lite, "kernel": measure_kernel}
+KINDS = {"echo": lambda port: measure_alone("echo", port), "raw-decode": lambda port: measure_alone("raw-decode", port),
+         "lite": lambda port: measure_alone("lite", port), "kernel": measure_kernel}
 
 
 def main():
@@ -218,10 +297,13 @@ def main():
     try:
         echo_port, decode_port, lite_port = map(int, server.stdout.readline().split())
         ports = {"echo": echo_port, "raw-decode": decode_port, "lite": lite_port, "kernel": lite_port}
+        turns = ["echo", "raw-decode", "lite"]
         for pair in range(PAIRS):
-            order = kinds if pair % 2 == 0 else kinds[::-1]
-            for kind in order:
-                got[kind].append(run_child(kind, ports[kind]) * 1e6)
+            medians = run_in_turns(turns if pair % 2 == 0 else turns[::-1], ports)
+            for kind in turns:
+                got[kind].append(medians[kind] * 1e6)
+            if "kernel" in got:
+                got["kernel"].append(run_child("kernel", ports["kernel"]) * 1e6)
             print(f"pair {pair + 1}: " + "  ".join(f"{kind} {got[kind][-1]:.1f} us" for kind in kinds)
                   + f"  lite/echo {got['lite'][-1] / got['echo'][-1]:.2f}"
                   f"  lite/raw-decode {got['lite'][-1] / got['raw-decode'][-1]:.2f}", flush=True)
@@ -229,7 +311,7 @@ def main():
         server.kill()
         server.wait()
     load1 = os.getloadavg()
-    print(f"request round trip, {N} timed per process (median), {PAIRS} alternating pairs")
+    print(f"request round trip, {N} timed per process (median), in turns of {BLOCK}, {PAIRS} pairs")
     names = {"echo": "bare echo, no decode (us):", "raw-decode": "raw decode + dispatch (us):",
              "lite": "ClientLite request (us):", "kernel": "Twisted kernel request (us):"}
     for kind in kinds:
@@ -245,6 +327,9 @@ def main():
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "serve":
         serve()
+    elif len(sys.argv) > 3 and sys.argv[1] == "turns":
+        pin("client")
+        in_turns(sys.argv[2], int(sys.argv[3]))
     elif len(sys.argv) > 2:
         pin("client")
         print(KINDS[sys.argv[1]](int(sys.argv[2])))
